@@ -1,0 +1,32 @@
+//! # contrastive-core
+//!
+//! The mathematics and machinery shared by every method of the `contrastive` workspace:
+//!
+//! - [`similarity`]: cosine and dot similarity matrices, whole or block by block, and top-k.
+//! - [`sampling`]: which pairs are positives and negatives ([`sampling::PairMask`]), in-batch and
+//!   supervised layouts, hard-negative mining, MoCo's memory queue.
+//! - [`loss`]: the InfoNCE family written once as a masked InfoNCE, with a fused CPU kernel.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use contrastive_core::loss::{nt_xent, info_nce};
+//! use contrastive_core::sampling::MemoryQueue;
+//!
+//! let dev = Device::Cpu;
+//! // Two views of 4 samples, 8-dimensional (in practice: encoder outputs).
+//! let z1 = Tensor::new(&[[1f32, 0., 0., 0., 0., 0., 0., 0.], [0., 1., 0., 0., 0., 0., 0., 0.],
+//!                        [0., 0., 1., 0., 0., 0., 0., 0.], [0., 0., 0., 1., 0., 0., 0., 0.]], &dev)?;
+//! let z2 = (&z1 + 0.1)?;
+//! let simclr = nt_xent(&z1, &z2, 0.5)?;
+//!
+//! // MoCo: queries against their keys plus a queue of earlier keys.
+//! let mut queue = MemoryQueue::new(16, 8)?;
+//! queue.enqueue(&z2)?;
+//! let moco = info_nce(&z1, &z2, queue.keys(), 0.2)?;
+//! assert!(simclr.to_scalar::<f32>()? < (7f32).ln() && moco.to_scalar::<f32>()? > 0.0);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+
+pub mod loss;
+pub mod sampling;
+pub mod similarity;

@@ -1,0 +1,163 @@
+//! Similarity matrices between two sets of embeddings, whole or block by block.
+//!
+//! The whole matrix is what a loss needs; the blocked form is for evaluation and mining over sets
+//! too large to hold an (M, K) matrix (60,000 x 10,000 pairs is 2.4 GB in f32).
+
+use candle_core::{bail, DType, Result, Tensor, D};
+
+/// How two embeddings are compared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Similarity {
+    /// Dot product of the L2-normalised rows (every loss in this crate uses this).
+    #[default]
+    Cosine,
+    /// Plain dot product.
+    Dot,
+}
+
+/// Norms below this are clamped before dividing, as `torch.nn.functional.normalize` does.
+pub const NORM_EPS: f64 = 1e-12;
+
+/// Scales each row of a 2-D tensor to unit L2 norm (rows with norm below [`NORM_EPS`] are divided
+/// by `NORM_EPS` instead, so a zero row stays zero and nothing is NaN).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(NORM_EPS)?;
+    x.broadcast_div(&norm)
+}
+
+/// Checks that `a` is (M, D) and `b` is (K, D) with the same D and dtype; `what` names the caller.
+pub(crate) fn check_pair(what: &str, a: &Tensor, b: &Tensor) -> Result<(usize, usize, usize)> {
+    let (m, d) = match a.dims() {
+        [m, d] => (*m, *d),
+        other => bail!("{what}: the first input must be 2-D (N, D), got shape {other:?}"),
+    };
+    let (k, d2) = match b.dims() {
+        [k, d2] => (*k, *d2),
+        other => bail!("{what}: the second input must be 2-D (N, D), got shape {other:?}"),
+    };
+    if d != d2 {
+        bail!("{what}: embedding widths differ: {:?} against {:?}", a.dims(), b.dims());
+    }
+    if a.dtype() != b.dtype() {
+        bail!("{what}: dtypes differ: {:?} against {:?}", a.dtype(), b.dtype());
+    }
+    if !a.dtype().is_float() {
+        bail!("{what}: embeddings must be floating point, got {:?}", a.dtype());
+    }
+    Ok((m, k, d))
+}
+
+/// Row and column counts of one block of a blocked similarity computation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSize {
+    /// Rows of the first set per block.
+    pub rows: usize,
+    /// Rows of the second set per block.
+    pub cols: usize,
+}
+
+impl Default for BlockSize {
+    /// 1024 x 8192: 32 MiB per block in f32.
+    fn default() -> Self {
+        Self { rows: 1024, cols: 8192 }
+    }
+}
+
+/// The `k` most similar rows of a corpus for each query, best first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopK {
+    /// Neighbours per query (the requested k, or the corpus size if smaller was asked for).
+    pub k: usize,
+    /// Row-major (queries, k): corpus row indices.
+    pub indices: Vec<u32>,
+    /// Row-major (queries, k): their similarities.
+    pub values: Vec<f32>,
+}
+
+impl TopK {
+    /// Indices of the neighbours of query `q`, best first.
+    pub fn indices_of(&self, q: usize) -> &[u32] {
+        &self.indices[q * self.k..(q + 1) * self.k]
+    }
+
+    /// Similarities of the neighbours of query `q`, best first.
+    pub fn values_of(&self, q: usize) -> &[f32] {
+        &self.values[q * self.k..(q + 1) * self.k]
+    }
+}
+
+impl Similarity {
+    /// The full (M, K) similarity matrix between the rows of `a` (M, D) and of `b` (K, D).
+    pub fn matrix(self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        check_pair("similarity", a, b)?;
+        match self {
+            Similarity::Cosine => l2_normalize(a)?.matmul(&l2_normalize(b)?.t()?),
+            Similarity::Dot => a.matmul(&b.t()?),
+        }
+    }
+
+    /// Visits the similarity matrix block by block, never holding more than one block of
+    /// `block.rows x block.cols` entries: `visit(row_offset, col_offset, block)`.
+    pub fn for_each_block(
+        self,
+        a: &Tensor,
+        b: &Tensor,
+        block: BlockSize,
+        mut visit: impl FnMut(usize, usize, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let (m, k, _) = check_pair("blocked similarity", a, b)?;
+        if block.rows == 0 || block.cols == 0 {
+            bail!("blocked similarity: block size must be positive, got {block:?}");
+        }
+        let (a, b) = match self {
+            Similarity::Cosine => (l2_normalize(a)?, l2_normalize(b)?),
+            Similarity::Dot => (a.clone(), b.clone()),
+        };
+        for r0 in (0..m).step_by(block.rows) {
+            let rows = a.narrow(0, r0, block.rows.min(m - r0))?;
+            for c0 in (0..k).step_by(block.cols) {
+                let cols = b.narrow(0, c0, block.cols.min(k - c0))?;
+                let sim = rows.matmul(&cols.t()?)?;
+                visit(r0, c0, &sim)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `k` most similar rows of `corpus` for every row of `queries`, computed block by block
+    /// (ties go to the lower corpus index, so the result does not depend on the block size).
+    pub fn top_k(self, queries: &Tensor, corpus: &Tensor, k: usize, block: BlockSize) -> Result<TopK> {
+        let (m, n, _) = check_pair("top_k", queries, corpus)?;
+        if k == 0 || k > n {
+            bail!("top_k: k = {k} must be between 1 and the corpus size {n}");
+        }
+        // Each query keeps its best k so far as (value, index) pairs, merged block by block.
+        let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(2 * k); m];
+        self.for_each_block(queries, corpus, block, |r0, c0, sim| {
+            let sim = sim.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            for (r, row) in sim.into_iter().enumerate() {
+                let keep = &mut best[r0 + r];
+                keep.extend(row.into_iter().enumerate().map(|(c, v)| (v, (c0 + c) as u32)));
+                if keep.len() > k {
+                    keep.select_nth_unstable_by(k - 1, better_first);
+                    keep.truncate(k);
+                }
+            }
+            Ok(())
+        })?;
+        let mut out = TopK { k, indices: Vec::with_capacity(m * k), values: Vec::with_capacity(m * k) };
+        for mut row in best {
+            row.sort_unstable_by(better_first);
+            for (v, i) in row {
+                out.values.push(v);
+                out.indices.push(i);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Orders (similarity, index) pairs by similarity, highest first, then by index.
+fn better_first(x: &(f32, u32), y: &(f32, u32)) -> std::cmp::Ordering {
+    y.0.total_cmp(&x.0).then(x.1.cmp(&y.1))
+}
