@@ -125,7 +125,7 @@ impl Similarity {
     }
 
     /// The `k` most similar rows of `corpus` for every row of `queries`, computed block by block
-    /// (ties go to the lower corpus index, so the result does not depend on the block size).
+    /// (ties go to the lower corpus index).
     pub fn top_k(self, queries: &Tensor, corpus: &Tensor, k: usize, block: BlockSize) -> Result<TopK> {
         let (m, n, _) = check_pair("top_k", queries, corpus)?;
         if k == 0 || k > n {
