@@ -30,3 +30,8 @@
 pub mod loss;
 pub mod sampling;
 pub mod similarity;
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -39,14 +39,26 @@ fn joint_losses_fused_and_composite() {
     let views = [random_rows(1, 5, 4, 1.0), random_rows(2, 5, 4, 1.0)];
     for kernel in [Kernel::Fused, Kernel::Composite] {
         for denominator in [Denominator::WithPositives, Denominator::NegativesOnly] {
-            check(&format!("{kernel:?} {denominator:?}"), &views, joint_spec(kernel, denominator, NegativeEstimator::Plain));
+            check(
+                &format!("{kernel:?} {denominator:?}"),
+                &views,
+                joint_spec(kernel, denominator, NegativeEstimator::Plain),
+            );
         }
     }
-    check("debiased", &views, joint_spec(Kernel::Composite, Denominator::WithPositives, NegativeEstimator::Debiased { tau_plus: 0.1 }));
+    check(
+        "debiased",
+        &views,
+        joint_spec(Kernel::Composite, Denominator::WithPositives, NegativeEstimator::Debiased { tau_plus: 0.1 }),
+    );
     check(
         "hard negatives",
         &views,
-        joint_spec(Kernel::Composite, Denominator::WithPositives, NegativeEstimator::HardNegative { beta: 1.0, tau_plus: 0.1 }),
+        joint_spec(
+            Kernel::Composite,
+            Denominator::WithPositives,
+            NegativeEstimator::HardNegative { beta: 1.0, tau_plus: 0.1 },
+        ),
     );
 }
 

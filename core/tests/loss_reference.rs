@@ -91,7 +91,10 @@ fn joint_losses_match_naive_in_f64_fused_and_composite() {
                 let got = scalar(&public(p, &a, &b, t));
                 assert!((got - want).abs() < 1e-9 * want.abs().max(1.0), "{p:?} n={n} d={d} t={t}: {got} vs {want}");
                 let composite = scalar(&with_kernel(p, &a, &b, t, Kernel::Composite));
-                assert!((composite - want).abs() < 1e-9 * want.abs().max(1.0), "{p:?} composite: {composite} vs {want}");
+                assert!(
+                    (composite - want).abs() < 1e-9 * want.abs().max(1.0),
+                    "{p:?} composite: {composite} vs {want}"
+                );
             }
         }
     }
@@ -118,7 +121,8 @@ fn fused_agrees_with_composite_to_1e5_in_f32_loss_and_gradients() {
             let z2 = random_rows(500 + case as u64, n, d, 3.0);
             for p in [Joint::NtXent, Joint::Decoupled] {
                 let (lf, f1, f2) = loss_and_grads(&z1, &z2, DType::F32, |a, b| with_kernel(p, a, b, t, Kernel::Fused));
-                let (lc, c1, c2) = loss_and_grads(&z1, &z2, DType::F32, |a, b| with_kernel(p, a, b, t, Kernel::Composite));
+                let (lc, c1, c2) =
+                    loss_and_grads(&z1, &z2, DType::F32, |a, b| with_kernel(p, a, b, t, Kernel::Composite));
                 assert!((lf - lc).abs() <= 1e-5 * lc.abs().max(1.0), "{p:?} n={n} t={t}: fused {lf} composite {lc}");
                 let scale = c1.iter().chain(&c2).flatten().fold(0.0f64, |m, v| m.max(v.abs()));
                 let err = max_abs_diff(&f1, &c1).max(max_abs_diff(&f2, &c2));
@@ -163,7 +167,8 @@ fn supcon_matches_naive_fused_and_composite_including_anchors_without_positives(
             .loss(&zt, &zt, &PairMask::supervised(&labels))
             .unwrap();
         assert!((scalar(&composite) - want).abs() < 1e-9 * want.max(1.0));
-        let u32_labels = Tensor::new(labels.iter().map(|&l| l as u32).collect::<Vec<_>>().as_slice(), &Device::Cpu).unwrap();
+        let u32_labels =
+            Tensor::new(labels.iter().map(|&l| l as u32).collect::<Vec<_>>().as_slice(), &Device::Cpu).unwrap();
         assert_eq!(scalar(&supcon(&zt, &u32_labels, t).unwrap()), got);
     }
 }
@@ -218,11 +223,15 @@ fn losses_and_gradients_stay_finite_at_small_temperature_and_any_norm() {
         let far = random_rows(16, 64, 32, norm);
         for (v1, v2) in [(&z1, &z2), (&z1, &far)] {
             for p in JOINT {
-                let kernels: &[Kernel] = if is_plain(p) { &[Kernel::Fused, Kernel::Composite] } else { &[Kernel::Composite] };
+                let kernels: &[Kernel] =
+                    if is_plain(p) { &[Kernel::Fused, Kernel::Composite] } else { &[Kernel::Composite] };
                 for &kernel in kernels {
                     let (l, g1, g2) = loss_and_grads(v1, v2, DType::F32, |a, b| with_kernel(p, a, b, 0.01, kernel));
                     assert!(l.is_finite(), "{p:?} {kernel:?} norm {norm}: loss {l}");
-                    assert!(g1.iter().chain(&g2).flatten().all(|g| g.is_finite()), "{p:?} {kernel:?} norm {norm}: gradient");
+                    assert!(
+                        g1.iter().chain(&g2).flatten().all(|g| g.is_finite()),
+                        "{p:?} {kernel:?} norm {norm}: gradient"
+                    );
                 }
             }
             let labels: Vec<i64> = (0..64).map(|i| i % 4).collect();

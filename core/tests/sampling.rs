@@ -30,7 +30,7 @@ fn in_batch_layouts() {
     assert_eq!(joint.positive_counts(), vec![1; 8]);
     assert_eq!(joint.negative_counts(), vec![6; 8]); // 2N - 2
     assert_eq!(PairMask::cross_view(4).negative_counts(), vec![3; 4]); // N - 1
-    // The dense form of a structured mask is the same mask.
+                                                                       // The dense form of a structured mask is the same mask.
     let (p, n) = joint.to_dense();
     assert_eq!(PairMask::from_dense(8, 8, p, n).unwrap().to_dense(), joint.to_dense());
 }
@@ -94,9 +94,13 @@ fn mining_rejects_bad_input() {
     let mask = PairMask::cross_view(2);
     let e = HardNegativeMiner { k: 1, false_negative_margin: None }.mine(&mask, &sim(&[&[0.1, 0.2, 0.3]])).unwrap_err();
     assert!(e.to_string().contains("shape [1, 3], the mask is (2, 2)"), "{e}");
-    let e = HardNegativeMiner { k: 0, false_negative_margin: None }.mine(&mask, &sim(&[&[0.1, 0.2], &[0.1, 0.2]])).unwrap_err();
+    let e = HardNegativeMiner { k: 0, false_negative_margin: None }
+        .mine(&mask, &sim(&[&[0.1, 0.2], &[0.1, 0.2]]))
+        .unwrap_err();
     assert!(e.to_string().contains("k must be"), "{e}");
-    let e = HardNegativeMiner { k: 1, false_negative_margin: None }.mine(&mask, &sim(&[&[0.1, f32::NAN], &[0.1, 0.2]])).unwrap_err();
+    let e = HardNegativeMiner { k: 1, false_negative_margin: None }
+        .mine(&mask, &sim(&[&[0.1, f32::NAN], &[0.1, 0.2]]))
+        .unwrap_err();
     assert!(e.to_string().contains("similarity (0, 1) is not finite"), "{e}");
 }
 

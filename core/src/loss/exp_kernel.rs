@@ -19,10 +19,9 @@ fn exp_cephes(x: f32) -> f32 {
     let k = (xc * LOG2E + 0.5).floor();
     let r = xc - k * LN2_HI - k * LN2_LO;
     let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let y = p * r2 + r + 1.0;
     let scale = f32::from_bits(((k as i32 + 127) << 23) as u32);
     let v = y * scale;

@@ -24,7 +24,17 @@ use std::any::Any;
 use std::sync::Mutex;
 
 /// The element types the kernel runs in.
-pub(crate) trait KernelFloat: Float + WithDType + Send + Sync + 'static {
+pub(crate) trait KernelFloat:
+    Float
+    + WithDType
+    + Send
+    + Sync
+    + 'static
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::ops::DivAssign
+{
     /// `row[j] = exp(row[j] - shift)`, returning the sum.
     fn exp_shifted_sum(row: &mut [Self], shift: Self) -> Self;
 }
@@ -87,7 +97,11 @@ impl FusedInfoNce {
         let candidates = c.map(|c| normalize(c, dim));
         let (m, k) = (anchors.rows, candidates.as_ref().map_or(anchors.rows, |c| c.rows));
         if (m, k) != (self.mask.rows(), self.mask.cols()) {
-            bail!("fused loss: inputs give a {m} x {k} similarity, the mask is {} x {}", self.mask.rows(), self.mask.cols());
+            bail!(
+                "fused loss: inputs give a {m} x {k} similarity, the mask is {} x {}",
+                self.mask.rows(),
+                self.mask.cols()
+            );
         }
         let c_hat = candidates.as_ref().map_or(&anchors.hat, |c| &c.hat);
         let mut exps = vec![T::zero(); m * k];
@@ -96,10 +110,25 @@ impl FusedInfoNce {
         // SAFETY: the buffers have the stated shapes: Â (m, dim), Ĉ (k, dim), S (m, k), all row-major.
         unsafe {
             gemm::gemm(
-                m, k, dim, exps.as_mut_ptr(), 1, k as isize, false,
-                anchors.hat.as_ptr(), 1, dim as isize,
-                c_hat.as_ptr(), dim as isize, 1,
-                T::zero(), scale, false, false, false, parallelism(),
+                m,
+                k,
+                dim,
+                exps.as_mut_ptr(),
+                1,
+                k as isize,
+                false,
+                anchors.hat.as_ptr(),
+                1,
+                dim as isize,
+                c_hat.as_ptr(),
+                dim as isize,
+                1,
+                T::zero(),
+                scale,
+                false,
+                false,
+                false,
+                parallelism(),
             );
         }
         let with_positives = self.denominator == Denominator::WithPositives;
@@ -123,7 +152,7 @@ impl FusedInfoNce {
                         let mut n = 0;
                         for ((v, &p), &neg) in row.iter_mut().zip(positives).zip(negatives) {
                             if p {
-                                sum = sum + *v;
+                                sum += *v;
                                 n += 1;
                             }
                             if !(neg || (p && with_positives)) {
@@ -187,13 +216,13 @@ impl FusedInfoNce {
                 return;
             }
             let s = c / sums[i];
-            row.iter_mut().for_each(|v| *v = *v * s);
+            row.iter_mut().for_each(|v| *v *= s);
             let p = c / T::from(positives[i]).unwrap_or_else(T::one);
             match self.mask.row(i) {
-                RowMask::Structured { positive, .. } => row[positive] = row[positive] - p,
+                RowMask::Structured { positive, .. } => row[positive] -= p,
                 RowMask::Dense { positives, .. } => {
                     for (v, _) in row.iter_mut().zip(positives).filter(|(_, &is)| is) {
-                        *v = *v - p;
+                        *v -= p;
                     }
                 }
             }
@@ -227,21 +256,46 @@ fn parallelism() -> gemm::Parallelism {
 /// dst (rows, cols) = scale * G' B where G' is `g` (rows, inner) or, with `transpose_g`, the
 /// transpose of `g` stored as (inner, rows); `b` is (inner, cols). All row-major.
 #[allow(clippy::too_many_arguments)]
-fn matmul<T: KernelFloat>(dst: &mut [T], g: &[T], b: &[T], rows: usize, cols: usize, inner: usize, transpose_g: bool, scale: T) {
+fn matmul<T: KernelFloat>(
+    dst: &mut [T],
+    g: &[T],
+    b: &[T],
+    rows: usize,
+    cols: usize,
+    inner: usize,
+    transpose_g: bool,
+    scale: T,
+) {
     let (g_cs, g_rs) = if transpose_g { (rows as isize, 1) } else { (1, inner as isize) };
     // SAFETY: dst holds rows*cols, g holds rows*inner, b holds inner*cols elements, with the
     // strides given.
     unsafe {
         gemm::gemm(
-            rows, cols, inner, dst.as_mut_ptr(), 1, cols as isize, false,
-            g.as_ptr(), g_cs, g_rs, b.as_ptr(), 1, cols as isize,
-            T::zero(), scale, false, false, false, parallelism(),
+            rows,
+            cols,
+            inner,
+            dst.as_mut_ptr(),
+            1,
+            cols as isize,
+            false,
+            g.as_ptr(),
+            g_cs,
+            g_rs,
+            b.as_ptr(),
+            1,
+            cols as isize,
+            T::zero(),
+            scale,
+            false,
+            false,
+            false,
+            parallelism(),
         );
     }
 }
 
 fn normalize<T: KernelFloat>(x: &[T], dim: usize) -> Normalized<T> {
-    let rows = if dim == 0 { 0 } else { x.len() / dim };
+    let rows = x.len().checked_div(dim).unwrap_or(0);
     let eps = T::from(NORM_EPS).unwrap_or_else(T::epsilon);
     let mut hat = x.to_vec();
     let norms = hat
@@ -249,7 +303,7 @@ fn normalize<T: KernelFloat>(x: &[T], dim: usize) -> Normalized<T> {
         .map(|row| {
             let norm = row.iter().fold(T::zero(), |s, &v| s + v * v).sqrt();
             let d = Float::max(norm, eps);
-            row.iter_mut().for_each(|v| *v = *v / d);
+            row.iter_mut().for_each(|v| *v /= d);
             norm
         })
         .collect();
@@ -265,7 +319,7 @@ fn normalize_backward<T: KernelFloat>(x: &Normalized<T>, mut d_hat: Vec<T>, dim:
             let dot = h.iter().zip(d.iter()).fold(T::zero(), |s, (&a, &b)| s + a * b);
             d.iter_mut().zip(h).for_each(|(v, &hv)| *v = (*v - hv * dot) / norm);
         } else {
-            d.iter_mut().for_each(|v| *v = *v / eps);
+            d.iter_mut().for_each(|v| *v /= eps);
         }
     });
     d_hat
@@ -355,21 +409,27 @@ impl CustomOp2 for FusedInfoNce {
         let (_, dim) = dims2(l1)?;
         dims2(l2)?;
         match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => Ok(scalar(self.forward::<f32>(
-                contiguous_slice(s1, l1)?,
-                Some(contiguous_slice(s2, l2)?),
-                dim,
-            )?)),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => Ok(scalar(self.forward::<f64>(
-                contiguous_slice(s1, l1)?,
-                Some(contiguous_slice(s2, l2)?),
-                dim,
-            )?)),
-            _ => bail!("fused loss: f32 or f64 embeddings of one dtype expected, got {:?} and {:?}", s1.dtype(), s2.dtype()),
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                Ok(scalar(self.forward::<f32>(contiguous_slice(s1, l1)?, Some(contiguous_slice(s2, l2)?), dim)?))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                Ok(scalar(self.forward::<f64>(contiguous_slice(s1, l1)?, Some(contiguous_slice(s2, l2)?), dim)?))
+            }
+            _ => bail!(
+                "fused loss: f32 or f64 embeddings of one dtype expected, got {:?} and {:?}",
+                s1.dtype(),
+                s2.dtype()
+            ),
         }
     }
 
-    fn bwd(&self, a: &Tensor, c: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        c: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = grad_res.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         let (ga, gc) = match a.dtype() {
             candle_core::DType::F32 => {

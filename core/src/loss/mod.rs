@@ -114,11 +114,7 @@ impl MaskedInfoNce {
             let op = fused::FusedInfoNce::new(mask.clone(), self.denominator, self.temperature);
             let shared = anchors.id() == candidates.id();
             let anchors = anchors.contiguous()?;
-            return if shared {
-                anchors.apply_op1(op)
-            } else {
-                anchors.apply_op2(&candidates.contiguous()?, op)
-            };
+            return if shared { anchors.apply_op1(op) } else { anchors.apply_op2(&candidates.contiguous()?, op) };
         }
         composite::mean_over_valid(&composite::per_anchor(self, anchors, candidates, mask)?, mask)
     }
@@ -257,10 +253,7 @@ pub fn decoupled_nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<T
 
 /// Debiased NT-Xent (Chuang et al. 2020) with class prior `tau_plus` in [0, 1); 0 gives NT-Xent.
 pub fn debiased_nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64, tau_plus: f64) -> Result<Tensor> {
-    let spec = MaskedInfoNce {
-        estimator: NegativeEstimator::Debiased { tau_plus },
-        ..MaskedInfoNce::new(temperature)
-    };
+    let spec = MaskedInfoNce { estimator: NegativeEstimator::Debiased { tau_plus }, ..MaskedInfoNce::new(temperature) };
     joint("debiased_nt_xent", z1, z2, spec)
 }
 

@@ -47,9 +47,7 @@ impl HardNegativeMiner {
                 let weakest = row.iter().zip(pos).filter(|(_, &p)| p).map(|(s, _)| *s).reduce(f64::min)?;
                 Some(weakest - m)
             });
-            let mut kept: Vec<usize> = (0..cols)
-                .filter(|&j| neg[j] && threshold.is_none_or(|t| row[j] <= t))
-                .collect();
+            let mut kept: Vec<usize> = (0..cols).filter(|&j| neg[j] && threshold.is_none_or(|t| row[j] <= t)).collect();
             kept.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
             kept.truncate(self.k);
             neg.iter_mut().for_each(|n| *n = false);

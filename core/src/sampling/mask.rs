@@ -29,8 +29,14 @@ enum Structure {
 /// One row of a mask, as the fused loss kernel reads it.
 pub(crate) enum RowMask<'a> {
     /// One positive, at most one excluded column, every other column negative.
-    Structured { positive: usize, excluded: Option<usize> },
-    Dense { positives: &'a [bool], negatives: &'a [bool] },
+    Structured {
+        positive: usize,
+        excluded: Option<usize>,
+    },
+    Dense {
+        positives: &'a [bool],
+        negatives: &'a [bool],
+    },
 }
 
 /// What a labelled candidate with the anchor's own label becomes.
@@ -127,13 +133,10 @@ impl PairMask {
     fn counts(&self, pick: impl Fn(usize, usize) -> usize) -> Vec<usize> {
         (0..self.rows)
             .map(|i| match self.row(i) {
-                RowMask::Structured { excluded, .. } => {
-                    pick(1, self.cols - 1 - usize::from(excluded.is_some()))
+                RowMask::Structured { excluded, .. } => pick(1, self.cols - 1 - usize::from(excluded.is_some())),
+                RowMask::Dense { positives, negatives } => {
+                    pick(positives.iter().filter(|&&p| p).count(), negatives.iter().filter(|&&n| n).count())
                 }
-                RowMask::Dense { positives, negatives } => pick(
-                    positives.iter().filter(|&&p| p).count(),
-                    negatives.iter().filter(|&&n| n).count(),
-                ),
             })
             .collect()
     }
@@ -160,7 +163,9 @@ impl PairMask {
     /// The mask as two (rows, cols) u8 tensors of 0/1: (positives, negatives).
     pub fn to_tensors(&self, device: &Device) -> Result<(Tensor, Tensor)> {
         let (p, n) = self.to_dense();
-        let as_u8 = |v: Vec<bool>| Tensor::from_vec(v.into_iter().map(u8::from).collect::<Vec<_>>(), (self.rows, self.cols), device);
+        let as_u8 = |v: Vec<bool>| {
+            Tensor::from_vec(v.into_iter().map(u8::from).collect::<Vec<_>>(), (self.rows, self.cols), device)
+        };
         Ok((as_u8(p)?, as_u8(n)?))
     }
 
@@ -213,9 +218,7 @@ impl PairMask {
     pub(crate) fn row(&self, i: usize) -> RowMask<'_> {
         match &self.structure {
             Structure::CrossView => RowMask::Structured { positive: i, excluded: None },
-            Structure::Joint { n } => {
-                RowMask::Structured { positive: (i + n) % (2 * n), excluded: Some(i) }
-            }
+            Structure::Joint { n } => RowMask::Structured { positive: (i + n) % (2 * n), excluded: Some(i) },
             Structure::Dense { positives, negatives } => RowMask::Dense {
                 positives: &positives[i * self.cols..(i + 1) * self.cols],
                 negatives: &negatives[i * self.cols..(i + 1) * self.cols],
