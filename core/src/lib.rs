@@ -27,9 +27,14 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod error;
 pub mod loss;
+pub mod nn;
+pub mod rng;
 pub mod sampling;
 pub mod similarity;
+
+pub use error::{Error, Result};
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

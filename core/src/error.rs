@@ -1,0 +1,77 @@
+//! The one error type for I/O, configuration, data and training. Tensor maths stays on
+//! `candle_core::Result`; a candle error that reaches training is wrapped here.
+
+use std::path::PathBuf;
+
+/// What went wrong, naming the file, field, tensor or step involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A JSON file could not be read or written.
+    #[error("{path}: {message}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What serde said.
+        message: String,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid config: {field}: {message}")]
+    Config {
+        /// The field, e.g. `optimizer.momentum`.
+        field: String,
+        /// Why it is invalid.
+        message: String,
+    },
+    /// A checkpoint is missing, truncated or does not match the model.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file within the checkpoint.
+        path: PathBuf,
+        /// What is wrong, naming the tensor where there is one.
+        message: String,
+    },
+    /// Bad input data.
+    #[error("data: {0}")]
+    Data(String),
+    /// The loss became NaN or infinite; the last good checkpoint stays on disk.
+    #[error("loss is {value} at step {step} (epoch {epoch}); training stopped, the last checkpoint is kept")]
+    NonFiniteLoss {
+        /// The optimiser step (0-based) whose loss was not finite.
+        step: usize,
+        /// Its epoch.
+        epoch: usize,
+        /// The loss value.
+        value: f64,
+    },
+    /// An error from candle's tensor maths.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An invalid config field.
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config { field: field.into(), message: message.into() }
+    }
+
+    /// A checkpoint problem in `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Checkpoint { path: path.into(), message: message.into() }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

@@ -1,0 +1,235 @@
+//! LayerNorm, dropout, seeded initialisation, projection head, momentum update, gradient check.
+
+mod common;
+
+use candle_core::{DType, Device, Module, Tensor, Var, D};
+use common::{finite_differences, max_abs_diff, random_rows, rows_of, scalar, tensor};
+use contrastive_core::nn::*;
+
+fn ln_from(w: &[f64], b: &[f64], dtype: DType) -> (Var, Var, LayerNorm) {
+    let dev = Device::Cpu;
+    let wv = Var::from_tensor(&Tensor::new(w, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+    let bv = Var::from_tensor(&Tensor::new(b, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+    let ln = LayerNorm::new(wv.as_tensor().clone(), bv.as_tensor().clone(), 1e-5);
+    (wv, bv, ln)
+}
+
+/// A loss that weights every output differently, so every gradient entry matters.
+fn weighted_sum(y: &Tensor) -> Tensor {
+    let n = y.elem_count();
+    let w = Tensor::arange(0.0, n as f64, y.device()).unwrap().reshape(y.shape()).unwrap().sin().unwrap();
+    (y * w.to_dtype(y.dtype()).unwrap()).unwrap().sum_all().unwrap()
+}
+
+#[test]
+fn layer_norm_fused_matches_composite_in_f32_forward_and_backward() {
+    let x = random_rows(1, 37, 24, 3.0);
+    let w: Vec<f64> = (0..24).map(|i| 0.5 + 0.05 * i as f64).collect();
+    let b: Vec<f64> = (0..24).map(|i| 0.1 * i as f64 - 1.0).collect();
+    let run = |fused: bool| {
+        let (wv, bv, ln) = ln_from(&w, &b, DType::F32);
+        let xv = Var::from_tensor(&tensor(&x, DType::F32).reshape((37, 2, 12)).unwrap().reshape((37, 24)).unwrap()).unwrap();
+        let y = if fused { ln.forward(xv.as_tensor()).unwrap() } else { ln.forward_composite(xv.as_tensor()).unwrap() };
+        let g = weighted_sum(&y).backward().unwrap();
+        (rows_of(&y), rows_of(g.get(&xv).unwrap()), rows_of(&g.get(&wv).unwrap().unsqueeze(0).unwrap()), rows_of(&g.get(&bv).unwrap().unsqueeze(0).unwrap()))
+    };
+    let (yf, dxf, dwf, dbf) = run(true);
+    let (yc, dxc, dwc, dbc) = run(false);
+    assert!(max_abs_diff(&yf, &yc) < 1e-5);
+    assert!(max_abs_diff(&dxf, &dxc) < 1e-5);
+    assert!(max_abs_diff(&dwf, &dwc) < 1e-4);
+    assert!(max_abs_diff(&dbf, &dbc) < 1e-4);
+}
+
+#[test]
+fn layer_norm_gradients_match_finite_differences_in_f64() {
+    let x = random_rows(2, 5, 7, 2.0);
+    let w: Vec<f64> = (0..7).map(|i| 1.0 + 0.1 * i as f64).collect();
+    let b: Vec<f64> = (0..7).map(|i| 0.2 * i as f64).collect();
+    let loss = |x: &common::Rows, w: &[f64], b: &[f64]| {
+        let (_, _, ln) = ln_from(w, b, DType::F64);
+        scalar(&weighted_sum(&ln.forward(&tensor(x, DType::F64)).unwrap()))
+    };
+    let (wv, bv, ln) = ln_from(&w, &b, DType::F64);
+    let xv = Var::from_tensor(&tensor(&x, DType::F64)).unwrap();
+    let g = weighted_sum(&ln.forward(xv.as_tensor()).unwrap()).backward().unwrap();
+    let dx = finite_differences(&x, 1e-6, |x| loss(x, &w, &b));
+    assert!(max_abs_diff(&rows_of(g.get(&xv).unwrap()), &dx) < 1e-7);
+    let dw = finite_differences(&vec![w.clone()], 1e-6, |w| loss(&x, &w[0], &b));
+    assert!(max_abs_diff(&rows_of(&g.get(&wv).unwrap().unsqueeze(0).unwrap()), &dw) < 1e-7);
+    let db = finite_differences(&vec![b.clone()], 1e-6, |b| loss(&x, &w, &b[0]));
+    assert!(max_abs_diff(&rows_of(&g.get(&bv).unwrap().unsqueeze(0).unwrap()), &db) < 1e-7);
+}
+
+#[test]
+fn gradient_check_catches_candle_nn_layer_norm_and_passes_ours() {
+    let dev = Device::Cpu;
+    let x = tensor(&random_rows(3, 8, 6, 1.0), DType::F32);
+    // candle-nn's LayerNorm: its fused path has no backward, so its weight gets no gradient.
+    let store = ParamStore::new(0, InitScheme::PyTorch);
+    let vb = store.var_builder(DType::F32, &dev);
+    let theirs = candle_nn::layer_norm(6, 1e-5, vb.pp("theirs")).unwrap();
+    let g = weighted_sum(&theirs.forward(&x).unwrap()).backward().unwrap();
+    let e = check_gradients(&store, &g).unwrap_err().to_string();
+    assert!(e.contains("theirs.weight"), "{e}");
+    // Ours.
+    let store = ParamStore::new(0, InitScheme::PyTorch);
+    let ours = layer_norm(6, 1e-5, store.var_builder(DType::F32, &dev).pp("ours")).unwrap();
+    let g = weighted_sum(&ours.forward(&x).unwrap()).backward().unwrap();
+    check_gradients(&store, &g).unwrap();
+}
+
+#[test]
+fn seeded_dropout_repeats_scales_and_resumes() {
+    let x = Tensor::ones((64, 64), DType::F32, &Device::Cpu).unwrap();
+    let a = SeededDropout::new(0.25, 7, "enc.dropout").unwrap();
+    let b = SeededDropout::new(0.25, 7, "enc.dropout").unwrap();
+    let ya = a.forward_t(&x, true).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(ya, b.forward_t(&x, true).unwrap().to_vec2::<f32>().unwrap());
+    let kept = ya.iter().flatten().filter(|&&v| v != 0.0).count() as f64 / 4096.0;
+    assert!((kept - 0.75).abs() < 0.03, "kept {kept}");
+    assert!(ya.iter().flatten().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+    // The next call draws a new mask; eval is the identity.
+    assert_ne!(ya, a.forward_t(&x, true).unwrap().to_vec2::<f32>().unwrap());
+    assert_eq!(a.forward_t(&x, false).unwrap().to_vec2::<f32>().unwrap(), x.to_vec2::<f32>().unwrap());
+    // Another layer name draws another mask.
+    let c = SeededDropout::new(0.25, 7, "head.dropout").unwrap();
+    assert_ne!(ya, c.forward_t(&x, true).unwrap().to_vec2::<f32>().unwrap());
+    // Saving and restoring the position replays the masks.
+    let pos = a.position();
+    let next = a.forward_t(&x, true).unwrap().to_vec2::<f32>().unwrap();
+    let d = SeededDropout::new(0.25, 7, "enc.dropout").unwrap();
+    d.set_position(pos);
+    assert_eq!(next, d.forward_t(&x, true).unwrap().to_vec2::<f32>().unwrap());
+    assert!(SeededDropout::new(1.0, 0, "x").is_err());
+    // Gradients flow through the kept entries.
+    let v = Var::from_tensor(&x).unwrap();
+    let g = a.forward_t(v.as_tensor(), true).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(g.get(&v).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+}
+
+fn build(store: &ParamStore, reversed: bool) {
+    let vb = store.var_builder(DType::F32, &Device::Cpu);
+    let mut order = vec!["a", "b"];
+    if reversed {
+        order.reverse();
+    }
+    for name in order {
+        candle_nn::linear(16, 8, vb.pp(name)).unwrap();
+        candle_nn::conv2d(3, 4, 3, Default::default(), vb.pp(format!("{name}_conv"))).unwrap();
+    }
+}
+
+#[test]
+fn seeded_init_is_keyed_by_path_and_follows_pytorch_defaults() {
+    let (s1, s2, s3) = (ParamStore::new(5, InitScheme::PyTorch), ParamStore::new(5, InitScheme::PyTorch), ParamStore::new(6, InitScheme::PyTorch));
+    build(&s1, false);
+    build(&s2, true);
+    build(&s3, false);
+    for ((n1, v1), (n2, v2)) in s1.all().iter().zip(s2.all()) {
+        assert_eq!(n1, &n2);
+        assert_eq!(v1.flatten_all().unwrap().to_vec1::<f32>().unwrap(), v2.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    }
+    let w = |s: &ParamStore, n: &str| s.get(n).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_ne!(w(&s1, "a.weight"), w(&s3, "a.weight"));
+    assert_ne!(w(&s1, "a.weight")[..8], w(&s1, "b.weight")[..8]);
+    // Linear(16 -> 8): U(±1/4); Conv(3 -> 4, 3x3): fan_in 27, U(±1/√27); variance of U(±b) is b²/3.
+    for (name, bound, _n) in [("a.weight", 0.25f32, 128), ("a_conv.weight", 1.0 / 27f32.sqrt(), 108)] {
+        let v = w(&s1, name);
+        assert!(v.iter().all(|x| x.abs() <= bound), "{name}");
+        let var = v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32;
+        assert!((var / (bound * bound / 3.0) - 1.0).abs() < 0.35, "{name}: variance {var}");
+    }
+    assert!(w(&s1, "a.bias").iter().all(|x| x.abs() <= 0.25));
+    // Transformer scheme: N(0, 0.02) weights, zero biases.
+    let t = ParamStore::new(1, InitScheme::Normal { std: 0.02 });
+    candle_nn::linear(256, 256, t.var_builder(DType::F32, &Device::Cpu).pp("l")).unwrap();
+    let v = w(&t, "l.weight");
+    let std = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+    assert!((std - 0.02).abs() < 0.001, "std {std}");
+    assert!(w(&t, "l.bias").iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn params_save_load_and_reject_mismatches() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = ParamStore::new(1, InitScheme::PyTorch);
+    build(&s1, false);
+    let path = dir.path().join("model.safetensors");
+    s1.save(&path).unwrap();
+    let s2 = ParamStore::new(2, InitScheme::PyTorch);
+    build(&s2, false);
+    s2.load(&path).unwrap();
+    assert_eq!(s1.get("b.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), s2.get("b.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    // A model of another shape.
+    let other = ParamStore::new(1, InitScheme::PyTorch);
+    candle_nn::linear(16, 9, other.var_builder(DType::F32, &Device::Cpu).pp("a")).unwrap();
+    let e = other.load(&path).unwrap_err().to_string();
+    assert!(e.contains("model.safetensors") && e.contains("is not a variable"), "{e}");
+    let bigger = ParamStore::new(1, InitScheme::PyTorch);
+    build(&bigger, false);
+    candle_nn::linear(4, 4, bigger.var_builder(DType::F32, &Device::Cpu).pp("c")).unwrap();
+    let e = bigger.load(&path).unwrap_err().to_string();
+    assert!(e.contains("tensor `c.bias` is missing"), "{e}");
+    let wrong = ParamStore::new(1, InitScheme::PyTorch);
+    let vb = wrong.var_builder(DType::F32, &Device::Cpu);
+    for name in ["a", "b"] {
+        candle_nn::linear(16, 7, vb.pp(name)).unwrap();
+        candle_nn::conv2d(3, 4, 3, Default::default(), vb.pp(format!("{name}_conv"))).unwrap();
+    }
+    let e = wrong.load(&path).unwrap_err().to_string();
+    assert!(e.contains("tensor `a.bias` has shape [8], the model expects [7]"), "{e}");
+    // A truncated file.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = s2.load(&cut).unwrap_err().to_string();
+    assert!(e.contains("cut.safetensors") && e.contains("cannot read"), "{e}");
+}
+
+#[test]
+fn projection_heads_have_the_published_shapes_and_every_parameter_learns() {
+    let dev = Device::Cpu;
+    let x = tensor(&random_rows(4, 16, 32, 1.0), DType::F32);
+    for (config, vars) in [
+        (ProjectionHeadConfig::simclr_v1(32), 4),
+        (ProjectionHeadConfig::simclr_v2(32), 3 + 3 * 2),
+        (ProjectionHeadConfig::moco_v2(32), 4),
+    ] {
+        let store = ParamStore::new(0, InitScheme::PyTorch);
+        let head = ProjectionHead::new(&config, store.var_builder(DType::F32, &dev)).unwrap();
+        let z = head.forward_t(&x, true).unwrap();
+        assert_eq!(z.dims(), &[16, 128]);
+        assert_eq!(store.trainable().len(), vars, "{config:?}");
+        let g = weighted_sum(&z).backward().unwrap();
+        check_gradients(&store, &g).unwrap();
+        // Evaluation mode runs too (BatchNorm running statistics).
+        assert_eq!(head.forward_t(&x, false).unwrap().dims(), &[16, 128]);
+    }
+    let bad = ProjectionHeadConfig { layers: 0, ..ProjectionHeadConfig::simclr_v1(4) };
+    assert!(ProjectionHead::new(&bad, ParamStore::new(0, InitScheme::PyTorch).var_builder(DType::F32, &dev)).unwrap_err().to_string().contains("projection_head.layers"));
+}
+
+#[test]
+fn momentum_update_and_schedule() {
+    let dev = Device::Cpu;
+    let online = ParamStore::new(1, InitScheme::PyTorch);
+    let target = ParamStore::new(2, InitScheme::PyTorch);
+    for s in [&online, &target] {
+        let vb = s.var_builder(DType::F32, &dev);
+        candle_nn::linear(3, 2, vb.pp("l")).unwrap();
+        candle_nn::batch_norm(2, candle_nn::BatchNormConfig::default(), vb.pp("bn")).unwrap();
+    }
+    let before = target.get("l.weight").unwrap().as_tensor().copy().unwrap();
+    momentum_update(&target, &online, 0.9).unwrap();
+    let want = ((before * 0.9).unwrap() + (online.get("l.weight").unwrap().as_tensor() * 0.1).unwrap()).unwrap();
+    let got = target.get("l.weight").unwrap().as_tensor().copy().unwrap();
+    assert!(got.sub(&want).unwrap().abs().unwrap().max(D::Minus1).unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() < 1e-7);
+    copy_params(&target, &online).unwrap();
+    assert_eq!(target.get("l.bias").unwrap().to_vec1::<f32>().unwrap(), online.get("l.bias").unwrap().to_vec1::<f32>().unwrap());
+    // BYOL: 1 - (1 - m0)(cos(πk/K) + 1)/2
+    assert_eq!(cosine_momentum(0.996, 0, 100), 0.996);
+    assert!((cosine_momentum(0.996, 50, 100) - 0.998).abs() < 1e-12);
+    assert_eq!(cosine_momentum(0.996, 100, 100), 1.0);
+    assert!(momentum_update(&target, &online, 1.5).is_err());
+}
