@@ -27,12 +27,16 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod augment;
+pub mod data;
 pub mod error;
 pub mod loss;
 pub mod nn;
+pub mod optim;
 pub mod rng;
 pub mod sampling;
 pub mod similarity;
+pub mod train;
 
 pub use error::{Error, Result};
 

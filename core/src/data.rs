@@ -1,0 +1,217 @@
+//! Datasets, collation, and the loader that shuffles, augments two views per sample in parallel
+//! and prepares the next batch while the current step runs.
+
+use crate::augment::Augment;
+use crate::error::{Error, Result};
+use crate::rng::{sample_rng, shuffle_rng};
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+/// Indexable samples.
+pub trait Dataset: Send + Sync {
+    /// One sample.
+    type Item: Send;
+    /// Number of samples.
+    fn len(&self) -> usize;
+    /// Whether there is no sample.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Sample `index` (< len).
+    fn get(&self, index: usize) -> Result<Self::Item>;
+}
+
+impl<T: Clone + Send + Sync> Dataset for Vec<T> {
+    type Item = T;
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn get(&self, index: usize) -> Result<T> {
+        self.as_slice().get(index).cloned().ok_or_else(|| Error::Data(format!("index {index} out of {}", <[T]>::len(self))))
+    }
+}
+
+/// Two augmented views of one sample, and the sample's index in the dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewPair<T> {
+    /// Dataset index of the sample.
+    pub index: usize,
+    /// The first view.
+    pub first: T,
+    /// The second view.
+    pub second: T,
+}
+
+/// Turns the view pairs of one batch into what an objective consumes (usually tensors).
+pub trait Collate<T>: Send + Sync {
+    /// The batch type.
+    type Batch: Send;
+    /// Builds a batch from its samples, in order.
+    fn collate(&self, samples: Vec<ViewPair<T>>) -> Result<Self::Batch>;
+}
+
+impl<T, B: Send, F> Collate<T> for F
+where
+    F: Fn(Vec<ViewPair<T>>) -> Result<B> + Send + Sync,
+{
+    type Batch = B;
+    fn collate(&self, samples: Vec<ViewPair<T>>) -> Result<B> {
+        self(samples)
+    }
+}
+
+/// How the loader batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoaderConfig {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Seed of the shuffle and of every sample's augmentation stream.
+    pub seed: u64,
+    /// Shuffle each epoch (by seed and epoch).
+    pub shuffle: bool,
+    /// Drop the last batch if it is short (contrastive losses want full batches).
+    pub drop_last: bool,
+    /// Threads that augment (0: the number of CPUs).
+    pub threads: usize,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self { batch_size: 256, seed: 0, shuffle: true, drop_last: true, threads: 0 }
+    }
+}
+
+/// Yields batches of two augmented views per sample. Sample `i` in epoch `e` draws its views
+/// from its own stream `sample_rng(seed, e, i)`, so the batches are the same whatever the thread
+/// count.
+pub struct Loader<D: Dataset, A, C> {
+    inner: Arc<Inner<D, A, C>>,
+}
+
+struct Inner<D, A, C> {
+    dataset: D,
+    augment: A,
+    collate: C,
+    config: LoaderConfig,
+    pool: rayon::ThreadPool,
+}
+
+impl<D, A, C> Loader<D, A, C>
+where
+    D: Dataset + 'static,
+    A: Augment<D::Item> + 'static,
+    C: Collate<D::Item> + 'static,
+    D::Item: Clone,
+{
+    /// A loader over `dataset`.
+    pub fn new(dataset: D, augment: A, collate: C, config: LoaderConfig) -> Result<Self> {
+        if config.batch_size == 0 {
+            return Err(Error::config("loader.batch_size", "must be at least 1"));
+        }
+        if config.drop_last && dataset.len() < config.batch_size {
+            return Err(Error::config(
+                "loader.batch_size",
+                format!("{} is larger than the dataset ({} samples) and drop_last is on: no batch would be made", config.batch_size, dataset.len()),
+            ));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .thread_name(|i| format!("loader-{i}"))
+            .build()
+            .map_err(|e| Error::config("loader.threads", e.to_string()))?;
+        Ok(Self { inner: Arc::new(Inner { dataset, augment, collate, config, pool }) })
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.inner.config
+    }
+
+    /// Number of samples.
+    pub fn dataset_len(&self) -> usize {
+        self.inner.dataset.len()
+    }
+
+    /// Batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        let (n, b) = (self.inner.dataset.len(), self.inner.config.batch_size);
+        if self.inner.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// The sample order of an epoch.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.inner.dataset.len()).collect();
+        if self.inner.config.shuffle {
+            order.shuffle(&mut shuffle_rng(self.inner.config.seed, epoch));
+        }
+        order
+    }
+
+    /// The batches of `epoch` from batch `start` on, prepared one ahead on a background thread.
+    pub fn epoch_from(&self, epoch: usize, start: usize) -> Batches<C::Batch> {
+        let order = self.order(epoch);
+        let (tx, rx) = sync_channel(1);
+        let inner = Arc::clone(&self.inner);
+        let batches = self.batches_per_epoch();
+        std::thread::spawn(move || {
+            for b in start..batches {
+                let b_size = inner.config.batch_size;
+                let indices = &order[b * b_size..((b + 1) * b_size).min(order.len())];
+                let batch = inner.make_batch(epoch, indices);
+                // The receiver is gone: the epoch was abandoned.
+                if tx.send(batch).is_err() {
+                    return;
+                }
+            }
+        });
+        Batches { rx }
+    }
+
+    /// The batches of `epoch`.
+    pub fn epoch(&self, epoch: usize) -> Batches<C::Batch> {
+        self.epoch_from(epoch, 0)
+    }
+}
+
+impl<D, A, C> Inner<D, A, C>
+where
+    D: Dataset,
+    A: Augment<D::Item>,
+    C: Collate<D::Item>,
+    D::Item: Clone,
+{
+    fn make_batch(&self, epoch: usize, indices: &[usize]) -> Result<C::Batch> {
+        let seed = self.config.seed;
+        let samples: Result<Vec<ViewPair<D::Item>>> = self.pool.install(|| {
+            indices
+                .par_iter()
+                .map(|&index| {
+                    let item = self.dataset.get(index)?;
+                    let mut rng = sample_rng(seed, epoch, index);
+                    let first = self.augment.apply(item.clone(), &mut rng)?;
+                    let second = self.augment.apply(item, &mut rng)?;
+                    Ok(ViewPair { index, first, second })
+                })
+                .collect()
+        });
+        self.collate.collate(samples?)
+    }
+}
+
+/// The batches of one epoch, in order.
+pub struct Batches<B> {
+    rx: Receiver<Result<B>>,
+}
+
+impl<B> Iterator for Batches<B> {
+    type Item = Result<B>;
+    fn next(&mut self) -> Option<Result<B>> {
+        self.rx.recv().ok()
+    }
+}

@@ -1,0 +1,514 @@
+//! The one training loop. A method implements [`Objective`] (batch in, scalar loss out); the
+//! [`Trainer`] owns everything else: epochs and steps, the learning-rate schedule, gradient
+//! clipping, evaluations, checkpoints and exact resume, history, progress and Ctrl-C.
+
+mod checkpoint;
+
+pub use checkpoint::list_checkpoints;
+pub(crate) use checkpoint::{read_json, write_json};
+
+use crate::data::{Collate, Dataset, Loader};
+use crate::error::{Error, Result};
+use crate::nn::ParamStore;
+use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig, Schedule};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// What a method implements: turn a batch into a scalar loss.
+pub trait Objective {
+    /// What the loader yields.
+    type Batch;
+
+    /// The loss of one batch, in training mode.
+    fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor>;
+
+    /// The variables the optimiser updates and checkpoints save.
+    fn params(&self) -> &ParamStore;
+
+    /// Called after each optimiser step with the step just taken (0-based): momentum updates.
+    fn after_step(&mut self, _step: usize) -> candle_core::Result<()> {
+        Ok(())
+    }
+
+    /// State beyond the parameters that an exact resume needs (a queue, a target network,
+    /// dropout stream positions).
+    fn extra_state(&self) -> Result<ExtraState> {
+        Ok(ExtraState::default())
+    }
+
+    /// Restores what [`Objective::extra_state`] returned.
+    fn load_extra_state(&mut self, _state: ExtraState) -> Result<()> {
+        Ok(())
+    }
+
+    /// The method's configuration, saved beside every checkpoint and compared on resume.
+    fn config(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// An objective's extra checkpoint state: tensors and JSON.
+#[derive(Clone, Debug, Default)]
+pub struct ExtraState {
+    /// Saved to `extra.safetensors`.
+    pub tensors: HashMap<String, Tensor>,
+    /// Saved to `extra.json`.
+    pub json: serde_json::Value,
+}
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainerConfig {
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Stop after this many optimiser steps, if set (whichever of the two comes first).
+    pub max_steps: Option<usize>,
+    /// Base learning rate.
+    pub lr: f64,
+    /// Learning-rate schedule over steps.
+    pub schedule: Schedule,
+    /// The optimiser.
+    pub optimizer: OptimizerConfig,
+    /// Clip the global gradient norm to this, if set.
+    pub clip_grad_norm: Option<f64>,
+    /// Save a checkpoint every this many steps, if set (one is always saved at the end).
+    pub checkpoint_every: Option<usize>,
+    /// Checkpoints kept on disk.
+    pub keep_last: usize,
+    /// Show a progress bar (only ever drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            max_steps: None,
+            lr: 1e-3,
+            schedule: Schedule::Constant,
+            optimizer: OptimizerConfig::adamw(),
+            clip_grad_norm: None,
+            checkpoint_every: None,
+            keep_last: 2,
+            progress: true,
+        }
+    }
+}
+
+impl TrainerConfig {
+    /// Checks every field, naming the one that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config("trainer.lr", format!("must be finite and > 0, got {}", self.lr)));
+        }
+        if self.epochs == 0 && self.max_steps.is_none() {
+            return Err(Error::config("trainer.epochs", "must be at least 1 (or set max_steps)"));
+        }
+        if let Some(c) = self.clip_grad_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::config("trainer.clip_grad_norm", format!("must be finite and > 0, got {c}")));
+            }
+        }
+        if self.checkpoint_every == Some(0) {
+            return Err(Error::config("trainer.checkpoint_every", "must be at least 1"));
+        }
+        if self.keep_last == 0 {
+            return Err(Error::config("trainer.keep_last", "must be at least 1"));
+        }
+        self.schedule.validate()?;
+        self.optimizer.validate()
+    }
+}
+
+/// Where training stands; saved as `state.json` in every checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Current epoch (0-based).
+    pub epoch: usize,
+    /// Batches of the current epoch already trained on.
+    pub batch_in_epoch: usize,
+    /// The loader's seed (a resume with another seed would not continue the same run).
+    pub seed: u64,
+    /// Samples trained on.
+    pub samples_seen: usize,
+    /// Seconds spent training, over all sessions.
+    pub elapsed_s: f64,
+}
+
+/// One line of `history.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// Steps taken after this record's step.
+    pub step: usize,
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Training loss of the step (absent on evaluation lines).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub loss: Option<f64>,
+    /// Learning rate of the step.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lr: Option<f64>,
+    /// Training throughput of the step.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub samples_per_s: Option<f64>,
+    /// Seconds since training started.
+    pub elapsed_s: f64,
+    /// Evaluation results at the end of an epoch.
+    #[serde(skip_serializing_if = "HashMap::is_empty", default)]
+    pub eval: HashMap<String, f64>,
+}
+
+/// What [`Trainer::fit`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Steps taken in all (including before a resume).
+    pub steps: usize,
+    /// Loss of the last step of this call, if any step was taken.
+    pub last_loss: Option<f64>,
+    /// Whether training stopped on request (Ctrl-C or the stop handle) before the end.
+    pub interrupted: bool,
+    /// The checkpoint written last, if any.
+    pub checkpoint: Option<PathBuf>,
+}
+
+type Evaluation<O> = (String, usize, Box<dyn FnMut(&mut O, usize) -> Result<f64>>);
+
+/// Trains an [`Objective`].
+pub struct Trainer<O: Objective> {
+    config: TrainerConfig,
+    objective: O,
+    optimizer: Optimizer,
+    state: TrainState,
+    run_dir: Option<PathBuf>,
+    evaluations: Vec<Evaluation<O>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Set by the Ctrl-C handler, once installed.
+static CTRL_C: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+impl<O: Objective> Trainer<O> {
+    /// A trainer over the objective's trainable parameters.
+    pub fn new(config: TrainerConfig, objective: O) -> Result<Self> {
+        config.validate()?;
+        let optimizer = Optimizer::new(config.optimizer, objective.params().trainable())?;
+        Ok(Self {
+            config,
+            objective,
+            optimizer,
+            state: TrainState::default(),
+            run_dir: None,
+            evaluations: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Keep checkpoints and `history.jsonl` in `dir`.
+    pub fn with_run_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.run_dir = Some(dir.into());
+        self
+    }
+
+    /// Runs `evaluate(objective, epoch)` after every `every_epochs` epochs and records the result
+    /// under `name` in the history (a kNN monitor, for instance).
+    pub fn add_evaluation(
+        &mut self,
+        name: &str,
+        every_epochs: usize,
+        evaluate: impl FnMut(&mut O, usize) -> Result<f64> + 'static,
+    ) {
+        self.evaluations.push((name.to_string(), every_epochs.max(1), Box::new(evaluate)));
+    }
+
+    /// A flag that, once set, makes training save a checkpoint after the current step and return.
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Makes Ctrl-C stop training cleanly (a checkpoint is saved after the current step). The
+    /// handler is installed once per process.
+    pub fn stop_on_ctrl_c(&self) -> Result<()> {
+        if CTRL_C.get().is_some() {
+            return Ok(());
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = Arc::clone(&flag);
+        ctrlc::set_handler(move || set.store(true, Ordering::SeqCst))
+            .map_err(|e| Error::config("ctrl-c handler", e.to_string()))?;
+        let _ = CTRL_C.set(flag);
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || CTRL_C.get().is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// The objective.
+    pub fn objective(&self) -> &O {
+        &self.objective
+    }
+
+    /// The objective, mutably.
+    pub fn objective_mut(&mut self) -> &mut O {
+        &mut self.objective
+    }
+
+    /// The objective, ending training.
+    pub fn into_objective(self) -> O {
+        self.objective
+    }
+
+    /// Where training stands.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    fn saved_config(&self) -> serde_json::Value {
+        serde_json::json!({ "trainer": self.config, "objective": self.objective.config() })
+    }
+
+    /// Continues from the newest checkpoint in the run folder, if there is one; returns whether
+    /// one was loaded. The optimiser, the trainer's schedule and the objective's config must be
+    /// those the checkpoint was written with (epochs and checkpoint settings may change).
+    pub fn resume(&mut self) -> Result<bool> {
+        let Some(run_dir) = &self.run_dir else { return Ok(false) };
+        let Some(dir) = list_checkpoints(run_dir)?.pop() else { return Ok(false) };
+        self.load_checkpoint(&dir)?;
+        Ok(true)
+    }
+
+    /// Loads one checkpoint folder.
+    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
+        let config_path = dir.join("config.json");
+        let saved: serde_json::Value = read_json(&config_path)?;
+        let current = self.saved_config();
+        for field in ["lr", "schedule", "optimizer", "clip_grad_norm"] {
+            if saved["trainer"][field] != current["trainer"][field] {
+                return Err(Error::checkpoint(
+                    &config_path,
+                    format!("trainer.{field} was {} and is now {}", saved["trainer"][field], current["trainer"][field]),
+                ));
+            }
+        }
+        if let Some(path) = first_difference(&saved["objective"], &current["objective"], "objective") {
+            return Err(Error::checkpoint(&config_path, format!("{path} differs from the current configuration")));
+        }
+        self.objective.params().load(&dir.join("model.safetensors"))?;
+        self.optimizer.load(dir)?;
+        let device = self.objective.params().all().first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
+        self.objective.load_extra_state(checkpoint::load_extra(dir, &device)?)?;
+        self.state = read_json(&dir.join("state.json"))?;
+        tracing::info!(checkpoint = %dir.display(), step = self.state.step, "resumed");
+        Ok(())
+    }
+
+    fn save_checkpoint(&self) -> Result<Option<PathBuf>> {
+        let Some(run_dir) = &self.run_dir else { return Ok(None) };
+        let dir = checkpoint::save(
+            run_dir,
+            checkpoint::Contents {
+                params: self.objective.params(),
+                optimizer: &self.optimizer,
+                state: &self.state,
+                config: &self.saved_config(),
+                extra: self.objective.extra_state()?,
+            },
+            self.config.keep_last,
+        )?;
+        tracing::info!(checkpoint = %dir.display(), step = self.state.step, "checkpoint saved");
+        Ok(Some(dir))
+    }
+
+    /// Trains until the configured epochs or steps are done, from wherever the state stands.
+    pub fn fit<D, A, C>(&mut self, loader: &Loader<D, A, C>) -> Result<Summary>
+    where
+        D: Dataset + 'static,
+        D::Item: Clone,
+        A: crate::augment::Augment<D::Item> + 'static,
+        C: Collate<D::Item, Batch = O::Batch> + 'static,
+    {
+        let per_epoch = loader.batches_per_epoch();
+        let mut total = self.config.epochs * per_epoch;
+        if let Some(max) = self.config.max_steps {
+            total = total.min(max);
+        }
+        if self.state.step == 0 && self.state.samples_seen == 0 {
+            self.state.seed = loader.config().seed;
+        } else if self.state.seed != loader.config().seed {
+            return Err(Error::config(
+                "loader.seed",
+                format!("the checkpoint was trained with seed {}, the loader has {}", self.state.seed, loader.config().seed),
+            ));
+        }
+        let mut history = self.open_history()?;
+        let bar = progress_bar(self.config.progress, total as u64, self.state.step as u64);
+        let started = Instant::now();
+        let elapsed_before = self.state.elapsed_s;
+        let mut summary = Summary { steps: self.state.step, last_loss: None, interrupted: false, checkpoint: None };
+        let mut last_saved = None;
+        let mut saved_at = None;
+        'epochs: while self.state.step < total {
+            let epoch = self.state.epoch;
+            for batch in loader.epoch_from(epoch, self.state.batch_in_epoch) {
+                if self.state.step >= total {
+                    break 'epochs;
+                }
+                let step_started = Instant::now();
+                let batch = batch?;
+                let loss = self.objective.loss(&batch)?;
+                let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                if !value.is_finite() {
+                    bar.abandon();
+                    return Err(Error::NonFiniteLoss { step: self.state.step, epoch, value });
+                }
+                let mut grads = loss.backward()?;
+                if let Some(max) = self.config.clip_grad_norm {
+                    let vars: Vec<_> = self.objective.params().trainable().into_iter().map(|(_, v)| v).collect();
+                    clip_grad_norm(&mut grads, &vars, max)?;
+                }
+                let lr = self.config.schedule.lr(self.config.lr, self.state.step);
+                self.optimizer.step(&grads, lr)?;
+                self.objective.after_step(self.state.step)?;
+                self.state.step += 1;
+                self.state.batch_in_epoch += 1;
+                self.state.samples_seen += loader.config().batch_size;
+                self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+                summary.last_loss = Some(value);
+                let record = HistoryRecord {
+                    step: self.state.step,
+                    epoch,
+                    loss: Some(value),
+                    lr: Some(lr),
+                    samples_per_s: Some(loader.config().batch_size as f64 / step_started.elapsed().as_secs_f64()),
+                    elapsed_s: self.state.elapsed_s,
+                    eval: HashMap::new(),
+                };
+                append_history(&mut history, &record)?;
+                tracing::debug!(step = self.state.step, epoch, loss = value, lr, "step");
+                bar.set_position(self.state.step as u64);
+                bar.set_message(format!("epoch {epoch} loss {value:.4} lr {lr:.2e}"));
+                if self.config.checkpoint_every.is_some_and(|n| self.state.step % n == 0) {
+                    last_saved = self.save_checkpoint()?;
+                    saved_at = Some(self.state.step);
+                }
+                if self.stop_requested() {
+                    summary.interrupted = self.state.step < total;
+                    break 'epochs;
+                }
+            }
+            if self.state.batch_in_epoch >= per_epoch {
+                self.state.epoch += 1;
+                self.state.batch_in_epoch = 0;
+                self.evaluate(epoch, &mut history)?;
+            }
+        }
+        bar.finish_and_clear();
+        if saved_at != Some(self.state.step) {
+            last_saved = self.save_checkpoint()?;
+        }
+        summary.steps = self.state.step;
+        summary.checkpoint = last_saved;
+        Ok(summary)
+    }
+
+    fn evaluate(&mut self, epoch: usize, history: &mut Option<std::fs::File>) -> Result<()> {
+        let mut eval = HashMap::new();
+        for (name, every, f) in &mut self.evaluations {
+            if (epoch + 1) % *every == 0 {
+                let value = f(&mut self.objective, epoch)?;
+                tracing::info!(epoch, metric = %name, value, "evaluation");
+                eval.insert(name.clone(), value);
+            }
+        }
+        if eval.is_empty() {
+            return Ok(());
+        }
+        let record = HistoryRecord {
+            step: self.state.step,
+            epoch,
+            loss: None,
+            lr: None,
+            samples_per_s: None,
+            elapsed_s: self.state.elapsed_s,
+            eval,
+        };
+        append_history(history, &record)
+    }
+
+    /// Opens `history.jsonl` for appending, first dropping records past the current step (left
+    /// by a run that went on after its last checkpoint).
+    fn open_history(&self) -> Result<Option<std::fs::File>> {
+        let Some(run_dir) = &self.run_dir else { return Ok(None) };
+        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        let path = run_dir.join("history.jsonl");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| serde_json::from_str::<HistoryRecord>(l).is_ok_and(|r| r.step <= self.state.step && self.state.step > 0))
+                .collect();
+            let mut joined = kept.join("\n");
+            if !joined.is_empty() {
+                joined.push('\n');
+            }
+            std::fs::write(&path, joined).map_err(|e| Error::io(&path, e))?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Some(file))
+    }
+}
+
+fn append_history(file: &mut Option<std::fs::File>, record: &HistoryRecord) -> Result<()> {
+    if let Some(f) = file {
+        let line = serde_json::to_string(record).map_err(|e| Error::Data(e.to_string()))?;
+        writeln!(f, "{line}").map_err(|e| Error::io("history.jsonl", e))?;
+    }
+    Ok(())
+}
+
+/// Reads a `history.jsonl`.
+pub fn read_history(path: &Path) -> Result<Vec<HistoryRecord>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Json { path: path.into(), message: format!("line {}: {e}", i + 1) })
+        })
+        .collect()
+}
+
+fn progress_bar(enabled: bool, total: u64, position: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}") {
+        bar.set_style(style);
+    }
+    bar.set_position(position);
+    bar
+}
+
+/// The path of the first leaf where two JSON values differ.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                first_difference(x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"))
+            })
+        }
+        _ if a == b => None,
+        _ => Some(path.to_string()),
+    }
+}
