@@ -29,7 +29,10 @@ impl<T: Clone + Send + Sync> Dataset for Vec<T> {
         <[T]>::len(self)
     }
     fn get(&self, index: usize) -> Result<T> {
-        self.as_slice().get(index).cloned().ok_or_else(|| Error::Data(format!("index {index} out of {}", <[T]>::len(self))))
+        self.as_slice()
+            .get(index)
+            .cloned()
+            .ok_or_else(|| Error::Data(format!("index {index} out of {}", <[T]>::len(self))))
     }
 }
 
@@ -113,7 +116,11 @@ where
         if config.drop_last && dataset.len() < config.batch_size {
             return Err(Error::config(
                 "loader.batch_size",
-                format!("{} is larger than the dataset ({} samples) and drop_last is on: no batch would be made", config.batch_size, dataset.len()),
+                format!(
+                    "{} is larger than the dataset ({} samples) and drop_last is on: no batch would be made",
+                    config.batch_size,
+                    dataset.len()
+                ),
             ));
         }
         let pool = rayon::ThreadPoolBuilder::new()

@@ -28,10 +28,16 @@ fn layer_norm_fused_matches_composite_in_f32_forward_and_backward() {
     let b: Vec<f64> = (0..24).map(|i| 0.1 * i as f64 - 1.0).collect();
     let run = |fused: bool| {
         let (wv, bv, ln) = ln_from(&w, &b, DType::F32);
-        let xv = Var::from_tensor(&tensor(&x, DType::F32).reshape((37, 2, 12)).unwrap().reshape((37, 24)).unwrap()).unwrap();
+        let xv =
+            Var::from_tensor(&tensor(&x, DType::F32).reshape((37, 2, 12)).unwrap().reshape((37, 24)).unwrap()).unwrap();
         let y = if fused { ln.forward(xv.as_tensor()).unwrap() } else { ln.forward_composite(xv.as_tensor()).unwrap() };
         let g = weighted_sum(&y).backward().unwrap();
-        (rows_of(&y), rows_of(g.get(&xv).unwrap()), rows_of(&g.get(&wv).unwrap().unsqueeze(0).unwrap()), rows_of(&g.get(&bv).unwrap().unsqueeze(0).unwrap()))
+        (
+            rows_of(&y),
+            rows_of(g.get(&xv).unwrap()),
+            rows_of(&g.get(&wv).unwrap().unsqueeze(0).unwrap()),
+            rows_of(&g.get(&bv).unwrap().unsqueeze(0).unwrap()),
+        )
     };
     let (yf, dxf, dwf, dbf) = run(true);
     let (yc, dxc, dwc, dbc) = run(false);
@@ -122,13 +128,20 @@ fn build(store: &ParamStore, reversed: bool) {
 
 #[test]
 fn seeded_init_is_keyed_by_path_and_follows_pytorch_defaults() {
-    let (s1, s2, s3) = (ParamStore::new(5, InitScheme::PyTorch), ParamStore::new(5, InitScheme::PyTorch), ParamStore::new(6, InitScheme::PyTorch));
+    let (s1, s2, s3) = (
+        ParamStore::new(5, InitScheme::PyTorch),
+        ParamStore::new(5, InitScheme::PyTorch),
+        ParamStore::new(6, InitScheme::PyTorch),
+    );
     build(&s1, false);
     build(&s2, true);
     build(&s3, false);
     for ((n1, v1), (n2, v2)) in s1.all().iter().zip(s2.all()) {
         assert_eq!(n1, &n2);
-        assert_eq!(v1.flatten_all().unwrap().to_vec1::<f32>().unwrap(), v2.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            v1.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            v2.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
     let w = |s: &ParamStore, n: &str| s.get(n).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_ne!(w(&s1, "a.weight"), w(&s3, "a.weight"));
@@ -160,7 +173,10 @@ fn params_save_load_and_reject_mismatches() {
     let s2 = ParamStore::new(2, InitScheme::PyTorch);
     build(&s2, false);
     s2.load(&path).unwrap();
-    assert_eq!(s1.get("b.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), s2.get("b.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(
+        s1.get("b.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        s2.get("b.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
     // A model of another shape.
     let other = ParamStore::new(1, InitScheme::PyTorch);
     candle_nn::linear(16, 9, other.var_builder(DType::F32, &Device::Cpu).pp("a")).unwrap();
@@ -207,7 +223,10 @@ fn projection_heads_have_the_published_shapes_and_every_parameter_learns() {
         assert_eq!(head.forward_t(&x, false).unwrap().dims(), &[16, 128]);
     }
     let bad = ProjectionHeadConfig { layers: 0, ..ProjectionHeadConfig::simclr_v1(4) };
-    assert!(ProjectionHead::new(&bad, ParamStore::new(0, InitScheme::PyTorch).var_builder(DType::F32, &dev)).unwrap_err().to_string().contains("projection_head.layers"));
+    assert!(ProjectionHead::new(&bad, ParamStore::new(0, InitScheme::PyTorch).var_builder(DType::F32, &dev))
+        .unwrap_err()
+        .to_string()
+        .contains("projection_head.layers"));
 }
 
 #[test]
@@ -224,9 +243,15 @@ fn momentum_update_and_schedule() {
     momentum_update(&target, &online, 0.9).unwrap();
     let want = ((before * 0.9).unwrap() + (online.get("l.weight").unwrap().as_tensor() * 0.1).unwrap()).unwrap();
     let got = target.get("l.weight").unwrap().as_tensor().copy().unwrap();
-    assert!(got.sub(&want).unwrap().abs().unwrap().max(D::Minus1).unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() < 1e-7);
+    assert!(
+        got.sub(&want).unwrap().abs().unwrap().max(D::Minus1).unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+            < 1e-7
+    );
     copy_params(&target, &online).unwrap();
-    assert_eq!(target.get("l.bias").unwrap().to_vec1::<f32>().unwrap(), online.get("l.bias").unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(
+        target.get("l.bias").unwrap().to_vec1::<f32>().unwrap(),
+        online.get("l.bias").unwrap().to_vec1::<f32>().unwrap()
+    );
     // BYOL: 1 - (1 - m0)(cos(πk/K) + 1)/2
     assert_eq!(cosine_momentum(0.996, 0, 100), 0.996);
     assert!((cosine_momentum(0.996, 50, 100) - 0.998).abs() < 1e-12);

@@ -20,7 +20,8 @@ fn loss(w: &Var, b: &Var) -> Tensor {
     let rows = Tensor::new(&[[1.0f64], [1.1], [1.2]], &Device::Cpu).unwrap();
     let a = ((w.as_tensor() - 0.3).unwrap().sqr().unwrap().broadcast_mul(&rows).unwrap()).sum_all().unwrap();
     let s = (b.as_tensor() * 3.0).unwrap().sin().unwrap().sum_all().unwrap();
-    let c = (w.as_tensor().broadcast_mul(&b.as_tensor().unsqueeze(0).unwrap()).unwrap().sum_all().unwrap() * 0.5).unwrap();
+    let c =
+        (w.as_tensor().broadcast_mul(&b.as_tensor().unsqueeze(0).unwrap()).unwrap().sum_all().unwrap() * 0.5).unwrap();
     ((a + s).unwrap() + c).unwrap()
 }
 
@@ -49,11 +50,71 @@ fn assert_close(got: &[f64], want: &[f64]) {
 #[test]
 fn sgd_matches_torch() {
     let cfg = OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.1, nesterov: false, weight_decay: 0.01 };
-    assert_close(&run(cfg, &[0.1; 5]), &[0.947060858849038, 0.8975862619631347, 0.8466367026928853, 0.7937121872621598, 0.7540950265697436, 0.6981921337095575, 0.6408808165058281, 0.5816663867436485, 0.5057750642322454, 0.4446161645761806, 0.38211412453214083, 0.3177795169779351, -0.6829439989264211, -0.7449867949718093, -0.8383462046131951, -0.9594673506521993]);
+    assert_close(
+        &run(cfg, &[0.1; 5]),
+        &[
+            0.947060858849038,
+            0.8975862619631347,
+            0.8466367026928853,
+            0.7937121872621598,
+            0.7540950265697436,
+            0.6981921337095575,
+            0.6408808165058281,
+            0.5816663867436485,
+            0.5057750642322454,
+            0.4446161645761806,
+            0.38211412453214083,
+            0.3177795169779351,
+            -0.6829439989264211,
+            -0.7449867949718093,
+            -0.8383462046131951,
+            -0.9594673506521993,
+        ],
+    );
     let cfg = OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 0.001 };
-    assert_close(&run(cfg, &[0.05; 5]), &[0.5219103690290818, 0.5115774476787892, 0.5004906147129571, 0.4884965968624513, 0.49963160130230944, 0.4837213337144084, 0.4670948383871066, 0.4496025248225856, 0.4305425093591719, 0.40976755280996635, 0.3883130636013553, 0.3660330835316747, -0.6677784837541264, -0.6848813851368575, -0.7061052508697252, -0.7317656845996166]);
+    assert_close(
+        &run(cfg, &[0.05; 5]),
+        &[
+            0.5219103690290818,
+            0.5115774476787892,
+            0.5004906147129571,
+            0.4884965968624513,
+            0.49963160130230944,
+            0.4837213337144084,
+            0.4670948383871066,
+            0.4496025248225856,
+            0.4305425093591719,
+            0.40976755280996635,
+            0.3883130636013553,
+            0.3660330835316747,
+            -0.6677784837541264,
+            -0.6848813851368575,
+            -0.7061052508697252,
+            -0.7317656845996166,
+        ],
+    );
     let cfg = OptimizerConfig::Sgd { momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0 };
-    assert_close(&run(cfg, &[0.1, 0.05, 0.2, 0.01, 0.1]), &[0.10197763256752884, 0.13511815162739632, 0.16797315799806353, 0.20049703589497592, 0.25270445409226827, 0.2817838373191179, 0.31059441446187647, 0.33909197932369006, 0.3697568949310406, 0.3951223256136423, 0.4202353308411442, 0.44505310568597195, -0.559800778417321, -0.5684069206966791, -0.5778897360953509, -0.5886415012823801]);
+    assert_close(
+        &run(cfg, &[0.1, 0.05, 0.2, 0.01, 0.1]),
+        &[
+            0.10197763256752884,
+            0.13511815162739632,
+            0.16797315799806353,
+            0.20049703589497592,
+            0.25270445409226827,
+            0.2817838373191179,
+            0.31059441446187647,
+            0.33909197932369006,
+            0.3697568949310406,
+            0.3951223256136423,
+            0.4202353308411442,
+            0.44505310568597195,
+            -0.559800778417321,
+            -0.5684069206966791,
+            -0.5778897360953509,
+            -0.5886415012823801,
+        ],
+    );
 }
 
 // show("adamw_groups", run(lambda w, b: torch.optim.AdamW([{"params": [w], "weight_decay": 0.1},
@@ -61,7 +122,27 @@ fn sgd_matches_torch() {
 #[test]
 fn adamw_with_parameter_groups_matches_torch() {
     let cfg = OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
-    assert_close(&run(cfg, &[0.01; 5]), &[-0.44764946433495717, -0.34815530292095, -0.24866389226552485, -0.14917730742804802, -0.049690829794584786, 0.04977476286608197, 0.14919209229969865, 0.24828657150213973, 0.33868184581113125, 0.34949755274996896, 0.4480066054611764, 0.5473340195631343, -0.14997356050626462, -0.0999809113535011, -0.05000063285554761, -1.7761643387329343e-05]);
+    assert_close(
+        &run(cfg, &[0.01; 5]),
+        &[
+            -0.44764946433495717,
+            -0.34815530292095,
+            -0.24866389226552485,
+            -0.14917730742804802,
+            -0.049690829794584786,
+            0.04977476286608197,
+            0.14919209229969865,
+            0.24828657150213973,
+            0.33868184581113125,
+            0.34949755274996896,
+            0.4480066054611764,
+            0.5473340195631343,
+            -0.14997356050626462,
+            -0.0999809113535011,
+            -0.05000063285554761,
+            -1.7761643387329343e-05,
+        ],
+    );
 }
 
 // lars(steps=5, lr=0.5, momentum=0.9, wd=0.01, eeta=0.001) in optim.py: SimCLR's
@@ -71,7 +152,27 @@ fn adamw_with_parameter_groups_matches_torch() {
 #[test]
 fn lars_matches_simclr_and_its_trust_ratio() {
     let cfg = OptimizerConfig::Lars { momentum: 0.9, weight_decay: 0.01, trust_coefficient: 0.001 };
-    assert_close(&run(cfg, &[0.5; 5]), &[-0.4962540931283563, -0.39670927109309184, -0.29706934022894466, -0.1973171212808286, -0.09744633516606008, 0.0020655715434582615, 0.10167258762995185, 0.20139189218032974, 0.3010981016161884, 0.4005770961186398, 0.5001512005461505, 0.5998375938174528, -8.620391566145573, -1.3422520313374209, -0.7891115408926983, -1.6027620715250093]);
+    assert_close(
+        &run(cfg, &[0.5; 5]),
+        &[
+            -0.4962540931283563,
+            -0.39670927109309184,
+            -0.29706934022894466,
+            -0.1973171212808286,
+            -0.09744633516606008,
+            0.0020655715434582615,
+            0.10167258762995185,
+            0.20139189218032974,
+            0.3010981016161884,
+            0.4005770961186398,
+            0.5001512005461505,
+            0.5998375938174528,
+            -8.620391566145573,
+            -1.3422520313374209,
+            -0.7891115408926983,
+            -1.6027620715250093,
+        ],
+    );
     // One plain step without momentum history moves w by lr * trust * (grad + wd w).
     let (w, b) = init();
     let w0 = w.as_tensor().copy().unwrap();
@@ -87,7 +188,11 @@ fn lars_matches_simclr_and_its_trust_ratio() {
 
 #[test]
 fn saved_state_continues_the_same_trajectory() {
-    for cfg in [OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 0.01 }, OptimizerConfig::adamw(), OptimizerConfig::lars()] {
+    for cfg in [
+        OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 0.01 },
+        OptimizerConfig::adamw(),
+        OptimizerConfig::lars(),
+    ] {
         let straight = run(cfg, &[0.01; 6]);
         let dir = tempfile::tempdir().unwrap();
         let (w, b) = init();
@@ -105,7 +210,11 @@ fn saved_state_continues_the_same_trajectory() {
         got.extend(b.to_vec1::<f64>().unwrap());
         assert_eq!(got, straight, "{cfg:?}");
         // Another optimiser, or a parameter of another shape, is refused with the file named.
-        let different = if matches!(cfg, OptimizerConfig::Sgd { .. }) { OptimizerConfig::adamw() } else { OptimizerConfig::sgd(0.5) };
+        let different = if matches!(cfg, OptimizerConfig::Sgd { .. }) {
+            OptimizerConfig::adamw()
+        } else {
+            OptimizerConfig::sgd(0.5)
+        };
         let mut other = Optimizer::new(different, vec![("w".into(), w.clone()), ("b".into(), b.clone())]).unwrap();
         let e = other.load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("optimizer.json"), "{e}");
@@ -131,7 +240,11 @@ fn schedules_at_chosen_steps() {
     let st = Schedule::Step { step_size: 30, gamma: 0.1 };
     assert_eq!(st.lr(1.0, 29), 1.0);
     assert!((st.lr(1.0, 30) - 0.1).abs() < 1e-15 && (st.lr(1.0, 65) - 0.01).abs() < 1e-15);
-    assert!(Schedule::Step { step_size: 0, gamma: 0.1 }.validate().unwrap_err().to_string().contains("schedule.step_size"));
+    assert!(Schedule::Step { step_size: 0, gamma: 0.1 }
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("schedule.step_size"));
     let bad = Schedule::WarmupCosine { warmup_steps: 10, total_steps: 5, final_fraction: 0.0 };
     assert!(bad.validate().unwrap_err().to_string().contains("schedule.total_steps"));
 }
@@ -141,7 +254,11 @@ fn clip_grad_norm_scales_to_the_maximum() {
     let (w, b) = init();
     let mut grads = loss(&w, &b).backward().unwrap();
     let norm = |g: &candle_core::backprop::GradStore| {
-        [&w, &b].iter().map(|v| g.get(v.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()).sum::<f64>().sqrt()
+        [&w, &b]
+            .iter()
+            .map(|v| g.get(v.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap())
+            .sum::<f64>()
+            .sqrt()
     };
     let before = norm(&grads);
     assert!(before > 1.0);
@@ -155,12 +272,17 @@ fn clip_grad_norm_scales_to_the_maximum() {
 
 #[test]
 fn invalid_configs_name_the_field() {
-    let e = OptimizerConfig::Sgd { momentum: 1.5, dampening: 0.0, nesterov: false, weight_decay: 0.0 }.validate().unwrap_err();
+    let e = OptimizerConfig::Sgd { momentum: 1.5, dampening: 0.0, nesterov: false, weight_decay: 0.0 }
+        .validate()
+        .unwrap_err();
     assert!(e.to_string().contains("optimizer.momentum"), "{e}");
-    let e = OptimizerConfig::Sgd { momentum: 0.0, dampening: 0.0, nesterov: true, weight_decay: 0.0 }.validate().unwrap_err();
+    let e = OptimizerConfig::Sgd { momentum: 0.0, dampening: 0.0, nesterov: true, weight_decay: 0.0 }
+        .validate()
+        .unwrap_err();
     assert!(e.to_string().contains("optimizer.nesterov"), "{e}");
     let e = OptimizerConfig::AdamW { beta1: 0.9, beta2: 1.0, eps: 1e-8, weight_decay: 0.0 }.validate().unwrap_err();
     assert!(e.to_string().contains("optimizer.beta2"), "{e}");
-    let e = OptimizerConfig::Lars { momentum: 0.9, weight_decay: -1.0, trust_coefficient: 0.001 }.validate().unwrap_err();
+    let e =
+        OptimizerConfig::Lars { momentum: 0.9, weight_decay: -1.0, trust_coefficient: 0.001 }.validate().unwrap_err();
     assert!(e.to_string().contains("optimizer.weight_decay"), "{e}");
 }

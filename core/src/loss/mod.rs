@@ -34,6 +34,8 @@ mod composite;
 mod exp_kernel;
 mod fused;
 
+pub(crate) use fused::KernelFloat;
+
 use crate::sampling::{labels_to_vec, PairMask};
 use crate::similarity::check_pair;
 use candle_core::{bail, DType, Device, Result, Tensor};

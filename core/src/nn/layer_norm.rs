@@ -2,10 +2,10 @@
 //! so gradients silently stop at it; this one is a custom op with its own fused backward on the
 //! CPU (f32, f64), and the composite form (tensor ops, autograd) elsewhere.
 
+use crate::loss::KernelFloat;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType, D};
 use candle_nn::{Init, VarBuilder};
-use num_traits::Float;
 use rayon::prelude::*;
 
 /// Layer normalisation over the last dimension, with a learned scale and shift.
@@ -82,14 +82,14 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
 }
 
 /// Mean and reciprocal standard deviation of a row.
-fn moments<T: Float>(row: &[T], eps: T) -> (T, T) {
+fn moments<T: KernelFloat>(row: &[T], eps: T) -> (T, T) {
     let n = T::from(row.len()).unwrap_or_else(T::one);
     let mean = row.iter().fold(T::zero(), |s, &v| s + v) / n;
     let var = row.iter().fold(T::zero(), |s, &v| s + (v - mean) * (v - mean)) / n;
     (mean, T::one() / (var + eps).sqrt())
 }
 
-fn forward<T: Float + WithDType + Send + Sync>(x: &[T], w: &[T], b: &[T], eps: f64) -> Vec<T> {
+fn forward<T: KernelFloat>(x: &[T], w: &[T], b: &[T], eps: f64) -> Vec<T> {
     let h = w.len();
     let eps = T::from(eps).unwrap_or_else(T::epsilon);
     let mut y = vec![T::zero(); x.len()];
@@ -105,7 +105,7 @@ fn forward<T: Float + WithDType + Send + Sync>(x: &[T], w: &[T], b: &[T], eps: f
 }
 
 /// (dx, dw, db) from x, w and dy.
-fn backward<T: Float + WithDType + Send + Sync>(x: &[T], w: &[T], dy: &[T], eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+fn backward<T: KernelFloat>(x: &[T], w: &[T], dy: &[T], eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
     let h = w.len();
     let eps = T::from(eps).unwrap_or_else(T::epsilon);
     let hn = T::from(h).unwrap_or_else(T::one);
@@ -123,10 +123,10 @@ fn backward<T: Float + WithDType + Send + Sync>(x: &[T], w: &[T], dy: &[T], eps:
                 for j in 0..h {
                     let xhat = (xr[j] - mean) * rstd;
                     let g = dyr[j] * w[j];
-                    sum_g = sum_g + g;
-                    sum_gx = sum_gx + g * xhat;
-                    dw[j] = dw[j] + dyr[j] * xhat;
-                    db[j] = db[j] + dyr[j];
+                    sum_g += g;
+                    sum_gx += g * xhat;
+                    dw[j] += dyr[j] * xhat;
+                    db[j] += dyr[j];
                 }
                 let (mg, mgx) = (sum_g / hn, sum_gx / hn);
                 for j in 0..h {
@@ -141,8 +141,8 @@ fn backward<T: Float + WithDType + Send + Sync>(x: &[T], w: &[T], dy: &[T], eps:
     let mut db = vec![T::zero(); h];
     for (pw, pb) in partials {
         for j in 0..h {
-            dw[j] = dw[j] + pw[j];
-            db[j] = db[j] + pb[j];
+            dw[j] += pw[j];
+            db[j] += pb[j];
         }
     }
     (dx, dw, db)
@@ -185,7 +185,11 @@ impl CustomOp3 for LayerNormOp {
                 let wv = w.to_vec1::<$t>()?;
                 let gv = grad.contiguous()?.flatten_all()?.to_vec1::<$t>()?;
                 let (dx, dw, db) = backward(&xv, &wv, &gv, self.eps);
-                (Tensor::from_vec(dx, x.dims(), x.device())?, Tensor::from_vec(dw, h, w.device())?, Tensor::from_vec(db, h, w.device())?)
+                (
+                    Tensor::from_vec(dx, x.dims(), x.device())?,
+                    Tensor::from_vec(dw, h, w.device())?,
+                    Tensor::from_vec(db, h, w.device())?,
+                )
             }};
         }
         let (dx, dw, db) = match x.dtype() {

@@ -93,9 +93,8 @@ impl ParamStore {
             return Err(Error::checkpoint(origin, format!("tensor `{extra}` is not a variable of this model")));
         }
         for (name, var) in vars.iter() {
-            let t = tensors
-                .get(name)
-                .ok_or_else(|| Error::checkpoint(origin, format!("tensor `{name}` is missing")))?;
+            let t =
+                tensors.get(name).ok_or_else(|| Error::checkpoint(origin, format!("tensor `{name}` is missing")))?;
             if t.dims() != var.dims() {
                 return Err(Error::checkpoint(
                     origin,
@@ -111,7 +110,8 @@ impl ParamStore {
         let n = shape.elem_count();
         let mut rng = named_rng(self.seed, name);
         let fan_in: usize = shape.dims().iter().skip(1).product::<usize>().max(1);
-        let uniform = |rng: &mut crate::rng::Rng, b: f64| -> Vec<f64> { (0..n).map(|_| rng.random_range(-b..=b)).collect() };
+        let uniform =
+            |rng: &mut crate::rng::Rng, b: f64| -> Vec<f64> { (0..n).map(|_| rng.random_range(-b..=b)).collect() };
         match (hint, self.scheme) {
             (Init::Const(c), _) => vec![c; n],
             (Init::Kaiming { .. }, InitScheme::PyTorch) => uniform(&mut rng, 1.0 / (fan_in as f64).sqrt()),

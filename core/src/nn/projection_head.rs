@@ -26,7 +26,14 @@ pub struct ProjectionHeadConfig {
 impl ProjectionHeadConfig {
     /// SimCLR v1: input -> input -> 128, ReLU between, no BatchNorm.
     pub fn simclr_v1(input_dim: usize) -> Self {
-        Self { input_dim, hidden_dim: input_dim, output_dim: 128, layers: 2, batch_norm: false, output_batch_norm: false }
+        Self {
+            input_dim,
+            hidden_dim: input_dim,
+            output_dim: 128,
+            layers: 2,
+            batch_norm: false,
+            output_batch_norm: false,
+        }
     }
 
     /// SimCLR v2: three layers, BatchNorm after each (the last without ReLU).
@@ -41,7 +48,12 @@ impl ProjectionHeadConfig {
 
     /// Checks that every width and the layer count are positive.
     pub fn validate(&self) -> Result<()> {
-        for (field, v) in [("input_dim", self.input_dim), ("hidden_dim", self.hidden_dim), ("output_dim", self.output_dim), ("layers", self.layers)] {
+        for (field, v) in [
+            ("input_dim", self.input_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("output_dim", self.output_dim),
+            ("layers", self.layers),
+        ] {
             if v == 0 {
                 return Err(Error::config(format!("projection_head.{field}"), "must be at least 1"));
             }
@@ -68,7 +80,11 @@ impl ProjectionHead {
             let with_bn = if last { config.output_batch_norm } else { config.batch_norm };
             let vb = vb.pp(i.to_string());
             // A bias before BatchNorm would be cancelled by its mean subtraction.
-            let lin = if with_bn { linear_no_bias(input, output, vb.pp("linear"))? } else { linear(input, output, vb.pp("linear"))? };
+            let lin = if with_bn {
+                linear_no_bias(input, output, vb.pp("linear"))?
+            } else {
+                linear(input, output, vb.pp("linear"))?
+            };
             let bn = if with_bn { Some(batch_norm(output, BatchNormConfig::default(), vb.pp("bn"))?) } else { None };
             layers.push((lin, bn));
         }

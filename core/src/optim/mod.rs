@@ -239,7 +239,8 @@ impl Optimizer {
         let tensors = dir.join("optimizer.safetensors");
         candle_core::safetensors::save(&self.state_tensors(), &tensors)
             .map_err(|e| Error::checkpoint(&tensors, e.to_string()))?;
-        let saved = SavedState { config: self.config, steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect() };
+        let saved =
+            SavedState { config: self.config, steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect() };
         crate::train::write_json(&dir.join("optimizer.json"), &saved)
     }
 
@@ -249,7 +250,10 @@ impl Optimizer {
         let json = dir.join("optimizer.json");
         let saved: SavedState = crate::train::read_json(&json)?;
         if std::mem::discriminant(&saved.config) != std::mem::discriminant(&self.config) {
-            return Err(Error::checkpoint(&json, format!("saved by {:?}, resuming with {:?}", saved.config, self.config)));
+            return Err(Error::checkpoint(
+                &json,
+                format!("saved by {:?}, resuming with {:?}", saved.config, self.config),
+            ));
         }
         let path = dir.join("optimizer.safetensors");
         let device = self.params.first().map(|p| p.var.device().clone()).unwrap_or(candle_core::Device::Cpu);
@@ -266,7 +270,10 @@ impl Optimizer {
                     None => None,
                     Some(t) if t.dims() == p.var.dims() => Some(t.to_dtype(p.var.dtype())?),
                     Some(t) => {
-                        return Err(Error::checkpoint(&path, format!("tensor `{name}` has shape {:?}, the parameter {:?}", t.dims(), p.var.dims())))
+                        return Err(Error::checkpoint(
+                            &path,
+                            format!("tensor `{name}` has shape {:?}, the parameter {:?}", t.dims(), p.var.dims()),
+                        ))
                     }
                 };
             }

@@ -53,10 +53,16 @@ impl Schedule {
             Schedule::Constant => Ok(()),
             Schedule::WarmupCosine { warmup_steps, total_steps, final_fraction } => {
                 if total_steps < warmup_steps {
-                    return Err(Error::config("schedule.total_steps", format!("{total_steps} is below warmup_steps {warmup_steps}")));
+                    return Err(Error::config(
+                        "schedule.total_steps",
+                        format!("{total_steps} is below warmup_steps {warmup_steps}"),
+                    ));
                 }
                 if !(0.0..=1.0).contains(&final_fraction) {
-                    return Err(Error::config("schedule.final_fraction", format!("must be in [0, 1], got {final_fraction}")));
+                    return Err(Error::config(
+                        "schedule.final_fraction",
+                        format!("must be in [0, 1], got {final_fraction}"),
+                    ));
                 }
                 Ok(())
             }

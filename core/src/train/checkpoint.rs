@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// Writes `value` as pretty JSON.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Json { path: path.into(), message: e.to_string() })?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::Json { path: path.into(), message: e.to_string() })?;
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
@@ -30,7 +31,8 @@ pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<PathBuf>> {
         .filter(|p| {
             p.is_dir()
                 && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    n.strip_prefix("checkpoint-").is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    n.strip_prefix("checkpoint-")
+                        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                 })
         })
         .collect();
@@ -61,7 +63,8 @@ pub(super) fn save(run_dir: &Path, contents: Contents, keep_last: usize) -> Resu
     write_json(&tmp.join("state.json"), contents.state)?;
     write_json(&tmp.join("config.json"), contents.config)?;
     let extra = tmp.join("extra.safetensors");
-    candle_core::safetensors::save(&contents.extra.tensors, &extra).map_err(|e| Error::checkpoint(&extra, e.to_string()))?;
+    candle_core::safetensors::save(&contents.extra.tensors, &extra)
+        .map_err(|e| Error::checkpoint(&extra, e.to_string()))?;
     write_json(&tmp.join("extra.json"), &contents.extra.json)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -77,8 +80,7 @@ pub(super) fn save(run_dir: &Path, contents: Contents, keep_last: usize) -> Resu
 /// Reads the objective's extra state of a checkpoint.
 pub(super) fn load_extra(dir: &Path, device: &candle_core::Device) -> Result<ExtraState> {
     let path = dir.join("extra.safetensors");
-    let tensors =
-        candle_core::safetensors::load(&path, device).map_err(|e| Error::checkpoint(&path, format!("cannot read: {e}")))?;
+    let tensors = candle_core::safetensors::load(&path, device)
+        .map_err(|e| Error::checkpoint(&path, format!("cannot read: {e}")))?;
     Ok(ExtraState { tensors, json: read_json(&dir.join("extra.json"))? })
 }
-

@@ -303,7 +303,8 @@ impl<O: Objective> Trainer<O> {
         }
         self.objective.params().load(&dir.join("model.safetensors"))?;
         self.optimizer.load(dir)?;
-        let device = self.objective.params().all().first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
+        let device =
+            self.objective.params().all().first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
         self.objective.load_extra_state(checkpoint::load_extra(dir, &device)?)?;
         self.state = read_json(&dir.join("state.json"))?;
         tracing::info!(checkpoint = %dir.display(), step = self.state.step, "resumed");
@@ -345,7 +346,11 @@ impl<O: Objective> Trainer<O> {
         } else if self.state.seed != loader.config().seed {
             return Err(Error::config(
                 "loader.seed",
-                format!("the checkpoint was trained with seed {}, the loader has {}", self.state.seed, loader.config().seed),
+                format!(
+                    "the checkpoint was trained with seed {}, the loader has {}",
+                    self.state.seed,
+                    loader.config().seed
+                ),
             ));
         }
         let mut history = self.open_history()?;
@@ -453,7 +458,10 @@ impl<O: Objective> Trainer<O> {
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             let kept: Vec<&str> = text
                 .lines()
-                .filter(|l| serde_json::from_str::<HistoryRecord>(l).is_ok_and(|r| r.step <= self.state.step && self.state.step > 0))
+                .filter(|l| {
+                    serde_json::from_str::<HistoryRecord>(l)
+                        .is_ok_and(|r| r.step <= self.state.step && self.state.step > 0)
+                })
                 .collect();
             let mut joined = kept.join("\n");
             if !joined.is_empty() {
@@ -461,7 +469,8 @@ impl<O: Objective> Trainer<O> {
             }
             std::fs::write(&path, joined).map_err(|e| Error::io(&path, e))?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Some(file))
     }
 }
@@ -480,7 +489,8 @@ pub fn read_history(path: &Path) -> Result<Vec<HistoryRecord>> {
     text.lines()
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Json { path: path.into(), message: format!("line {}: {e}", i + 1) })
+            serde_json::from_str(l)
+                .map_err(|e| Error::Json { path: path.into(), message: format!("line {}: {e}", i + 1) })
         })
         .collect()
 }
@@ -491,7 +501,9 @@ fn progress_bar(enabled: bool, total: u64, position: u64) -> indicatif::Progress
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+    {
         bar.set_style(style);
     }
     bar.set_position(position);
@@ -505,7 +517,11 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: &str) ->
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             keys.into_iter().find_map(|k| {
-                first_difference(x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"))
+                first_difference(
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}.{k}"),
+                )
             })
         }
         _ if a == b => None,

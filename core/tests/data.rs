@@ -1,0 +1,116 @@
+//! The loader: seeded shuffles and views, thread-count independence, drop_last, resume offsets,
+//! errors; the augmentation combinators.
+
+use contrastive_core::augment::{Augment, Compose, RandomApply, RandomChoice};
+use contrastive_core::data::{Loader, LoaderConfig, ViewPair};
+use contrastive_core::{Error, Result};
+use rand::{Rng, RngCore};
+
+type Batch = Vec<ViewPair<f64>>;
+type TestLoader = Loader<Vec<f64>, fn(f64, &mut dyn RngCore) -> Result<f64>, fn(Vec<ViewPair<f64>>) -> Result<Batch>>;
+
+fn jitter(x: f64, rng: &mut dyn RngCore) -> Result<f64> {
+    Ok(x + rng.random_range(-1.0..1.0))
+}
+
+fn keep(samples: Vec<ViewPair<f64>>) -> Result<Batch> {
+    Ok(samples)
+}
+
+fn loader(n: usize, batch_size: usize, threads: usize, seed: u64, drop_last: bool) -> TestLoader {
+    let data: Vec<f64> = (0..n).map(|i| i as f64 * 10.0).collect();
+    let config = LoaderConfig { batch_size, seed, shuffle: true, drop_last, threads };
+    Loader::new(
+        data,
+        jitter as fn(f64, &mut dyn RngCore) -> Result<f64>,
+        keep as fn(Vec<ViewPair<f64>>) -> Result<Batch>,
+        config,
+    )
+    .unwrap()
+}
+
+fn epoch(l: &TestLoader, e: usize) -> Vec<Batch> {
+    l.epoch(e).collect::<Result<Vec<_>>>().unwrap()
+}
+
+#[test]
+fn same_batches_whatever_the_thread_count() {
+    let one = epoch(&loader(103, 16, 1, 7, true), 0);
+    let two = epoch(&loader(103, 16, 2, 7, true), 0);
+    let four = epoch(&loader(103, 16, 4, 7, true), 0);
+    assert_eq!(one, two);
+    assert_eq!(one, four);
+    // drop_last: 103 / 16 = 6 full batches.
+    assert_eq!(one.len(), 6);
+    assert!(one.iter().all(|b| b.len() == 16));
+    // Views differ from each other and from the sample, and stay near it.
+    for p in one.iter().flatten() {
+        assert_ne!(p.first, p.second);
+        assert!((p.first - p.index as f64 * 10.0).abs() <= 1.0);
+    }
+}
+
+#[test]
+fn shuffles_by_seed_and_epoch_and_covers_every_sample_once() {
+    let l = loader(64, 8, 2, 3, true);
+    let e0: Vec<usize> = epoch(&l, 0).iter().flatten().map(|p| p.index).collect();
+    let e1: Vec<usize> = epoch(&l, 1).iter().flatten().map(|p| p.index).collect();
+    assert_ne!(e0, e1);
+    let mut sorted = e0.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..64).collect::<Vec<_>>());
+    assert_eq!(e0, epoch(&loader(64, 8, 1, 3, true), 0).iter().flatten().map(|p| p.index).collect::<Vec<_>>());
+    assert_ne!(e0, epoch(&loader(64, 8, 1, 4, true), 0).iter().flatten().map(|p| p.index).collect::<Vec<_>>());
+    // The views of a sample change between epochs.
+    let first = |b: &[Batch], i: usize| b.iter().flatten().find(|p| p.index == i).unwrap().first;
+    assert_ne!(first(&epoch(&l, 0), 5), first(&epoch(&l, 1), 5));
+}
+
+#[test]
+fn keeps_the_short_batch_when_asked_and_resumes_mid_epoch() {
+    let l = loader(20, 8, 2, 1, false);
+    let all = epoch(&l, 2);
+    assert_eq!(all.iter().map(Vec::len).collect::<Vec<_>>(), vec![8, 8, 4]);
+    let rest: Vec<Batch> = l.epoch_from(2, 1).collect::<Result<_>>().unwrap();
+    assert_eq!(rest, all[1..].to_vec());
+}
+
+#[test]
+fn errors_are_reported() {
+    let data: Vec<f64> = vec![1.0; 4];
+    let e =
+        Loader::new(data.clone(), jitter, keep, LoaderConfig { batch_size: 8, ..Default::default() }).err().unwrap();
+    assert!(e.to_string().contains("loader.batch_size"), "{e}");
+    let e =
+        Loader::new(data.clone(), jitter, keep, LoaderConfig { batch_size: 0, ..Default::default() }).err().unwrap();
+    assert!(e.to_string().contains("loader.batch_size"), "{e}");
+    // An augmentation that fails surfaces as the batch's error.
+    let failing = |x: f64, _: &mut dyn RngCore| -> Result<f64> {
+        if x > 0.5 {
+            Err(Error::Data(format!("bad sample {x}")))
+        } else {
+            Ok(x)
+        }
+    };
+    let l = Loader::new(data, failing, keep, LoaderConfig { batch_size: 2, ..Default::default() }).unwrap();
+    let e = l.epoch(0).next().unwrap().unwrap_err();
+    assert!(e.to_string().contains("bad sample 1"), "{e}");
+}
+
+#[test]
+fn combinators() {
+    let add = |d: f64| move |x: f64, _: &mut dyn RngCore| -> Result<f64> { Ok(x + d) };
+    let mut rng = contrastive_core::rng::sample_rng(0, 0, 0);
+    let c = Compose(vec![Box::new(add(1.0)), Box::new(add(2.0))]);
+    assert_eq!(c.apply(0.0, &mut rng).unwrap(), 3.0);
+    let never = RandomApply { p: 0.0, inner: Box::new(add(1.0)) };
+    let always = RandomApply { p: 1.0, inner: Box::new(add(1.0)) };
+    for _ in 0..20 {
+        assert_eq!(never.apply(0.0, &mut rng).unwrap(), 0.0);
+        assert_eq!(always.apply(0.0, &mut rng).unwrap(), 1.0);
+    }
+    let choice = RandomChoice(vec![Box::new(add(1.0)), Box::new(add(10.0))]);
+    let picks: Vec<f64> = (0..200).map(|_| choice.apply(0.0, &mut rng).unwrap()).collect();
+    let ones = picks.iter().filter(|&&v| v == 1.0).count();
+    assert!(ones > 70 && ones < 130 && picks.iter().all(|&v| v == 1.0 || v == 10.0), "{ones}");
+}

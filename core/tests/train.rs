@@ -1,0 +1,311 @@
+//! The trainer end to end on a small MLP: learning, determinism, exact resume, NaN stop, stop
+//! request, mismatched checkpoints, history.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{linear, Linear};
+use contrastive_core::data::{Loader, LoaderConfig, ViewPair};
+use contrastive_core::loss::nt_xent;
+use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_core::optim::{OptimizerConfig, Schedule};
+use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
+use contrastive_core::{Error, Result};
+use rand::{Rng, RngCore, SeedableRng};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const DIM: usize = 8;
+const CLUSTERS: usize = 4;
+
+/// 4 clusters of 48 points in 8-D: centres at distance ~2.8, points spread 0.6 around them.
+fn clustered() -> Vec<(Vec<f32>, usize)> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let centres: Vec<Vec<f32>> =
+        (0..CLUSTERS).map(|_| (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+    (0..CLUSTERS * 48)
+        .map(|i| {
+            let c = i % CLUSTERS;
+            (centres[c].iter().map(|v| v + rng.random_range(-0.6f32..0.6)).collect(), c)
+        })
+        .collect()
+}
+
+fn noise(x: (Vec<f32>, usize), rng: &mut dyn RngCore) -> Result<(Vec<f32>, usize)> {
+    Ok((x.0.iter().map(|v| v + rng.random_range(-0.3f32..0.3)).collect(), x.1))
+}
+
+fn collate(samples: Vec<ViewPair<(Vec<f32>, usize)>>) -> Result<(Tensor, Tensor)> {
+    let n = samples.len();
+    let first: Vec<f32> = samples.iter().flat_map(|s| s.first.0.iter().copied()).collect();
+    let second: Vec<f32> = samples.iter().flat_map(|s| s.second.0.iter().copied()).collect();
+    Ok((Tensor::from_vec(first, (n, DIM), &Device::Cpu)?, Tensor::from_vec(second, (n, DIM), &Device::Cpu)?))
+}
+
+type Aug = fn((Vec<f32>, usize), &mut dyn RngCore) -> Result<(Vec<f32>, usize)>;
+type Col = fn(Vec<ViewPair<(Vec<f32>, usize)>>) -> Result<(Tensor, Tensor)>;
+
+fn loader(threads: usize) -> Loader<Vec<(Vec<f32>, usize)>, Aug, Col> {
+    let config = LoaderConfig { batch_size: 32, seed: 5, shuffle: true, drop_last: true, threads };
+    Loader::new(clustered(), noise as Aug, collate as Col, config).unwrap()
+}
+
+/// A 2-layer MLP under NT-Xent; optionally returns NaN from a given call, or requests a stop.
+struct Mlp {
+    store: ParamStore,
+    l1: Linear,
+    l2: Linear,
+    hidden: usize,
+    calls: usize,
+    nan_at: Option<usize>,
+    stop_at: Option<(usize, Arc<AtomicBool>)>,
+}
+
+impl Mlp {
+    fn new(hidden: usize) -> Self {
+        let store = ParamStore::new(3, InitScheme::PyTorch);
+        let vb = store.var_builder(DType::F32, &Device::Cpu);
+        let l1 = linear(DIM, hidden, vb.pp("l1")).unwrap();
+        let l2 = linear(hidden, 16, vb.pp("l2")).unwrap();
+        Self { store, l1, l2, hidden, calls: 0, nan_at: None, stop_at: None }
+    }
+
+    fn embed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.l2.forward(&self.l1.forward(x)?.relu()?)
+    }
+}
+
+impl Objective for Mlp {
+    type Batch = (Tensor, Tensor);
+
+    fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
+        self.calls += 1;
+        if let Some((at, flag)) = &self.stop_at {
+            if self.calls == *at {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+        let loss = nt_xent(&self.embed(&batch.0)?, &self.embed(&batch.1)?, 0.5)?;
+        if self.nan_at == Some(self.calls) {
+            return loss * f64::NAN;
+        }
+        Ok(loss)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({ "method": "mlp-nt-xent", "hidden": self.hidden, "temperature": 0.5 })
+    }
+}
+
+fn config(epochs: usize) -> TrainerConfig {
+    TrainerConfig {
+        epochs,
+        lr: 3e-3,
+        schedule: Schedule::WarmupCosine { warmup_steps: 5, total_steps: 60, final_fraction: 0.1 },
+        optimizer: OptimizerConfig::adamw(),
+        clip_grad_norm: Some(5.0),
+        progress: false,
+        ..Default::default()
+    }
+}
+
+fn weights(store: &ParamStore) -> Vec<Vec<u32>> {
+    store
+        .all()
+        .iter()
+        .map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect())
+        .collect()
+}
+
+fn losses(dir: &std::path::Path) -> Vec<u64> {
+    read_history(&dir.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss.map(f64::to_bits)).collect()
+}
+
+/// Leave-one-out 1-NN accuracy (cosine) of the embeddings of the clean points.
+fn knn_accuracy(mlp: &Mlp) -> f64 {
+    let data = clustered();
+    let x: Vec<f32> = data.iter().flat_map(|(v, _)| v.iter().copied()).collect();
+    let x = Tensor::from_vec(x, (data.len(), DIM), &Device::Cpu).unwrap();
+    let z = contrastive_core::similarity::l2_normalize(&mlp.embed(&x).unwrap()).unwrap();
+    let sim = z.matmul(&z.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+    let correct = (0..data.len())
+        .filter(|&i| {
+            let nn = (0..data.len()).filter(|&j| j != i).max_by(|&a, &b| sim[i][a].total_cmp(&sim[i][b])).unwrap();
+            data[nn].1 == data[i].1
+        })
+        .count();
+    correct as f64 / data.len() as f64
+}
+
+#[test]
+fn a_small_mlp_learns_clusters_and_the_history_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::new(config(10), Mlp::new(32)).unwrap().with_run_dir(dir.path());
+    trainer.add_evaluation("knn", 5, |mlp: &mut Mlp, _| Ok(knn_accuracy(mlp)));
+    let summary = trainer.fit(&loader(2)).unwrap();
+    assert_eq!(summary.steps, 60);
+    let history = read_history(&dir.path().join("history.jsonl")).unwrap();
+    let l: Vec<f64> = history.iter().filter_map(|r| r.loss).collect();
+    assert_eq!(l.len(), 60);
+    let first: f64 = l[..6].iter().sum::<f64>() / 6.0;
+    let last: f64 = l[54..].iter().sum::<f64>() / 6.0;
+    assert!(last < first - 0.3, "loss did not fall: {first} -> {last}");
+    let evals: Vec<&contrastive_core::train::HistoryRecord> = history.iter().filter(|r| !r.eval.is_empty()).collect();
+    assert_eq!(evals.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![4, 9]);
+    let acc = knn_accuracy(trainer.objective());
+    assert!(acc >= 0.95, "kNN accuracy {acc}");
+    assert_eq!(evals[1].eval["knn"], acc);
+    let r = &history[10];
+    assert!(r.lr.unwrap() > 0.0 && r.samples_per_s.unwrap() > 0.0 && r.elapsed_s > 0.0);
+    // A checkpoint at the end with everything a resume needs.
+    let ckpt = summary.checkpoint.unwrap();
+    for f in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "optimizer.json",
+        "state.json",
+        "config.json",
+        "extra.safetensors",
+        "extra.json",
+    ] {
+        assert!(ckpt.join(f).exists(), "{f}");
+    }
+}
+
+fn run_in_pool(threads: usize, f: impl FnOnce() -> (Vec<Vec<u32>>, Vec<u64>) + Send) -> (Vec<Vec<u32>>, Vec<u64>) {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+}
+
+#[test]
+fn same_seed_gives_bit_identical_runs_with_one_and_two_threads() {
+    for threads in [1, 2] {
+        let run = || {
+            let dir = tempfile::tempdir().unwrap();
+            let mut t = Trainer::new(TrainerConfig { max_steps: Some(12), ..config(2) }, Mlp::new(16))
+                .unwrap()
+                .with_run_dir(dir.path());
+            t.fit(&loader(threads)).unwrap();
+            (weights(t.objective().params()), losses(dir.path()))
+        };
+        let a = run_in_pool(threads, run);
+        let b = run_in_pool(threads, run);
+        assert_eq!(a, b, "{threads} threads");
+        assert_eq!(a.1.len(), 12);
+    }
+}
+
+#[test]
+fn resume_continues_bit_for_bit() {
+    let k = 9; // not a multiple of the 6 batches per epoch: resumes mid-epoch
+    let straight_dir = tempfile::tempdir().unwrap();
+    let mut straight = Trainer::new(TrainerConfig { max_steps: Some(2 * k), ..config(5) }, Mlp::new(16))
+        .unwrap()
+        .with_run_dir(straight_dir.path());
+    straight.fit(&loader(2)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut first =
+        Trainer::new(TrainerConfig { max_steps: Some(k), ..config(5) }, Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    first.fit(&loader(2)).unwrap();
+    drop(first);
+    let mut second = Trainer::new(TrainerConfig { max_steps: Some(2 * k), ..config(5) }, Mlp::new(16))
+        .unwrap()
+        .with_run_dir(dir.path());
+    assert!(second.resume().unwrap());
+    assert_eq!(second.state().step, k);
+    second.fit(&loader(2)).unwrap();
+    assert_eq!(weights(second.objective().params()), weights(straight.objective().params()));
+    assert_eq!(losses(dir.path()), losses(straight_dir.path()));
+}
+
+#[test]
+fn a_nan_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mlp = Mlp::new(16);
+    mlp.nan_at = Some(8); // the 8th step, index 7
+    let cfg = TrainerConfig { checkpoint_every: Some(3), keep_last: 5, ..config(3) };
+    let mut t = Trainer::new(cfg, mlp).unwrap().with_run_dir(dir.path());
+    match t.fit(&loader(2)) {
+        Err(Error::NonFiniteLoss { step, epoch, value }) => {
+            assert_eq!((step, epoch), (7, 1));
+            assert!(value.is_nan());
+        }
+        other => panic!("expected a NonFiniteLoss error, got {other:?}"),
+    }
+    let names: Vec<String> = list_checkpoints(dir.path())
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["checkpoint-00000003", "checkpoint-00000006"]);
+    // The kept checkpoint loads.
+    let mut again = Trainer::new(TrainerConfig { checkpoint_every: Some(3), keep_last: 5, ..config(3) }, Mlp::new(16))
+        .unwrap()
+        .with_run_dir(dir.path());
+    assert!(again.resume().unwrap());
+    assert_eq!(again.state().step, 6);
+}
+
+#[test]
+fn a_stop_request_saves_and_a_resume_finishes_the_same_run() {
+    let straight_dir = tempfile::tempdir().unwrap();
+    let mut straight = Trainer::new(config(2), Mlp::new(16)).unwrap().with_run_dir(straight_dir.path());
+    straight.fit(&loader(2)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(config(2), Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    let handle = t.stop_handle();
+    t.objective_mut().stop_at = Some((4, handle));
+    let summary = t.fit(&loader(2)).unwrap();
+    assert!(summary.interrupted);
+    assert_eq!(summary.steps, 4);
+    assert!(summary.checkpoint.unwrap().ends_with("checkpoint-00000004"));
+    let mut resumed = Trainer::new(config(2), Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    assert!(resumed.resume().unwrap());
+    let done = resumed.fit(&loader(2)).unwrap();
+    assert!(!done.interrupted && done.steps == 12);
+    assert_eq!(weights(resumed.objective().params()), weights(straight.objective().params()));
+    // keep_last = 2 by default.
+    assert_eq!(list_checkpoints(dir.path()).unwrap().len(), 2);
+}
+
+#[test]
+fn mismatched_checkpoints_and_configs_are_refused_with_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t =
+        Trainer::new(TrainerConfig { max_steps: Some(2), ..config(1) }, Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    t.fit(&loader(1)).unwrap();
+    // Another objective config.
+    let mut wider = Trainer::new(config(1), Mlp::new(24)).unwrap().with_run_dir(dir.path());
+    let e = wider.resume().unwrap_err().to_string();
+    assert!(e.contains("config.json") && e.contains("objective.hidden"), "{e}");
+    // Another optimiser.
+    let cfg = TrainerConfig { optimizer: OptimizerConfig::sgd(0.9), ..config(1) };
+    let e = Trainer::new(cfg, Mlp::new(16)).unwrap().with_run_dir(dir.path()).resume().unwrap_err().to_string();
+    assert!(e.contains("trainer.optimizer"), "{e}");
+    // Wrong shapes in the weights, with the config made to agree.
+    let ckpt = list_checkpoints(dir.path()).unwrap().pop().unwrap();
+    let mut cfg_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
+    cfg_json["objective"]["hidden"] = serde_json::json!(24);
+    std::fs::write(ckpt.join("config.json"), cfg_json.to_string()).unwrap();
+    let e = Trainer::new(config(1), Mlp::new(24)).unwrap().with_run_dir(dir.path()).resume().unwrap_err().to_string();
+    assert!(e.contains("model.safetensors") && e.contains("l1.bias") && e.contains("[16]"), "{e}");
+    // A truncated state file.
+    std::fs::write(ckpt.join("state.json"), "{\"step\": 2,").unwrap();
+    cfg_json["objective"]["hidden"] = serde_json::json!(16);
+    std::fs::write(ckpt.join("config.json"), cfg_json.to_string()).unwrap();
+    let e = Trainer::new(config(1), Mlp::new(16)).unwrap().with_run_dir(dir.path()).resume().unwrap_err().to_string();
+    assert!(e.contains("state.json"), "{e}");
+    // A missing file.
+    std::fs::remove_file(ckpt.join("optimizer.safetensors")).unwrap();
+    let e = Trainer::new(config(1), Mlp::new(16)).unwrap().with_run_dir(dir.path()).resume().unwrap_err().to_string();
+    assert!(e.contains("optimizer.safetensors"), "{e}");
+    // Invalid configs name the field.
+    let e = Trainer::new(TrainerConfig { lr: 0.0, ..config(1) }, Mlp::new(16)).err().unwrap().to_string();
+    assert!(e.contains("trainer.lr"), "{e}");
+    let e = Trainer::new(TrainerConfig { keep_last: 0, ..config(1) }, Mlp::new(16)).err().unwrap().to_string();
+    assert!(e.contains("trainer.keep_last"), "{e}");
+}
