@@ -81,11 +81,29 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     }
 }
 
+/// Σ f(i) for i < n with eight independent accumulators: a single running sum is bound by the
+/// latency of each addition, eight keep the floating-point units busy.
+#[inline(always)]
+fn lane_sum<T: KernelFloat>(n: usize, f: impl Fn(usize) -> T) -> T {
+    let mut acc = [T::zero(); 8];
+    let full = n / 8 * 8;
+    for i in (0..full).step_by(8) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(i + l);
+        }
+    }
+    let mut sum = acc.iter().fold(T::zero(), |s, &v| s + v);
+    for i in full..n {
+        sum += f(i);
+    }
+    sum
+}
+
 /// Mean and reciprocal standard deviation of a row.
 fn moments<T: KernelFloat>(row: &[T], eps: T) -> (T, T) {
     let n = T::from(row.len()).unwrap_or_else(T::one);
-    let mean = row.iter().fold(T::zero(), |s, &v| s + v) / n;
-    let var = row.iter().fold(T::zero(), |s, &v| s + (v - mean) * (v - mean)) / n;
+    let mean = lane_sum(row.len(), |i| row[i]) / n;
+    let var = lane_sum(row.len(), |i| (row[i] - mean) * (row[i] - mean)) / n;
     (mean, T::one() / (var + eps).sqrt())
 }
 
@@ -119,12 +137,10 @@ fn backward<T: KernelFloat>(x: &[T], w: &[T], dy: &[T], eps: f64) -> (Vec<T>, Ve
             let mut db = vec![T::zero(); h];
             for ((dxr, xr), dyr) in dxs.chunks_mut(h).zip(xs.chunks(h)).zip(dys.chunks(h)) {
                 let (mean, rstd) = moments(xr, eps);
-                let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+                let sum_g = lane_sum(h, |j| dyr[j] * w[j]);
+                let sum_gx = lane_sum(h, |j| dyr[j] * w[j] * (xr[j] - mean) * rstd);
                 for j in 0..h {
                     let xhat = (xr[j] - mean) * rstd;
-                    let g = dyr[j] * w[j];
-                    sum_g += g;
-                    sum_gx += g * xhat;
                     dw[j] += dyr[j] * xhat;
                     db[j] += dyr[j];
                 }
@@ -178,24 +194,32 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let h = w.dim(0)?;
-        macro_rules! run {
-            ($t:ty) => {{
-                let xv = x.flatten_all()?.to_vec1::<$t>()?;
-                let wv = w.to_vec1::<$t>()?;
-                let gv = grad.contiguous()?.flatten_all()?.to_vec1::<$t>()?;
-                let (dx, dw, db) = backward(&xv, &wv, &gv, self.eps);
-                (
-                    Tensor::from_vec(dx, x.dims(), x.device())?,
-                    Tensor::from_vec(dw, h, w.device())?,
-                    Tensor::from_vec(db, h, w.device())?,
-                )
-            }};
-        }
         let (dx, dw, db) = match x.dtype() {
-            DType::F32 => run!(f32),
-            _ => run!(f64),
+            DType::F32 => gradients::<f32>(x, w, grad, self.eps)?,
+            _ => gradients::<f64>(x, w, grad, self.eps)?,
         };
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// The fused backward on tensors: (dx, dw, db), reading the inputs in place.
+fn gradients<T: KernelFloat>(x: &Tensor, w: &Tensor, grad: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    let grad = grad.contiguous()?;
+    let wv = w.to_vec1::<T>()?;
+    let (dx, dw, db) = with_cpu_slice(x, |xs: &[T]| with_cpu_slice(&grad, |gs: &[T]| backward(xs, &wv, gs, eps)))??;
+    let h = wv.len();
+    Ok((
+        Tensor::from_vec(dx, x.dims(), x.device())?,
+        Tensor::from_vec(dw, h, w.device())?,
+        Tensor::from_vec(db, h, w.device())?,
+    ))
+}
+
+/// Runs `f` on the elements of a contiguous CPU tensor without copying them.
+fn with_cpu_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => Ok(f(slice(cpu, layout)?)),
+        _ => bail!("LayerNorm: the fused backward runs on the CPU only"),
     }
 }
