@@ -106,31 +106,8 @@ impl FusedInfoNce {
         let c_hat = candidates.as_ref().map_or(&anchors.hat, |c| &c.hat);
         let mut exps = vec![T::zero(); m * k];
         let scale = T::from(self.inv_temperature).unwrap_or_else(T::one);
-        // S = Â Ĉᵀ / τ
-        // SAFETY: the buffers have the stated shapes: Â (m, dim), Ĉ (k, dim), S (m, k), all row-major.
-        unsafe {
-            gemm::gemm(
-                m,
-                k,
-                dim,
-                exps.as_mut_ptr(),
-                1,
-                k as isize,
-                false,
-                anchors.hat.as_ptr(),
-                1,
-                dim as isize,
-                c_hat.as_ptr(),
-                dim as isize,
-                1,
-                T::zero(),
-                scale,
-                false,
-                false,
-                false,
-                parallelism(),
-            );
-        }
+        // S = Â Ĉᵀ / τ: Ĉ read transposed through its strides.
+        gemm_into(&mut exps, (m, k, dim), (&anchors.hat, 1, dim as isize), (c_hat, dim as isize, 1), scale);
         let with_positives = self.denominator == Denominator::WithPositives;
         let rows: Vec<(T, T, usize)> = exps
             .par_chunks_mut(k)
@@ -232,14 +209,15 @@ impl FusedInfoNce {
             None => {
                 add_transpose_in_place(&mut exps, m);
                 let mut d_hat = vec![T::zero(); m * dim];
-                matmul(&mut d_hat, &exps, &anchors.hat, m, dim, m, false, scale);
+                gemm_into(&mut d_hat, (m, dim, m), (&exps, 1, m as isize), (&anchors.hat, 1, dim as isize), scale);
                 (normalize_backward(&anchors, d_hat, dim), None)
             }
             Some(cands) => {
                 let mut da = vec![T::zero(); m * dim];
-                matmul(&mut da, &exps, &cands.hat, m, dim, k, false, scale);
+                gemm_into(&mut da, (m, dim, k), (&exps, 1, k as isize), (&cands.hat, 1, dim as isize), scale);
                 let mut dc = vec![T::zero(); k * dim];
-                matmul(&mut dc, &exps, &anchors.hat, k, dim, m, true, scale);
+                // dĈ = Gᵀ Â: G (m, k) read transposed.
+                gemm_into(&mut dc, (k, dim, m), (&exps, k as isize, 1), (&anchors.hat, 1, dim as isize), scale);
                 (normalize_backward(&anchors, da, dim), Some(normalize_backward(&cands, dc, dim)))
             }
         }
@@ -253,22 +231,18 @@ fn parallelism() -> gemm::Parallelism {
     }
 }
 
-/// dst (rows, cols) = scale * G' B where G' is `g` (rows, inner) or, with `transpose_g`, the
-/// transpose of `g` stored as (inner, rows); `b` is (inner, cols). All row-major.
-#[allow(clippy::too_many_arguments)]
-fn matmul<T: KernelFloat>(
+/// dst (rows, cols) = scale · lhs (rows, inner) · rhs (inner, cols), row-major dst; each operand
+/// given as (data, column stride, row stride), so either may be read transposed.
+fn gemm_into<T: KernelFloat>(
     dst: &mut [T],
-    g: &[T],
-    b: &[T],
-    rows: usize,
-    cols: usize,
-    inner: usize,
-    transpose_g: bool,
+    (rows, cols, inner): (usize, usize, usize),
+    lhs: (&[T], isize, isize),
+    rhs: (&[T], isize, isize),
     scale: T,
 ) {
-    let (g_cs, g_rs) = if transpose_g { (rows as isize, 1) } else { (1, inner as isize) };
-    // SAFETY: dst holds rows*cols, g holds rows*inner, b holds inner*cols elements, with the
-    // strides given.
+    assert!(dst.len() >= rows * cols, "gemm_into: destination too small");
+    // SAFETY: the callers pass buffers of the stated shapes: dst (rows, cols), lhs covering
+    // (rows, inner) and rhs covering (inner, cols) under the given strides.
     unsafe {
         gemm::gemm(
             rows,
@@ -278,12 +252,12 @@ fn matmul<T: KernelFloat>(
             1,
             cols as isize,
             false,
-            g.as_ptr(),
-            g_cs,
-            g_rs,
-            b.as_ptr(),
-            1,
-            cols as isize,
+            lhs.0.as_ptr(),
+            lhs.1,
+            lhs.2,
+            rhs.0.as_ptr(),
+            rhs.1,
+            rhs.2,
             T::zero(),
             scale,
             false,
