@@ -309,3 +309,20 @@ fn mismatched_checkpoints_and_configs_are_refused_with_names() {
     let e = Trainer::new(TrainerConfig { keep_last: 0, ..config(1) }, Mlp::new(16)).err().unwrap().to_string();
     assert!(e.contains("trainer.keep_last"), "{e}");
 }
+
+#[test]
+fn evaluations_are_recorded_once_across_a_resume_at_an_epoch_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |steps| TrainerConfig { max_steps: Some(steps), checkpoint_every: Some(6), ..config(3) };
+    let mut first = Trainer::new(cfg(6), Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    first.add_evaluation("knn", 1, |mlp: &mut Mlp, _| Ok(knn_accuracy(mlp)));
+    first.fit(&loader(2)).unwrap();
+    let mut second = Trainer::new(cfg(18), Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    second.add_evaluation("knn", 1, |mlp: &mut Mlp, _| Ok(knn_accuracy(mlp)));
+    assert!(second.resume().unwrap());
+    second.fit(&loader(2)).unwrap();
+    let history = read_history(&dir.path().join("history.jsonl")).unwrap();
+    let epochs: Vec<usize> = history.iter().filter(|r| !r.eval.is_empty()).map(|r| r.epoch).collect();
+    assert_eq!(epochs, vec![0, 1, 2]);
+    assert_eq!(history.iter().filter(|r| r.loss.is_some()).count(), 18);
+}

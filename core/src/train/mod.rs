@@ -448,6 +448,14 @@ impl<O: Objective> Trainer<O> {
         append_history(history, &record)
     }
 
+    /// Whether a history record belongs to the run up to the current state: an evaluation at the
+    /// current step only if the epoch it closes was closed before the checkpoint (else it runs
+    /// again after the resume).
+    fn keeps(&self, r: &HistoryRecord) -> bool {
+        let s = self.state.step;
+        s > 0 && (r.step < s || (r.step == s && (r.loss.is_some() || self.state.batch_in_epoch == 0)))
+    }
+
     /// Opens `history.jsonl` for appending, first dropping records past the current step (left
     /// by a run that went on after its last checkpoint).
     fn open_history(&self) -> Result<Option<std::fs::File>> {
@@ -458,10 +466,7 @@ impl<O: Objective> Trainer<O> {
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             let kept: Vec<&str> = text
                 .lines()
-                .filter(|l| {
-                    serde_json::from_str::<HistoryRecord>(l)
-                        .is_ok_and(|r| r.step <= self.state.step && self.state.step > 0)
-                })
+                .filter(|l| serde_json::from_str::<HistoryRecord>(l).is_ok_and(|r| self.keeps(&r)))
                 .collect();
             let mut joined = kept.join("\n");
             if !joined.is_empty() {
