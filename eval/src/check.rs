@@ -1,0 +1,44 @@
+//! Input checks shared by every measurement: each names what is wrong.
+
+use candle_core::{DType, Tensor};
+use contrastive_core::{Error, Result};
+
+/// Checks a 2-D embedding matrix with at least one row and no NaN or infinity; returns (N, D).
+pub(crate) fn embeddings(what: &str, x: &Tensor) -> Result<(usize, usize)> {
+    let (n, d) = match x.dims() {
+        [n, d] => (*n, *d),
+        other => return Err(Error::Data(format!("{what}: embeddings must be 2-D (N, D), got shape {other:?}"))),
+    };
+    if n == 0 || d == 0 {
+        return Err(Error::Data(format!("{what}: empty embeddings of shape ({n}, {d})")));
+    }
+    let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Data(format!("{what}: embedding row {} has a non-finite value ({})", at / d, values[at])));
+    }
+    Ok((n, d))
+}
+
+/// Checks that `labels` has one entry per row.
+pub(crate) fn labels(what: &str, labels: &[u32], rows: usize) -> Result<()> {
+    if labels.len() != rows {
+        return Err(Error::Data(format!("{what}: {} labels for {rows} embeddings", labels.len())));
+    }
+    Ok(())
+}
+
+/// Checks two equally long, non-empty, finite series.
+pub(crate) fn series(what: &str, x: &[f64], y: &[f64], min_len: usize) -> Result<()> {
+    if x.len() != y.len() {
+        return Err(Error::Data(format!("{what}: lengths differ ({} and {})", x.len(), y.len())));
+    }
+    if x.len() < min_len {
+        return Err(Error::Data(format!("{what}: needs at least {min_len} values, got {}", x.len())));
+    }
+    for (name, s) in [("first", x), ("second", y)] {
+        if let Some(i) = s.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Data(format!("{what}: {name} series has a non-finite value at index {i}")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! # contrastive-eval
+//!
+//! What tells a user whether embeddings are good. Tensors or slices in, numbers out; each agrees
+//! with the standard tool (scikit-learn, scipy, lightly) to the last reported digit.
+//!
+//! - [`Knn`]: weighted (InstDisc, lightly) and majority kNN classification, top-1 and top-5,
+//!   searched block by block.
+//! - [`pearson`], [`spearman`]: correlation, as for STS benchmarks.
+//! - [`nmi`], [`ari`]: agreement of a clustering with the labels.
+//! - [`alignment`], [`uniformity`]: the geometry of Wang and Isola (2020).
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use contrastive_eval::{ari, spearman, Knn, Vote};
+//!
+//! let train = Tensor::new(&[[1f32, 0.], [0.9, 0.1], [0., 1.], [0.1, 0.9]], &Device::Cpu)?;
+//! let test = Tensor::new(&[[1f32, 0.05], [0.05, 1.]], &Device::Cpu)?;
+//! let knn = Knn { k: 2, vote: Vote::Majority, ..Default::default() };
+//! assert_eq!(knn.predict(&train, &[0, 0, 1, 1], &test)?, vec![0, 1]);
+//! assert!((spearman(&[1., 2., 3.], &[10., 20., 35.])? - 1.0).abs() < 1e-12);
+//! assert_eq!(ari(&[0, 0, 1, 1], &[5, 5, 2, 2])?, 1.0);
+//! # Ok::<(), contrastive_core::Error>(())
+//! ```
+
+mod check;
+mod clustering;
+mod correlation;
+mod geometry;
+mod knn;
+
+pub use clustering::{ari, nmi};
+pub use correlation::{average_ranks, pearson, spearman};
+pub use geometry::{alignment, uniformity};
+pub use knn::{Knn, KnnAccuracy, Vote};
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
