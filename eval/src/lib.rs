@@ -5,6 +5,8 @@
 //!
 //! - [`Knn`]: weighted (InstDisc, lightly) and majority kNN classification, top-1 and top-5,
 //!   searched block by block.
+//! - [`LinearProbe`]: L2 logistic regression on frozen standardised embeddings (L-BFGS to
+//!   convergence), C chosen by stratified k-fold cross validation; 1% / 10% label variants.
 //! - [`pearson`], [`spearman`]: correlation, as for STS benchmarks.
 //! - [`nmi`], [`ari`]: agreement of a clustering with the labels.
 //! - [`alignment`], [`uniformity`]: the geometry of Wang and Isola (2020).
@@ -27,11 +29,14 @@ mod clustering;
 mod correlation;
 mod geometry;
 mod knn;
+mod lbfgs;
+mod linear_probe;
 
 pub use clustering::{ari, nmi};
 pub use correlation::{average_ranks, pearson, spearman};
 pub use geometry::{alignment, uniformity};
 pub use knn::{Knn, KnnAccuracy, Vote};
+pub use linear_probe::{stratified_folds, stratified_subset, LinearProbe, LogisticRegression, ProbeReport};
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

@@ -72,3 +72,22 @@ fn alignment_and_uniformity_match_wang_and_isola() {
     assert!((alignment(&head, &test, 2.0).unwrap() - 1.7478388057407983).abs() < 1e-12);
     assert!((uniformity(&train, 2.0).unwrap() - -2.8422055489823657).abs() < 1e-12);
 }
+
+// scaler = StandardScaler().fit(train)
+// lr = LogisticRegression(C=0.5, tol=1e-12, max_iter=100000).fit(scaler.transform(train), train_labels)
+// print("logreg_c05_coef00_13", repr(lr.coef_[0, 0]), repr(lr.coef_[1, 3]), "intercept2", repr(lr.intercept_[2]))
+//   -> 0.36399833615141086 -0.0018851252941822847 intercept2 -0.1582891593971645
+// print("logreg_c05_pred", lr.predict(scaler.transform(test)).tolist(), "train_acc", lr.score(...))
+//   -> [1, 0, 0, 3, 3, 3, 2, 2, 2, 1, 0, 0] train_acc 0.625
+#[test]
+fn logistic_regression_matches_scikit_learn() {
+    let (train, tl, test, _) = data();
+    let model = LogisticRegression::fit(&train, &tl, 0.5, true).unwrap();
+    assert!(model.converged);
+    let (w, b) = model.coefficients();
+    assert!((w[0] - 0.36399833615141086).abs() < 1e-6, "{}", w[0]);
+    assert!((w[6 + 3] - -0.0018851252941822847).abs() < 1e-6, "{}", w[9]);
+    assert!((b[2] - -0.1582891593971645).abs() < 1e-6, "{}", b[2]);
+    assert_eq!(model.predict(&test).unwrap(), vec![1, 0, 0, 3, 3, 3, 2, 2, 2, 1, 0, 0]);
+    assert_eq!(model.accuracy(&train, &tl).unwrap(), 0.625);
+}

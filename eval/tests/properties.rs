@@ -75,3 +75,63 @@ fn bad_input_is_named() {
     assert!(err(alignment(&train, &wide, 2.0)).contains("shapes"));
     assert!(err(uniformity(&nan, 2.0)).contains("non-finite"));
 }
+
+/// Two Gaussian-ish blobs per class in 5-D, deterministic.
+fn blobs(n_per: usize, classes: usize, seed: u64, spread: f32) -> (Tensor, Vec<u32>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n_per * classes {
+        let c = i % classes;
+        for d in 0..5 {
+            let centre = if d == c % 5 { 3.0 } else { 0.0 } + if d == (c + 1) % 5 { 1.5 } else { 0.0 };
+            x.push(centre + rng.random_range(-spread..spread));
+        }
+        y.push(c as u32);
+    }
+    (Tensor::from_vec(x, (n_per * classes, 5), &Device::Cpu).unwrap(), y)
+}
+
+#[test]
+fn linear_probe_separates_blobs_chooses_c_and_handles_label_fractions() {
+    let (train, tl) = blobs(60, 4, 1, 1.0);
+    let (test, sl) = blobs(20, 4, 2, 1.0);
+    let probe = LinearProbe::default();
+    let report = probe.evaluate(&train, &tl, &test, &sl).unwrap();
+    assert!(report.accuracy >= 0.95, "{report:?}");
+    assert_eq!(report.cv_accuracy.len(), 6);
+    assert!(report.cv_accuracy.iter().all(|&(_, a)| (0.0..=1.0).contains(&a)));
+    let best = report.cv_accuracy.iter().map(|&(_, a)| a).fold(0.0, f64::max);
+    assert_eq!(report.cv_accuracy.iter().find(|&&(c, _)| c == report.c).unwrap().1, best);
+    // Same seed, same report.
+    assert_eq!(probe.evaluate(&train, &tl, &test, &sl).unwrap(), report);
+    // 10% of the labels: 6 per class, stratified.
+    let tenth = probe.evaluate_fraction(0.1, &train, &tl, &test, &sl).unwrap();
+    assert_eq!(tenth.train_samples, 24);
+    assert!(tenth.accuracy >= 0.8, "{tenth:?}");
+    let subset = stratified_subset(&tl, 0.01, 3).unwrap();
+    assert_eq!(subset.len(), 4); // at least one per class
+                                 // Folds are stratified: every fold holds each class equally (60 per class, 5 folds).
+    let folds = stratified_folds(&tl, 5, 9);
+    for f in 0..5 {
+        for c in 0..4u32 {
+            assert_eq!((0..tl.len()).filter(|&i| folds[i] == f && tl[i] == c).count(), 12);
+        }
+    }
+}
+
+#[test]
+fn linear_probe_rejects_bad_input() {
+    let (train, tl) = blobs(10, 2, 1, 1.0);
+    let probe = LinearProbe::default();
+    let single = vec![1u32; 20];
+    assert!(err(probe.evaluate(&train, &single, &train, &single)).contains("single class (1)"));
+    assert!(err(probe.evaluate(&train, &tl[..5], &train, &tl)).contains("5 labels for 20"));
+    let rare: Vec<u32> = (0..20).map(|i| if i == 0 { 2 } else { i % 2 }).collect();
+    assert!(err(probe.evaluate(&train, &rare, &train, &rare)).contains("the rarest has 1"));
+    let narrow = Tensor::zeros((3, 4), DType::F32, &Device::Cpu).unwrap();
+    assert!(err(probe.evaluate(&train, &tl, &narrow, &[0, 1, 0])).contains("width"));
+    assert!(err(stratified_subset(&tl, 0.0, 0)).contains("fraction"));
+    assert!(err(LogisticRegression::fit(&train, &tl, -1.0, true)).contains("C must be"));
+}

@@ -37,3 +37,11 @@ print("nmi", repr(normalized_mutual_info_score(a, b)), "ari", repr(adjusted_rand
 z1, z2 = F.normalize(torch.tensor(train[:12]), dim=1), F.normalize(torch.tensor(test), dim=1)
 print("alignment_a2", repr((z1 - z2).norm(p=2, dim=1).pow(2).mean().item()))
 print("uniformity_t2", repr(torch.pdist(F.normalize(torch.tensor(train), dim=1), p=2).pow(2).mul(-2).exp().mean().log().item()))
+
+# Linear probe: StandardScaler then multinomial LogisticRegression, C = 0.5, run to convergence.
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+scaler = StandardScaler().fit(train)
+lr = LogisticRegression(C=0.5, tol=1e-12, max_iter=100000).fit(scaler.transform(train), train_labels)
+print("logreg_c05_coef00_13", repr(lr.coef_[0, 0]), repr(lr.coef_[1, 3]), "intercept2", repr(lr.intercept_[2]))
+print("logreg_c05_pred", lr.predict(scaler.transform(test)).tolist(), "train_acc", lr.score(scaler.transform(train), train_labels))
