@@ -8,7 +8,8 @@
 //! - [`LinearProbe`]: L2 logistic regression on frozen standardised embeddings (L-BFGS to
 //!   convergence), C chosen by stratified k-fold cross validation; 1% / 10% label variants.
 //! - [`pearson`], [`spearman`]: correlation, as for STS benchmarks.
-//! - [`nmi`], [`ari`]: agreement of a clustering with the labels.
+//! - [`KMeans`] (k-means++, seeded restarts), [`nmi`], [`ari`]: agreement of a clustering with
+//!   the labels.
 //! - [`alignment`], [`uniformity`]: the geometry of Wang and Isola (2020).
 //!
 //! ```
@@ -28,6 +29,7 @@ mod check;
 mod clustering;
 mod correlation;
 mod geometry;
+mod kmeans;
 mod knn;
 mod lbfgs;
 mod linear_probe;
@@ -35,6 +37,7 @@ mod linear_probe;
 pub use clustering::{ari, nmi};
 pub use correlation::{average_ranks, pearson, spearman};
 pub use geometry::{alignment, uniformity};
+pub use kmeans::{Clustering, KMeans};
 pub use knn::{Knn, KnnAccuracy, Vote};
 pub use linear_probe::{stratified_folds, stratified_subset, LinearProbe, LogisticRegression, ProbeReport};
 

@@ -91,3 +91,22 @@ fn logistic_regression_matches_scikit_learn() {
     assert_eq!(model.predict(&test).unwrap(), vec![1, 0, 0, 3, 3, 3, 2, 2, 2, 1, 0, 0]);
     assert_eq!(model.accuracy(&train, &tl).unwrap(), 0.625);
 }
+
+// centres = [[0, 0, 0], [5, 5, 0], [0, 5, 5]]
+// blobs = np.array([[centres[i % 3][d] + 0.8 * math.sin(1.7 * i + 2.3 * d) for d in range(3)] for i in range(30)])
+// km = KMeans(n_clusters=3, n_init=10, random_state=0).fit(blobs)
+// print("kmeans_inertia", repr(km.inertia_), "labels", km.labels_.tolist())
+//   -> 28.836870846262865, labels [1, 0, 2] repeated
+#[test]
+fn kmeans_finds_scikit_learns_optimum() {
+    let centres = [[0.0, 0.0, 0.0], [5.0, 5.0, 0.0], [0.0, 5.0, 5.0]];
+    let x: Vec<f64> = (0..30)
+        .flat_map(|i| (0..3).map(move |d| centres[i % 3][d] + 0.8 * (1.7 * i as f64 + 2.3 * d as f64).sin()))
+        .collect();
+    let x = Tensor::from_vec(x, (30, 3), &Device::Cpu).unwrap();
+    let fit = KMeans::new(3).fit(&x).unwrap();
+    assert!((fit.inertia - 28.836870846262865).abs() < 1e-9, "{}", fit.inertia);
+    let sklearn: Vec<u32> = (0..30).map(|i| [1, 0, 2][i % 3]).collect();
+    assert_eq!(ari(&fit.labels, &sklearn).unwrap(), 1.0);
+    assert_eq!(nmi(&fit.labels, &sklearn).unwrap(), 1.0);
+}

@@ -135,3 +135,19 @@ fn linear_probe_rejects_bad_input() {
     assert!(err(stratified_subset(&tl, 0.0, 0)).contains("fraction"));
     assert!(err(LogisticRegression::fit(&train, &tl, -1.0, true)).contains("C must be"));
 }
+
+#[test]
+fn kmeans_is_seeded_and_checks_its_input() {
+    let (x, y) = blobs(30, 4, 5, 0.5);
+    let a = KMeans::new(4).fit(&x).unwrap();
+    assert_eq!(a, KMeans::new(4).fit(&x).unwrap());
+    assert!(ari(&a.labels, &y).unwrap() > 0.95);
+    // More restarts never end worse.
+    let one = KMeans { restarts: 1, ..KMeans::new(4) }.fit(&x).unwrap();
+    assert!(a.inertia <= one.inertia + 1e-9);
+    // k = n puts every point in its own cluster.
+    let small = Tensor::new(&[[0f32, 0.], [1., 0.], [0., 1.]], &Device::Cpu).unwrap();
+    assert!(KMeans::new(3).fit(&small).unwrap().inertia.abs() < 1e-12);
+    assert!(err(KMeans::new(4).fit(&small)).contains("k = 4"));
+    assert!(err(KMeans::new(0).fit(&small)).contains("k = 0"));
+}

@@ -45,3 +45,10 @@ scaler = StandardScaler().fit(train)
 lr = LogisticRegression(C=0.5, tol=1e-12, max_iter=100000).fit(scaler.transform(train), train_labels)
 print("logreg_c05_coef00_13", repr(lr.coef_[0, 0]), repr(lr.coef_[1, 3]), "intercept2", repr(lr.intercept_[2]))
 print("logreg_c05_pred", lr.predict(scaler.transform(test)).tolist(), "train_acc", lr.score(scaler.transform(train), train_labels))
+
+# k-means on three well separated blobs: scikit-learn's optimum.
+from sklearn.cluster import KMeans
+centres = [[0, 0, 0], [5, 5, 0], [0, 5, 5]]
+blobs = np.array([[centres[i % 3][d] + 0.8 * math.sin(1.7 * i + 2.3 * d) for d in range(3)] for i in range(30)])
+km = KMeans(n_clusters=3, n_init=10, random_state=0).fit(blobs)
+print("kmeans_inertia", repr(km.inertia_), "labels", km.labels_.tolist())
