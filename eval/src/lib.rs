@@ -7,6 +7,8 @@
 //!   searched block by block.
 //! - [`LinearProbe`]: L2 logistic regression on frozen standardised embeddings (L-BFGS to
 //!   convergence), C chosen by stratified k-fold cross validation; 1% / 10% label variants.
+//! - [`retrieval_metrics`]: recall@k, MRR, mAP by exact blocked search; [`ApproximateIndex`]
+//!   (HNSW) and its [`approximate_recall`] against exact search.
 //! - [`pearson`], [`spearman`]: correlation, as for STS benchmarks.
 //! - [`KMeans`] (k-means++, seeded restarts), [`nmi`], [`ari`]: agreement of a clustering with
 //!   the labels.
@@ -33,6 +35,7 @@ mod kmeans;
 mod knn;
 mod lbfgs;
 mod linear_probe;
+mod retrieval;
 
 pub use clustering::{ari, nmi};
 pub use correlation::{average_ranks, pearson, spearman};
@@ -40,6 +43,9 @@ pub use geometry::{alignment, uniformity};
 pub use kmeans::{Clustering, KMeans};
 pub use knn::{Knn, KnnAccuracy, Vote};
 pub use linear_probe::{stratified_folds, stratified_subset, LinearProbe, LogisticRegression, ProbeReport};
+pub use retrieval::{
+    approximate_recall, relevant_ranks, retrieval_metrics, ApproximateIndex, HnswConfig, RetrievalReport,
+};
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

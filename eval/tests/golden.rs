@@ -110,3 +110,22 @@ fn kmeans_finds_scikit_learns_optimum() {
     assert_eq!(ari(&fit.labels, &sklearn).unwrap(), 1.0);
     assert_eq!(nmi(&fit.labels, &sklearn).unwrap(), 1.0);
 }
+
+// Test rows query the train rows, relevant = same label; ranks by cosine with ties to the lower
+// index, then the textbook definitions (eval.py, "Retrieval"):
+//   recall@k = rel[:k].sum() / rel.sum(); rr = 1 / hits[0]; ap = mean(arange(1, len(hits) + 1) / hits)
+// -> recall {1: 0.016666666666666666, 5: 0.11666666666666668, 10: 0.29999999999999993},
+//    mrr 0.38425925925925924, map 0.345433281577966
+#[test]
+fn retrieval_metrics_match_the_numpy_reference() {
+    let (train, tl, test, sl) = data();
+    let relevant: Vec<Vec<u32>> = sl.iter().map(|&l| (0..40u32).filter(|&i| tl[i as usize] == l).collect()).collect();
+    let r = retrieval_metrics(&test, &train, &relevant, &[1, 5, 10]).unwrap();
+    let want = [(1, 0.016666666666666666), (5, 0.11666666666666668), (10, 0.29999999999999993)];
+    for ((k, got), (wk, w)) in r.recall_at.iter().zip(want) {
+        assert_eq!(*k, wk);
+        assert!((got - w).abs() < 1e-12, "recall@{k}: {got}");
+    }
+    assert!((r.mrr - 0.38425925925925924).abs() < 1e-12, "{}", r.mrr);
+    assert!((r.map - 0.345433281577966).abs() < 1e-12, "{}", r.map);
+}

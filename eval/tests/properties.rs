@@ -151,3 +151,49 @@ fn kmeans_is_seeded_and_checks_its_input() {
     assert!(err(KMeans::new(4).fit(&small)).contains("k = 4"));
     assert!(err(KMeans::new(0).fit(&small)).contains("k = 0"));
 }
+
+fn random(seed: u64, n: usize, d: usize) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let v: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_vec(v, (n, d), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn retrieval_invariants() {
+    let corpus = random(1, 200, 16);
+    // Each query is a corpus row: a perfect ranking.
+    let idx = Tensor::new(&[3u32, 50, 199, 0], &Device::Cpu).unwrap();
+    let queries = corpus.index_select(&idx, 0).unwrap();
+    let relevant = vec![vec![3], vec![50], vec![199], vec![0]];
+    let r = retrieval_metrics(&queries, &corpus, &relevant, &[1, 10]).unwrap();
+    assert_eq!((r.mrr, r.map, r.recall_at[0].1), (1.0, 1.0, 1.0));
+    // On random data recall@k is monotone in k.
+    let q = random(2, 30, 16);
+    let rel: Vec<Vec<u32>> = (0..30).map(|i| vec![i * 3, i * 5 + 1]).collect();
+    let ks: Vec<usize> = (1..=200).step_by(7).collect();
+    let r = retrieval_metrics(&q, &corpus, &rel, &ks).unwrap();
+    assert!(r.recall_at.windows(2).all(|w| w[0].1 <= w[1].1));
+    assert!(r.recall_at.last().unwrap().1 <= 1.0 && r.mrr > 0.0 && r.map > 0.0);
+    assert!(err(retrieval_metrics(&q, &corpus, &rel[..3], &[1])).contains("3 queries"));
+    assert!(err(retrieval_metrics(&queries, &corpus, &[vec![3], vec![], vec![1], vec![2]], &[1]))
+        .contains("query 1 has no relevant"));
+    assert!(err(retrieval_metrics(&queries, &corpus, &[vec![3], vec![500], vec![1], vec![2]], &[1]))
+        .contains("corpus item 500"));
+    assert!(err(retrieval_metrics(&queries, &corpus, &relevant, &[0])).contains("k = 0"));
+}
+
+#[test]
+fn approximate_index_recall_is_above_its_floor() {
+    // 5,000 random vectors of width 32 (a hard case for HNSW: no structure); stated floor 0.9.
+    let corpus = random(3, 5000, 32);
+    let queries = random(4, 200, 32);
+    let index = ApproximateIndex::build(&corpus, HnswConfig::default()).unwrap();
+    let recall = approximate_recall(&index, &queries, &corpus, 10).unwrap();
+    assert!(recall >= 0.9, "recall@10 {recall}");
+    // A corpus row finds itself first.
+    let idx = Tensor::new(&[17u32], &Device::Cpu).unwrap();
+    assert_eq!(index.search(&corpus.index_select(&idx, 0).unwrap(), 1).unwrap(), vec![vec![17]]);
+    assert!(err(index.search(&queries, 101)).contains("ef_search = 100"));
+    assert!(err(index.search(&random(5, 2, 8), 5)).contains("width 8"));
+}

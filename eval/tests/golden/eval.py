@@ -52,3 +52,20 @@ centres = [[0, 0, 0], [5, 5, 0], [0, 5, 5]]
 blobs = np.array([[centres[i % 3][d] + 0.8 * math.sin(1.7 * i + 2.3 * d) for d in range(3)] for i in range(30)])
 km = KMeans(n_clusters=3, n_init=10, random_state=0).fit(blobs)
 print("kmeans_inertia", repr(km.inertia_), "labels", km.labels_.tolist())
+
+# Retrieval: test rows query the train rows; relevant = same label. Ranks by cosine, ties to the
+# lower index (np.lexsort), then the textbook definitions.
+qn = test / np.linalg.norm(test, axis=1, keepdims=True)
+cn = train / np.linalg.norm(train, axis=1, keepdims=True)
+sims = qn @ cn.T
+recalls = {k: [] for k in (1, 5, 10)}
+rr, ap = [], []
+for q in range(len(test)):
+    order = np.lexsort((np.arange(len(train)), -sims[q]))
+    rel = train_labels[order] == test_labels[q]
+    hits = np.flatnonzero(rel) + 1
+    for k in recalls:
+        recalls[k].append(rel[:k].sum() / rel.sum())
+    rr.append(1.0 / hits[0])
+    ap.append(np.mean(np.arange(1, len(hits) + 1) / hits))
+print("retrieval", {k: repr(float(np.mean(v))) for k, v in recalls.items()}, "mrr", repr(float(np.mean(rr))), "map", repr(float(np.mean(ap))))

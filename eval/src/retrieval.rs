@@ -1,0 +1,193 @@
+//! Retrieval: rank a corpus for each query by cosine similarity and score the ranking (recall@k,
+//! MRR, mAP); exact search block by block, and an approximate HNSW index for large corpora.
+//!
+//! The approximate index is `instant-distance` (Malkov and Yashunin's HNSW, arXiv:1603.09320):
+//! pure Rust (no C++ toolchain, unlike faiss or usearch bindings), a small dependency tree (no
+//! logging or memory-mapping stack, unlike hnsw_rs), parallel construction on rayon, and a seeded
+//! builder, so the index is a function of the data and the seed. [`approximate_recall`] reports
+//! how much of the exact top-k it finds.
+
+use crate::check;
+use candle_core::{DType, Tensor};
+use contrastive_core::similarity::{l2_normalize, BlockSize, Similarity};
+use contrastive_core::{Error, Result};
+
+/// Ranking quality over a query set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetrievalReport {
+    /// (k, recall@k): the mean over queries of the fraction of their relevant items ranked in the
+    /// top k (with one relevant item per query: the fraction of queries whose item is there).
+    pub recall_at: Vec<(usize, f64)>,
+    /// Mean reciprocal rank of the first relevant item.
+    pub mrr: f64,
+    /// Mean average precision.
+    pub map: f64,
+}
+
+/// The rank (1-based) of every relevant item of every query among the whole corpus, by cosine
+/// similarity, ties going to the lower corpus index. Two passes over blocks: the relevant items'
+/// similarities, then how many corpus items beat them.
+pub fn relevant_ranks(queries: &Tensor, corpus: &Tensor, relevant: &[Vec<u32>]) -> Result<Vec<Vec<usize>>> {
+    let (m, d) = check::embeddings("retrieval queries", queries)?;
+    let (n, d2) = check::embeddings("retrieval corpus", corpus)?;
+    if d != d2 {
+        return Err(Error::Data(format!("retrieval: query width {d} and corpus width {d2} differ")));
+    }
+    if relevant.len() != m {
+        return Err(Error::Data(format!(
+            "retrieval: relevance lists for {} queries, {m} queries given",
+            relevant.len()
+        )));
+    }
+    for (q, rel) in relevant.iter().enumerate() {
+        if rel.is_empty() {
+            return Err(Error::Data(format!("retrieval: query {q} has no relevant item")));
+        }
+        if let Some(&bad) = rel.iter().find(|&&r| r as usize >= n) {
+            return Err(Error::Data(format!("retrieval: query {q} names corpus item {bad}, the corpus has {n}")));
+        }
+    }
+    let block = BlockSize::default();
+    let mut target: Vec<Vec<f32>> = relevant.iter().map(|r| vec![0.0; r.len()]).collect();
+    Similarity::Cosine.for_each_block(queries, corpus, block, |r0, c0, s| {
+        let s = s.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let cols = s.first().map_or(0, Vec::len);
+        for (i, row) in s.iter().enumerate() {
+            for (t, &r) in target[r0 + i].iter_mut().zip(&relevant[r0 + i]) {
+                let r = r as usize;
+                if r >= c0 && r < c0 + cols {
+                    *t = row[r - c0];
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let mut ranks: Vec<Vec<usize>> = relevant.iter().map(|r| vec![1; r.len()]).collect();
+    Similarity::Cosine.for_each_block(queries, corpus, block, |r0, c0, s| {
+        let s = s.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        for (i, row) in s.iter().enumerate() {
+            let q = r0 + i;
+            for ((rank, &t), &r) in ranks[q].iter_mut().zip(&target[q]).zip(&relevant[q]) {
+                *rank += row.iter().enumerate().filter(|&(j, &v)| v > t || (v == t && c0 + j < r as usize)).count();
+            }
+        }
+        Ok(())
+    })?;
+    Ok(ranks)
+}
+
+/// Recall@k for each k in `ks`, MRR and mAP of exact cosine search of `corpus` for `queries`;
+/// `relevant[q]` lists the corpus indices relevant to query q.
+pub fn retrieval_metrics(
+    queries: &Tensor,
+    corpus: &Tensor,
+    relevant: &[Vec<u32>],
+    ks: &[usize],
+) -> Result<RetrievalReport> {
+    if let Some(&k) = ks.iter().find(|&&k| k == 0) {
+        return Err(Error::Data(format!("retrieval: k = {k} must be at least 1")));
+    }
+    let ranks = relevant_ranks(queries, corpus, relevant)?;
+    let m = ranks.len() as f64;
+    let recall_at = ks
+        .iter()
+        .map(|&k| {
+            (k, ranks.iter().map(|r| r.iter().filter(|&&x| x <= k).count() as f64 / r.len() as f64).sum::<f64>() / m)
+        })
+        .collect();
+    let mrr = ranks.iter().map(|r| 1.0 / *r.iter().min().unwrap_or(&usize::MAX) as f64).sum::<f64>() / m;
+    let map = ranks
+        .iter()
+        .map(|r| {
+            let mut sorted = r.clone();
+            sorted.sort_unstable();
+            // The i-th relevant item (1-based) at rank p has precision i / p.
+            sorted.iter().enumerate().map(|(i, &p)| (i + 1) as f64 / p as f64).sum::<f64>() / r.len() as f64
+        })
+        .sum::<f64>()
+        / m;
+    Ok(RetrievalReport { recall_at, mrr, map })
+}
+
+#[derive(Clone)]
+struct Unit(Vec<f32>);
+
+impl instant_distance::Point for Unit {
+    fn distance(&self, other: &Self) -> f32 {
+        // Cosine distance of unit vectors.
+        1.0 - self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum::<f32>()
+    }
+}
+
+/// An approximate nearest-neighbour index (HNSW) over a corpus, by cosine similarity.
+pub struct ApproximateIndex {
+    map: instant_distance::HnswMap<Unit, u32>,
+    dim: usize,
+    ef_search: usize,
+}
+
+/// HNSW build and search breadth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HnswConfig {
+    /// Candidates kept while inserting (higher: better graph, slower build).
+    pub ef_construction: usize,
+    /// Candidates kept while searching (at least the k searched for).
+    pub ef_search: usize,
+    /// Seed of the level assignment.
+    pub seed: u64,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        Self { ef_construction: 100, ef_search: 100, seed: 0 }
+    }
+}
+
+fn unit_rows(what: &str, x: &Tensor) -> Result<(Vec<Unit>, usize)> {
+    let (_, d) = check::embeddings(what, x)?;
+    let rows = l2_normalize(&x.to_dtype(DType::F32)?)?.to_vec2::<f32>()?;
+    Ok((rows.into_iter().map(Unit).collect(), d))
+}
+
+impl ApproximateIndex {
+    /// Builds the index over the rows of `corpus` (N, D).
+    pub fn build(corpus: &Tensor, config: HnswConfig) -> Result<Self> {
+        let (points, dim) = unit_rows("approximate index corpus", corpus)?;
+        let ids = (0..points.len() as u32).collect();
+        let map = instant_distance::Builder::default()
+            .ef_construction(config.ef_construction)
+            .ef_search(config.ef_search)
+            .seed(config.seed)
+            .build(points, ids);
+        Ok(Self { map, dim, ef_search: config.ef_search })
+    }
+
+    /// The (approximately) `k` most similar corpus rows of each query, best first.
+    pub fn search(&self, queries: &Tensor, k: usize) -> Result<Vec<Vec<u32>>> {
+        let (points, dim) = unit_rows("approximate index queries", queries)?;
+        if dim != self.dim {
+            return Err(Error::Data(format!(
+                "approximate index: built on width {}, queried with width {dim}",
+                self.dim
+            )));
+        }
+        if k == 0 || k > self.ef_search {
+            return Err(Error::Data(format!(
+                "approximate index: k = {k} must be between 1 and ef_search = {}",
+                self.ef_search
+            )));
+        }
+        let mut search = instant_distance::Search::default();
+        Ok(points.iter().map(|p| self.map.search(p, &mut search).take(k).map(|item| *item.value).collect()).collect())
+    }
+}
+
+/// The fraction of the exact top-k neighbours (cosine) that the index returns in its top k,
+/// averaged over the queries.
+pub fn approximate_recall(index: &ApproximateIndex, queries: &Tensor, corpus: &Tensor, k: usize) -> Result<f64> {
+    let found = index.search(queries, k)?;
+    let exact = Similarity::Cosine.top_k(queries, corpus, k, BlockSize::default())?;
+    let hits: usize =
+        found.iter().enumerate().map(|(q, f)| exact.indices_of(q).iter().filter(|e| f.contains(e)).count()).sum();
+    Ok(hits as f64 / (found.len() * k) as f64)
+}
