@@ -9,6 +9,7 @@
 //!   convergence), C chosen by stratified k-fold cross validation; 1% / 10% label variants.
 //! - [`retrieval_metrics`]: recall@k, MRR, mAP by exact blocked search; [`ApproximateIndex`]
 //!   (HNSW) and its [`approximate_recall`] against exact search.
+//! - [`plot_history`], [`plot_embeddings`] (PCA, [`pca_2d`]): SVG and PNG pictures.
 //! - [`pearson`], [`spearman`]: correlation, as for STS benchmarks.
 //! - [`KMeans`] (k-means++, seeded restarts), [`nmi`], [`ari`]: agreement of a clustering with
 //!   the labels.
@@ -35,6 +36,7 @@ mod kmeans;
 mod knn;
 mod lbfgs;
 mod linear_probe;
+mod plot;
 mod retrieval;
 
 pub use clustering::{ari, nmi};
@@ -43,6 +45,7 @@ pub use geometry::{alignment, uniformity};
 pub use kmeans::{Clustering, KMeans};
 pub use knn::{Knn, KnnAccuracy, Vote};
 pub use linear_probe::{stratified_folds, stratified_subset, LinearProbe, LogisticRegression, ProbeReport};
+pub use plot::{pca_2d, plot_embeddings, plot_history};
 pub use retrieval::{
     approximate_recall, relevant_ranks, retrieval_metrics, ApproximateIndex, HnswConfig, RetrievalReport,
 };
