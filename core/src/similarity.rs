@@ -4,6 +4,7 @@
 //! too large to hold an (M, K) matrix (60,000 x 10,000 pairs is 2.4 GB in f32).
 
 use candle_core::{bail, DType, Result, Tensor, D};
+use rayon::prelude::*;
 
 /// How two embeddings are compared.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -131,29 +132,72 @@ impl Similarity {
         if k == 0 || k > n {
             bail!("top_k: k = {k} must be between 1 and the corpus size {n}");
         }
-        // Each query keeps its best k so far as (value, index) pairs, merged block by block.
-        let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(2 * k); m];
+        // Each query keeps a buffer of candidates and the value of its k-th best so far: a later
+        // candidate at or below it can never enter (it also loses ties, having a larger index),
+        // so most are rejected by one comparison. Rows are independent: rayon takes them.
+        let mut best: Vec<Candidates> = (0..m).map(|_| Candidates::new(k)).collect();
         self.for_each_block(queries, corpus, block, |r0, c0, sim| {
-            let sim = sim.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            for (r, row) in sim.into_iter().enumerate() {
-                let keep = &mut best[r0 + r];
-                keep.extend(row.into_iter().enumerate().map(|(c, v)| (v, (c0 + c) as u32)));
-                if keep.len() > k {
-                    keep.select_nth_unstable_by(k - 1, better_first);
-                    keep.truncate(k);
-                }
-            }
+            let cols = sim.dim(1)?;
+            let values = sim.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            best[r0..r0 + values.len() / cols.max(1)].par_iter_mut().zip(values.par_chunks(cols.max(1))).for_each(
+                |(keep, row)| {
+                    for (c, &v) in row.iter().enumerate() {
+                        keep.offer(v, (c0 + c) as u32);
+                    }
+                },
+            );
             Ok(())
         })?;
         let mut out = TopK { k, indices: Vec::with_capacity(m * k), values: Vec::with_capacity(m * k) };
-        for mut row in best {
-            row.sort_unstable_by(better_first);
-            for (v, i) in row {
+        for keep in best {
+            for (v, i) in keep.into_sorted() {
                 out.values.push(v);
                 out.indices.push(i);
             }
         }
         Ok(out)
+    }
+}
+
+/// The running top k of one query.
+struct Candidates {
+    k: usize,
+    kept: Vec<(f32, u32)>,
+    /// The k-th best value once k candidates have been kept since the last cut.
+    threshold: f32,
+}
+
+impl Candidates {
+    fn new(k: usize) -> Self {
+        Self { k, kept: Vec::with_capacity(2 * k), threshold: f32::NEG_INFINITY }
+    }
+
+    /// Offers a candidate; indices must arrive in increasing order.
+    #[inline]
+    fn offer(&mut self, v: f32, i: u32) {
+        if v <= self.threshold && self.kept.len() >= self.k {
+            return;
+        }
+        self.kept.push((v, i));
+        if self.kept.len() == 2 * self.k {
+            self.cut();
+        }
+    }
+
+    fn cut(&mut self) {
+        if self.kept.len() > self.k {
+            self.kept.select_nth_unstable_by(self.k - 1, better_first);
+            self.kept.truncate(self.k);
+        }
+        if self.kept.len() == self.k {
+            self.threshold = self.kept.iter().map(|p| p.0).fold(f32::INFINITY, f32::min);
+        }
+    }
+
+    fn into_sorted(mut self) -> Vec<(f32, u32)> {
+        self.cut();
+        self.kept.sort_unstable_by(better_first);
+        self.kept
     }
 }
 

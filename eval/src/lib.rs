@@ -10,6 +10,7 @@
 //! - [`retrieval_metrics`]: recall@k, MRR, mAP by exact blocked search; [`ApproximateIndex`]
 //!   (HNSW) and its [`approximate_recall`] against exact search.
 //! - [`plot_history`], [`plot_embeddings`] (PCA, [`pca_2d`]): SVG and PNG pictures.
+//! - [`save_embeddings`]: `.npy` files that NumPy and scikit-learn read, to check any figure.
 //! - [`pearson`], [`spearman`]: correlation, as for STS benchmarks.
 //! - [`KMeans`] (k-means++, seeded restarts), [`nmi`], [`ari`]: agreement of a clustering with
 //!   the labels.
@@ -31,6 +32,7 @@
 mod check;
 mod clustering;
 mod correlation;
+mod export;
 mod geometry;
 mod kmeans;
 mod knn;
@@ -41,6 +43,7 @@ mod retrieval;
 
 pub use clustering::{ari, nmi};
 pub use correlation::{average_ranks, pearson, spearman};
+pub use export::save_embeddings;
 pub use geometry::{alignment, uniformity};
 pub use kmeans::{Clustering, KMeans};
 pub use knn::{Knn, KnnAccuracy, Vote};

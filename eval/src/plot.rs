@@ -92,7 +92,12 @@ impl Figure for HistoryFigure {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
         let (losses, series, max_step) = (&self.losses, &self.series, self.max_step);
         let err = |e: DrawingAreaErrorKind<DB::ErrorType>| plot_error("plot_history", e);
-        let (top, bottom) = if series.is_empty() { (area.clone(), None) } else { let (t, b) = area.split_vertically(HEIGHT * 3 / 5); (t, Some(b)) };
+        let (top, bottom) = if series.is_empty() {
+            (area.clone(), None)
+        } else {
+            let (t, b) = area.split_vertically(HEIGHT * 3 / 5);
+            (t, Some(b))
+        };
         let (lo, hi) = bounds(losses.iter().map(|p| p.1));
         let mut chart = ChartBuilder::on(&top)
             .caption("training loss", ("sans-serif", 20))
@@ -189,7 +194,8 @@ pub fn plot_embeddings(x: &Tensor, labels: &[u32], title: &str, stem: &Path) -> 
     check::labels("plot_embeddings", labels, points.len())?;
     let (xlo, xhi) = bounds(points.iter().map(|p| p[0]));
     let (ylo, yhi) = bounds(points.iter().map(|p| p[1]));
-    let figure = ScatterFigure { points, labels: labels.to_vec(), title: title.to_string(), ranges: ((xlo, xhi), (ylo, yhi)) };
+    let figure =
+        ScatterFigure { points, labels: labels.to_vec(), title: title.to_string(), ranges: ((xlo, xhi), (ylo, yhi)) };
     render(stem, "plot_embeddings", &figure)
 }
 
@@ -213,7 +219,12 @@ impl Figure for ScatterFigure {
             .map_err(err)?;
         chart.configure_mesh().x_desc("PC 1").y_desc("PC 2").label_style(("sans-serif", 13)).draw().map_err(err)?;
         chart
-            .draw_series(points.iter().zip(labels).map(|(p, &l)| Circle::new((p[0], p[1]), 3, Palette99::pick(l as usize).filled())))
+            .draw_series(
+                points
+                    .iter()
+                    .zip(labels)
+                    .map(|(p, &l)| Circle::new((p[0], p[1]), 3, Palette99::pick(l as usize).filled())),
+            )
             .map_err(err)?;
         Ok(())
     }

@@ -114,8 +114,19 @@ struct Unit(Vec<f32>);
 
 impl instant_distance::Point for Unit {
     fn distance(&self, other: &Self) -> f32 {
-        // Cosine distance of unit vectors.
-        1.0 - self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum::<f32>()
+        // Cosine distance of unit vectors. Eight running sums: one would serialise every
+        // addition, and this is the hot loop of building the index.
+        let (a, b) = (&self.0, &other.0);
+        let mut acc = [0.0f32; 8];
+        let mut ca = a.chunks_exact(8);
+        let mut cb = b.chunks_exact(8);
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
+            }
+        }
+        let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+        1.0 - (acc.iter().sum::<f32>() + tail)
     }
 }
 

@@ -20,7 +20,15 @@ fn history() -> Vec<HistoryRecord> {
     for e in 0..4 {
         let mut eval = HashMap::new();
         eval.insert("knn".to_string(), 0.5 + 0.1 * e as f64);
-        records.push(HistoryRecord { step: 10 * (e + 1), epoch: e, loss: None, lr: None, samples_per_s: None, elapsed_s: 0.0, eval });
+        records.push(HistoryRecord {
+            step: 10 * (e + 1),
+            epoch: e,
+            loss: None,
+            lr: None,
+            samples_per_s: None,
+            elapsed_s: 0.0,
+            eval,
+        });
     }
     records
 }
@@ -36,7 +44,9 @@ fn history_and_embedding_plots_are_written_as_svg_and_png() {
     assert_eq!(&png[1..4], b"PNG");
     assert!(png.len() > 10_000, "png of {} bytes", png.len());
 
-    let points: Vec<f32> = (0..60).flat_map(|i| [(i % 3) as f32 * 4.0 + (i as f32 * 0.37).sin(), (i as f32 * 0.91).cos(), 0.1 * i as f32]).collect();
+    let points: Vec<f32> = (0..60)
+        .flat_map(|i| [(i % 3) as f32 * 4.0 + (i as f32 * 0.37).sin(), (i as f32 * 0.91).cos(), 0.1 * i as f32])
+        .collect();
     let x = Tensor::from_vec(points, (60, 3), &Device::Cpu).unwrap();
     let labels: Vec<u32> = (0..60).map(|i| i % 3).collect();
     let files = plot_embeddings(&x, &labels, "embeddings", &dir.path().join("pca")).unwrap();
