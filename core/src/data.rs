@@ -151,6 +151,12 @@ where
         }
     }
 
+    /// Samples in batch `batch` of an epoch (the last one may be short when drop_last is off).
+    pub fn batch_len(&self, batch: usize) -> usize {
+        let (n, b) = (self.inner.dataset.len(), self.inner.config.batch_size);
+        b.min(n.saturating_sub(batch * b))
+    }
+
     /// The sample order of an epoch.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.inner.dataset.len()).collect();

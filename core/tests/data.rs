@@ -71,6 +71,7 @@ fn keeps_the_short_batch_when_asked_and_resumes_mid_epoch() {
     let l = loader(20, 8, 2, 1, false);
     let all = epoch(&l, 2);
     assert_eq!(all.iter().map(Vec::len).collect::<Vec<_>>(), vec![8, 8, 4]);
+    assert_eq!((0..3).map(|b| l.batch_len(b)).collect::<Vec<_>>(), vec![8, 8, 4]);
     let rest: Vec<Batch> = l.epoch_from(2, 1).collect::<Result<_>>().unwrap();
     assert_eq!(rest, all[1..].to_vec());
 }

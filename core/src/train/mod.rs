@@ -382,9 +382,10 @@ impl<O: Objective> Trainer<O> {
                 let lr = self.config.schedule.lr(self.config.lr, self.state.step);
                 self.optimizer.step(&grads, lr)?;
                 self.objective.after_step(self.state.step)?;
+                let batch_len = loader.batch_len(self.state.batch_in_epoch);
                 self.state.step += 1;
                 self.state.batch_in_epoch += 1;
-                self.state.samples_seen += loader.config().batch_size;
+                self.state.samples_seen += batch_len;
                 self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
                 summary.last_loss = Some(value);
                 let record = HistoryRecord {
@@ -392,7 +393,7 @@ impl<O: Objective> Trainer<O> {
                     epoch,
                     loss: Some(value),
                     lr: Some(lr),
-                    samples_per_s: Some(loader.config().batch_size as f64 / step_started.elapsed().as_secs_f64()),
+                    samples_per_s: Some(batch_len as f64 / step_started.elapsed().as_secs_f64()),
                     elapsed_s: self.state.elapsed_s,
                     eval: HashMap::new(),
                 };
