@@ -1,0 +1,114 @@
+//! The IDX format of the MNIST family (LeCun et al.; Fashion-MNIST uses it too), raw or gzipped:
+//! a big-endian header (magic 0x00000803 for images with three sizes, 0x00000801 for labels with
+//! one), then unsigned bytes.
+
+use crate::images::InMemoryImages;
+use contrastive_core::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Data(format!("{}: not a valid gzip stream: {e}", path.display())))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn header(bytes: &[u8], path: &Path, fields: &[&str]) -> Result<Vec<u32>> {
+    let need = 4 * fields.len();
+    if bytes.len() < need {
+        return Err(Error::Data(format!(
+            "{}: {} bytes, too short for the IDX header ({need} bytes)",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes[..need].chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn check_magic(path: &Path, got: u32, want: u32) -> Result<()> {
+    if got != want {
+        return Err(Error::Data(format!("{}: field magic is {got:#010x}, expected {want:#010x}", path.display())));
+    }
+    Ok(())
+}
+
+/// Reads an IDX image file: (count, rows, cols, pixels as bytes).
+pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
+    let bytes = read_maybe_gz(path)?;
+    let h = header(&bytes, path, &["magic", "count", "rows", "cols"])?;
+    check_magic(path, h[0], IMAGES_MAGIC)?;
+    let (n, rows, cols) = (h[1] as usize, h[2] as usize, h[3] as usize);
+    let body = &bytes[16..];
+    if body.len() != n * rows * cols {
+        return Err(Error::Data(format!(
+            "{}: fields count x rows x cols = {n} x {rows} x {cols} = {} pixels, the file holds {}",
+            path.display(),
+            n * rows * cols,
+            body.len()
+        )));
+    }
+    Ok((n, rows, cols, body.to_vec()))
+}
+
+/// Reads an IDX label file.
+pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
+    let bytes = read_maybe_gz(path)?;
+    let h = header(&bytes, path, &["magic", "count"])?;
+    check_magic(path, h[0], LABELS_MAGIC)?;
+    let body = &bytes[8..];
+    if body.len() != h[1] as usize {
+        return Err(Error::Data(format!(
+            "{}: field count is {}, the file holds {} labels",
+            path.display(),
+            h[1],
+            body.len()
+        )));
+    }
+    Ok(body.to_vec())
+}
+
+/// Reads an image file and its label file into grayscale images scaled to [0, 1].
+pub fn load_idx(images: &Path, labels: &Path) -> Result<InMemoryImages> {
+    let (n, rows, cols, pixels) = read_idx_images(images)?;
+    let labels_bytes = read_idx_labels(labels)?;
+    if labels_bytes.len() != n {
+        return Err(Error::Data(format!(
+            "{} holds {n} images but {} holds {} labels",
+            images.display(),
+            labels.display(),
+            labels_bytes.len()
+        )));
+    }
+    Ok(InMemoryImages {
+        channels: 1,
+        height: rows,
+        width: cols,
+        pixels: pixels.into_iter().map(|p| f32::from(p) / 255.0).collect(),
+        labels: labels_bytes.into_iter().map(u32::from).collect(),
+    })
+}
+
+/// The standard split in a folder of IDX files (`train-images-idx3-ubyte[.gz]`,
+/// `train-labels-idx1-ubyte[.gz]`, `t10k-...`): (train, test).
+pub fn load_idx_folder(dir: &Path) -> Result<(InMemoryImages, InMemoryImages)> {
+    let find = |stem: &str| -> Result<std::path::PathBuf> {
+        [format!("{stem}.gz"), stem.to_string()]
+            .into_iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.exists())
+            .ok_or_else(|| Error::Data(format!("{}: no {stem} or {stem}.gz", dir.display())))
+    };
+    let train = load_idx(&find("train-images-idx3-ubyte")?, &find("train-labels-idx1-ubyte")?)?;
+    let test = load_idx(&find("t10k-images-idx3-ubyte")?, &find("t10k-labels-idx1-ubyte")?)?;
+    Ok((train, test))
+}

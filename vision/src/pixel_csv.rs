@@ -1,0 +1,72 @@
+//! Images as CSV rows of pixel values followed by the label (the UCI optical digits as
+//! scikit-learn ships them: 64 values in 0..16, then the digit), plain or gzipped.
+
+use crate::images::InMemoryImages;
+use contrastive_core::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// Reads `height x width` grayscale images with values in `0..=max_value` (scaled to [0, 1]);
+/// a malformed line is an error naming the file, the line and the field.
+pub fn load_pixel_csv(path: &Path, height: usize, width: usize, max_value: f32) -> Result<InMemoryImages> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_string(&mut s)
+            .map_err(|e| Error::Data(format!("{}: not a valid gzip text: {e}", path.display())))?;
+        s
+    } else {
+        String::from_utf8(raw).map_err(|e| Error::Data(format!("{}: not UTF-8: {e}", path.display())))?
+    };
+    parse_pixel_csv(&text, &path.display().to_string(), height, width, max_value)
+}
+
+/// [`load_pixel_csv`] on text already in memory; `origin` names it in errors.
+pub fn parse_pixel_csv(
+    text: &str,
+    origin: &str,
+    height: usize,
+    width: usize,
+    max_value: f32,
+) -> Result<InMemoryImages> {
+    if !(max_value.is_finite() && max_value > 0.0) {
+        return Err(Error::Data(format!("{origin}: max_value must be finite and > 0, got {max_value}")));
+    }
+    let fields = height * width + 1;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let values: Vec<&str> = line.split(',').map(str::trim).collect();
+        if values.len() != fields {
+            return Err(Error::Data(format!(
+                "{origin}: line {line_no} has {} fields, expected {fields}",
+                values.len()
+            )));
+        }
+        for (j, v) in values[..fields - 1].iter().enumerate() {
+            let p: f32 = v.parse().map_err(|_| {
+                Error::Data(format!("{origin}: line {line_no}, field {}: `{v}` is not a number", j + 1))
+            })?;
+            if !(0.0..=max_value).contains(&p) {
+                return Err(Error::Data(format!(
+                    "{origin}: line {line_no}, field {}: {p} is outside 0..={max_value}",
+                    j + 1
+                )));
+            }
+            pixels.push(p / max_value);
+        }
+        let label = values[fields - 1];
+        labels.push(label.parse::<u32>().map_err(|_| {
+            Error::Data(format!("{origin}: line {line_no}, field {fields} (label): `{label}` is not a class index"))
+        })?);
+    }
+    if labels.is_empty() {
+        return Err(Error::Data(format!("{origin}: no image")));
+    }
+    Ok(InMemoryImages { channels: 1, height, width, pixels, labels })
+}

@@ -1,0 +1,134 @@
+//! The readers on good and broken files.
+
+use contrastive_core::data::Dataset;
+use contrastive_vision::*;
+use std::io::Write;
+use std::path::Path;
+
+fn idx_images(n: u32, rows: u32, cols: u32, pixels: &[u8], magic: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in [magic, n, rows, cols] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    b.extend_from_slice(pixels);
+    b
+}
+
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0x0801u32.to_be_bytes());
+    b.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    b.extend_from_slice(labels);
+    b
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn idx_raw_and_gzipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pixels: Vec<u8> = (0..2 * 2 * 3).map(|i| (i * 20) as u8).collect();
+    std::fs::write(dir.path().join("train-images-idx3-ubyte.gz"), gz(&idx_images(2, 2, 3, &pixels, 0x0803))).unwrap();
+    std::fs::write(dir.path().join("train-labels-idx1-ubyte"), idx_labels(&[7, 3])).unwrap();
+    std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx_images(1, 2, 3, &pixels[..6], 0x0803)).unwrap();
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), gz(&idx_labels(&[1]))).unwrap();
+    let (train, test) = load_idx_folder(dir.path()).unwrap();
+    assert_eq!((train.channels, train.height, train.width, train.labels.clone()), (1, 2, 3, vec![7, 3]));
+    assert_eq!(train.pixels[7], 140.0 / 255.0);
+    let (img, label) = train.get(1).unwrap();
+    assert_eq!((img.data.len(), label), (6, 3));
+    assert_eq!(test.len(), 1);
+}
+
+fn err<T: std::fmt::Debug>(r: contrastive_core::Result<T>) -> String {
+    r.unwrap_err().to_string()
+}
+
+#[test]
+fn idx_errors_name_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    std::fs::write(p("bad-magic"), idx_images(1, 1, 1, &[0], 0x0801)).unwrap();
+    let e = err(read_idx_images(&p("bad-magic")));
+    assert!(e.contains("bad-magic") && e.contains("field magic is 0x00000801, expected 0x00000803"), "{e}");
+    std::fs::write(p("short"), idx_images(3, 2, 2, &[0; 10], 0x0803)).unwrap();
+    let e = err(read_idx_images(&p("short")));
+    assert!(e.contains("short") && e.contains("3 x 2 x 2 = 12 pixels, the file holds 10"), "{e}");
+    std::fs::write(p("tiny"), [0u8; 5]).unwrap();
+    assert!(err(read_idx_labels(&p("tiny"))).contains("too short for the IDX header"));
+    std::fs::write(p("labels"), idx_labels(&[1, 2])).unwrap();
+    std::fs::write(p("images"), idx_images(3, 1, 1, &[0, 0, 0], 0x0803)).unwrap();
+    let e = err(load_idx(&p("images"), &p("labels")));
+    assert!(e.contains("holds 3 images") && e.contains("holds 2 labels"), "{e}");
+    let mut bad_gz = gz(&idx_labels(&[1]));
+    bad_gz.truncate(bad_gz.len() / 2);
+    std::fs::write(p("cut.gz"), bad_gz).unwrap();
+    assert!(err(read_idx_labels(&p("cut.gz"))).contains("cut.gz"));
+    assert!(err(load_idx_folder(dir.path())).contains("no train-images-idx3-ubyte"));
+}
+
+#[test]
+fn the_uci_digits_load_with_their_class_counts() {
+    let digits =
+        load_pixel_csv(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv.gz")), 8, 8, 16.0).unwrap();
+    assert_eq!((digits.len(), digits.height, digits.width, digits.classes()), (1797, 8, 8, 10));
+    let counts: Vec<usize> = (0..10).map(|c| digits.labels.iter().filter(|&&l| l == c).count()).collect();
+    // scikit-learn: np.bincount(load_digits().target).tolist()
+    assert_eq!(counts, vec![178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
+    assert!(digits.pixels.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    // The first image's second row, from the file: 0,0,13,15,10,15,5,0 (scaled by 16).
+    let (first, label) = digits.get(0).unwrap();
+    assert_eq!(label, 0);
+    assert_eq!(&first.data[8..16], &[0.0, 0.0, 13.0 / 16.0, 15.0 / 16.0, 10.0 / 16.0, 15.0 / 16.0, 5.0 / 16.0, 0.0]);
+    let split = digits.select(&[0, 5, 9]).unwrap();
+    assert_eq!(split.labels, vec![digits.labels[0], digits.labels[5], digits.labels[9]]);
+}
+
+#[test]
+fn pixel_csv_errors_name_line_and_field() {
+    assert!(err(parse_pixel_csv("1,2,3,4,0\n1,2,3\n", "f.csv", 2, 2, 16.0))
+        .contains("f.csv: line 2 has 3 fields, expected 5"));
+    assert!(err(parse_pixel_csv("1,x,3,4,0\n", "f.csv", 2, 2, 16.0)).contains("line 1, field 2: `x` is not a number"));
+    assert!(err(parse_pixel_csv("1,2,30,4,0\n", "f.csv", 2, 2, 16.0)).contains("line 1, field 3: 30 is outside 0..=16"));
+    assert!(err(parse_pixel_csv("1,2,3,4,-1\n", "f.csv", 2, 2, 16.0)).contains("field 5 (label)"));
+    assert!(err(parse_pixel_csv("\n", "f.csv", 2, 2, 16.0)).contains("no image"));
+}
+
+#[test]
+fn image_folder_decodes_lazily_and_handles_unreadable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["cat", "ant"] {
+        std::fs::create_dir_all(dir.path().join(class)).unwrap();
+    }
+    // ant/a.png: 2x1 RGB, red then blue; cat/b.jpg: 4x4 gray; cat/broken.png: not an image.
+    let mut png = image::RgbImage::new(2, 1);
+    png.put_pixel(0, 0, image::Rgb([255, 0, 0]));
+    png.put_pixel(1, 0, image::Rgb([0, 0, 255]));
+    png.save(dir.path().join("ant/a.png")).unwrap();
+    image::GrayImage::from_pixel(4, 4, image::Luma([128])).save(dir.path().join("cat/b.jpg")).unwrap();
+    std::fs::write(dir.path().join("cat/broken.png"), b"not a png").unwrap();
+    std::fs::write(dir.path().join("cat/notes.txt"), b"ignored").unwrap();
+
+    let folder = ImageFolder::open(dir.path(), ColorMode::Rgb, Unreadable::Fail).unwrap();
+    assert_eq!(folder.classes(), &["ant".to_string(), "cat".to_string()]);
+    assert_eq!(folder.len(), 3);
+    let (img, label) = folder.get(0).unwrap();
+    assert_eq!((img.channels, img.height, img.width, label), (3, 1, 2, 0));
+    // Channel-first: red plane [1, 0], green [0, 0], blue [0, 1].
+    assert_eq!(img.data, vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+    let broken = folder.files().iter().position(|(p, _)| p.ends_with("broken.png")).unwrap();
+    let e = err(folder.get(broken));
+    assert!(e.contains("broken.png") && e.contains("cannot decode"), "{e}");
+
+    let skipping = ImageFolder::open(dir.path(), ColorMode::Grayscale, Unreadable::Skip).unwrap();
+    assert_eq!(skipping.len(), 2);
+    let (gray, label) = skipping.get(1).unwrap();
+    assert_eq!((gray.channels, gray.height, label), (1, 4, 1));
+    assert!(gray.data.iter().all(|&v| (v - 128.0 / 255.0).abs() < 0.02)); // JPEG is lossy
+    let empty = tempfile::tempdir().unwrap();
+    assert!(err(ImageFolder::open(empty.path(), ColorMode::Rgb, Unreadable::Fail)).contains("no class folders"));
+}
