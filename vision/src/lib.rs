@@ -1,23 +1,36 @@
 //! # contrastive-vision
 //!
-//! Contrastive learning on images. In this crate so far: the readers.
+//! Contrastive learning on images.
 //!
-//! - [`load_idx`], [`load_idx_folder`]: the IDX files of the MNIST family (raw or gzipped).
-//! - [`load_pixel_csv`]: CSV rows of pixels and a label (the UCI digits).
-//! - [`ImageFolder`]: one folder per class, PNG and JPEG decoded lazily, grayscale or RGB.
-//!
-//! Every reader yields images as channel-first f32 in [0, 1] and implements
-//! `contrastive_core::data::Dataset`, so the core loader can augment and batch them.
+//! - Readers: [`load_idx`], [`load_idx_folder`] (the MNIST family, raw or gzipped),
+//!   [`load_pixel_csv`] (CSV rows of pixels and a label, such as the UCI digits), [`ImageFolder`]
+//!   (one folder per class, PNG and JPEG decoded lazily, grayscale or RGB). Every reader yields
+//!   channel-first f32 images in [0, 1] and implements `contrastive_core::data::Dataset`.
+//! - Encoders: [`ConvNet`] (small, for 8x8 to 32x32 inputs) and [`ResNet`] (18/34/50, CIFAR or
+//!   ImageNet stem, torchvision's names), built on a [`Conv2d`] and a [`BatchNorm`] whose backward
+//!   passes are fused CPU kernels, and a [`MaxPool2d`] that trains with any stride.
 
+mod batch_norm;
+mod conv;
+mod convnet;
+mod encoder;
 mod idx;
 mod image_folder;
 mod images;
+mod max_pool;
 mod pixel_csv;
+mod resnet;
 
+pub use batch_norm::{batch_norm, BatchNorm};
+pub use conv::{conv2d, conv2d_forward, Conv2d, ConvGeometry};
+pub use convnet::{ConvNet, ConvNetConfig};
+pub use encoder::{Encoder, EncoderConfig};
 pub use idx::{load_idx, load_idx_folder, read_idx_images, read_idx_labels};
 pub use image_folder::{ColorMode, ImageFolder, Unreadable};
 pub use images::{Image, InMemoryImages};
+pub use max_pool::MaxPool2d;
 pub use pixel_csv::{load_pixel_csv, parse_pixel_csv};
+pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

@@ -2,6 +2,7 @@
 //! so gradients silently stop at it; this one is a custom op with its own fused backward on the
 //! CPU (f32, f64), and the composite form (tensor ops, autograd) elsewhere.
 
+use super::cpu::{contiguous_slice, with_cpu_slice};
 use crate::loss::KernelFloat;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType, D};
@@ -75,10 +76,7 @@ struct LayerNormOp {
 const ROWS_PER_TASK: usize = 16;
 
 fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => bail!("LayerNorm: inputs must be contiguous"),
-    }
+    contiguous_slice(s, l, "LayerNorm")
 }
 
 /// Σ f(i) for i < n with eight independent accumulators: a single running sum is bound by the
@@ -206,20 +204,13 @@ impl CustomOp3 for LayerNormOp {
 fn gradients<T: KernelFloat>(x: &Tensor, w: &Tensor, grad: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
     let grad = grad.contiguous()?;
     let wv = w.to_vec1::<T>()?;
-    let (dx, dw, db) = with_cpu_slice(x, |xs: &[T]| with_cpu_slice(&grad, |gs: &[T]| backward(xs, &wv, gs, eps)))??;
+    let (dx, dw, db) = with_cpu_slice(x, "LayerNorm", |xs: &[T]| {
+        with_cpu_slice(&grad, "LayerNorm", |gs: &[T]| backward(xs, &wv, gs, eps))
+    })??;
     let h = wv.len();
     Ok((
         Tensor::from_vec(dx, x.dims(), x.device())?,
         Tensor::from_vec(dw, h, w.device())?,
         Tensor::from_vec(db, h, w.device())?,
     ))
-}
-
-/// Runs `f` on the elements of a contiguous CPU tensor without copying them.
-fn with_cpu_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(cpu) => Ok(f(slice(cpu, layout)?)),
-        _ => bail!("LayerNorm: the fused backward runs on the CPU only"),
-    }
 }

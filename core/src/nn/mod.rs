@@ -2,6 +2,7 @@
 //! gradients, seeded dropout and initialisation, the projection head, momentum updates, and a
 //! gradient-flow check.
 
+pub mod cpu;
 mod dropout;
 mod gradient_check;
 mod layer_norm;

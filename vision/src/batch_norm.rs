@@ -1,0 +1,333 @@
+//! Batch normalisation over (N, C) or (N, C, H, W) with a fused forward and backward on the CPU.
+//!
+//! candle-nn's BatchNorm trains correctly but as a dozen tensor ops, each a pass over the
+//! activations; in a ConvNet on the CPU that costs as much as the convolutions. Here training mode
+//! is one custom op: a pass for the statistics and one to normalise, and in backward one pass for
+//! the two sums and one for the input gradient. Off the CPU, candle-nn's composite form runs.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, Var, WithDType};
+use candle_nn::{Init, ModuleT, VarBuilder};
+use contrastive_core::nn::cpu::{contiguous_slice, with_cpu_slice};
+use num_traits::Float;
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
+
+/// Batch normalisation with PyTorch's semantics: biased batch variance to normalise, unbiased
+/// variance into the running estimate, `running = (1 - momentum) · running + momentum · batch`.
+/// Variables `weight`, `bias`, `running_mean`, `running_var` (torchvision's names).
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+}
+
+/// A BatchNorm of `channels` under `vb`, eps 1e-5, momentum 0.1 (PyTorch's defaults).
+pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    let running_mean = Var::from_tensor(&vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?)?;
+    let running_var = Var::from_tensor(&vb.get_with_hints(channels, "running_var", Init::Const(1.0))?)?;
+    Ok(BatchNorm {
+        weight: vb.get_with_hints(channels, "weight", Init::Const(1.0))?,
+        bias: vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
+        running_mean,
+        running_var,
+        eps: 1e-5,
+        momentum: 0.1,
+    })
+}
+
+impl BatchNorm {
+    /// The running mean (C,).
+    pub fn running_mean(&self) -> &Tensor {
+        self.running_mean.as_tensor()
+    }
+
+    /// The running variance (C,).
+    pub fn running_var(&self) -> &Tensor {
+        self.running_var.as_tensor()
+    }
+
+    fn check(&self, x: &Tensor) -> Result<usize> {
+        let c = self.weight.dim(0)?;
+        if !matches!(x.rank(), 2 | 4) || x.dim(1)? != c {
+            bail!("BatchNorm of {c} channels: expects (N, {c}) or (N, {c}, H, W), got {:?}", x.dims());
+        }
+        Ok(c)
+    }
+
+    fn channel_view(&self, t: &Tensor, rank: usize) -> Result<Tensor> {
+        if rank == 4 {
+            t.reshape((1, (), 1, 1))
+        } else {
+            t.reshape((1, ()))
+        }
+    }
+
+    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.check(x)?;
+        let count = x.elem_count() / c;
+        if count < 2 {
+            bail!("BatchNorm in training needs more than one value per channel, got input {:?}", x.dims());
+        }
+        let fused = matches!(x.device(), Device::Cpu)
+            && matches!(x.dtype(), DType::F32 | DType::F64)
+            && self.weight.dtype() == x.dtype();
+        let (y, mean, var) = if fused {
+            let stats = Arc::new(Mutex::new(None));
+            let op = BatchNormOp { eps: self.eps, stats: Arc::clone(&stats) };
+            let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
+            let kept = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let Some((mean, var)) = kept else { bail!("BatchNorm: the fused op left no statistics") };
+            (y, mean, var)
+        } else {
+            let dims: Vec<usize> = if x.rank() == 4 { vec![0, 2, 3] } else { vec![0] };
+            let mean = x.mean_keepdim(dims.as_slice())?;
+            let centered = x.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim(dims.as_slice())?;
+            let y = centered
+                .broadcast_div(&(&var + self.eps)?.sqrt()?)?
+                .broadcast_mul(&self.channel_view(&self.weight, x.rank())?)?
+                .broadcast_add(&self.channel_view(&self.bias, x.rank())?)?;
+            let to_vec = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>();
+            (y, to_vec(&mean)?, to_vec(&var)?)
+        };
+        self.update_running(&mean, &var, count)?;
+        Ok(y)
+    }
+
+    fn update_running(&self, mean: &[f64], var: &[f64], count: usize) -> Result<()> {
+        let m = self.momentum;
+        let unbiased = count as f64 / (count as f64 - 1.0);
+        let dev = self.running_mean.device();
+        let dtype = self.running_mean.dtype();
+        let rm = self.running_mean.as_tensor().to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let rv = self.running_var.as_tensor().to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let rm: Vec<f64> = rm.iter().zip(mean).map(|(r, b)| (1.0 - m) * r + m * b).collect();
+        let rv: Vec<f64> = rv.iter().zip(var).map(|(r, b)| (1.0 - m) * r + m * b * unbiased).collect();
+        self.running_mean.set(&Tensor::from_vec(rm, mean.len(), dev)?.to_dtype(dtype)?)?;
+        self.running_var.set(&Tensor::from_vec(rv, var.len(), dev)?.to_dtype(dtype)?)
+    }
+
+    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
+        let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+        x.broadcast_mul(&self.channel_view(&scale, x.rank())?)?.broadcast_add(&self.channel_view(&shift, x.rank())?)
+    }
+}
+
+impl ModuleT for BatchNorm {
+    /// Batch statistics (and a running-statistics update) when `train`, running statistics
+    /// otherwise.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            self.forward_train(x)
+        } else {
+            self.forward_eval(x)
+        }
+    }
+}
+
+/// The training-mode op; it keeps the batch mean and biased variance per channel of its forward.
+struct BatchNormOp {
+    eps: f64,
+    stats: Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>,
+}
+
+/// (N, C, S): S = H·W, or 1 for (N, C) input.
+fn layout_dims(l: &Layout) -> (usize, usize, usize) {
+    let d = l.dims();
+    (d[0], d[1], d[2..].iter().product())
+}
+
+/// Per channel: mean and biased variance, in f64, two passes for accuracy.
+fn channel_moments<T: WithDType + Float>(x: &[T], (n, c, s): (usize, usize, usize)) -> (Vec<f64>, Vec<f64>) {
+    let count = (n * s) as f64;
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let plane = |i: usize| &x[(i * c + ch) * s..][..s];
+            let sum: f64 = (0..n).map(|i| plane(i).iter().map(|&v| WithDType::to_f64(v)).sum::<f64>()).sum();
+            let mean = sum / count;
+            let sq: f64 =
+                (0..n).map(|i| plane(i).iter().map(|&v| (WithDType::to_f64(v) - mean).powi(2)).sum::<f64>()).sum();
+            (mean, sq / count)
+        })
+        .unzip()
+}
+
+/// Per channel: (rstd, the shift that makes y = x·a + b).
+fn affine<T: WithDType + Float>(mean: &[f64], var: &[f64], w: &[T], b: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
+    mean.iter()
+        .zip(var)
+        .zip(w.iter().zip(b))
+        .map(|((&m, &v), (&g, &beta))| {
+            let a = WithDType::to_f64(g) / (v + eps).sqrt();
+            let shift = WithDType::to_f64(beta) - m * a;
+            (<T as WithDType>::from_f64(a), <T as WithDType>::from_f64(shift))
+        })
+        .unzip()
+}
+
+fn forward<T: WithDType + Float>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    dims: (usize, usize, usize),
+    eps: f64,
+) -> (Vec<T>, Vec<f64>, Vec<f64>) {
+    let (_, c, s) = dims;
+    let (mean, var) = channel_moments(x, dims);
+    let (scale, shift) = affine(&mean, &var, w, b, eps);
+    let mut y = vec![T::zero(); x.len()];
+    y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(yi, xi)| {
+        for ch in 0..c {
+            let (a, sh) = (scale[ch], shift[ch]);
+            for (o, &v) in yi[ch * s..][..s].iter_mut().zip(&xi[ch * s..][..s]) {
+                *o = v * a + sh;
+            }
+        }
+    });
+    (y, mean, var)
+}
+
+/// (dx, dγ, dβ) from x, γ and dy, with the batch statistics of the forward pass.
+fn backward<T: WithDType + Float>(
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    (n, c, s): (usize, usize, usize),
+    mean: &[f64],
+    var: &[f64],
+    eps: f64,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let count = (n * s) as f64;
+    let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    // Σ dy and Σ dy·x̂ per channel.
+    let (sum_dy, sum_dy_xhat): (Vec<f64>, Vec<f64>) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (m, r) = (mean[ch], rstd[ch]);
+            let mut sd = 0.0;
+            let mut sdx = 0.0;
+            for i in 0..n {
+                let off = (i * c + ch) * s;
+                for (&g, &v) in dy[off..off + s].iter().zip(&x[off..off + s]) {
+                    let g = WithDType::to_f64(g);
+                    sd += g;
+                    sdx += g * (WithDType::to_f64(v) - m) * r;
+                }
+            }
+            (sd, sdx)
+        })
+        .unzip();
+    // dx = γ·rstd · (dy - Σdy/M - x̂ · Σdy·x̂/M), as y = x·a + b per channel: dx = k1·dy + k2·x + k3.
+    let coef: Vec<(T, T, T)> = (0..c)
+        .map(|ch| {
+            let g = WithDType::to_f64(w[ch]) * rstd[ch];
+            let k2 = -g * rstd[ch] * sum_dy_xhat[ch] / count;
+            let k3 = -g * sum_dy[ch] / count - k2 * mean[ch];
+            let t = |v: f64| <T as WithDType>::from_f64(v);
+            (t(g), t(k2), t(k3))
+        })
+        .collect();
+    let mut dx = vec![T::zero(); x.len()];
+    dx.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).zip(dy.par_chunks(c * s)).for_each(|((dxi, xi), dyi)| {
+        for (ch, &(k1, k2, k3)) in coef.iter().enumerate() {
+            let r = ch * s..(ch + 1) * s;
+            for ((o, &v), &g) in dxi[r.clone()].iter_mut().zip(&xi[r.clone()]).zip(&dyi[r]) {
+                *o = k1 * g + k2 * v + k3;
+            }
+        }
+    });
+    let t = |v: &f64| <T as WithDType>::from_f64(*v);
+    (dx, sum_dy_xhat.iter().map(t).collect(), sum_dy.iter().map(t).collect())
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = layout_dims(l1);
+        let (y, mean, var) = match s1 {
+            CpuStorage::F32(_) => {
+                let (y, m, v) = forward::<f32>(
+                    contiguous_slice(s1, l1, "BatchNorm")?,
+                    contiguous_slice(s2, l2, "BatchNorm")?,
+                    contiguous_slice(s3, l3, "BatchNorm")?,
+                    dims,
+                    self.eps,
+                );
+                (CpuStorage::F32(y), m, v)
+            }
+            CpuStorage::F64(_) => {
+                let (y, m, v) = forward::<f64>(
+                    contiguous_slice(s1, l1, "BatchNorm")?,
+                    contiguous_slice(s2, l2, "BatchNorm")?,
+                    contiguous_slice(s3, l3, "BatchNorm")?,
+                    dims,
+                    self.eps,
+                );
+                (CpuStorage::F64(y), m, v)
+            }
+            other => bail!("BatchNorm: f32 or f64 expected, got {:?}", other.dtype()),
+        };
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some((mean, var));
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (dx, dw, db) = match x.dtype() {
+            DType::F32 => gradients::<f32>(x, w, &grad, stats, self.eps)?,
+            _ => gradients::<f64>(x, w, &grad, stats, self.eps)?,
+        };
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+fn gradients<T: WithDType + Float>(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    stats: Option<(Vec<f64>, Vec<f64>)>,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let dims = layout_dims(x.layout());
+    let (dx, dw, db) = with_cpu_slice(x, "BatchNorm", |xs: &[T]| {
+        with_cpu_slice(w, "BatchNorm", |ws: &[T]| {
+            with_cpu_slice(grad, "BatchNorm", |gs: &[T]| {
+                let (mean, var) = stats.unwrap_or_else(|| channel_moments(xs, dims));
+                backward(xs, ws, gs, dims, &mean, &var, eps)
+            })
+        })
+    })???;
+    let c = dims.1;
+    Ok((
+        Tensor::from_vec(dx, x.dims(), x.device())?,
+        Tensor::from_vec(dw, c, w.device())?,
+        Tensor::from_vec(db, c, w.device())?,
+    ))
+}

@@ -1,0 +1,58 @@
+//! The image encoders as one closed set, so that methods and examples can take either.
+
+use crate::convnet::{ConvNet, ConvNetConfig};
+use crate::resnet::{ResNet, ResNetConfig};
+use candle_core::{ModuleT, Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// Which encoder, and its shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncoderConfig {
+    /// The small ConvNet (8x8 to 32x32 inputs).
+    ConvNet(ConvNetConfig),
+    /// A ResNet.
+    ResNet(ResNetConfig),
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        EncoderConfig::ConvNet(ConvNetConfig::default())
+    }
+}
+
+/// An image encoder: images (N, C, H, W) to features (N, dim).
+#[derive(Clone, Debug)]
+pub enum Encoder {
+    /// See [`ConvNet`].
+    ConvNet(ConvNet),
+    /// See [`ResNet`].
+    ResNet(ResNet),
+}
+
+impl Encoder {
+    /// Builds the encoder under `vb`.
+    pub fn new(config: &EncoderConfig, vb: VarBuilder) -> contrastive_core::Result<Self> {
+        Ok(match config {
+            EncoderConfig::ConvNet(c) => Encoder::ConvNet(ConvNet::new(c, vb)?),
+            EncoderConfig::ResNet(c) => Encoder::ResNet(ResNet::new(c, vb)?),
+        })
+    }
+
+    /// Width of the features.
+    pub fn dim(&self) -> usize {
+        match self {
+            Encoder::ConvNet(e) => e.dim(),
+            Encoder::ResNet(e) => e.dim(),
+        }
+    }
+}
+
+impl ModuleT for Encoder {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Encoder::ConvNet(e) => e.forward_t(x, train),
+            Encoder::ResNet(e) => e.forward_t(x, train),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Max pooling with a backward for any kernel and stride. candle's pooling backward needs kernel
+//! == stride, so the ImageNet stem's 3x3 stride-2 pool would refuse to train.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use contrastive_core::nn::cpu::contiguous_slice;
+use num_traits::Float;
+use rayon::prelude::*;
+
+/// Max pooling over square windows with implicit -∞ padding (PyTorch's `MaxPool2d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool2d {
+    /// Window side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on each side (at most half the kernel).
+    pub padding: usize,
+}
+
+impl MaxPool2d {
+    /// Pools (N, C, H, W) on the CPU in f32 or f64.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.kernel == 0 || self.stride == 0 || 2 * self.padding > self.kernel {
+            bail!("max pool: kernel and stride must be positive and padding at most half the kernel, got {self:?}");
+        }
+        let (_, _, h, w) = x.dims4()?;
+        if h + 2 * self.padding < self.kernel || w + 2 * self.padding < self.kernel {
+            bail!("max pool: input {:?} is smaller than the window {}", x.dims(), self.kernel);
+        }
+        x.contiguous()?.apply_op1(*self)
+    }
+
+    fn out_dims(&self, h: usize, w: usize) -> (usize, usize) {
+        let o = |s: usize| (s + 2 * self.padding - self.kernel) / self.stride + 1;
+        (o(h), o(w))
+    }
+
+    /// For each output position of one plane, the input offset of its maximum (first on ties).
+    fn argmax<T: WithDType + Float>(&self, plane: &[T], h: usize, w: usize, out: &mut [usize]) {
+        let (oh, ow) = self.out_dims(h, w);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best = usize::MAX;
+                let mut best_v = T::neg_infinity();
+                for ky in 0..self.kernel {
+                    let iy = (oy * self.stride + ky) as isize - self.padding as isize;
+                    if iy < 0 || iy as usize >= h {
+                        continue;
+                    }
+                    for kx in 0..self.kernel {
+                        let ix = (ox * self.stride + kx) as isize - self.padding as isize;
+                        if ix < 0 || ix as usize >= w {
+                            continue;
+                        }
+                        let i = iy as usize * w + ix as usize;
+                        // NaN propagates as the maximum, as in PyTorch.
+                        if best == usize::MAX || plane[i] > best_v || plane[i].is_nan() {
+                            best = i;
+                            best_v = plane[i];
+                        }
+                    }
+                }
+                out[oy * ow + ox] = best;
+            }
+        }
+    }
+
+    fn run<T: WithDType + Float>(&self, x: &[T], h: usize, w: usize) -> Vec<T> {
+        let (oh, ow) = self.out_dims(h, w);
+        let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
+        y.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each_init(
+            || vec![0usize; oh * ow],
+            |idx, (yp, xp)| {
+                self.argmax(xp, h, w, idx);
+                for (o, &i) in yp.iter_mut().zip(idx.iter()) {
+                    *o = xp[i];
+                }
+            },
+        );
+        y
+    }
+
+    fn run_backward<T: WithDType + Float>(&self, x: &[T], dy: &[T], h: usize, w: usize) -> Vec<T> {
+        let (oh, ow) = self.out_dims(h, w);
+        let mut dx = vec![T::zero(); x.len()];
+        dx.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(dy.par_chunks(oh * ow)).for_each_init(
+            || vec![0usize; oh * ow],
+            |idx, ((dxp, xp), dyp)| {
+                self.argmax(xp, h, w, idx);
+                for (&i, &g) in idx.iter().zip(dyp) {
+                    dxp[i] = dxp[i] + g;
+                }
+            },
+        );
+        dx
+    }
+}
+
+impl CustomOp1 for MaxPool2d {
+    fn name(&self) -> &'static str {
+        "max-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let (oh, ow) = self.out_dims(h, w);
+        let y = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous_slice::<f32>(s, l, "max pool")?, h, w)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous_slice::<f64>(s, l, "max pool")?, h, w)),
+            other => bail!("max pool: f32 or f64 expected, got {:?}", other.dtype()),
+        };
+        Ok((y, Shape::from((n, c, oh, ow))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(*self))?))
+    }
+}
+
+/// The input gradient of a max pool: each output's gradient goes to its window's maximum.
+struct MaxPoolBackward(MaxPool2d);
+
+impl CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "max-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, _, h, w) = l1.shape().dims4()?;
+        let dx = match s1.dtype() {
+            DType::F32 => CpuStorage::F32(self.0.run_backward(
+                contiguous_slice::<f32>(s1, l1, "max pool")?,
+                contiguous_slice::<f32>(s2, l2, "max pool")?,
+                h,
+                w,
+            )),
+            DType::F64 => CpuStorage::F64(self.0.run_backward(
+                contiguous_slice::<f64>(s1, l1, "max pool")?,
+                contiguous_slice::<f64>(s2, l2, "max pool")?,
+                h,
+                w,
+            )),
+            other => bail!("max pool: f32 or f64 expected, got {other:?}"),
+        };
+        Ok((dx, l1.shape().clone()))
+    }
+}

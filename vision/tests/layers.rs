@@ -1,0 +1,282 @@
+//! The convolution, BatchNorm and max-pool kernels against candle's own ops and naive references,
+//! in value and gradient; gradient flow through every encoder.
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
+use contrastive_core::nn::{check_gradients, InitScheme, ParamStore};
+use contrastive_vision::{
+    batch_norm, conv2d_forward, ConvGeometry, ConvNet, ConvNetConfig, MaxPool2d, ResNet, ResNetConfig, Stem,
+};
+use rand::{Rng, SeedableRng};
+
+fn random(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+const GEOMETRIES: [(usize, usize, usize, usize, usize, usize); 6] = [
+    // (in, out, kernel, stride, padding, side)
+    (3, 5, 3, 1, 1, 9),
+    (4, 6, 3, 2, 1, 8),
+    (2, 3, 1, 1, 0, 5),
+    (4, 8, 1, 2, 0, 7),
+    (3, 4, 7, 2, 3, 11),
+    (1, 2, 5, 3, 0, 10),
+];
+
+#[test]
+fn conv_matches_candle_forward_and_finite_differences() {
+    for (i, &(cin, cout, k, s, p, side)) in GEOMETRIES.iter().enumerate() {
+        let g = ConvGeometry { in_channels: cin, out_channels: cout, kernel: k, stride: s, padding: p };
+        let x = Var::from_tensor(&random(&[3, cin, side, side + 1], i as u64, DType::F64)).unwrap();
+        let w = Var::from_tensor(&random(&[cout, cin, k, k], 100 + i as u64, DType::F64)).unwrap();
+        let ours = conv2d_forward(x.as_tensor(), w.as_tensor(), g).unwrap();
+        let theirs = x.as_tensor().conv2d(w.as_tensor(), p, s, 1, 1).unwrap();
+        assert!(max_abs_diff(&ours, &theirs) < 1e-12, "forward {g:?}");
+        // A loss that weighs every output differently, so each gradient entry is tested. The loss
+        // is linear in each argument, so central differences are exact up to rounding. (candle's
+        // own conv2d gradient is not a reference: it has the wrong shape when the stride does not
+        // divide the padded input, e.g. 9 columns at stride 2.)
+        let weights = random(ours.dims(), 200 + i as u64, DType::F64);
+        let loss = |x: &Tensor, w: &Tensor| {
+            (conv2d_forward(x, w, g).unwrap() * &weights).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let grads = (ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        for (which, v) in [(0, &x), (1, &w)] {
+            let analytic = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let flat = v.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            for j in (0..flat.len()).step_by(3) {
+                let at = |d: f64| {
+                    let mut p = flat.clone();
+                    p[j] += d;
+                    let t = Tensor::from_vec(p, v.dims(), &Device::Cpu).unwrap();
+                    if which == 0 {
+                        loss(&t, w.as_tensor())
+                    } else {
+                        loss(x.as_tensor(), &t)
+                    }
+                };
+                let numeric = (at(0.5) - at(-0.5)) / 1.0;
+                assert!(
+                    (numeric - analytic[j]).abs() < 1e-9,
+                    "{g:?} arg {which} entry {j}: {numeric} vs {}",
+                    analytic[j]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_f32_matches_f64() {
+    let g = ConvGeometry { in_channels: 16, out_channels: 32, kernel: 3, stride: 2, padding: 1 };
+    let x = random(&[20, 16, 12, 12], 1, DType::F64);
+    let w = random(&[32, 16, 3, 3], 2, DType::F64);
+    let y64 = conv2d_forward(&x, &w, g).unwrap();
+    let y32 = conv2d_forward(&x.to_dtype(DType::F32).unwrap(), &w.to_dtype(DType::F32).unwrap(), g).unwrap();
+    assert!(max_abs_diff(&y64, &y32) < 1e-4);
+}
+
+#[test]
+fn conv_gradient_does_not_depend_on_thread_count() {
+    // The weight gradient sums over images in fixed groups, so 1 and 4 threads agree bit for bit.
+    let g = ConvGeometry { in_channels: 4, out_channels: 8, kernel: 3, stride: 1, padding: 1 };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let x = random(&[37, 4, 6, 6], 3, DType::F32);
+            let w = Var::from_tensor(&random(&[8, 4, 3, 3], 4, DType::F32)).unwrap();
+            let y = conv2d_forward(&x, w.as_tensor(), g).unwrap();
+            let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            grads.get(w.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        })
+    };
+    assert_eq!(run(1), run(4));
+}
+
+/// BatchNorm in training written as plain tensor ops (PyTorch's definition).
+fn batch_norm_reference(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Tensor {
+    let dims: &[usize] = if x.rank() == 4 { &[0, 2, 3] } else { &[0] };
+    let view = |t: &Tensor| if x.rank() == 4 { t.reshape((1, (), 1, 1)).unwrap() } else { t.reshape((1, ())).unwrap() };
+    let mean = x.mean_keepdim(dims).unwrap();
+    let c = x.broadcast_sub(&mean).unwrap();
+    let var = c.sqr().unwrap().mean_keepdim(dims).unwrap();
+    c.broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
+        .unwrap()
+        .broadcast_mul(&view(w))
+        .unwrap()
+        .broadcast_add(&view(b))
+        .unwrap()
+}
+
+#[test]
+fn batch_norm_matches_the_definition_in_value_and_gradient() {
+    for (seed, shape) in [(1u64, vec![4, 3, 5, 6]), (2, vec![9, 7]), (3, vec![2, 1, 3, 3])] {
+        let store = ParamStore::new(seed, InitScheme::PyTorch);
+        let vb = store.var_builder(DType::F64, &Device::Cpu);
+        let bn = batch_norm(shape[1], vb.pp("bn")).unwrap();
+        // Non-trivial scale and shift.
+        store.get("bn.weight").unwrap().set(&(random(&[shape[1]], seed + 10, DType::F64) + 1.5).unwrap()).unwrap();
+        store.get("bn.bias").unwrap().set(&random(&[shape[1]], seed + 20, DType::F64)).unwrap();
+        let (w, b) = (store.get("bn.weight").unwrap(), store.get("bn.bias").unwrap());
+        let x = Var::from_tensor(&random(&shape, seed, DType::F64).affine(3.0, 0.7).unwrap()).unwrap();
+        let ours = bn.forward_t(x.as_tensor(), true).unwrap();
+        let theirs = batch_norm_reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5);
+        assert!(max_abs_diff(&ours, &theirs) < 1e-12, "{shape:?}");
+        let weights = random(&shape, seed + 30, DType::F64);
+        let ga = (ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (theirs * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &w, &b] {
+            let d = max_abs_diff(ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap());
+            assert!(d < 1e-11, "{shape:?}: gradient differs by {d}");
+        }
+    }
+}
+
+#[test]
+fn batch_norm_running_statistics_update_in_training_and_serve_in_eval() {
+    let store = ParamStore::new(0, InitScheme::PyTorch);
+    let bn = batch_norm(2, store.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    // Channel 0 holds 1, 2, 3, 4; channel 1 holds 10, 10, 30, 30 (N = 2, H·W = 2).
+    let x = Tensor::new(&[[[1f32, 2.0], [10.0, 10.0]], [[3.0, 4.0], [30.0, 30.0]]], &Device::Cpu)
+        .unwrap()
+        .reshape((2, 2, 1, 2))
+        .unwrap();
+    bn.forward_t(&x, true).unwrap();
+    // running = 0.9 · init + 0.1 · batch; the variance entering it is unbiased (n - 1 = 3).
+    let rm = bn.running_mean().to_vec1::<f32>().unwrap();
+    let rv = bn.running_var().to_vec1::<f32>().unwrap();
+    let (var0, var1) = (5.0 / 3.0, 400.0 / 3.0);
+    assert!((rm[0] - 0.25).abs() < 1e-6 && (rm[1] - 2.0).abs() < 1e-6, "{rm:?}");
+    assert!((rv[0] - (0.9 + 0.1 * var0)).abs() < 1e-5 && (rv[1] - (0.9 + 0.1 * var1)).abs() < 1e-4, "{rv:?}");
+    // Eval: (x - running_mean) / sqrt(running_var + eps), weight 1, bias 0.
+    let y = bn.forward_t(&x, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let expect0 = (1.0 - rm[0]) / (rv[0] + 1e-5).sqrt();
+    assert!((y[0] - expect0).abs() < 1e-5, "{} vs {expect0}", y[0]);
+    // The running statistics are variables of the store, so they are saved with the model.
+    assert_eq!(store.get("running_mean").unwrap().to_vec1::<f32>().unwrap(), rm);
+    assert!(store.trainable().iter().all(|(k, _)| !k.starts_with("running")));
+}
+
+/// Max pooling by its definition, for any window.
+fn max_pool_reference(x: &Tensor, pool: MaxPool2d) -> Vec<f64> {
+    let (n, c, h, w) = x.dims4().unwrap();
+    let v = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let o = |s: usize| (s + 2 * pool.padding - pool.kernel) / pool.stride + 1;
+    let mut out = Vec::new();
+    for plane in 0..n * c {
+        for oy in 0..o(h) {
+            for ox in 0..o(w) {
+                let mut m = f64::NEG_INFINITY;
+                for ky in 0..pool.kernel {
+                    for kx in 0..pool.kernel {
+                        let (iy, ix) = (
+                            (oy * pool.stride + ky) as isize - pool.padding as isize,
+                            (ox * pool.stride + kx) as isize - pool.padding as isize,
+                        );
+                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                            m = m.max(v[plane * h * w + iy as usize * w + ix as usize]);
+                        }
+                    }
+                }
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn max_pool_matches_definition_and_finite_differences() {
+    for pool in [
+        MaxPool2d { kernel: 3, stride: 2, padding: 1 },
+        MaxPool2d { kernel: 2, stride: 2, padding: 0 },
+        MaxPool2d { kernel: 3, stride: 1, padding: 0 },
+    ] {
+        let x = random(&[2, 3, 7, 8], 5, DType::F64);
+        let y = pool.forward(&x).unwrap();
+        assert_eq!(y.flatten_all().unwrap().to_vec1::<f64>().unwrap(), max_pool_reference(&x, pool), "{pool:?}");
+        if pool.kernel == pool.stride {
+            let theirs = x.max_pool2d(pool.kernel).unwrap();
+            assert!(max_abs_diff(&y, &theirs) == 0.0);
+        }
+        // Gradient against central differences (random inputs have no ties).
+        let xv = Var::from_tensor(&x).unwrap();
+        let weights = random(y.dims(), 6, DType::F64);
+        let loss = |t: &Tensor| (pool.forward(t).unwrap() * &weights).unwrap().sum_all().unwrap();
+        let grad = loss(xv.as_tensor())
+            .backward()
+            .unwrap()
+            .get(xv.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let flat = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let eps = 1e-6;
+        for i in (0..flat.len()).step_by(7) {
+            let mut plus = flat.clone();
+            plus[i] += eps;
+            let mut minus = flat.clone();
+            minus[i] -= eps;
+            let f =
+                |v: Vec<f64>| loss(&Tensor::from_vec(v, x.dims(), &Device::Cpu).unwrap()).to_scalar::<f64>().unwrap();
+            let numeric = (f(plus) - f(minus)) / (2.0 * eps);
+            assert!((numeric - grad[i]).abs() < 1e-6, "{pool:?} at {i}: {numeric} vs {}", grad[i]);
+        }
+    }
+}
+
+fn assert_every_variable_learns(store: &ParamStore, forward: impl Fn(&Tensor) -> Tensor, input: &[usize]) {
+    let x = random(input, 9, DType::F32);
+    let y = forward(&x);
+    let weights = random(&[input[0], y.dim(1).unwrap()], 10, DType::F32);
+    let loss = (y * weights).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    check_gradients(store, &grads).unwrap();
+}
+
+#[test]
+fn every_encoder_variable_receives_a_gradient() {
+    let store = ParamStore::new(1, InitScheme::PyTorch);
+    let net = ConvNet::new(&ConvNetConfig::default(), store.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    assert_eq!(store.trainable().len(), 12);
+    assert_every_variable_learns(&store, |x| net.forward_t(x, true).unwrap(), &[4, 1, 12, 12]);
+
+    for (config, side, variables) in [
+        (ResNetConfig::resnet18(Stem::Cifar), 8, 60),
+        (ResNetConfig::resnet18(Stem::ImageNet), 32, 60),
+        (ResNetConfig::resnet50(Stem::ImageNet), 32, 159),
+    ] {
+        let store = ParamStore::new(2, InitScheme::PyTorch);
+        let net = ResNet::new(&config, store.var_builder(DType::F32, &Device::Cpu)).unwrap();
+        // torchvision's model has these parameters, less fc.weight and fc.bias.
+        assert_eq!(store.trainable().len(), variables, "{config:?}");
+        assert_every_variable_learns(&store, |x| net.forward_t(x, true).unwrap(), &[2, 3, side, side]);
+    }
+}
+
+#[test]
+fn conv_layer_rejects_wrong_channels() {
+    let store = ParamStore::new(1, InitScheme::PyTorch);
+    let g = ConvGeometry { in_channels: 3, out_channels: 4, kernel: 3, stride: 1, padding: 1 };
+    let conv = contrastive_vision::conv2d(g, true, store.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let err = conv.forward(&random(&[1, 2, 5, 5], 1, DType::F32)).unwrap_err().to_string();
+    assert!(err.contains("2 channels") && err.contains("expects 3"), "{err}");
+}
