@@ -6,10 +6,14 @@
 //!   [`load_pixel_csv`] (CSV rows of pixels and a label, such as the UCI digits), [`ImageFolder`]
 //!   (one folder per class, PNG and JPEG decoded lazily, grayscale or RGB). Every reader yields
 //!   channel-first f32 images in [0, 1] and implements `contrastive_core::data::Dataset`.
+//! - [`augment`]: RandomResizedCrop, flip, ColorJitter, grayscale, Gaussian blur, solarize and
+//!   normalise with torchvision's semantics, per sample from a seeded stream, and the SimCLR and
+//!   MoCo v2 recipes as presets ([`augment::ViewAugmentation`]).
 //! - Encoders: [`ConvNet`] (small, for 8x8 to 32x32 inputs) and [`ResNet`] (18/34/50, CIFAR or
 //!   ImageNet stem, torchvision's names), built on a [`Conv2d`] and a [`BatchNorm`] whose backward
 //!   passes are fused CPU kernels, and a [`MaxPool2d`] that trains with any stride.
 
+pub mod augment;
 mod batch_norm;
 mod conv;
 mod convnet;
