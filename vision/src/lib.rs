@@ -11,9 +11,13 @@
 //!   MoCo v2 recipes as presets ([`augment::ViewAugmentation`]).
 //! - Encoders: [`ConvNet`] (small, for 8x8 to 32x32 inputs) and [`ResNet`] (18/34/50, CIFAR or
 //!   ImageNet stem, torchvision's names), built on a [`Conv2d`] and a [`BatchNorm`] whose backward
-//!   passes are fused CPU kernels, and a [`MaxPool2d`] that trains with any stride.
+//!   passes are fused CPU kernels, and a [`MaxPool2d`] that trains with any stride. Weights saved
+//!   by torchvision or timm load with [`load_encoder_weights`].
+//! - Methods: [`SimClr`] and [`MoCo`] (v2), objectives for the core `Trainer`, fed by the core
+//!   loader through [`CollateViews`].
 
 pub mod augment;
+mod batch;
 mod batch_norm;
 mod conv;
 mod convnet;
@@ -22,9 +26,13 @@ mod idx;
 mod image_folder;
 mod images;
 mod max_pool;
+mod moco;
 mod pixel_csv;
 mod resnet;
+mod simclr;
+mod weights;
 
+pub use batch::{extract_features, stack_images, CollateViews, ViewBatch};
 pub use batch_norm::{batch_norm, BatchNorm};
 pub use conv::{conv2d, conv2d_forward, Conv2d, ConvGeometry};
 pub use convnet::{ConvNet, ConvNetConfig};
@@ -33,8 +41,11 @@ pub use idx::{load_idx, load_idx_folder, read_idx_images, read_idx_labels};
 pub use image_folder::{ColorMode, ImageFolder, Unreadable};
 pub use images::{Image, InMemoryImages};
 pub use max_pool::MaxPool2d;
+pub use moco::{MoCo, MoCoConfig};
 pub use pixel_csv::{load_pixel_csv, parse_pixel_csv};
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
+pub use simclr::{SimClr, SimClrConfig};
+pub use weights::{load_encoder_weights, LoadReport};
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

@@ -1,0 +1,101 @@
+//! Turning images into tensors: the loader's collate and batched feature extraction.
+
+use crate::augment::Normalize;
+use crate::encoder::Encoder;
+use crate::images::{Image, InMemoryImages};
+use candle_core::{Device, ModuleT, Tensor};
+use contrastive_core::data::{Collate, ViewPair};
+use contrastive_core::{Error, Result};
+
+/// The two views of a batch as (N, C, H, W) tensors, and the dataset indices of its images.
+#[derive(Clone, Debug)]
+pub struct ViewBatch {
+    /// First views.
+    pub first: Tensor,
+    /// Second views.
+    pub second: Tensor,
+    /// Dataset index of each row.
+    pub indices: Vec<usize>,
+}
+
+/// Stacks same-sized images into one (N, C, H, W) tensor; a size mismatch names the image.
+pub fn stack_images(images: &[&Image], device: &Device) -> Result<Tensor> {
+    let Some(first) = images.first() else { return Err(Error::Data("cannot stack an empty list of images".into())) };
+    let shape = (first.channels, first.height, first.width);
+    let mut data = Vec::with_capacity(images.len() * first.data.len());
+    for (i, img) in images.iter().enumerate() {
+        if (img.channels, img.height, img.width) != shape {
+            return Err(Error::Data(format!(
+                "image {i} of the batch is {}x{}x{}, the first is {}x{}x{}: resize or crop them to one size",
+                img.channels, img.height, img.width, shape.0, shape.1, shape.2
+            )));
+        }
+        data.extend_from_slice(&img.data);
+    }
+    Ok(Tensor::from_vec(data, (images.len(), shape.0, shape.1, shape.2), device)?)
+}
+
+/// Collates view pairs of images (bare or labelled) into a [`ViewBatch`] on `device`.
+#[derive(Clone, Debug)]
+pub struct CollateViews {
+    /// Where the tensors go.
+    pub device: Device,
+}
+
+fn collate<'a>(device: &Device, samples: impl Iterator<Item = (usize, &'a Image, &'a Image)>) -> Result<ViewBatch> {
+    let (mut indices, mut first, mut second) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, a, b) in samples {
+        indices.push(i);
+        first.push(a);
+        second.push(b);
+    }
+    Ok(ViewBatch { first: stack_images(&first, device)?, second: stack_images(&second, device)?, indices })
+}
+
+impl Collate<Image> for CollateViews {
+    type Batch = ViewBatch;
+    fn collate(&self, samples: Vec<ViewPair<Image>>) -> Result<ViewBatch> {
+        collate(&self.device, samples.iter().map(|s| (s.index, &s.first, &s.second)))
+    }
+}
+
+impl Collate<(Image, u32)> for CollateViews {
+    type Batch = ViewBatch;
+    fn collate(&self, samples: Vec<ViewPair<(Image, u32)>>) -> Result<ViewBatch> {
+        collate(&self.device, samples.iter().map(|s| (s.index, &s.first.0, &s.second.0)))
+    }
+}
+
+/// Features of every image, normalised with `normalize`, from the encoder in eval mode, `batch`
+/// images at a time: (N, dim).
+pub fn extract_features(
+    encoder: &Encoder,
+    images: &InMemoryImages,
+    normalize: &Normalize,
+    batch: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let len = images.image_len();
+    let n = images.labels.len();
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(batch.max(1)) {
+        let end = (start + batch.max(1)).min(n);
+        let mut chunk = Vec::with_capacity(end - start);
+        for i in start..end {
+            let mut img = Image::new(
+                images.channels,
+                images.height,
+                images.width,
+                images.pixels[i * len..(i + 1) * len].to_vec(),
+            )?;
+            normalize.normalize(&mut img)?;
+            chunk.push(img);
+        }
+        let x = stack_images(&chunk.iter().collect::<Vec<_>>(), device)?;
+        parts.push(encoder.forward_t(&x, false)?.detach());
+    }
+    if parts.is_empty() {
+        return Err(Error::Data("extract_features: no images".into()));
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}

@@ -1,0 +1,246 @@
+//! MoCo v2: "Improved Baselines with Momentum Contrastive Learning", Chen, Fan, Girshick and He,
+//! 2020, arXiv:2003.04297 (MoCo: He et al. 2020, arXiv:1911.05722).
+//!
+//! Implemented: a query encoder and head trained by InfoNCE against the key of the other view and
+//! a queue of the last K keys; a key encoder and head that get no gradient and follow the query
+//! network as k ← m·k + (1 - m)·q after every step; temperature 0.2; an optional symmetric loss
+//! (both views as queries, the mean of the two losses, both views' keys enqueued).
+//!
+//! Shuffle-BN, in a single process: MoCo shuffles the key batch across GPUs so that BatchNorm's
+//! batch statistics cannot leak which query and key belong together (a query and its key
+//! normalised over the same set of samples let the model find the positive through the
+//! statistics, and it learns little). One process has no GPUs to shuffle across, so this does
+//! what shuffle-BN amounts to ("split BatchNorm"): both networks normalise in `bn_groups` groups,
+//! the queries in contiguous groups of rows and the keys in groups of a random permutation (put
+//! back in order afterwards), so the samples that share a query's statistics are not those that
+//! share its key's. The permutation is drawn from the run's seed and the step, so runs
+//! repeat. With `bn_groups = 1` the groups and the shuffle are off.
+
+use crate::batch::ViewBatch;
+use crate::encoder::{Encoder, EncoderConfig};
+use candle_core::{DType, Device, ModuleT, Tensor};
+use contrastive_core::loss::info_nce;
+use contrastive_core::nn::{
+    copy_params, momentum_update, InitScheme, ParamStore, ProjectionHead, ProjectionHeadConfig,
+};
+use contrastive_core::rng::keyed_rng;
+use contrastive_core::sampling::MemoryQueue;
+use contrastive_core::train::{ExtraState, Objective};
+use contrastive_core::{Error, Result};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// MoCo v2's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MoCoConfig {
+    /// The encoder.
+    pub encoder: EncoderConfig,
+    /// The projection head (its `input_dim` must be the encoder's width).
+    pub head: ProjectionHeadConfig,
+    /// Keys in the queue (MoCo: 65,536).
+    pub queue_size: usize,
+    /// InfoNCE temperature (MoCo v2: 0.2).
+    pub temperature: f64,
+    /// Momentum of the key network.
+    pub momentum: f64,
+    /// Both views as queries.
+    pub symmetric: bool,
+    /// Groups BatchNorm normalises in, the key batch shuffled across them (1: off).
+    pub bn_groups: usize,
+}
+
+impl Default for MoCoConfig {
+    /// The small ConvNet with MoCo v2's head shape (hidden 2048, output 128), queue 65,536,
+    /// temperature 0.2, momentum 0.99, one-directional loss, 4 BatchNorm groups.
+    fn default() -> Self {
+        Self {
+            encoder: EncoderConfig::default(),
+            head: ProjectionHeadConfig::moco_v2(256),
+            queue_size: 65536,
+            temperature: 0.2,
+            momentum: 0.99,
+            symmetric: false,
+            bn_groups: 4,
+        }
+    }
+}
+
+impl MoCoConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(Error::config("moco.temperature", format!("must be positive, got {}", self.temperature)));
+        }
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(Error::config("moco.momentum", format!("must be in [0, 1], got {}", self.momentum)));
+        }
+        if self.queue_size == 0 || self.bn_groups == 0 {
+            return Err(Error::config("moco", "queue_size and bn_groups must be positive"));
+        }
+        self.head.validate()
+    }
+}
+
+struct Network {
+    store: ParamStore,
+    encoder: Encoder,
+    head: ProjectionHead,
+}
+
+impl Network {
+    fn new(config: &MoCoConfig, seed: u64, device: &Device) -> Result<Self> {
+        let store = ParamStore::new(seed, InitScheme::PyTorch);
+        let vb = store.var_builder(DType::F32, device);
+        let encoder = Encoder::new(&config.encoder, vb.pp("encoder"))?;
+        if config.head.input_dim != encoder.dim() {
+            return Err(Error::config(
+                "moco.head.input_dim",
+                format!("is {}, the encoder's output is {} wide", config.head.input_dim, encoder.dim()),
+            ));
+        }
+        let head = ProjectionHead::new(&config.head, vb.pp("head"))?;
+        Ok(Self { store, encoder, head })
+    }
+
+    /// Projections of `x` in training mode, BatchNorm computed per group of rows.
+    fn project(&self, x: &Tensor, groups: usize) -> candle_core::Result<Tensor> {
+        let n = x.dim(0)?;
+        let groups = groups.clamp(1, n.max(1));
+        let size = n.div_ceil(groups);
+        let mut parts = Vec::with_capacity(groups);
+        for start in (0..n).step_by(size) {
+            let chunk = x.narrow(0, start, size.min(n - start))?;
+            parts.push(self.head.forward_t(&self.encoder.forward_t(&chunk, true)?, true)?);
+        }
+        Tensor::cat(&parts, 0)
+    }
+}
+
+/// The MoCo v2 objective. Its trainable store is the query network (`encoder.*`, `head.*`); the
+/// key network and the queue travel in the checkpoint's extra state.
+pub struct MoCo {
+    config: MoCoConfig,
+    query: Network,
+    key: Network,
+    queue: MemoryQueue,
+    pending: Option<Tensor>,
+    seed: u64,
+    steps: u64,
+}
+
+impl MoCo {
+    /// Builds both networks (the key network a copy of the query network) and an empty queue.
+    pub fn new(config: MoCoConfig, seed: u64, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let query = Network::new(&config, seed, device)?;
+        let key = Network::new(&config, seed, device)?;
+        copy_params(&key.store, &query.store)?;
+        let queue = MemoryQueue::new(config.queue_size, config.head.output_dim)?;
+        Ok(Self { config, query, key, queue, pending: None, seed, steps: 0 })
+    }
+
+    /// The query encoder (the representation to evaluate).
+    pub fn encoder(&self) -> &Encoder {
+        &self.query.encoder
+    }
+
+    /// The key network's variables.
+    pub fn key_params(&self) -> &ParamStore {
+        &self.key.store
+    }
+
+    /// The queue of keys.
+    pub fn queue(&self) -> &MemoryQueue {
+        &self.queue
+    }
+
+    /// Keys of `x`: the key network on the batch shuffled across BatchNorm groups, unshuffled,
+    /// detached.
+    fn keys(&self, x: &Tensor, view: u64) -> candle_core::Result<Tensor> {
+        let n = x.dim(0)?;
+        if self.config.bn_groups <= 1 {
+            return self.key.project(x, 1).map(|k| k.detach());
+        }
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut keyed_rng(self.seed, &[0x6d6f636f, self.steps, view]));
+        let mut inverse = vec![0u32; n];
+        for (pos, &i) in order.iter().enumerate() {
+            inverse[i as usize] = pos as u32;
+        }
+        let dev = x.device();
+        let shuffled = x.index_select(&Tensor::new(order.as_slice(), dev)?, 0)?;
+        let k = self.key.project(&shuffled, self.config.bn_groups)?;
+        Ok(k.index_select(&Tensor::new(inverse.as_slice(), dev)?, 0)?.detach())
+    }
+
+    fn direction(&self, q: &Tensor, k: &Tensor) -> candle_core::Result<Tensor> {
+        info_nce(q, k, self.queue.keys(), self.config.temperature)
+    }
+}
+
+impl Objective for MoCo {
+    type Batch = ViewBatch;
+
+    fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
+        let groups = self.config.bn_groups;
+        let q1 = self.query.project(&batch.first, groups)?;
+        let k2 = self.keys(&batch.second, 2)?;
+        let (loss, keys) = if self.config.symmetric {
+            let q2 = self.query.project(&batch.second, groups)?;
+            let k1 = self.keys(&batch.first, 1)?;
+            let loss = ((self.direction(&q1, &k2)? + self.direction(&q2, &k1)?)? * 0.5)?;
+            (loss, Tensor::cat(&[k2, k1], 0)?)
+        } else {
+            (self.direction(&q1, &k2)?, k2)
+        };
+        self.pending = Some(keys);
+        Ok(loss)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.query.store
+    }
+
+    /// After the optimizer step: the key network follows the query network, and this batch's
+    /// keys join the queue (MoCo's order: its next forward pass sees the updated key network).
+    fn after_step(&mut self, _step: usize) -> candle_core::Result<()> {
+        momentum_update(&self.key.store, &self.query.store, self.config.momentum)?;
+        if let Some(keys) = self.pending.take() {
+            let keys = contrastive_core::similarity::l2_normalize(&keys)?;
+            self.queue.enqueue(&keys)?;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn extra_state(&self) -> Result<ExtraState> {
+        let mut tensors: HashMap<String, Tensor> =
+            self.key.store.tensors().into_iter().map(|(k, v)| (format!("key.{k}"), v)).collect();
+        if let Some(keys) = self.queue.keys() {
+            tensors.insert("queue".into(), keys.clone());
+        }
+        Ok(ExtraState { tensors, json: serde_json::json!({ "steps": self.steps }) })
+    }
+
+    fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
+        let origin = std::path::Path::new("extra.safetensors");
+        let key: HashMap<String, Tensor> = state
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("key.").map(|k| (k.to_string(), v.clone())))
+            .collect();
+        self.key.store.set_all(&key, origin)?;
+        self.queue = MemoryQueue::new(self.config.queue_size, self.config.head.output_dim)?;
+        if let Some(q) = state.tensors.get("queue") {
+            self.queue.enqueue(q)?;
+        }
+        self.steps = state.json.get("steps").and_then(|v| v.as_u64()).unwrap_or(0);
+        self.pending = None;
+        Ok(())
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({ "method": "moco_v2", "moco": self.config })
+    }
+}
