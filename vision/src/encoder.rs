@@ -21,6 +21,16 @@ impl Default for EncoderConfig {
     }
 }
 
+impl EncoderConfig {
+    /// Width of the features the encoder will output.
+    pub fn dim(&self) -> usize {
+        match self {
+            EncoderConfig::ConvNet(c) => c.widths.last().copied().unwrap_or(0),
+            EncoderConfig::ResNet(c) => c.dim(),
+        }
+    }
+}
+
 /// An image encoder: images (N, C, H, W) to features (N, dim).
 #[derive(Clone, Debug)]
 pub enum Encoder {

@@ -42,7 +42,7 @@ pub use image_folder::{ColorMode, ImageFolder, Unreadable};
 pub use images::{Image, InMemoryImages};
 pub use max_pool::MaxPool2d;
 pub use moco::{MoCo, MoCoConfig};
-pub use pixel_csv::{load_pixel_csv, parse_pixel_csv};
+pub use pixel_csv::{load_pixel_csv, parse_pixel_csv, uci_digits};
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 pub use simclr::{SimClr, SimClrConfig};
 pub use weights::{load_encoder_weights, LoadReport};

@@ -150,6 +150,11 @@ impl MoCo {
         &self.key.store
     }
 
+    /// Makes the key network a copy of the query network again (after loading weights into it).
+    pub fn sync_key_network(&self) -> Result<()> {
+        Ok(copy_params(&self.key.store, &self.query.store)?)
+    }
+
     /// The queue of keys.
     pub fn queue(&self) -> &MemoryQueue {
         &self.queue

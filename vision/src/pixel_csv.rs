@@ -70,3 +70,14 @@ pub fn parse_pixel_csv(
     }
     Ok(InMemoryImages { channels: 1, height, width, pixels, labels })
 }
+
+/// The UCI optical-recognition digits (1,797 images of 8x8, values 0-16 scaled to [0, 1], labels
+/// 0-9), embedded in the crate from `data/digits.csv.gz` (scikit-learn's copy, BSD-3:
+/// `data/digits.LICENSE`): a dataset that needs no download.
+pub fn uci_digits() -> Result<InMemoryImages> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&include_bytes!("../data/digits.csv.gz")[..])
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Data(format!("embedded digits.csv.gz: {e}")))?;
+    parse_pixel_csv(&text, "embedded digits.csv.gz", 8, 8, 16.0)
+}

@@ -1,0 +1,81 @@
+//! MoCo v2 on Fashion-MNIST (or any IDX folder or image folder): train, monitor, evaluate.
+//!
+//!     cargo run --release -p contrastive-examples --bin moco -- --epochs 2 --out runs/moco
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use candle_core::Device;
+use clap::Parser;
+use contrastive_core::nn::ProjectionHeadConfig;
+use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::image_data::load_image_data;
+use contrastive_examples::image_training::{pixel_statistics, train_and_evaluate, RunSpec};
+use contrastive_examples::recipe::{EncoderChoice, Recipe};
+use contrastive_examples::report::print_final;
+use contrastive_vision::{Encoder, MoCo, MoCoConfig};
+
+/// MoCo v2 (Chen et al. 2020): query and momentum key encoders, a queue of keys, InfoNCE at
+/// temperature 0.2, momentum 0.99, split BatchNorm with the key batch shuffled.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// Keys in the queue.
+    #[arg(long, default_value_t = 16384)]
+    queue_size: usize,
+    /// InfoNCE temperature.
+    #[arg(long, default_value_t = 0.2)]
+    temperature: f64,
+    /// Momentum of the key encoder.
+    #[arg(long, default_value_t = 0.99)]
+    momentum: f64,
+    /// Both views as queries (the mean of the two losses).
+    #[arg(long)]
+    symmetric: bool,
+    /// BatchNorm groups (the key batch is shuffled across them; 1 turns it off).
+    #[arg(long, default_value_t = 4)]
+    bn_groups: usize,
+    /// Learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// The encoder.
+    #[arg(long, value_enum, default_value = "convnet")]
+    encoder: EncoderChoice,
+    /// The augmentation recipe.
+    #[arg(long, value_enum, default_value = "reference")]
+    recipe: Recipe,
+}
+
+fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
+    cli.common.setup()?;
+    let data = load_image_data(cli.common.data.as_deref())?;
+    let normalize = pixel_statistics(&data.train);
+    let augmentation = cli.recipe.build((data.train.height, data.train.width), normalize.clone());
+    let encoder = cli.encoder.config(data.train.channels);
+    let width = encoder.dim();
+    let config = MoCoConfig {
+        encoder,
+        head: ProjectionHeadConfig::moco_v2(width),
+        queue_size: cli.queue_size,
+        temperature: cli.temperature,
+        momentum: cli.momentum,
+        symmetric: cli.symmetric,
+        bn_groups: cli.bn_groups,
+    };
+    let model = MoCo::new(config, cli.common.seed, &Device::Cpu)?;
+    let spec = RunSpec { method: "moco_v2", epochs: 2, batch_size: 256, lr: cli.lr };
+    let encoder_of: fn(&MoCo) -> &Encoder = MoCo::encoder;
+    train_and_evaluate(&cli.common, &spec, data, model, encoder_of, |m| m.sync_key_network(), augmentation, normalize)
+}
+
+fn main() {
+    match run(Cli::parse()) {
+        Ok(figures) => print_final(&figures),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! SimCLR on Fashion-MNIST (or any IDX folder or image folder): train, monitor, evaluate.
+//!
+//!     cargo run --release -p contrastive-examples --bin simclr -- --epochs 2 --out runs/simclr
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use candle_core::Device;
+use clap::Parser;
+use contrastive_core::nn::ProjectionHeadConfig;
+use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::image_data::load_image_data;
+use contrastive_examples::image_training::{pixel_statistics, train_and_evaluate, RunSpec};
+use contrastive_examples::recipe::{EncoderChoice, Recipe};
+use contrastive_examples::report::print_final;
+use contrastive_vision::{Encoder, SimClr, SimClrConfig};
+
+/// SimCLR (Chen et al. 2020) with the PyTorch reference recipe by default: the small ConvNet, head
+/// 256-256-64, NT-Xent at temperature 0.5, Adam 1e-3, batch 256.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// NT-Xent temperature.
+    #[arg(long, default_value_t = 0.5)]
+    temperature: f64,
+    /// Learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// The encoder.
+    #[arg(long, value_enum, default_value = "convnet")]
+    encoder: EncoderChoice,
+    /// The augmentation recipe.
+    #[arg(long, value_enum, default_value = "reference")]
+    recipe: Recipe,
+}
+
+fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
+    cli.common.setup()?;
+    let data = load_image_data(cli.common.data.as_deref())?;
+    let normalize = pixel_statistics(&data.train);
+    let augmentation = cli.recipe.build((data.train.height, data.train.width), normalize.clone());
+    let encoder = cli.encoder.config(data.train.channels);
+    let width = encoder.dim();
+    let head = ProjectionHeadConfig {
+        input_dim: width,
+        hidden_dim: width,
+        output_dim: 64,
+        layers: 2,
+        batch_norm: true,
+        output_batch_norm: false,
+    };
+    let config = SimClrConfig { encoder, head, temperature: cli.temperature };
+    let model = SimClr::new(config, cli.common.seed, &Device::Cpu)?;
+    let spec = RunSpec { method: "simclr", epochs: 2, batch_size: 256, lr: cli.lr };
+    let encoder_of: fn(&SimClr) -> &Encoder = SimClr::encoder;
+    train_and_evaluate(&cli.common, &spec, data, model, encoder_of, |_| Ok(()), augmentation, normalize)
+}
+
+fn main() {
+    match run(Cli::parse()) {
+        Ok(figures) => print_final(&figures),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

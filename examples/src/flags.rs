@@ -1,0 +1,62 @@
+//! The flags every example takes, so that people learn them once.
+
+use clap::Args;
+use std::path::PathBuf;
+
+/// Shared flags: data, run length, reproducibility, output, resuming, initial weights, export.
+#[derive(Args, Clone, Debug)]
+pub struct CommonFlags {
+    /// Dataset location (a folder or file; each example says what it reads).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Training epochs.
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Samples per training batch.
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads (0: all cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Folder for checkpoints, history.jsonl and plots (none: nothing is written).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run whose checkpoints are in DIR (the same flags as the first run).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Initial encoder weights: a safetensors file (torchvision, timm or one of ours) or, with the
+    /// `hub` feature, a Hugging Face Hub repository id.
+    #[arg(long, value_name = "PATH_OR_REPO")]
+    pub init: Option<String>,
+    /// Write the evaluation set's embeddings (`embeddings` (N, D) f32) and labels (`labels` (N)
+    /// i64) to this safetensors file.
+    #[arg(long, value_name = "FILE")]
+    pub save_embeddings: Option<PathBuf>,
+    /// A short run for CI: little data, few steps.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+impl CommonFlags {
+    /// Installs the log subscriber (RUST_LOG, default `info` to stderr) and sizes the thread pool.
+    pub fn setup(&self) -> contrastive_core::Result<()> {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        if self.threads > 0 {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(self.threads)
+                .build_global()
+                .map_err(|e| contrastive_core::Error::config("--threads", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The run folder: `--resume` if given, else `--out`.
+    pub fn run_dir(&self) -> Option<PathBuf> {
+        self.resume.clone().or_else(|| self.out.clone())
+    }
+}

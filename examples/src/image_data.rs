@@ -1,0 +1,81 @@
+//! Where the image examples find their data: a folder of IDX files (the MNIST family), a folder
+//! with `train/` and `test/` class folders, or one folder of class folders split 4:1.
+
+use contrastive_core::data::Dataset;
+use contrastive_core::{Error, Result};
+use contrastive_vision::augment::resized_crop;
+use contrastive_vision::{load_idx_folder, ColorMode, ImageFolder, InMemoryImages, Unreadable};
+use std::path::{Path, PathBuf};
+
+/// Where `apt-get install dataset-fashion-mnist` puts Fashion-MNIST.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Training and evaluation images, and where they came from.
+pub struct ImageData {
+    /// Training images (their labels are only used for evaluation).
+    pub train: InMemoryImages,
+    /// Evaluation images.
+    pub test: InMemoryImages,
+    /// What was read.
+    pub source: String,
+}
+
+/// Reads `dir` (default: Fashion-MNIST where Debian installs it).
+pub fn load_image_data(dir: Option<&Path>) -> Result<ImageData> {
+    let dir: PathBuf = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR));
+    if !dir.is_dir() {
+        return Err(Error::Data(format!(
+            "{} is not a folder. Fashion-MNIST: `apt-get install dataset-fashion-mnist` (installs to {FASHION_MNIST_DIR}); \
+             or pass --data DIR with train-images-idx3-ubyte[.gz] and the other IDX files, or a folder of class folders",
+            dir.display()
+        )));
+    }
+    let has = |name: &str| dir.join(name).exists() || dir.join(format!("{name}.gz")).exists();
+    if has("train-images-idx3-ubyte") {
+        let (train, test) = load_idx_folder(&dir)?;
+        return Ok(ImageData { train, test, source: format!("IDX files in {}", dir.display()) });
+    }
+    if dir.join("train").is_dir() && dir.join("test").is_dir() {
+        let train = materialise(&dir.join("train"), None)?;
+        let size = (train.height, train.width);
+        let test = materialise(&dir.join("test"), Some(size))?;
+        return Ok(ImageData { train, test, source: format!("image folders {0}/train and {0}/test", dir.display()) });
+    }
+    let all = materialise(&dir, None)?;
+    let folds = contrastive_eval::stratified_folds(&all.labels, 5, 0);
+    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..all.labels.len()).partition(|&i| folds[i] == 0);
+    Ok(ImageData {
+        train: all.select(&train_idx)?,
+        test: all.select(&test_idx)?,
+        source: format!("image folder {} split 4:1 by class", dir.display()),
+    })
+}
+
+/// Decodes every image of a class-folder tree into memory as RGB, resized to `size` (default: the
+/// first image's size) so that they batch together.
+fn materialise(root: &Path, size: Option<(usize, usize)>) -> Result<InMemoryImages> {
+    let folder = ImageFolder::open(root, ColorMode::Rgb, Unreadable::Skip)?;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    let mut shape = size;
+    for i in 0..folder.len() {
+        let Ok((img, label)) = folder.get(i) else { continue };
+        let (h, w) = *shape.get_or_insert((img.height, img.width));
+        let img = if (img.height, img.width) == (h, w) {
+            img
+        } else {
+            resized_crop(&img, (0, 0, img.height, img.width), (h, w))?
+        };
+        pixels.extend_from_slice(&img.data);
+        labels.push(label);
+    }
+    let Some((height, width)) = shape else {
+        return Err(Error::Data(format!("{}: no readable image", root.display())));
+    };
+    Ok(InMemoryImages { channels: 3, height, width, pixels, labels })
+}
+
+/// The first `n` images of each set, for short runs.
+pub fn truncate(data: &InMemoryImages, n: usize) -> Result<InMemoryImages> {
+    data.select(&(0..n.min(data.labels.len())).collect::<Vec<_>>())
+}

@@ -1,0 +1,14 @@
+//! Shared pieces of the runnable examples: the flags every example takes ([`flags`]), image data
+//! ([`image_data`]) and evaluation ([`image_eval`]), the run SimCLR and MoCo share
+//! ([`image_training`]), `--init` weights ([`pretrained`]), and what a run leaves ([`report`]).
+//!
+//! The examples themselves are the binaries: `quickstart`, `simclr`, `moco`, `augment_preview`
+//! (`cargo run --release -p contrastive-examples --bin quickstart`); each folder has a README.
+
+pub mod flags;
+pub mod image_data;
+pub mod image_eval;
+pub mod image_training;
+pub mod pretrained;
+pub mod recipe;
+pub mod report;

@@ -1,0 +1,51 @@
+//! The augmentation recipes the image examples offer on the command line.
+
+use clap::ValueEnum;
+use contrastive_vision::augment::{Normalize, ViewAugmentation};
+
+/// Which augmentation recipe makes the views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Recipe {
+    /// The PyTorch reference recipe for small grayscale images (crop 0.2-1, flip, brightness and
+    /// contrast, 3x3 blur).
+    Reference,
+    /// SimCLR's published recipe (crop 0.08-1, flip, strong colour jitter, grayscale, blur).
+    Simclr,
+    /// MoCo v2's published recipe (crop 0.2-1, colour jitter, grayscale, blur, flip).
+    MocoV2,
+}
+
+impl Recipe {
+    /// The augmentation for images of `size`, ending with `normalize`.
+    pub fn build(self, size: (usize, usize), normalize: Normalize) -> ViewAugmentation {
+        match self {
+            Recipe::Reference => ViewAugmentation::small_images(size, normalize),
+            Recipe::Simclr => ViewAugmentation::simclr(size, normalize),
+            Recipe::MocoV2 => ViewAugmentation::moco_v2(size, normalize),
+        }
+    }
+}
+
+/// Which encoder the image examples train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EncoderChoice {
+    /// The small ConvNet (32-64-128-256 channels).
+    Convnet,
+    /// ResNet-18 with the CIFAR stem.
+    Resnet18,
+}
+
+impl EncoderChoice {
+    /// The encoder's configuration for images of `channels`.
+    pub fn config(self, channels: usize) -> contrastive_vision::EncoderConfig {
+        use contrastive_vision::{ConvNetConfig, EncoderConfig, ResNetConfig, Stem};
+        match self {
+            EncoderChoice::Convnet => {
+                EncoderConfig::ConvNet(ConvNetConfig { in_channels: channels, ..ConvNetConfig::default() })
+            }
+            EncoderChoice::Resnet18 => {
+                EncoderConfig::ResNet(ResNetConfig { in_channels: channels, ..ResNetConfig::resnet18(Stem::Cifar) })
+            }
+        }
+    }
+}
