@@ -67,7 +67,17 @@ impl BatchNorm {
         }
     }
 
-    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+    /// `relu(batch_norm(x))`, one fused op in training on the CPU (its backward masks the gradient
+    /// by the output's sign instead of running ReLU's backward as separate passes).
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            self.forward_train(x, true)
+        } else {
+            self.forward_eval(x)?.relu()
+        }
+    }
+
+    fn forward_train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let c = self.check(x)?;
         let count = x.elem_count() / c;
         if count < 2 {
@@ -78,7 +88,7 @@ impl BatchNorm {
             && self.weight.dtype() == x.dtype();
         let (y, mean, var) = if fused {
             let stats = Arc::new(Mutex::new(None));
-            let op = BatchNormOp { eps: self.eps, stats: Arc::clone(&stats) };
+            let op = BatchNormOp { eps: self.eps, relu, stats: Arc::clone(&stats) };
             let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
             let kept = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let Some((mean, var)) = kept else { bail!("BatchNorm: the fused op left no statistics") };
@@ -93,6 +103,7 @@ impl BatchNorm {
                 .broadcast_mul(&self.channel_view(&self.weight, x.rank())?)?
                 .broadcast_add(&self.channel_view(&self.bias, x.rank())?)?;
             let to_vec = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>();
+            let y = if relu { y.relu()? } else { y };
             (y, to_vec(&mean)?, to_vec(&var)?)
         };
         self.update_running(&mean, &var, count)?;
@@ -125,7 +136,7 @@ impl ModuleT for BatchNorm {
     /// otherwise.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if train {
-            self.forward_train(x)
+            self.forward_train(x, false)
         } else {
             self.forward_eval(x)
         }
@@ -135,6 +146,8 @@ impl ModuleT for BatchNorm {
 /// The training-mode op; it keeps the batch mean and biased variance per channel of its forward.
 struct BatchNormOp {
     eps: f64,
+    /// ReLU fused after the affine step.
+    relu: bool,
     stats: Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>,
 }
 
@@ -179,6 +192,7 @@ fn forward<T: WithDType + Float>(
     b: &[T],
     dims: (usize, usize, usize),
     eps: f64,
+    relu: bool,
 ) -> (Vec<T>, Vec<f64>, Vec<f64>) {
     let (_, c, s) = dims;
     let (mean, var) = channel_moments(x, dims);
@@ -187,8 +201,11 @@ fn forward<T: WithDType + Float>(
     y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(yi, xi)| {
         for ch in 0..c {
             let (a, sh) = (scale[ch], shift[ch]);
-            for (o, &v) in yi[ch * s..][..s].iter_mut().zip(&xi[ch * s..][..s]) {
-                *o = v * a + sh;
+            let out = yi[ch * s..][..s].iter_mut().zip(&xi[ch * s..][..s]);
+            if relu {
+                out.for_each(|(o, &v)| *o = Float::max(v * a + sh, T::zero()));
+            } else {
+                out.for_each(|(o, &v)| *o = v * a + sh);
             }
         }
     });
@@ -271,6 +288,7 @@ impl CustomOp3 for BatchNormOp {
                     contiguous_slice(s3, l3, "BatchNorm")?,
                     dims,
                     self.eps,
+                    self.relu,
                 );
                 (CpuStorage::F32(y), m, v)
             }
@@ -281,6 +299,7 @@ impl CustomOp3 for BatchNormOp {
                     contiguous_slice(s3, l3, "BatchNorm")?,
                     dims,
                     self.eps,
+                    self.relu,
                 );
                 (CpuStorage::F64(y), m, v)
             }
@@ -295,16 +314,43 @@ impl CustomOp3 for BatchNormOp {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
+        // Through the fused ReLU: the gradient passes where the output is positive.
+        let grad = if self.relu { masked_by_positive(&grad, res)? } else { grad };
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (dx, dw, db) = match x.dtype() {
             DType::F32 => gradients::<f32>(x, w, &grad, stats, self.eps)?,
             _ => gradients::<f64>(x, w, &grad, stats, self.eps)?,
         };
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `grad` where `out > 0`, 0 elsewhere, in one pass.
+fn masked_by_positive(grad: &Tensor, out: &Tensor) -> Result<Tensor> {
+    fn mask<T: WithDType + Float>(g: &Tensor, o: &Tensor) -> Result<Tensor> {
+        let v = with_cpu_slice(g, "BatchNorm", |gs: &[T]| {
+            with_cpu_slice(o, "BatchNorm", |os: &[T]| {
+                let mut m = vec![T::zero(); gs.len()];
+                m.par_chunks_mut(1 << 14).zip(gs.par_chunks(1 << 14)).zip(os.par_chunks(1 << 14)).for_each(
+                    |((m, g), o)| {
+                        for ((m, &g), &o) in m.iter_mut().zip(g).zip(o) {
+                            *m = if o > T::zero() { g } else { T::zero() };
+                        }
+                    },
+                );
+                m
+            })
+        })??;
+        Tensor::from_vec(v, g.dims(), g.device())
+    }
+    let out = out.contiguous()?;
+    match grad.dtype() {
+        DType::F32 => mask::<f32>(grad, &out),
+        _ => mask::<f64>(grad, &out),
     }
 }
 

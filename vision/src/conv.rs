@@ -159,9 +159,13 @@ impl Dims {
     }
 }
 
-/// Images per task: fixed, so that the weight-gradient sums run in one order whatever the thread
-/// count, and the result repeats bit for bit.
-const IMAGES_PER_TASK: usize = 8;
+/// Images per task: enough that one gemm has about 2048 output columns (small late feature maps
+/// are batched, so the gemm is not starved), at most 64. It depends on the shapes only, so the
+/// weight-gradient sums run in one order whatever the thread count, and the result repeats bit
+/// for bit.
+fn images_per_task(positions: usize) -> usize {
+    2048usize.div_ceil(positions.max(1)).clamp(1, 64)
+}
 
 /// `dst (m x n) = [dst +] a (m x k) * b (k x n)`, each given by its row and column strides.
 #[allow(clippy::too_many_arguments)]
@@ -204,13 +208,18 @@ fn gemm<T: WithDType>(
     }
 }
 
-/// Unfolds one image (C, H, W) into columns (C·k·k, OH·OW), zeros where the kernel reads padding.
-fn im2col<T: WithDType>(x: &[T], d: &Dims, col: &mut [T]) {
+/// Unfolds one image (C, H, W) into its columns of a column matrix (C·k·k rows, row stride `ld`),
+/// zeros where the kernel reads padding.
+fn im2col<T: WithDType>(x: &[T], d: &Dims, col: &mut [T], ld: usize) {
     let p = d.positions();
     for c in 0..d.c {
         for ky in 0..d.k {
             for kx in 0..d.k {
-                let row = &mut col[((c * d.k + ky) * d.k + kx) * p..][..p];
+                let row = &mut col[((c * d.k + ky) * d.k + kx) * ld..][..p];
+                if d.is_pointwise() {
+                    row.copy_from_slice(&x[c * p..(c + 1) * p]);
+                    continue;
+                }
                 for oy in 0..d.oh {
                     let iy = (oy * d.stride + ky) as isize - d.pad as isize;
                     let out = &mut row[oy * d.ow..(oy + 1) * d.ow];
@@ -229,14 +238,15 @@ fn im2col<T: WithDType>(x: &[T], d: &Dims, col: &mut [T]) {
     }
 }
 
-/// Folds columns back onto one image, adding where kernel windows overlap (the adjoint of im2col).
-fn col2im<T: WithDType>(col: &[T], d: &Dims, dx: &mut [T]) {
+/// Folds one image's columns (row stride `ld`) back onto it, adding where kernel windows overlap
+/// (the adjoint of im2col).
+fn col2im<T: WithDType>(col: &[T], d: &Dims, dx: &mut [T], ld: usize) {
     dx.fill(T::zero());
     let p = d.positions();
     for c in 0..d.c {
         for ky in 0..d.k {
             for kx in 0..d.k {
-                let row = &col[((c * d.k + ky) * d.k + kx) * p..][..p];
+                let row = &col[((c * d.k + ky) * d.k + kx) * ld..][..p];
                 for oy in 0..d.oh {
                     let iy = (oy * d.stride + ky) as isize - d.pad as isize;
                     if iy < 0 || iy as usize >= d.h {
@@ -255,19 +265,33 @@ fn col2im<T: WithDType>(col: &[T], d: &Dims, dx: &mut [T]) {
     }
 }
 
+/// The column matrix (C·k·k, B·P) of a task's B images, image i in columns i·P..(i+1)·P.
+fn columns<T: WithDType>(xs: &[T], d: &Dims, col: &mut Vec<T>) -> usize {
+    let b = xs.len() / d.in_len();
+    let ld = b * d.positions();
+    col.resize(d.rows() * ld, T::zero());
+    for (i, xi) in xs.chunks(d.in_len()).enumerate() {
+        im2col(xi, d, &mut col[i * d.positions()..], ld);
+    }
+    ld
+}
+
 fn forward<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
+    let per_task = images_per_task(p);
     let mut y = vec![T::zero(); x.len() / d.in_len() * d.out_len()];
-    y.par_chunks_mut(d.out_len()).zip(x.par_chunks(d.in_len())).for_each_init(
-        || vec![T::zero(); if d.is_pointwise() { 0 } else { rows * p }],
-        |col, (yi, xi)| {
-            let cols: &[T] = if d.is_pointwise() {
-                xi
-            } else {
-                im2col(xi, d, col);
-                col
-            };
-            gemm((d.o, p, rows), yi, false, w, (rows, 1), cols, (p, 1));
+    y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(col, out), (ys, xs)| {
+            let ld = columns(xs, d, col);
+            out.resize(d.o * ld, T::zero());
+            // Y (O x B·P) = W (O x rows) · col (rows x B·P), then each image's columns to NCHW.
+            gemm((d.o, ld, rows), out, false, w, (rows, 1), col, (ld, 1));
+            for (i, yi) in ys.chunks_mut(d.out_len()).enumerate() {
+                for (o, dst) in yi.chunks_mut(p).enumerate() {
+                    dst.copy_from_slice(&out[o * ld + i * p..][..p]);
+                }
+            }
         },
     );
     y
@@ -276,33 +300,29 @@ fn forward<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
 /// (dx, dw) from x, w and dy.
 fn backward<T: WithDType>(x: &[T], w: &[T], dy: &[T], d: &Dims) -> (Vec<T>, Vec<T>) {
     let (rows, p) = (d.rows(), d.positions());
+    let per_task = images_per_task(p);
     let mut dx = vec![T::zero(); x.len()];
     let partials: Vec<Vec<T>> = dx
-        .par_chunks_mut(d.in_len() * IMAGES_PER_TASK)
-        .zip(x.par_chunks(d.in_len() * IMAGES_PER_TASK))
-        .zip(dy.par_chunks(d.out_len() * IMAGES_PER_TASK))
+        .par_chunks_mut(d.in_len() * per_task)
+        .zip(x.par_chunks(d.in_len() * per_task))
+        .zip(dy.par_chunks(d.out_len() * per_task))
         .map(|((dxs, xs), dys)| {
-            let mut dw = vec![T::zero(); d.o * rows];
-            let mut col = vec![T::zero(); if d.is_pointwise() { 0 } else { rows * p }];
-            let mut dcol = vec![T::zero(); if d.is_pointwise() { 0 } else { rows * p }];
-            for (i, ((dxi, xi), dyi)) in
-                dxs.chunks_mut(d.in_len()).zip(xs.chunks(d.in_len())).zip(dys.chunks(d.out_len())).enumerate()
-            {
-                // dW += dY (O x P) · colᵀ (P x rows)
-                let cols: &[T] = if d.is_pointwise() {
-                    xi
-                } else {
-                    im2col(xi, d, &mut col);
-                    &col
-                };
-                gemm((d.o, rows, p), &mut dw, i > 0, dyi, (p, 1), cols, (1, p));
-                // dcol (rows x P) = Wᵀ (rows x O) · dY (O x P), folded back onto the image.
-                if d.is_pointwise() {
-                    gemm((rows, p, d.o), dxi, false, w, (1, rows), dyi, (p, 1));
-                } else {
-                    gemm((rows, p, d.o), &mut dcol, false, w, (1, rows), dyi, (p, 1));
-                    col2im(&dcol, d, dxi);
+            let mut col = Vec::new();
+            let ld = columns(xs, d, &mut col);
+            // dY of the task as (O x B·P).
+            let mut g = vec![T::zero(); d.o * ld];
+            for (i, dyi) in dys.chunks(d.out_len()).enumerate() {
+                for (o, src) in dyi.chunks(p).enumerate() {
+                    g[o * ld + i * p..][..p].copy_from_slice(src);
                 }
+            }
+            // dW = dY (O x B·P) · colᵀ (B·P x rows)
+            let mut dw = vec![T::zero(); d.o * rows];
+            gemm((d.o, rows, ld), &mut dw, false, &g, (ld, 1), &col, (1, ld));
+            // dcol (rows x B·P) = Wᵀ (rows x O) · dY, folded back onto each image.
+            gemm((rows, ld, d.o), &mut col, false, w, (1, rows), &g, (ld, 1));
+            for (i, dxi) in dxs.chunks_mut(d.in_len()).enumerate() {
+                col2im(&col[i * p..], d, dxi, ld);
             }
             dw
         })

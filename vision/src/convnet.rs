@@ -85,7 +85,7 @@ impl ModuleT for ConvNet {
         }
         let mut h = x.clone();
         for (conv, bn) in &self.blocks {
-            h = bn.forward_t(&conv.forward(&h)?, train)?.relu()?;
+            h = bn.forward_relu_t(&conv.forward(&h)?, train)?;
         }
         h.mean((2, 3))
     }

@@ -104,10 +104,8 @@ impl Block {
         let mut h = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            h = bn.forward_t(&conv.forward(&h)?, train)?;
-            if i < last {
-                h = h.relu()?;
-            }
+            let y = conv.forward(&h)?;
+            h = if i < last { bn.forward_relu_t(&y, train)? } else { bn.forward_t(&y, train)? };
         }
         let identity = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
@@ -167,7 +165,7 @@ impl ModuleT for ResNet {
         if x.rank() != 4 {
             bail!("ResNet: expects images (N, C, H, W), got {:?}", x.dims());
         }
-        let mut h = self.stem.1.forward_t(&self.stem.0.forward(x)?, train)?.relu()?;
+        let mut h = self.stem.1.forward_relu_t(&self.stem.0.forward(x)?, train)?;
         if let Some(pool) = &self.pool {
             h = pool.forward(&h)?;
         }
