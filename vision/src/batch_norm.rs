@@ -157,18 +157,49 @@ fn layout_dims(l: &Layout) -> (usize, usize, usize) {
     (d[0], d[1], d[2..].iter().product())
 }
 
-/// Per channel: mean and biased variance, in f64, two passes for accuracy.
+/// Σ f(i) and Σ g(i) over i < n, in eight lanes of T (so the loop vectorises), returned in f64.
+#[inline(always)]
+fn lane_sums<T: WithDType + Float>(n: usize, f: impl Fn(usize) -> (T, T)) -> (f64, f64) {
+    let (mut a, mut b) = ([T::zero(); 8], [T::zero(); 8]);
+    let full = n / 8 * 8;
+    for i in (0..full).step_by(8) {
+        for l in 0..8 {
+            let (u, v) = f(i + l);
+            a[l] = a[l] + u;
+            b[l] = b[l] + v;
+        }
+    }
+    let mut sa: f64 = a.iter().map(|&v| WithDType::to_f64(v)).sum();
+    let mut sb: f64 = b.iter().map(|&v| WithDType::to_f64(v)).sum();
+    for i in full..n {
+        let (u, v) = f(i);
+        sa += WithDType::to_f64(u);
+        sb += WithDType::to_f64(v);
+    }
+    (sa, sb)
+}
+
+/// Per channel: mean and biased variance, in one pass of shifted sums (the shift, the channel's
+/// first value, keeps the variance free of cancellation), each plane summed in T and the planes in
+/// f64.
 fn channel_moments<T: WithDType + Float>(x: &[T], (n, c, s): (usize, usize, usize)) -> (Vec<f64>, Vec<f64>) {
     let count = (n * s) as f64;
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let plane = |i: usize| &x[(i * c + ch) * s..][..s];
-            let sum: f64 = (0..n).map(|i| plane(i).iter().map(|&v| WithDType::to_f64(v)).sum::<f64>()).sum();
-            let mean = sum / count;
-            let sq: f64 =
-                (0..n).map(|i| plane(i).iter().map(|&v| (WithDType::to_f64(v) - mean).powi(2)).sum::<f64>()).sum();
-            (mean, sq / count)
+            let shift = x[ch * s];
+            let (mut sum, mut sq) = (0.0, 0.0);
+            for i in 0..n {
+                let plane = &x[(i * c + ch) * s..][..s];
+                let (a, b) = lane_sums(s, |j| {
+                    let d = plane[j] - shift;
+                    (d, d * d)
+                });
+                sum += a;
+                sq += b;
+            }
+            let m = sum / count;
+            (WithDType::to_f64(shift) + m, (sq / count - m * m).max(0.0))
         })
         .unzip()
 }
@@ -212,7 +243,19 @@ fn forward<T: WithDType + Float>(
     (y, mean, var)
 }
 
-/// (dx, dγ, dβ) from x, γ and dy, with the batch statistics of the forward pass.
+/// `dy` where the fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
+fn relu_masked<T: WithDType + Float>(dy: &[T], out: &[T]) -> Vec<T> {
+    let mut g = vec![T::zero(); dy.len()];
+    g.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14)).zip(out.par_chunks(1 << 14)).for_each(|((g, d), o)| {
+        for ((g, &d), &o) in g.iter_mut().zip(d).zip(o) {
+            *g = if o > T::zero() { d } else { T::zero() };
+        }
+    });
+    g
+}
+
+/// (dx, dγ, dβ) from x, γ and the output gradient `dy`, with the batch statistics of the forward
+/// pass.
 fn backward<T: WithDType + Float>(
     x: &[T],
     w: &[T],
@@ -224,32 +267,31 @@ fn backward<T: WithDType + Float>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let count = (n * s) as f64;
     let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    // Σ dy and Σ dy·x̂ per channel.
-    let (sum_dy, sum_dy_xhat): (Vec<f64>, Vec<f64>) = (0..c)
+    // Σ g and Σ g·(x - mean) per channel.
+    let (sum_dy, sum_dy_xc): (Vec<f64>, Vec<f64>) = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let (m, r) = (mean[ch], rstd[ch]);
-            let mut sd = 0.0;
-            let mut sdx = 0.0;
+            let m = <T as WithDType>::from_f64(mean[ch]);
+            let (mut sd, mut sdx) = (0.0, 0.0);
             for i in 0..n {
                 let off = (i * c + ch) * s;
-                for (&g, &v) in dy[off..off + s].iter().zip(&x[off..off + s]) {
-                    let g = WithDType::to_f64(g);
-                    sd += g;
-                    sdx += g * (WithDType::to_f64(v) - m) * r;
-                }
+                let (gp, xp) = (&dy[off..off + s], &x[off..off + s]);
+                let (a, b) = lane_sums(s, |j| (gp[j], gp[j] * (xp[j] - m)));
+                sd += a;
+                sdx += b;
             }
             (sd, sdx)
         })
         .unzip();
-    // dx = γ·rstd · (dy - Σdy/M - x̂ · Σdy·x̂/M), as y = x·a + b per channel: dx = k1·dy + k2·x + k3.
+    let sum_dy_xhat: Vec<f64> = sum_dy_xc.iter().zip(&rstd).map(|(v, r)| v * r).collect();
+    // dx = γ·rstd · (g - Σg/M - x̂ · Σg·x̂/M), written as dx = k1·g + k2·x + k3 per channel.
     let coef: Vec<(T, T, T)> = (0..c)
         .map(|ch| {
-            let g = WithDType::to_f64(w[ch]) * rstd[ch];
-            let k2 = -g * rstd[ch] * sum_dy_xhat[ch] / count;
-            let k3 = -g * sum_dy[ch] / count - k2 * mean[ch];
+            let k1 = WithDType::to_f64(w[ch]) * rstd[ch];
+            let k2 = -k1 * rstd[ch] * sum_dy_xhat[ch] / count;
+            let k3 = -k1 * sum_dy[ch] / count - k2 * mean[ch];
             let t = |v: f64| <T as WithDType>::from_f64(v);
-            (t(g), t(k2), t(k3))
+            (t(k1), t(k2), t(k3))
         })
         .collect();
     let mut dx = vec![T::zero(); x.len()];
@@ -319,38 +361,13 @@ impl CustomOp3 for BatchNormOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         // Through the fused ReLU: the gradient passes where the output is positive.
-        let grad = if self.relu { masked_by_positive(&grad, res)? } else { grad };
+        let out = if self.relu { Some(res.contiguous()?) } else { None };
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (dx, dw, db) = match x.dtype() {
-            DType::F32 => gradients::<f32>(x, w, &grad, stats, self.eps)?,
-            _ => gradients::<f64>(x, w, &grad, stats, self.eps)?,
+            DType::F32 => gradients::<f32>(x, w, &grad, out.as_ref(), stats, self.eps)?,
+            _ => gradients::<f64>(x, w, &grad, out.as_ref(), stats, self.eps)?,
         };
         Ok((Some(dx), Some(dw), Some(db)))
-    }
-}
-
-/// `grad` where `out > 0`, 0 elsewhere, in one pass.
-fn masked_by_positive(grad: &Tensor, out: &Tensor) -> Result<Tensor> {
-    fn mask<T: WithDType + Float>(g: &Tensor, o: &Tensor) -> Result<Tensor> {
-        let v = with_cpu_slice(g, "BatchNorm", |gs: &[T]| {
-            with_cpu_slice(o, "BatchNorm", |os: &[T]| {
-                let mut m = vec![T::zero(); gs.len()];
-                m.par_chunks_mut(1 << 14).zip(gs.par_chunks(1 << 14)).zip(os.par_chunks(1 << 14)).for_each(
-                    |((m, g), o)| {
-                        for ((m, &g), &o) in m.iter_mut().zip(g).zip(o) {
-                            *m = if o > T::zero() { g } else { T::zero() };
-                        }
-                    },
-                );
-                m
-            })
-        })??;
-        Tensor::from_vec(v, g.dims(), g.device())
-    }
-    let out = out.contiguous()?;
-    match grad.dtype() {
-        DType::F32 => mask::<f32>(grad, &out),
-        _ => mask::<f64>(grad, &out),
     }
 }
 
@@ -358,6 +375,7 @@ fn gradients<T: WithDType + Float>(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,
+    relu_out: Option<&Tensor>,
     stats: Option<(Vec<f64>, Vec<f64>)>,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
@@ -366,10 +384,15 @@ fn gradients<T: WithDType + Float>(
         with_cpu_slice(w, "BatchNorm", |ws: &[T]| {
             with_cpu_slice(grad, "BatchNorm", |gs: &[T]| {
                 let (mean, var) = stats.unwrap_or_else(|| channel_moments(xs, dims));
-                backward(xs, ws, gs, dims, &mean, &var, eps)
+                match relu_out {
+                    Some(out) => with_cpu_slice(out, "BatchNorm", |os: &[T]| {
+                        backward(xs, ws, &relu_masked(gs, os), dims, &mean, &var, eps)
+                    }),
+                    None => Ok(backward(xs, ws, gs, dims, &mean, &var, eps)),
+                }
             })
         })
-    })???;
+    })????;
     let c = dims.1;
     Ok((
         Tensor::from_vec(dx, x.dims(), x.device())?,

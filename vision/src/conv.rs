@@ -208,6 +208,13 @@ fn gemm<T: WithDType>(
     }
 }
 
+/// The output columns `lo..hi` whose input column `ox·stride + kx - pad` lies inside `0..w`.
+fn valid_columns(d: &Dims, kx: usize) -> (usize, usize) {
+    let lo = d.pad.saturating_sub(kx).div_ceil(d.stride);
+    let hi = if d.w + d.pad > kx { ((d.w + d.pad - kx - 1) / d.stride + 1).min(d.ow) } else { 0 };
+    (lo.min(hi), hi)
+}
+
 /// Unfolds one image (C, H, W) into its columns of a column matrix (C·k·k rows, row stride `ld`),
 /// zeros where the kernel reads padding.
 fn im2col<T: WithDType>(x: &[T], d: &Dims, col: &mut [T], ld: usize) {
@@ -220,6 +227,7 @@ fn im2col<T: WithDType>(x: &[T], d: &Dims, col: &mut [T], ld: usize) {
                     row.copy_from_slice(&x[c * p..(c + 1) * p]);
                     continue;
                 }
+                let (lo, hi) = valid_columns(d, kx);
                 for oy in 0..d.oh {
                     let iy = (oy * d.stride + ky) as isize - d.pad as isize;
                     let out = &mut row[oy * d.ow..(oy + 1) * d.ow];
@@ -228,9 +236,15 @@ fn im2col<T: WithDType>(x: &[T], d: &Dims, col: &mut [T], ld: usize) {
                         continue;
                     }
                     let src = &x[(c * d.h + iy as usize) * d.w..][..d.w];
-                    for (ox, o) in out.iter_mut().enumerate() {
-                        let ix = (ox * d.stride + kx) as isize - d.pad as isize;
-                        *o = if ix >= 0 && (ix as usize) < d.w { src[ix as usize] } else { T::zero() };
+                    out[..lo].fill(T::zero());
+                    out[hi..].fill(T::zero());
+                    let first = lo * d.stride + kx - d.pad;
+                    if d.stride == 1 {
+                        out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                    } else {
+                        for (o, &v) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(d.stride)) {
+                            *o = v;
+                        }
                     }
                 }
             }
@@ -247,16 +261,25 @@ fn col2im<T: WithDType>(col: &[T], d: &Dims, dx: &mut [T], ld: usize) {
         for ky in 0..d.k {
             for kx in 0..d.k {
                 let row = &col[((c * d.k + ky) * d.k + kx) * ld..][..p];
+                let (lo, hi) = valid_columns(d, kx);
+                if lo >= hi {
+                    continue;
+                }
+                let first = lo * d.stride + kx - d.pad;
                 for oy in 0..d.oh {
                     let iy = (oy * d.stride + ky) as isize - d.pad as isize;
                     if iy < 0 || iy as usize >= d.h {
                         continue;
                     }
                     let dst = &mut dx[(c * d.h + iy as usize) * d.w..][..d.w];
-                    for (ox, &v) in row[oy * d.ow..(oy + 1) * d.ow].iter().enumerate() {
-                        let ix = (ox * d.stride + kx) as isize - d.pad as isize;
-                        if ix >= 0 && (ix as usize) < d.w {
-                            dst[ix as usize] += v;
+                    let src = &row[oy * d.ow + lo..oy * d.ow + hi];
+                    if d.stride == 1 {
+                        for (o, &v) in dst[first..first + hi - lo].iter_mut().zip(src) {
+                            *o += v;
+                        }
+                    } else {
+                        for (o, &v) in dst[first..].iter_mut().step_by(d.stride).zip(src) {
+                            *o += v;
                         }
                     }
                 }
@@ -374,7 +397,8 @@ impl CustomOp2 for ConvOp {
             DType::F32 => gradients::<f32>(x, w, &grad, &d)?,
             _ => gradients::<f64>(x, w, &grad, &d)?,
         };
-        Ok((Some(dx), Some(dw)))
+        // An input that is neither a variable nor computed from one (the images) needs no gradient.
+        Ok((x.track_op().then_some(dx), Some(dw)))
     }
 }
 

@@ -135,15 +135,25 @@ fn batch_norm_matches_the_definition_in_value_and_gradient() {
         store.get("bn.bias").unwrap().set(&random(&[shape[1]], seed + 20, DType::F64)).unwrap();
         let (w, b) = (store.get("bn.weight").unwrap(), store.get("bn.bias").unwrap());
         let x = Var::from_tensor(&random(&shape, seed, DType::F64).affine(3.0, 0.7).unwrap()).unwrap();
-        let ours = bn.forward_t(x.as_tensor(), true).unwrap();
-        let theirs = batch_norm_reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5);
-        assert!(max_abs_diff(&ours, &theirs) < 1e-12, "{shape:?}");
-        let weights = random(&shape, seed + 30, DType::F64);
-        let ga = (ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-        let gb = (theirs * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [&x, &w, &b] {
-            let d = max_abs_diff(ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap());
-            assert!(d < 1e-11, "{shape:?}: gradient differs by {d}");
+        // Plain, and with the fused ReLU against ReLU after the definition.
+        for relu in [false, true] {
+            let ours = if relu {
+                bn.forward_relu_t(x.as_tensor(), true).unwrap()
+            } else {
+                bn.forward_t(x.as_tensor(), true).unwrap()
+            };
+            let mut theirs = batch_norm_reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5);
+            if relu {
+                theirs = theirs.relu().unwrap();
+            }
+            assert!(max_abs_diff(&ours, &theirs) < 1e-12, "{shape:?} relu {relu}");
+            let weights = random(&shape, seed + 30, DType::F64);
+            let ga = (ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (theirs * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &w, &b] {
+                let d = max_abs_diff(ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap());
+                assert!(d < 1e-11, "{shape:?} relu {relu}: gradient differs by {d}");
+            }
         }
     }
 }
