@@ -148,8 +148,12 @@ struct BatchNormOp {
     eps: f64,
     /// ReLU fused after the affine step.
     relu: bool,
-    stats: Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>,
+    stats: SharedStats,
 }
+
+/// The batch mean and biased variance per channel of the op's forward pass, shared with the
+/// module (which updates the running statistics from them).
+type SharedStats = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
 
 /// (N, C, S): S = H·W, or 1 for (N, C) input.
 fn layout_dims(l: &Layout) -> (usize, usize, usize) {
@@ -159,14 +163,14 @@ fn layout_dims(l: &Layout) -> (usize, usize, usize) {
 
 /// Σ f(i) and Σ g(i) over i < n, in eight lanes of T (so the loop vectorises), returned in f64.
 #[inline(always)]
-fn lane_sums<T: WithDType + Float>(n: usize, f: impl Fn(usize) -> (T, T)) -> (f64, f64) {
+fn lane_sums<T: WithDType + Float + std::ops::AddAssign>(n: usize, f: impl Fn(usize) -> (T, T)) -> (f64, f64) {
     let (mut a, mut b) = ([T::zero(); 8], [T::zero(); 8]);
     let full = n / 8 * 8;
     for i in (0..full).step_by(8) {
         for l in 0..8 {
             let (u, v) = f(i + l);
-            a[l] = a[l] + u;
-            b[l] = b[l] + v;
+            a[l] += u;
+            b[l] += v;
         }
     }
     let mut sa: f64 = a.iter().map(|&v| WithDType::to_f64(v)).sum();
@@ -182,7 +186,10 @@ fn lane_sums<T: WithDType + Float>(n: usize, f: impl Fn(usize) -> (T, T)) -> (f6
 /// Per channel: mean and biased variance, in one pass of shifted sums (the shift, the channel's
 /// first value, keeps the variance free of cancellation), each plane summed in T and the planes in
 /// f64.
-fn channel_moments<T: WithDType + Float>(x: &[T], (n, c, s): (usize, usize, usize)) -> (Vec<f64>, Vec<f64>) {
+fn channel_moments<T: WithDType + Float + std::ops::AddAssign>(
+    x: &[T],
+    (n, c, s): (usize, usize, usize),
+) -> (Vec<f64>, Vec<f64>) {
     let count = (n * s) as f64;
     (0..c)
         .into_par_iter()
@@ -217,7 +224,7 @@ fn affine<T: WithDType + Float>(mean: &[f64], var: &[f64], w: &[T], b: &[T], eps
         .unzip()
 }
 
-fn forward<T: WithDType + Float>(
+fn forward<T: WithDType + Float + std::ops::AddAssign>(
     x: &[T],
     w: &[T],
     b: &[T],
@@ -256,7 +263,7 @@ fn relu_masked<T: WithDType + Float>(dy: &[T], out: &[T]) -> Vec<T> {
 
 /// (dx, dγ, dβ) from x, γ and the output gradient `dy`, with the batch statistics of the forward
 /// pass.
-fn backward<T: WithDType + Float>(
+fn backward<T: WithDType + Float + std::ops::AddAssign>(
     x: &[T],
     w: &[T],
     dy: &[T],
@@ -371,7 +378,7 @@ impl CustomOp3 for BatchNormOp {
     }
 }
 
-fn gradients<T: WithDType + Float>(
+fn gradients<T: WithDType + Float + std::ops::AddAssign>(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,

@@ -81,7 +81,13 @@ impl MaxPool2d {
         y
     }
 
-    fn run_backward<T: WithDType + Float>(&self, x: &[T], dy: &[T], h: usize, w: usize) -> Vec<T> {
+    fn run_backward<T: WithDType + Float + std::ops::AddAssign>(
+        &self,
+        x: &[T],
+        dy: &[T],
+        h: usize,
+        w: usize,
+    ) -> Vec<T> {
         let (oh, ow) = self.out_dims(h, w);
         let mut dx = vec![T::zero(); x.len()];
         dx.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(dy.par_chunks(oh * ow)).for_each_init(
@@ -89,7 +95,7 @@ impl MaxPool2d {
             |idx, ((dxp, xp), dyp)| {
                 self.argmax(xp, h, w, idx);
                 for (&i, &g) in idx.iter().zip(dyp) {
-                    dxp[i] = dxp[i] + g;
+                    dxp[i] += g;
                 }
             },
         );

@@ -1,0 +1,94 @@
+//! Block-diagonal batches: the graphs' nodes stacked, edges renumbered, a node-to-graph index.
+
+use crate::graph::Graph;
+use candle_core::{Device, Tensor};
+use contrastive_core::data::{Collate, ViewPair};
+use contrastive_core::{Error, Result};
+
+/// Several graphs as one disconnected graph.
+#[derive(Clone, Debug)]
+pub struct GraphBatch {
+    /// Node features (N, d).
+    pub x: Tensor,
+    /// Source node of each directed edge (E,), u32; every undirected edge appears both ways.
+    pub src: Tensor,
+    /// Target node of each directed edge (E,), u32.
+    pub dst: Tensor,
+    /// Graph of each node (N,), u32, non-decreasing.
+    pub batch: Tensor,
+    /// Nodes of each graph.
+    pub node_counts: Vec<usize>,
+}
+
+impl GraphBatch {
+    /// Stacks `graphs` (same feature width, at least one node each) on `device`.
+    pub fn new(graphs: &[&Graph], device: &Device) -> Result<Self> {
+        let Some(first) = graphs.first() else { return Err(Error::Data("GraphBatch: no graphs".into())) };
+        let d = first.feature_dim;
+        let (mut x, mut src, mut dst, mut batch, mut counts) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0u32;
+        for (gi, g) in graphs.iter().enumerate() {
+            if g.feature_dim != d {
+                return Err(Error::Data(format!(
+                    "GraphBatch: graph {gi} has {} features per node, graph 0 has {d}",
+                    g.feature_dim
+                )));
+            }
+            if g.num_nodes() == 0 {
+                return Err(Error::Data(format!("GraphBatch: graph {gi} has no node")));
+            }
+            x.extend_from_slice(&g.features);
+            for (u, v, _) in g.edges() {
+                let (u, v) = (u as u32 + offset, v as u32 + offset);
+                src.extend([u, v]);
+                dst.extend([v, u]);
+            }
+            batch.extend(std::iter::repeat_n(gi as u32, g.num_nodes()));
+            counts.push(g.num_nodes());
+            offset += g.num_nodes() as u32;
+        }
+        let n = offset as usize;
+        let e = src.len();
+        Ok(Self {
+            x: Tensor::from_vec(x, (n, d), device)?,
+            src: Tensor::from_vec(src, e, device)?,
+            dst: Tensor::from_vec(dst, e, device)?,
+            batch: Tensor::from_vec(batch, n, device)?,
+            node_counts: counts,
+        })
+    }
+
+    /// Graphs in the batch.
+    pub fn num_graphs(&self) -> usize {
+        self.node_counts.len()
+    }
+}
+
+/// The two views of a batch of graphs.
+#[derive(Clone, Debug)]
+pub struct GraphViews {
+    /// First views.
+    pub first: GraphBatch,
+    /// Second views.
+    pub second: GraphBatch,
+}
+
+/// Collates view pairs of graphs into [`GraphViews`] on `device`.
+#[derive(Clone, Debug)]
+pub struct CollateGraphs {
+    /// Where the tensors go.
+    pub device: Device,
+}
+
+impl Collate<Graph> for CollateGraphs {
+    type Batch = GraphViews;
+    fn collate(&self, samples: Vec<ViewPair<Graph>>) -> Result<GraphViews> {
+        let first: Vec<&Graph> = samples.iter().map(|s| &s.first).collect();
+        let second: Vec<&Graph> = samples.iter().map(|s| &s.second).collect();
+        Ok(GraphViews {
+            first: GraphBatch::new(&first, &self.device)?,
+            second: GraphBatch::new(&second, &self.device)?,
+        })
+    }
+}

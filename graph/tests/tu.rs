@@ -1,0 +1,115 @@
+//! The TU reader on the shipped-style data and on broken files.
+
+use contrastive_graph::{load_tu, NodeFeatures, TuOptions};
+use std::path::{Path, PathBuf};
+
+/// Writes a TU dataset `NAME` with the given files into a temporary folder.
+fn dataset(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("TOY");
+    std::fs::create_dir(&dir).unwrap();
+    for (part, text) in files {
+        std::fs::write(dir.join(format!("TOY_{part}.txt")), text).unwrap();
+    }
+    (root, dir)
+}
+
+// Two graphs: a triangle (nodes 1-3, labels 0 1 2) and a path 4-5 (labels 2 2); each edge listed
+// both ways, as the format does; graph labels -1 and 1.
+const A: &str = "1, 2\n2, 1\n2, 3\n3, 2\n1, 3\n3, 1\n4, 5\n5, 4\n";
+const INDICATOR: &str = "1\n1\n1\n2\n2\n";
+const LABELS: &str = "-1\n1\n";
+const NODE_LABELS: &str = "0\n1\n2\n2\n2\n";
+
+#[test]
+fn reads_graphs_features_and_labels() {
+    let (_root, dir) = dataset(&[
+        ("A", A),
+        ("graph_indicator", INDICATOR),
+        ("graph_labels", LABELS),
+        ("node_labels", NODE_LABELS),
+        ("edge_labels", "0\n0\n1\n1\n3\n3\n2\n2\n"),
+    ]);
+    let ds = load_tu(&dir, TuOptions::default()).unwrap();
+    assert_eq!(ds.name, "TOY");
+    assert_eq!(ds.graphs.len(), 2);
+    assert_eq!(ds.labels(), [0, 1]);
+    assert_eq!(ds.features, NodeFeatures::LabelOneHot(3));
+    let (t, p) = (&ds.graphs[0], &ds.graphs[1]);
+    assert_eq!((t.num_nodes(), t.num_edges(), p.num_nodes(), p.num_edges()), (3, 3, 2, 1));
+    assert_eq!(t.edges(), [(0, 1, 0), (1, 2, 1), (0, 2, 3)]);
+    assert_eq!(p.edges(), [(0, 1, 2)]);
+    assert_eq!(t.feature_row(1), [0.0, 1.0, 0.0]);
+    assert_eq!(p.node_labels.as_deref(), Some(&[2u32, 2][..]));
+    // A wider one-hot for agreement with another dataset; narrower than the data is an error.
+    let wide = load_tu(&dir, TuOptions { node_label_classes: Some(33) }).unwrap();
+    assert_eq!(wide.graphs[0].feature_dim, 33);
+    let err = load_tu(&dir, TuOptions { node_label_classes: Some(2) }).unwrap_err().to_string();
+    assert!(err.contains("node_label_classes") && err.contains("node label 2"), "{err}");
+}
+
+#[test]
+fn attributes_win_and_degrees_stand_in_for_missing_features() {
+    let (_root, dir) = dataset(&[
+        ("A", A),
+        ("graph_indicator", INDICATOR),
+        ("graph_labels", LABELS),
+        ("node_attributes", "0.5, 1\n1, 2\n1.5, 3\n2, 4\n2.5, 5\n"),
+    ]);
+    let ds = load_tu(&dir, TuOptions::default()).unwrap();
+    assert_eq!(ds.features, NodeFeatures::Attributes);
+    assert_eq!(ds.graphs[1].feature_row(0), [2.0, 4.0]);
+    let (_root2, dir2) = dataset(&[("A", A), ("graph_indicator", INDICATOR), ("graph_labels", LABELS)]);
+    let ds = load_tu(&dir2, TuOptions::default()).unwrap();
+    assert!(matches!(ds.features, NodeFeatures::DegreeOneHot(_)));
+    // Triangle nodes have degree 2, path nodes degree 1.
+    assert_eq!(ds.graphs[0].feature_row(0)[2], 1.0);
+    assert_eq!(ds.graphs[1].feature_row(0)[1], 1.0);
+}
+
+fn error_of(files: &[(&str, &str)]) -> String {
+    let (_root, dir) = dataset(files);
+    load_tu(&dir, TuOptions::default()).unwrap_err().to_string()
+}
+
+#[test]
+fn broken_files_are_named_with_their_line() {
+    let base = |a: &'static str| vec![("A", a), ("graph_indicator", INDICATOR), ("graph_labels", LABELS)];
+    let err = error_of(&base("1, 2\n2, 9\n"));
+    assert!(err.contains("TOY_A.txt line 2") && err.contains("node id 9 is outside 1..=5"), "{err}");
+    let err = error_of(&base("1, 2\n3, 4\n"));
+    assert!(err.contains("TOY_A.txt line 2") && err.contains("joins graph 1 and graph 2"), "{err}");
+    let err = error_of(&base("1, 2\n2; 3\n"));
+    assert!(err.contains("TOY_A.txt line 2") && err.contains("is not `i, j`"), "{err}");
+    let err = error_of(&[("A", A), ("graph_indicator", "1\n1\n1\nx\n2\n"), ("graph_labels", LABELS)]);
+    assert!(err.contains("TOY_graph_indicator.txt line 4") && err.contains("not an integer"), "{err}");
+    let err = error_of(&[("A", A), ("graph_indicator", "1\n1\n3\n3\n3\n"), ("graph_labels", LABELS)]);
+    assert!(err.contains("TOY_graph_indicator.txt line 3") && err.contains("graph id 3"), "{err}");
+    let err = error_of(&[("A", A), ("graph_indicator", INDICATOR), ("graph_labels", "1\n")]);
+    assert!(err.contains("TOY_graph_labels.txt") && err.contains("1 labels for 2 graphs"), "{err}");
+    let err =
+        error_of(&[("A", A), ("graph_indicator", INDICATOR), ("graph_labels", LABELS), ("node_labels", "0\n1\n")]);
+    assert!(err.contains("TOY_node_labels.txt") && err.contains("2 node labels for 5 nodes"), "{err}");
+    let err = error_of(&[
+        ("A", A),
+        ("graph_indicator", INDICATOR),
+        ("graph_labels", LABELS),
+        ("node_attributes", "1, 2\n1\n1, 2\n1, 2\n1, 2\n"),
+    ]);
+    assert!(err.contains("TOY_node_attributes.txt line 2") && err.contains("1 attributes"), "{err}");
+    let root = tempfile::tempdir().unwrap();
+    let err = load_tu(&root.path().join("NOPE"), TuOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("NOPE_A.txt"), "{err}");
+}
+
+#[test]
+fn the_shipped_bzr163_loads() {
+    // graph/data/BZR163: RDKit's bzr.sdf as a TU dataset (BSD-3, see its README.txt).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/BZR163");
+    let bzr = load_tu(&dir, TuOptions { node_label_classes: Some(33) }).unwrap();
+    assert_eq!(bzr.graphs.len(), 163);
+    // 121 active (label 1) and 42 inactive, as its README states.
+    assert_eq!(bzr.labels().iter().filter(|&&l| l == 1).count(), 121);
+    assert!(bzr.graphs.iter().all(|g| g.feature_dim == 33 && g.num_nodes() > 0));
+    assert_eq!(bzr.self_loops_dropped, 0);
+}
