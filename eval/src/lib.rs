@@ -6,7 +6,8 @@
 //! - [`Knn`]: weighted (InstDisc, lightly) and majority kNN classification, top-1 and top-5,
 //!   searched block by block.
 //! - [`LinearProbe`]: L2 logistic regression on frozen standardised embeddings (L-BFGS to
-//!   convergence), C chosen by stratified k-fold cross validation; 1% / 10% label variants.
+//!   convergence), C chosen by stratified k-fold cross validation; 1% / 10% label variants;
+//!   [`CrossValidation`] scores it over k outer folds (the graph-learning protocol).
 //! - [`retrieval_metrics`]: recall@k, MRR, mAP by exact blocked search; [`ApproximateIndex`]
 //!   (HNSW) and its [`approximate_recall`] against exact search.
 //! - [`plot_history`], [`plot_embeddings`] (PCA, [`pca_2d`]): SVG and PNG pictures.
@@ -32,6 +33,7 @@
 mod check;
 mod clustering;
 mod correlation;
+mod cross_validation;
 mod export;
 mod geometry;
 mod kmeans;
@@ -43,6 +45,7 @@ mod retrieval;
 
 pub use clustering::{ari, nmi};
 pub use correlation::{average_ranks, pearson, spearman};
+pub use cross_validation::{CrossValidation, CvReport};
 pub use export::save_embeddings;
 pub use geometry::{alignment, uniformity};
 pub use kmeans::{Clustering, KMeans};

@@ -206,7 +206,7 @@ impl Augment<Image> for Solarize {
     }
 }
 
-/// (x - mean[c]) / std[c] per channel; one value of each serves every channel.
+/// `(x - mean[c]) / std[c]` per channel `c`; one value of each serves every channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Normalize {
     /// Per-channel mean.
