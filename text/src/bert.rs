@@ -1,0 +1,192 @@
+//! A trainable BERT (Devlin et al. 2019, arXiv:1810.04805) that loads Hugging Face weights.
+//!
+//! Its layout and variable names follow Hugging Face's `BertModel` (and candle-transformers'
+//! port of it), so the same `model.safetensors` loads. Unlike candle-transformers' BERT, whose
+//! dropout is a no-op and whose LayerNorm passes no gradient, this one has seeded dropout on the
+//! embeddings, the attention probabilities and every hidden state in training, and the core's
+//! LayerNorm with its fused backward: SimCSE, whose only augmentation is dropout, needs both.
+
+use crate::config::{Activation, BertConfig};
+use candle_core::{Device, Module, Result, Tensor, D};
+use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use contrastive_core::nn::{layer_norm, LayerNorm, SeededDropout};
+
+struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    heads: usize,
+    dropout: SeededDropout,
+}
+
+struct Layer {
+    attention: SelfAttention,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    attention_dropout: SeededDropout,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    output_dropout: SeededDropout,
+}
+
+/// BERT's encoder: token ids (B, L) to hidden states (B, L, H).
+pub struct Bert {
+    config: BertConfig,
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    embedding_norm: LayerNorm,
+    embedding_dropout: SeededDropout,
+    layers: Vec<Layer>,
+}
+
+fn dropout(p: f64, seed: u64, name: &str) -> Result<SeededDropout> {
+    SeededDropout::new(p, seed, name).map_err(|e| candle_core::Error::Msg(e.to_string()))
+}
+
+impl Bert {
+    /// Builds the layers under `vb` (Hugging Face names: `embeddings.word_embeddings`,
+    /// `encoder.layer.{i}.attention.self.query`, ...); each dropout draws from its own stream of
+    /// `seed`.
+    pub fn new(config: &BertConfig, vb: VarBuilder, seed: u64) -> contrastive_core::Result<Self> {
+        config.validate()?;
+        let (h, p) = (config.hidden_size, config.hidden_dropout_prob);
+        let e = vb.pp("embeddings");
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let a = l.pp("attention");
+            let name = |s: &str| format!("encoder.layer.{i}.{s}");
+            layers.push(Layer {
+                attention: SelfAttention {
+                    query: linear(h, h, a.pp("self.query"))?,
+                    key: linear(h, h, a.pp("self.key"))?,
+                    value: linear(h, h, a.pp("self.value"))?,
+                    heads: config.num_attention_heads,
+                    dropout: dropout(config.attention_probs_dropout_prob, seed, &name("attention.probs"))?,
+                },
+                attention_output: linear(h, h, a.pp("output.dense"))?,
+                attention_norm: layer_norm(h, config.layer_norm_eps, a.pp("output.LayerNorm"))?,
+                attention_dropout: dropout(p, seed, &name("attention.output"))?,
+                intermediate: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
+                output: linear(config.intermediate_size, h, l.pp("output.dense"))?,
+                output_norm: layer_norm(h, config.layer_norm_eps, l.pp("output.LayerNorm"))?,
+                output_dropout: dropout(p, seed, &name("output"))?,
+            });
+        }
+        Ok(Self {
+            config: config.clone(),
+            word: embedding(config.vocab_size, h, e.pp("word_embeddings"))?,
+            position: embedding(config.max_position_embeddings, h, e.pp("position_embeddings"))?,
+            token_type: embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?,
+            embedding_norm: layer_norm(h, config.layer_norm_eps, e.pp("LayerNorm"))?,
+            embedding_dropout: dropout(p, seed, "embeddings")?,
+            layers,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// Every dropout stream, for checkpoints (their positions make a resumed run repeat).
+    pub fn dropouts(&self) -> Vec<&SeededDropout> {
+        let mut all = vec![&self.embedding_dropout];
+        for l in &self.layers {
+            all.extend([&l.attention.dropout, &l.attention_dropout, &l.output_dropout]);
+        }
+        all
+    }
+
+    fn activation(&self, x: &Tensor) -> Result<Tensor> {
+        match self.config.hidden_act {
+            Activation::Gelu => x.gelu_erf(),
+            Activation::GeluTanh => x.gelu(),
+            Activation::Relu => x.relu(),
+        }
+    }
+
+    /// Hidden states (B, L, H) of token ids (B, L) with their type ids and attention mask (1 for
+    /// tokens, 0 for padding); dropout is on when `train`.
+    pub fn forward_t(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        if l > self.config.max_position_embeddings {
+            candle_core::bail!("BERT: {l} tokens, the model takes at most {}", self.config.max_position_embeddings);
+        }
+        let positions = Tensor::arange(0u32, l as u32, ids.device())?.unsqueeze(0)?.broadcast_as((b, l))?;
+        let x = (self.word.forward(ids)? + self.position.forward(&positions.contiguous()?)?)?
+            .add(&self.token_type.forward(type_ids)?)?;
+        let mut h = self.embedding_dropout.forward_t(&self.embedding_norm.forward(&x)?, train)?;
+        // Padding gets a large negative score before the softmax (finite, so no NaN appears).
+        let dtype = h.dtype();
+        let bias = ((mask.to_dtype(dtype)? - 1.0)? * 1e4)?.reshape((b, 1, 1, l))?;
+        for layer in &self.layers {
+            h = layer.forward(&h, &bias, train, self)?;
+        }
+        Ok(h)
+    }
+}
+
+impl Layer {
+    fn forward(&self, x: &Tensor, bias: &Tensor, train: bool, bert: &Bert) -> Result<Tensor> {
+        let a = self.attention.forward(x, bias, train)?;
+        let a = self.attention_dropout.forward_t(&self.attention_output.forward(&a)?, train)?;
+        let h = self.attention_norm.forward(&(a + x)?)?;
+        let f = bert.activation(&self.intermediate.forward(&h)?)?;
+        let f = self.output_dropout.forward_t(&self.output.forward(&f)?, train)?;
+        self.output_norm.forward(&(f + h)?)
+    }
+}
+
+impl SelfAttention {
+    fn forward(&self, x: &Tensor, bias: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, l, h) = x.dims3()?;
+        let d = h / self.heads;
+        let split = |t: Tensor| t.reshape((b, l, self.heads, d))?.transpose(1, 2)?.contiguous();
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(bias)?;
+        // candle-nn's softmax_last_dim has no backward; this softmax is composite and has one.
+        let probs = self.dropout.forward_t(&candle_nn::ops::softmax(&scores, D::Minus1)?, train)?;
+        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))
+    }
+}
+
+/// Loads Hugging Face BERT weights into `store`: names with or without a `bert.` prefix,
+/// LayerNorm `gamma`/`beta` as `weight`/`bias`; `pooler.*`, the `cls.*` heads and
+/// `embeddings.position_ids` are left out. A missing tensor or a shape that differs from the
+/// config is an error naming the tensor, both shapes and the file.
+pub fn load_bert_weights(
+    store: &contrastive_core::nn::ParamStore,
+    path: &std::path::Path,
+    device: &Device,
+) -> contrastive_core::Result<usize> {
+    use contrastive_core::Error;
+    let raw = candle_core::safetensors::load(path, device)
+        .map_err(|e| Error::checkpoint(path, format!("cannot read safetensors: {e}")))?;
+    let mut tensors = std::collections::HashMap::new();
+    for (name, t) in raw {
+        let name = name
+            .strip_prefix("bert.")
+            .unwrap_or(&name)
+            .replace("LayerNorm.gamma", "LayerNorm.weight")
+            .replace("LayerNorm.beta", "LayerNorm.bias");
+        tensors.insert(name, t);
+    }
+    let mut loaded = 0;
+    for (name, var) in store.all() {
+        let t = tensors.get(&name).ok_or_else(|| Error::checkpoint(path, format!("tensor `{name}` is missing")))?;
+        if t.dims() != var.dims() {
+            return Err(Error::checkpoint(
+                path,
+                format!("tensor `{name}` has shape {:?}, the config asks for {:?}", t.dims(), var.dims()),
+            ));
+        }
+        var.set(&t.to_dtype(var.dtype())?)?;
+        loaded += 1;
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,94 @@
+//! BERT's `config.json`, as Hugging Face writes it.
+
+use contrastive_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The feed-forward activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// GELU with erf (BERT's `gelu`).
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// GELU with the tanh approximation.
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh")]
+    GeluTanh,
+    /// ReLU.
+    #[serde(rename = "relu")]
+    Relu,
+}
+
+/// The fields of a BERT `config.json` this crate reads (others are ignored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Hidden width.
+    pub hidden_size: usize,
+    /// Transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads (must divide `hidden_size`).
+    pub num_attention_heads: usize,
+    /// Feed-forward width.
+    pub intermediate_size: usize,
+    /// Feed-forward activation.
+    pub hidden_act: Activation,
+    /// Dropout on embeddings and hidden states.
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities.
+    pub attention_probs_dropout_prob: f64,
+    /// Longest input in tokens.
+    pub max_position_embeddings: usize,
+    /// Token types (segments).
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+impl BertConfig {
+    /// Reads and checks a `config.json`; errors name the file and the field.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let config: BertConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::Data(format!("{}: not a BERT config: {e}", path.display())))?;
+        config.validate().map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Checks the sizes and probabilities.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 {
+                return Err(Error::config(field, "must be positive"));
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::config(
+                "num_attention_heads",
+                format!("{} does not divide hidden_size {}", self.num_attention_heads, self.hidden_size),
+            ));
+        }
+        for (field, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::config(field, format!("must be in [0, 1), got {p}")));
+            }
+        }
+        Ok(())
+    }
+}

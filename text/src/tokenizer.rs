@@ -1,0 +1,107 @@
+//! Sentences to token ids: a wrapper over the `tokenizers` crate that loads `tokenizer.json` (or a
+//! WordPiece `vocab.txt`), truncates to a maximum length and pads each batch to its longest
+//! sentence (a `tokenizer.json`'s own fixed padding is turned off: with MiniLM's, every sentence
+//! would be padded to 128 tokens).
+
+use candle_core::{Device, Tensor};
+use contrastive_core::{Error, Result};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokenizers::{PaddingParams, PaddingStrategy, TruncationParams};
+
+/// Token ids, type ids and attention mask of a batch, each (B, L) u32.
+#[derive(Clone, Debug)]
+pub struct TokenBatch {
+    /// Token ids.
+    pub ids: Tensor,
+    /// Segment ids (all 0 for single sentences).
+    pub type_ids: Tensor,
+    /// 1 for tokens, 0 for padding.
+    pub attention_mask: Tensor,
+}
+
+/// A tokenizer with truncation and per-batch padding.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    max_length: usize,
+    warned: AtomicBool,
+}
+
+impl Tokenizer {
+    /// Loads a `tokenizer.json`; sentences longer than `max_length` tokens are truncated.
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| Error::Data(format!("{}: not a tokenizer.json: {e}", path.display())))?;
+        Self::wrap(inner, max_length, path)
+    }
+
+    /// Builds a BERT WordPiece tokenizer (lowercasing, BERT's pre-tokenizer, [CLS] ... [SEP]) from
+    /// a `vocab.txt`.
+    pub fn from_vocab(path: &Path, max_length: usize) -> Result<Self> {
+        use tokenizers::models::wordpiece::WordPiece;
+        use tokenizers::normalizers::BertNormalizer;
+        use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+        use tokenizers::processors::bert::BertProcessing;
+        let model = WordPiece::from_file(&path.to_string_lossy())
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| Error::Data(format!("{}: not a WordPiece vocab.txt: {e}", path.display())))?;
+        let id = |t: &str| {
+            tokenizers::Model::token_to_id(&model, t)
+                .ok_or_else(|| Error::Data(format!("{}: no `{t}` token", path.display())))
+        };
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        let mut inner = tokenizers::Tokenizer::new(model);
+        inner
+            .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+            .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?
+            .with_pre_tokenizer(Some(BertPreTokenizer))
+            .with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        Self::wrap(inner, max_length, path)
+    }
+
+    fn wrap(mut inner: tokenizers::Tokenizer, max_length: usize, origin: &Path) -> Result<Self> {
+        if max_length < 2 {
+            return Err(Error::config("max_length", format!("must be at least 2 ([CLS] and [SEP]), got {max_length}")));
+        }
+        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        inner.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id,
+            pad_token: "[PAD]".into(),
+            ..PaddingParams::default()
+        }));
+        inner
+            .with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
+            .map_err(|e| Error::Data(format!("{}: cannot set truncation: {e}", origin.display())))?;
+        Ok(Self { inner, max_length, warned: AtomicBool::new(false) })
+    }
+
+    /// The maximum length in tokens.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Tokenizes a batch of sentences (at least one) onto `device`.
+    pub fn encode(&self, sentences: &[&str], device: &Device) -> Result<TokenBatch> {
+        if sentences.is_empty() {
+            return Err(Error::Data("tokenizer: no sentence to encode".into()));
+        }
+        let encodings =
+            self.inner.encode_batch(sentences.to_vec(), true).map_err(|e| Error::Data(format!("tokenizer: {e}")))?;
+        if encodings.iter().any(|e| !e.get_overflowing().is_empty()) && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(max_length = self.max_length, "sentences longer than the maximum length are truncated");
+        }
+        let l = encodings[0].get_ids().len();
+        let b = encodings.len();
+        let take = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Result<Tensor> {
+            let v: Vec<u32> = encodings.iter().flat_map(|e| f(e).iter().copied()).collect();
+            Ok(Tensor::from_vec(v, (b, l), device)?)
+        };
+        Ok(TokenBatch {
+            ids: take(&|e| e.get_ids())?,
+            type_ids: take(&|e| e.get_type_ids())?,
+            attention_mask: take(&|e| e.get_attention_mask())?,
+        })
+    }
+}
