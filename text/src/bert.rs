@@ -155,7 +155,8 @@ impl SelfAttention {
     }
 }
 
-/// Loads Hugging Face BERT weights into `store`: names with or without a `bert.` prefix,
+/// Loads Hugging Face BERT weights into the `embeddings.*` and `encoder.*` variables of `store`:
+/// names with or without a `bert.` prefix,
 /// LayerNorm `gamma`/`beta` as `weight`/`bias`; `pooler.*`, the `cls.*` heads and
 /// `embeddings.position_ids` are left out. A missing tensor or a shape that differs from the
 /// config is an error naming the tensor, both shapes and the file.
@@ -177,7 +178,10 @@ pub fn load_bert_weights(
         tensors.insert(name, t);
     }
     let mut loaded = 0;
-    for (name, var) in store.all() {
+    // Only BERT's own variables: a pooler MLP or head in the same store is not in the file.
+    for (name, var) in
+        store.all().into_iter().filter(|(n, _)| n.starts_with("embeddings.") || n.starts_with("encoder."))
+    {
         let t = tensors.get(&name).ok_or_else(|| Error::checkpoint(path, format!("tensor `{name}` is missing")))?;
         if t.dims() != var.dims() {
             return Err(Error::checkpoint(

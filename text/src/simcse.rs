@@ -1,0 +1,180 @@
+//! SimCSE: "SimCSE: Simple Contrastive Learning of Sentence Embeddings", Gao, Yao and Chen, EMNLP
+//! 2021, arXiv:2104.08821.
+//!
+//! Unsupervised: each sentence goes through the encoder twice with dropout on; the two vectors
+//! are a positive pair and the other sentences of the batch are negatives, in one direction
+//! (InfoNCE over cosine similarities at temperature 0.05). Supervised: (anchor, entailment,
+//! contradiction) triples from NLI; the entailment is the positive and every contradiction of the
+//! batch a further negative. Pooling is the paper's CLS with an MLP in training only, or the mean
+//! (sentence-transformers' models). The dropout streams' positions are saved with checkpoints, so
+//! a resumed run draws the same masks.
+
+use crate::bert::Bert;
+use crate::config::BertConfig;
+use crate::pooling::Pooling;
+use crate::tokenizer::{TokenBatch, Tokenizer};
+use candle_core::{DType, Device, Tensor};
+use contrastive_core::data::{Collate, ViewPair};
+use contrastive_core::loss::info_nce;
+use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_core::train::{ExtraState, Objective};
+use contrastive_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Which pooling SimCSE trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SimCsePooling {
+    /// CLS through an MLP in training, bare CLS at inference (the paper's unsupervised setting).
+    ClsMlp,
+    /// CLS.
+    Cls,
+    /// Mean over tokens (sentence-transformers' models such as all-MiniLM-L6-v2).
+    Mean,
+}
+
+/// SimCSE's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimCseConfig {
+    /// Temperature (paper: 0.05).
+    pub temperature: f64,
+    /// Pooling.
+    pub pooling: SimCsePooling,
+}
+
+impl Default for SimCseConfig {
+    fn default() -> Self {
+        Self { temperature: 0.05, pooling: SimCsePooling::ClsMlp }
+    }
+}
+
+/// A batch: the sentences, and for supervised SimCSE their entailments and contradictions.
+#[derive(Clone, Debug)]
+pub struct SentenceBatch {
+    /// Anchor sentences.
+    pub anchors: TokenBatch,
+    /// Entailed sentences (supervised) or `None` (the anchors again, through fresh dropout).
+    pub positives: Option<TokenBatch>,
+    /// Contradicting sentences (supervised hard negatives).
+    pub hard_negatives: Option<TokenBatch>,
+}
+
+/// Tokenizes sentences for the loader. The views of unsupervised SimCSE are the sentence itself
+/// (the dropout makes the difference), so only the first view is used.
+pub struct CollateSentences {
+    /// The tokenizer.
+    pub tokenizer: Arc<Tokenizer>,
+    /// Where the tensors go.
+    pub device: Device,
+}
+
+impl Collate<String> for CollateSentences {
+    type Batch = SentenceBatch;
+    fn collate(&self, samples: Vec<ViewPair<String>>) -> Result<SentenceBatch> {
+        let text: Vec<&str> = samples.iter().map(|s| s.first.as_str()).collect();
+        Ok(SentenceBatch {
+            anchors: self.tokenizer.encode(&text, &self.device)?,
+            positives: None,
+            hard_negatives: None,
+        })
+    }
+}
+
+/// An (anchor, entailment, contradiction) triple for supervised SimCSE.
+pub type Triple = (String, String, String);
+
+impl Collate<Triple> for CollateSentences {
+    type Batch = SentenceBatch;
+    fn collate(&self, samples: Vec<ViewPair<Triple>>) -> Result<SentenceBatch> {
+        let column = |f: fn(&Triple) -> &str| -> Vec<&str> { samples.iter().map(|s| f(&s.first)).collect() };
+        Ok(SentenceBatch {
+            anchors: self.tokenizer.encode(&column(|t| &t.0), &self.device)?,
+            positives: Some(self.tokenizer.encode(&column(|t| &t.1), &self.device)?),
+            hard_negatives: Some(self.tokenizer.encode(&column(|t| &t.2), &self.device)?),
+        })
+    }
+}
+
+/// The SimCSE objective: a BERT (variables named as Hugging Face names them) and,
+/// with CLS + MLP pooling, the MLP (`mlp.dense.*`).
+pub struct SimCse {
+    config: SimCseConfig,
+    store: ParamStore,
+    bert: Bert,
+    pooling: Pooling,
+}
+
+impl SimCse {
+    /// A SimCSE over a BERT of `bert_config`, initialised by `seed` (load pretrained weights into
+    /// [`SimCse::params`] with `load_bert_weights`).
+    pub fn new(config: SimCseConfig, bert_config: &BertConfig, seed: u64, device: &Device) -> Result<Self> {
+        if !(config.temperature > 0.0 && config.temperature.is_finite()) {
+            return Err(Error::config("simcse.temperature", format!("must be positive, got {}", config.temperature)));
+        }
+        let store = ParamStore::new(seed, InitScheme::Normal { std: 0.02 });
+        let vb = store.var_builder(DType::F32, device);
+        let bert = Bert::new(bert_config, vb.clone(), seed)?;
+        let pooling = match config.pooling {
+            SimCsePooling::ClsMlp => Pooling::cls_mlp(bert_config.hidden_size, vb.pp("mlp"))?,
+            SimCsePooling::Cls => Pooling::Cls,
+            SimCsePooling::Mean => Pooling::Mean,
+        };
+        Ok(Self { config, store, bert, pooling })
+    }
+
+    /// The encoder.
+    pub fn bert(&self) -> &Bert {
+        &self.bert
+    }
+
+    /// Sentence vectors of a token batch.
+    pub fn embed(&self, tokens: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
+        let states = self.bert.forward_t(&tokens.ids, &tokens.type_ids, &tokens.attention_mask, train)?;
+        self.pooling.forward_t(&states, &tokens.attention_mask, train)
+    }
+}
+
+impl Objective for SimCse {
+    type Batch = SentenceBatch;
+
+    fn loss(&mut self, batch: &SentenceBatch) -> candle_core::Result<Tensor> {
+        let anchors = self.embed(&batch.anchors, true)?;
+        let positives = self.embed(batch.positives.as_ref().unwrap_or(&batch.anchors), true)?;
+        let negatives = match &batch.hard_negatives {
+            Some(n) => Some(self.embed(n, true)?),
+            None => None,
+        };
+        info_nce(&anchors, &positives, negatives.as_ref(), self.config.temperature)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn extra_state(&self) -> Result<ExtraState> {
+        let positions: Vec<String> = self.bert.dropouts().iter().map(|d| d.position().to_string()).collect();
+        Ok(ExtraState { tensors: Default::default(), json: serde_json::json!({ "dropout_positions": positions }) })
+    }
+
+    fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
+        let positions = state.json.get("dropout_positions").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+        let dropouts = self.bert.dropouts();
+        if positions.len() != dropouts.len() {
+            return Err(Error::Data(format!(
+                "checkpoint has {} dropout positions, the model has {} dropout layers",
+                positions.len(),
+                dropouts.len()
+            )));
+        }
+        for (d, p) in dropouts.iter().zip(positions) {
+            let p: u128 =
+                p.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::Data("bad dropout position".into()))?;
+            d.set_position(p);
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({ "method": "simcse", "simcse": self.config, "bert": self.bert.config() })
+    }
+}

@@ -1,0 +1,205 @@
+//! SimCSE on a tiny BERT with a WordPiece vocabulary: the unsupervised loss falls, a resumed run
+//! equals an uninterrupted one (dropout positions restored), the supervised loss counts the hard
+//! negatives, and errors name their cause.
+
+use candle_core::{Device, Tensor};
+use contrastive_core::augment::Augment;
+use contrastive_core::data::{Loader, LoaderConfig};
+use contrastive_core::loss::info_nce;
+use contrastive_core::nn::check_gradients;
+use contrastive_core::optim::{OptimizerConfig, Schedule};
+use contrastive_core::train::{read_history, Objective, Trainer, TrainerConfig};
+use contrastive_text::*;
+use std::path::Path;
+use std::sync::Arc;
+
+const WORDS: [&str; 24] = [
+    "the", "a", "cat", "dog", "bird", "fish", "runs", "sleeps", "eats", "sings", "swims", "red", "blue", "green",
+    "small", "big", "house", "tree", "river", "sky", "quickly", "slowly", "today", "again",
+];
+
+fn tokenizer(dir: &Path) -> Arc<Tokenizer> {
+    let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .chain(WORDS.iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("vocab.txt"), vocab).unwrap();
+    Arc::new(Tokenizer::from_vocab(&dir.join("vocab.txt"), 16).unwrap())
+}
+
+fn tiny_bert(dropout: f64) -> BertConfig {
+    BertConfig {
+        vocab_size: WORDS.len() + 5,
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 64,
+        hidden_act: Activation::Gelu,
+        hidden_dropout_prob: dropout,
+        attention_probs_dropout_prob: dropout,
+        max_position_embeddings: 16,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+    }
+}
+
+/// 64 distinct sentences of four words.
+fn corpus() -> Vec<String> {
+    (0..64)
+        .map(|i| format!("{} {} {} {}", WORDS[i % 5], WORDS[2 + i % 7], WORDS[6 + (i / 7) % 9], WORDS[15 + i % 9]))
+        .collect()
+}
+
+fn identity() -> impl Augment<String> {
+    |s: String, _: &mut dyn rand::RngCore| Ok(s)
+}
+
+fn config(epochs: usize) -> TrainerConfig {
+    TrainerConfig {
+        epochs,
+        // From BERT's N(0, 0.02) initialisation every sentence starts at nearly the same vector;
+        // a large step gets the tiny model out of that within the run.
+        lr: 1e-2,
+        schedule: Schedule::Constant,
+        optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
+        checkpoint_every: None,
+        progress: false,
+        ..TrainerConfig::default()
+    }
+}
+
+#[test]
+fn unsupervised_simcse_learns_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tokenizer(tmp.path());
+    let loader = || {
+        let collate = CollateSentences { tokenizer: Arc::clone(&tok), device: Device::Cpu };
+        let lc = LoaderConfig { batch_size: 32, seed: 1, shuffle: true, drop_last: true, threads: 1 };
+        Loader::new(corpus(), identity(), collate, lc).unwrap()
+    };
+    let run = |dir: &Path, epochs: usize, resume: bool| {
+        let model =
+            SimCse::new(SimCseConfig { temperature: 0.1, ..SimCseConfig::default() }, &tiny_bert(0.1), 3, &Device::Cpu)
+                .unwrap();
+        let mut t = Trainer::new(config(epochs), model).unwrap().with_run_dir(dir);
+        if resume {
+            assert!(t.resume().unwrap());
+        }
+        t.fit(&loader()).unwrap();
+        read_history(&dir.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect::<Vec<f64>>()
+    };
+    let (full, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let all = run(full.path(), 20, false);
+    run(split.path(), 7, false);
+    let resumed = run(split.path(), 20, true);
+    assert_eq!(all, resumed, "a resumed run must draw the same dropout masks");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (first, last) = (mean(&all[..4]), mean(&all[all.len() - 4..]));
+    assert!(last < first - 0.5, "loss did not fall: {first:.3} -> {last:.3}");
+}
+
+#[test]
+fn supervised_simcse_uses_the_hard_negatives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tokenizer(tmp.path());
+    let sentences = corpus();
+    let triples: Vec<Triple> =
+        (0..8).map(|i| (sentences[i].clone(), sentences[i + 8].clone(), sentences[i + 16].clone())).collect();
+    let collate = CollateSentences { tokenizer: Arc::clone(&tok), device: Device::Cpu };
+    let pairs = triples
+        .iter()
+        .enumerate()
+        .map(|(i, t)| contrastive_core::data::ViewPair { index: i, first: t.clone(), second: t.clone() })
+        .collect();
+    let batch = contrastive_core::data::Collate::collate(&collate, pairs).unwrap();
+    // Without dropout and with mean pooling the embeddings are deterministic, so the objective's
+    // loss can be recomputed: anchors against 8 positives and 8 hard negatives.
+    let mut model =
+        SimCse::new(SimCseConfig { temperature: 0.05, pooling: SimCsePooling::Mean }, &tiny_bert(0.0), 4, &Device::Cpu)
+            .unwrap();
+    let loss = model.loss(&batch).unwrap();
+    let e = |t: &TokenBatch| model.embed(t, false).unwrap();
+    let want = info_nce(
+        &e(&batch.anchors),
+        &e(batch.positives.as_ref().unwrap()),
+        Some(&e(batch.hard_negatives.as_ref().unwrap())),
+        0.05,
+    )
+    .unwrap();
+    let without = info_nce(&e(&batch.anchors), &e(batch.positives.as_ref().unwrap()), None, 0.05).unwrap();
+    let (l, w, wo) =
+        (loss.to_scalar::<f32>().unwrap(), want.to_scalar::<f32>().unwrap(), without.to_scalar::<f32>().unwrap());
+    assert!((l - w).abs() < 1e-5, "{l} vs {w}");
+    assert!(l > wo, "hard negatives must add to the denominator: {l} vs {wo}");
+    check_gradients(model.params(), &loss.backward().unwrap()).unwrap();
+}
+
+#[test]
+fn bad_input_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tokenizer(tmp.path());
+    assert!(tok.encode(&[], &Device::Cpu).unwrap_err().to_string().contains("no sentence"));
+    // Longer than the maximum: truncated to 16 tokens, not an error.
+    let long = vec!["cat"; 40].join(" ");
+    let b = tok.encode(&[&long], &Device::Cpu).unwrap();
+    assert_eq!(b.ids.dims(), [1, 16]);
+    let bad = BertConfig { num_attention_heads: 5, ..tiny_bert(0.1) };
+    let err = SimCse::new(SimCseConfig::default(), &bad, 0, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("num_attention_heads") && err.contains("32"), "{err}");
+    std::fs::write(tmp.path().join("config.json"), "{\"hidden_size\": 32}").unwrap();
+    let err = BertConfig::from_file(&tmp.path().join("config.json")).unwrap_err().to_string();
+    assert!(err.contains("config.json") && err.contains("vocab_size"), "{err}");
+    // Weights that do not fit the config name the tensor and both shapes.
+    let model = SimCse::new(SimCseConfig::default(), &tiny_bert(0.1), 0, &Device::Cpu).unwrap();
+    let mut w = model.params().tensors();
+    w.insert(
+        "embeddings.word_embeddings.weight".into(),
+        Tensor::zeros((10, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&w, tmp.path().join("model.safetensors")).unwrap();
+    let err =
+        load_bert_weights(model.params(), &tmp.path().join("model.safetensors"), &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("word_embeddings") && err.contains("[10, 32]") && err.contains("[29, 32]"), "{err}");
+}
+
+#[test]
+fn bert_gradients_match_finite_differences() {
+    use candle_core::DType;
+    use contrastive_core::nn::{InitScheme, ParamStore};
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tokenizer(tmp.path());
+    let batch = tok.encode(&["the cat runs", "a dog sleeps today", "big tree"], &Device::Cpu).unwrap();
+    let store = ParamStore::new(5, InitScheme::Normal { std: 0.3 });
+    let bert = Bert::new(&tiny_bert(0.0), store.var_builder(DType::F64, &Device::Cpu), 5).unwrap();
+    let weights = Tensor::arange(0f64, 3.0 * 32.0, &Device::Cpu).unwrap().reshape((3, 32)).unwrap().sin().unwrap();
+    let loss = || {
+        let states = bert.forward_t(&batch.ids, &batch.type_ids, &batch.attention_mask, false).unwrap();
+        let pooled = Pooling::Mean.forward_t(&states, &batch.attention_mask, false).unwrap();
+        (pooled * &weights).unwrap().sum_all().unwrap()
+    };
+    let grads = loss().backward().unwrap();
+    for name in [
+        "embeddings.word_embeddings.weight",
+        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.1.intermediate.dense.weight",
+        "encoder.layer.1.output.LayerNorm.weight",
+        "embeddings.LayerNorm.bias",
+    ] {
+        let var = store.get(name).unwrap();
+        let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        for j in (0..base.len()).step_by(base.len() / 7 + 1) {
+            let at = |d: f64| {
+                let mut v = base.clone();
+                v[j] += d;
+                var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap()).unwrap();
+                loss().to_scalar::<f64>().unwrap()
+            };
+            let numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
+            var.set(&Tensor::from_vec(base.clone(), var.dims(), &Device::Cpu).unwrap()).unwrap();
+            assert!((numeric - g[j]).abs() < 1e-5 * (1.0 + numeric.abs()), "{name}[{j}]: {numeric} vs {}", g[j]);
+        }
+    }
+}
