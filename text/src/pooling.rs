@@ -5,9 +5,9 @@ use candle_nn::{linear, Linear, VarBuilder};
 
 /// How token states (B, L, H) become sentence vectors (B, H).
 pub enum Pooling {
-    /// The [CLS] token's state.
+    /// The `[CLS]` token's state.
     Cls,
-    /// The [CLS] state through Linear + tanh in training only (SimCSE's unsupervised default).
+    /// The `[CLS]` state through Linear + tanh in training only (SimCSE's unsupervised default).
     ClsMlp(Linear),
     /// The mean over real tokens (the attention mask), as sentence-transformers does.
     Mean,

@@ -35,7 +35,7 @@ impl Tokenizer {
         Self::wrap(inner, max_length, path)
     }
 
-    /// Builds a BERT WordPiece tokenizer (lowercasing, BERT's pre-tokenizer, [CLS] ... [SEP]) from
+    /// Builds a BERT WordPiece tokenizer (lowercasing, BERT's pre-tokenizer, `[CLS] ... [SEP]`) from
     /// a `vocab.txt`.
     pub fn from_vocab(path: &Path, max_length: usize) -> Result<Self> {
         use tokenizers::models::wordpiece::WordPiece;
