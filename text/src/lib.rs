@@ -2,21 +2,27 @@
 //!
 //! Contrastive learning on sentences.
 //!
+//! - Data: [`read_corpus`] (sentences from lines or documents), [`read_sts_tsv`], [`read_lee50`].
 //! - [`Tokenizer`]: `tokenizer.json` or `vocab.txt`, truncation, padding per batch.
 //! - [`Bert`]: a trainable BERT that loads Hugging Face weights ([`load_bert_weights`]), with
 //!   real seeded dropout and a LayerNorm whose gradients flow.
+//! - [`SentenceEncoder`]: sentences to vectors; loads and saves sentence-transformers folders.
 //! - [`Pooling`]: CLS, CLS + MLP (training only), masked mean.
 //! - [`SimCse`]: unsupervised (two dropout passes) and supervised (entailment positive,
 //!   contradiction hard negative) SimCSE, an objective for the core `Trainer`.
 
 mod bert;
 mod config;
+mod data;
+mod encoder;
 mod pooling;
 mod simcse;
 mod tokenizer;
 
 pub use bert::{load_bert_weights, Bert};
 pub use config::{Activation, BertConfig};
+pub use data::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, Lee50};
+pub use encoder::{SentenceEncoder, SentencePooling};
 pub use pooling::Pooling;
 pub use simcse::{CollateSentences, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, Triple};
 pub use tokenizer::{TokenBatch, Tokenizer};

@@ -77,6 +77,13 @@ impl Tokenizer {
         Ok(Self { inner, max_length, warned: AtomicBool::new(false) })
     }
 
+    /// Writes the tokenizer as `tokenizer.json` (with its truncation; padding is set per batch).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut plain = self.inner.clone();
+        plain.with_padding(None);
+        plain.save(path, true).map_err(|e| Error::Data(format!("{}: cannot write the tokenizer: {e}", path.display())))
+    }
+
     /// The maximum length in tokens.
     pub fn max_length(&self) -> usize {
         self.max_length

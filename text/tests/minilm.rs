@@ -104,3 +104,46 @@ fn minilm_trains_with_real_dropout() {
     let e3 = embed(&bert3, &tokenizer, true);
     assert_eq!(e2.to_vec2::<f32>().unwrap(), e3.to_vec2::<f32>().unwrap());
 }
+
+#[test]
+fn sentence_encoder_loads_saves_and_scores_lee50() {
+    use contrastive_text::{read_lee50, SentenceEncoder};
+    let Some(dir) = minilm_dir() else { return };
+    let encoder = SentenceEncoder::from_folder(&dir, &Device::Cpu).unwrap();
+    // modules.json lists Normalize and 1_Pooling says mean: the golden embeddings come out.
+    let e = encoder.encode(&SENTENCES).unwrap().to_vec2::<f32>().unwrap();
+    for (row, want) in e.iter().zip(FIRST8) {
+        assert!(row.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-4));
+    }
+    // Saved and loaded again: the same vectors. (tests/golden/roundtrip.py loads such a folder
+    // with sentence-transformers: the first 8 dimensions match FIRST8 to 1e-6.)
+    let keep = std::env::var_os("SAVE_ENCODER_TO").map(PathBuf::from);
+    let out = keep.clone().unwrap_or_else(|| tempfile::tempdir().unwrap().keep());
+    encoder.save(&out).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} not written");
+    }
+    let again = SentenceEncoder::from_folder(&out, &Device::Cpu).unwrap();
+    assert_eq!(again.encode(&SENTENCES).unwrap().to_vec2::<f32>().unwrap(), e);
+    // Lee-50: cosine of the 50 documents' vectors against the human judgements. Measured with
+    // sentence-transformers (shared/data/README.md): Pearson 0.656, Spearman 0.508.
+    let lee = read_lee50(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lee50")).unwrap();
+    let docs: Vec<&str> = lee.documents.iter().map(String::as_str).collect();
+    let v = encoder.encode(&docs).unwrap();
+    let sims = v.matmul(&v.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+    let predicted: Vec<f64> = lee.pairs.iter().map(|&(i, j, _)| sims[i][j] as f64).collect();
+    let gold: Vec<f64> = lee.pairs.iter().map(|p| p.2).collect();
+    let pearson = contrastive_eval::pearson(&predicted, &gold).unwrap();
+    let spearman = contrastive_eval::spearman(&predicted, &gold).unwrap();
+    assert!((pearson - 0.656).abs() < 2e-3 && (spearman - 0.508).abs() < 2e-3, "Lee-50 {pearson:.4} / {spearman:.4}");
+    if keep.is_none() {
+        std::fs::remove_dir_all(&out).ok();
+    }
+}

@@ -1,0 +1,152 @@
+//! Sentence data: a corpus from text files, STS-style pairs with scores, and the Lee-50 document
+//! similarity set (Lee, Pincombe and Welsh 2005).
+
+use contrastive_core::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// How a corpus file holds its sentences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorpusFormat {
+    /// One sentence per line.
+    Lines,
+    /// Running text, split into sentences after `.`, `!` or `?` followed by space and a capital.
+    Documents,
+}
+
+/// Splits running text into sentences: whitespace runs collapse to one space, and a sentence ends
+/// after `.`, `!` or `?` when a space and a capital letter follow (`(?<=[.!?])\s+(?=[A-Z])`).
+pub fn split_sentences(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut sentences = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        current.push(w);
+        let ends = w.ends_with(['.', '!', '?']);
+        let next_capital = words.get(i + 1).and_then(|n| n.chars().next()).is_some_and(|c| c.is_ascii_uppercase());
+        if ends && next_capital {
+            sentences.push(current.join(" "));
+            current.clear();
+        }
+    }
+    if !current.is_empty() {
+        sentences.push(current.join(" "));
+    }
+    sentences
+}
+
+/// Sentences of a file, or of every `.txt` file of a folder (sorted by name), kept when their
+/// length in characters is within `chars` (inclusive). An empty result is an error naming the path.
+pub fn read_corpus(path: &Path, format: CorpusFormat, chars: (usize, usize)) -> Result<Vec<String>> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+            .collect();
+        f.sort();
+        f
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut out = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let sentences = match format {
+            CorpusFormat::Lines => text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect(),
+            CorpusFormat::Documents => split_sentences(&text),
+        };
+        out.extend(sentences.into_iter().filter(|s| (chars.0..=chars.1).contains(&s.chars().count())));
+    }
+    if out.is_empty() {
+        return Err(Error::Data(format!(
+            "{}: no sentence of {} to {} characters in {} file(s)",
+            path.display(),
+            chars.0,
+            chars.1,
+            files.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// Sentence pairs with a similarity score, from a TSV of `sentence 1 <tab> sentence 2 <tab>
+/// score` lines (STS-B style; a header line whose score is not a number is skipped).
+pub fn read_sts_tsv(path: &Path) -> Result<Vec<(String, String, f64)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        if fields.len() != 3 {
+            return Err(Error::Data(format!(
+                "{} line {}: {} fields, expected 3 (sentence, sentence, score)",
+                path.display(),
+                i + 1,
+                fields.len()
+            )));
+        }
+        match fields[2].trim().parse::<f64>() {
+            Ok(score) => pairs.push((fields[0].to_string(), fields[1].to_string(), score)),
+            Err(_) if i == 0 => continue,
+            Err(_) => {
+                return Err(Error::Data(format!(
+                    "{} line {}: score `{}` is not a number",
+                    path.display(),
+                    i + 1,
+                    fields[2]
+                )))
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return Err(Error::Data(format!("{}: no sentence pair", path.display())));
+    }
+    Ok(pairs)
+}
+
+/// The Lee-50 set: 50 news documents and the mean human similarity of each of their 1,225 pairs.
+#[derive(Clone, Debug)]
+pub struct Lee50 {
+    /// The documents, in file order.
+    pub documents: Vec<String>,
+    /// `(i, j, similarity)` for every pair i < j (the diagonal is ignored).
+    pub pairs: Vec<(usize, usize, f64)>,
+}
+
+/// Reads `lee.cor` (one document per line, Latin-1) and `similarities0-1.txt` (a 50 x 50 matrix,
+/// upper triangle used) from `dir`.
+pub fn read_lee50(dir: &Path) -> Result<Lee50> {
+    let cor = dir.join("lee.cor");
+    let bytes = std::fs::read(&cor).map_err(|e| Error::io(&cor, e))?;
+    // Latin-1: every byte is the code point of the same value.
+    let text: String = bytes.iter().map(|&b| b as char).collect();
+    let documents: Vec<String> = text.split('\n').map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let sim = dir.join("similarities0-1.txt");
+    let matrix_text = std::fs::read_to_string(&sim).map_err(|e| Error::io(&sim, e))?;
+    let rows: Vec<Vec<f64>> = matrix_text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            l.split_whitespace()
+                .map(|v| {
+                    v.parse::<f64>()
+                        .map_err(|_| Error::Data(format!("{} line {}: `{v}` is not a number", sim.display(), i + 1)))
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    let n = documents.len();
+    if rows.len() != n || rows.iter().any(|r| r.len() != n) {
+        return Err(Error::Data(format!(
+            "{}: expected a {n} x {n} matrix for the {n} documents of {}",
+            sim.display(),
+            cor.display()
+        )));
+    }
+    let pairs = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).map(|(i, j)| (i, j, rows[i][j])).collect();
+    Ok(Lee50 { documents, pairs })
+}

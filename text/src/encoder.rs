@@ -1,0 +1,189 @@
+//! A sentence encoder: tokenizer, BERT and pooling in one, loaded from and saved to the folder
+//! layout sentence-transformers uses.
+
+use crate::bert::{load_bert_weights, Bert};
+use crate::config::BertConfig;
+use crate::pooling::Pooling;
+use crate::tokenizer::Tokenizer;
+use candle_core::{DType, Device, Tensor};
+use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_core::{Error, Result};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How token states become the sentence vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SentencePooling {
+    /// Mean over real tokens.
+    Mean,
+    /// The `[CLS]` token.
+    Cls,
+}
+
+/// Tokenizer, BERT and pooling: sentences in, vectors out.
+pub struct SentenceEncoder {
+    bert: Bert,
+    store: ParamStore,
+    tokenizer: Tokenizer,
+    pooling: SentencePooling,
+    normalize: bool,
+    device: Device,
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: not valid JSON: {e}", path.display())))
+}
+
+impl SentenceEncoder {
+    /// From parts (a trained BERT and its store, for instance).
+    pub fn new(
+        bert: Bert,
+        store: ParamStore,
+        tokenizer: Tokenizer,
+        pooling: SentencePooling,
+        normalize: bool,
+        device: &Device,
+    ) -> Self {
+        Self { bert, store, tokenizer, pooling, normalize, device: device.clone() }
+    }
+
+    /// Loads a sentence-transformers (or plain Hugging Face BERT) folder: `config.json`,
+    /// `model.safetensors` (or `pytorch_model.bin`), `tokenizer.json` (or `vocab.txt`), and when
+    /// present `1_Pooling/config.json` (pooling), `modules.json` (a Normalize module) and
+    /// `sentence_bert_config.json` (maximum length; default 256). A missing file is named.
+    pub fn from_folder(dir: &Path, device: &Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Data(format!("{}: not a model folder", dir.display())));
+        }
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
+        let bert = Bert::new(&config, store.var_builder(DType::F32, device), 0)?;
+        let safetensors = dir.join("model.safetensors");
+        if safetensors.exists() {
+            load_bert_weights(&store, &safetensors, device)?;
+        } else {
+            let bin = dir.join("pytorch_model.bin");
+            if !bin.exists() {
+                return Err(Error::Data(format!("{}: neither model.safetensors nor pytorch_model.bin", dir.display())));
+            }
+            // Convert the pickle to safetensors once, in memory, and load it by the same rules.
+            let tensors: HashMap<String, Tensor> = candle_core::pickle::read_all(&bin)
+                .map_err(|e| Error::checkpoint(&bin, format!("cannot read: {e}")))?
+                .into_iter()
+                .collect();
+            let tmp = std::env::temp_dir().join(format!("contrastive-{}.safetensors", std::process::id()));
+            candle_core::safetensors::save(&tensors, &tmp)?;
+            let loaded = load_bert_weights(&store, &tmp, device);
+            let _ = std::fs::remove_file(&tmp);
+            loaded.map_err(|e| Error::checkpoint(&bin, e.to_string()))?;
+        }
+        let max_length = match read_json(&dir.join("sentence_bert_config.json")) {
+            Ok(v) => v.get("max_seq_length").and_then(|m| m.as_u64()).unwrap_or(256) as usize,
+            Err(_) => 256,
+        }
+        .min(config.max_position_embeddings);
+        let tokenizer = if dir.join("tokenizer.json").exists() {
+            Tokenizer::from_file(&dir.join("tokenizer.json"), max_length)?
+        } else if dir.join("vocab.txt").exists() {
+            Tokenizer::from_vocab(&dir.join("vocab.txt"), max_length)?
+        } else {
+            return Err(Error::Data(format!("{}: neither tokenizer.json nor vocab.txt", dir.display())));
+        };
+        let pooling = match read_json(&dir.join("1_Pooling/config.json")) {
+            Ok(v) if v.get("pooling_mode_cls_token").and_then(|b| b.as_bool()) == Some(true) => SentencePooling::Cls,
+            _ => SentencePooling::Mean,
+        };
+        let normalize = read_json(&dir.join("modules.json")).is_ok_and(|v| {
+            v.as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|e| e.get("type").and_then(|t| t.as_str()) == Some("sentence_transformers.models.Normalize"))
+            })
+        });
+        Ok(Self { bert, store, tokenizer, pooling, normalize, device: device.clone() })
+    }
+
+    /// The BERT's variables.
+    pub fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// Width of the vectors.
+    pub fn dim(&self) -> usize {
+        self.bert.config().hidden_size
+    }
+
+    /// Vectors of `sentences` (N, H) in eval mode, 64 at a time; unit length when the model
+    /// normalises.
+    pub fn encode(&self, sentences: &[&str]) -> Result<Tensor> {
+        let mut parts = Vec::new();
+        for chunk in sentences.chunks(64) {
+            let batch = self.tokenizer.encode(chunk, &self.device)?;
+            let states = self.bert.forward_t(&batch.ids, &batch.type_ids, &batch.attention_mask, false)?;
+            let pooled = match self.pooling {
+                SentencePooling::Mean => Pooling::Mean.forward_t(&states, &batch.attention_mask, false)?,
+                SentencePooling::Cls => Pooling::Cls.forward_t(&states, &batch.attention_mask, false)?,
+            };
+            parts.push(if self.normalize { contrastive_core::similarity::l2_normalize(&pooled)? } else { pooled });
+        }
+        if parts.is_empty() {
+            return Err(Error::Data("encode: no sentence".into()));
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Writes a folder that sentence-transformers and [`SentenceEncoder::from_folder`] load:
+    /// `config.json`, `model.safetensors`, `tokenizer.json`, `modules.json`,
+    /// `sentence_bert_config.json`, `1_Pooling/config.json`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir.join("1_Pooling")).map_err(|e| Error::io(dir, e))?;
+        let write = |name: &str, v: serde_json::Value| -> Result<()> {
+            let path = dir.join(name);
+            let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Data(format!("{name}: {e}")))?;
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+        };
+        let mut config =
+            serde_json::to_value(self.bert.config()).map_err(|e| Error::Data(format!("config.json: {e}")))?;
+        if let Some(o) = config.as_object_mut() {
+            o.insert("model_type".into(), json!("bert"));
+            o.insert("architectures".into(), json!(["BertModel"]));
+            o.insert("pad_token_id".into(), json!(0));
+        }
+        write("config.json", config)?;
+        let tensors: HashMap<String, Tensor> = self
+            .store
+            .tensors()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("embeddings.") || k.starts_with("encoder."))
+            .collect();
+        let weights = dir.join("model.safetensors");
+        candle_core::safetensors::save(&tensors, &weights).map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
+        self.tokenizer.save(&dir.join("tokenizer.json"))?;
+        let mut modules = vec![
+            json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
+            json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
+        ];
+        if self.normalize {
+            modules.push(
+                json!({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}),
+            );
+            std::fs::create_dir_all(dir.join("2_Normalize")).map_err(|e| Error::io(dir, e))?;
+        }
+        write("modules.json", json!(modules))?;
+        write(
+            "sentence_bert_config.json",
+            json!({"max_seq_length": self.tokenizer.max_length(), "do_lower_case": false}),
+        )?;
+        write(
+            "1_Pooling/config.json",
+            json!({
+                "word_embedding_dimension": self.dim(),
+                "pooling_mode_cls_token": self.pooling == SentencePooling::Cls,
+                "pooling_mode_mean_tokens": self.pooling == SentencePooling::Mean,
+                "pooling_mode_max_tokens": false,
+                "pooling_mode_mean_sqrt_len_tokens": false
+            }),
+        )
+    }
+}
