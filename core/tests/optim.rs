@@ -247,6 +247,13 @@ fn schedules_at_chosen_steps() {
         .contains("schedule.step_size"));
     let bad = Schedule::WarmupCosine { warmup_steps: 10, total_steps: 5, final_fraction: 0.0 };
     assert!(bad.validate().unwrap_err().to_string().contains("schedule.total_steps"));
+    // transformers' get_linear_schedule_with_warmup(warmup 0, total 100): lambda(s) = (100 - s) / 100.
+    let lin = Schedule::WarmupLinear { warmup_steps: 0, total_steps: 100 };
+    assert!((lin.lr(2.0, 0) - 2.0).abs() < 1e-15 && (lin.lr(2.0, 25) - 1.5).abs() < 1e-15);
+    assert_eq!((lin.lr(2.0, 100), lin.lr(2.0, 150)), (0.0, 0.0));
+    let warm = Schedule::WarmupLinear { warmup_steps: 4, total_steps: 14 };
+    assert!((warm.lr(1.0, 1) - 0.5).abs() < 1e-15 && (warm.lr(1.0, 9) - 0.5).abs() < 1e-15);
+    assert!(Schedule::WarmupLinear { warmup_steps: 5, total_steps: 4 }.validate().is_err());
 }
 
 #[test]

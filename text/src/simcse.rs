@@ -127,6 +127,11 @@ impl SimCse {
         &self.bert
     }
 
+    /// The trained BERT and its variables (for a [`crate::SentenceEncoder`]).
+    pub fn into_parts(self) -> (Bert, ParamStore) {
+        (self.bert, self.store)
+    }
+
     /// Sentence vectors of a token batch.
     pub fn embed(&self, tokens: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
         let states = self.bert.forward_t(&tokens.ids, &tokens.type_ids, &tokens.attention_mask, train)?;

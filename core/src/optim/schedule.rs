@@ -20,6 +20,14 @@ pub enum Schedule {
         /// Final rate as a fraction of the base rate (0 in SimCLR).
         final_fraction: f64,
     },
+    /// Linear warmup as above, then a straight line down to 0 at `total_steps`
+    /// (transformers' `get_linear_schedule_with_warmup`, sentence-transformers' "WarmupLinear").
+    WarmupLinear {
+        /// Steps of linear warmup (0 for none).
+        warmup_steps: usize,
+        /// Step at which the rate reaches 0.
+        total_steps: usize,
+    },
     /// Multiply by `gamma` every `step_size` steps (torch.optim.lr_scheduler.StepLR).
     Step {
         /// Steps between decays.
@@ -43,6 +51,13 @@ impl Schedule {
                 let end = base * final_fraction;
                 end + (base - end) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
+            Schedule::WarmupLinear { warmup_steps, total_steps } => {
+                if step < warmup_steps {
+                    return base * (step + 1) as f64 / warmup_steps as f64;
+                }
+                let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
+                base * (total_steps.saturating_sub(step) as f64 / span).max(0.0)
+            }
             Schedule::Step { step_size, gamma } => base * gamma.powi((step / step_size.max(1)) as i32),
         }
     }
@@ -62,6 +77,15 @@ impl Schedule {
                     return Err(Error::config(
                         "schedule.final_fraction",
                         format!("must be in [0, 1], got {final_fraction}"),
+                    ));
+                }
+                Ok(())
+            }
+            Schedule::WarmupLinear { warmup_steps, total_steps } => {
+                if total_steps < warmup_steps {
+                    return Err(Error::config(
+                        "schedule.total_steps",
+                        format!("{total_steps} is below warmup_steps {warmup_steps}"),
                     ));
                 }
                 Ok(())

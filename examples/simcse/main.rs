@@ -1,0 +1,213 @@
+//! Unsupervised SimCSE: fine-tune a sentence encoder (all-MiniLM-L6-v2 by default) on sentences
+//! of your own text, and measure Lee-50 document similarity before and after.
+//!
+//!     scripts/fetch-assets minilm
+//!     cargo run --release -p contrastive-examples --bin simcse -- --data ../shared/data/sotu --out runs/simcse
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use candle_core::Device;
+use clap::{Parser, ValueEnum};
+use contrastive_core::augment::Augment;
+use contrastive_core::data::{Loader, LoaderConfig};
+use contrastive_core::optim::{OptimizerConfig, Schedule};
+use contrastive_core::rng::named_rng;
+use contrastive_core::train::{Objective, Trainer, TrainerConfig};
+use contrastive_core::{Error, Result};
+use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::report::{plot_run, print_final};
+use contrastive_text::{
+    load_bert_weights, read_corpus, read_lee50, BertConfig, CollateSentences, CorpusFormat, SentenceEncoder,
+    SentencePooling, SimCse, SimCseConfig, SimCsePooling, Tokenizer,
+};
+use rand::seq::SliceRandom;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How the `--data` files hold sentences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Running text, split into sentences.
+    Documents,
+    /// One sentence per line.
+    Lines,
+}
+
+/// Unsupervised SimCSE (Gao et al. 2021) with the sentence-transformers reference recipe: batch
+/// 64, AdamW 3e-5 with linear decay, temperature 0.05, training length 32 tokens, one epoch over
+/// 10,000 sentences of 40 to 300 characters; Lee-50 with up to 256 tokens.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// How the --data files hold sentences.
+    #[arg(long, value_enum, default_value = "documents")]
+    format: Format,
+    /// Sentences to train on (drawn by --seed).
+    #[arg(long, default_value_t = 10_000)]
+    sentences: usize,
+    /// Learning rate (AdamW, decaying linearly to 0).
+    #[arg(long, default_value_t = 3e-5)]
+    lr: f64,
+    /// Temperature.
+    #[arg(long, default_value_t = 0.05)]
+    temperature: f64,
+    /// Tokens per training sentence.
+    #[arg(long, default_value_t = 32)]
+    max_length: usize,
+    /// Write the trained encoder as a sentence-transformers folder here.
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
+}
+
+fn same_sentence() -> impl Augment<String> {
+    |s: String, _: &mut dyn rand::RngCore| Ok(s)
+}
+
+fn default_model() -> PathBuf {
+    let root = std::env::var_os("CONTRASTIVE_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/contrastive"));
+    root.join("all-MiniLM-L6-v2")
+}
+
+fn model_folder(init: Option<&str>) -> Result<PathBuf> {
+    let dir = match init {
+        Some(i) if Path::new(i).is_dir() => PathBuf::from(i),
+        Some(i) => {
+            return Err(Error::Data(format!(
+                "--init {i}: not a model folder (config.json, model.safetensors, tokenizer.json)"
+            )))
+        }
+        None => default_model(),
+    };
+    if !dir.join("model.safetensors").exists() {
+        return Err(Error::Data(format!(
+            "{}: no model.safetensors. Fetch all-MiniLM-L6-v2 with `scripts/fetch-assets minilm`, or pass --init DIR",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Lee-50 Pearson and Spearman of the encoder's cosine similarities.
+fn lee50(encoder: &SentenceEncoder) -> Result<(f64, f64)> {
+    let lee = read_lee50(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/data/lee50"))?;
+    let docs: Vec<&str> = lee.documents.iter().map(String::as_str).collect();
+    let v = contrastive_core::similarity::l2_normalize(&encoder.encode(&docs)?)?;
+    let sims = v.matmul(&v.t()?)?.to_vec2::<f32>()?;
+    let predicted: Vec<f64> = lee.pairs.iter().map(|&(i, j, _)| sims[i][j] as f64).collect();
+    let gold: Vec<f64> = lee.pairs.iter().map(|p| p.2).collect();
+    Ok((contrastive_eval::pearson(&predicted, &gold)?, contrastive_eval::spearman(&predicted, &gold)?))
+}
+
+fn run(cli: Cli) -> Result<serde_json::Value> {
+    let flags = &cli.common;
+    flags.setup()?;
+    let started = Instant::now();
+    let device = Device::Cpu;
+    let model_dir = model_folder(flags.init.as_deref())?;
+    let data = flags
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/sotu")));
+    if !data.exists() {
+        return Err(Error::Data(format!(
+            "{}: no such file or folder; pass --data with a text file or a folder of .txt files",
+            data.display()
+        )));
+    }
+    let format = match cli.format {
+        Format::Documents => CorpusFormat::Documents,
+        Format::Lines => CorpusFormat::Lines,
+    };
+    let mut sentences = read_corpus(&data, format, (40, 300))?;
+    sentences.shuffle(&mut named_rng(flags.seed, "simcse-corpus"));
+    let wanted = if flags.quick { cli.sentences.min(256) } else { cli.sentences };
+    sentences.truncate(wanted);
+    eprintln!("simcse: {} sentences from {}; model {}", sentences.len(), data.display(), model_dir.display());
+
+    let before_encoder = SentenceEncoder::from_folder(&model_dir, &device)?;
+    let before = lee50(&before_encoder)?;
+    eprintln!("Lee-50 before: Pearson {:.4}, Spearman {:.4}", before.0, before.1);
+    drop(before_encoder);
+
+    let bert_config = BertConfig::from_file(&model_dir.join("config.json"))?;
+    let config = SimCseConfig { temperature: cli.temperature, pooling: SimCsePooling::Mean };
+    let model = SimCse::new(config, &bert_config, flags.seed, &device)?;
+    load_bert_weights(model.params(), &model_dir.join("model.safetensors"), &device)?;
+    let tokenizer = Arc::new(Tokenizer::from_file(&model_dir.join("tokenizer.json"), cli.max_length)?);
+    let batch_size = flags.batch_size.unwrap_or(if flags.quick { 16 } else { 64 });
+    // The two views are the sentence itself: dropout makes them differ.
+    let loader_config = LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: 1 };
+    let loader = Loader::new(
+        sentences,
+        same_sentence(),
+        CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() },
+        loader_config,
+    )?;
+    let epochs = flags.epochs.unwrap_or(1);
+    let total = epochs * loader.batches_per_epoch();
+    let trainer_config = TrainerConfig {
+        epochs,
+        lr: cli.lr,
+        schedule: Schedule::WarmupLinear { warmup_steps: 0, total_steps: total },
+        optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01 },
+        clip_grad_norm: Some(1.0),
+        checkpoint_every: Some(100),
+        keep_last: 2,
+        progress: true,
+        ..TrainerConfig::default()
+    };
+    let mut trainer = Trainer::new(trainer_config, model)?;
+    if let Some(dir) = flags.run_dir() {
+        trainer = trainer.with_run_dir(dir);
+    }
+    if flags.resume.is_some() && !trainer.resume()? {
+        return Err(Error::config("--resume", "no checkpoint in that folder"));
+    }
+    trainer.stop_on_ctrl_c()?;
+    let fit_started = Instant::now();
+    let summary = trainer.fit(&loader)?;
+    let train_seconds = fit_started.elapsed().as_secs_f64();
+    let (bert, store) = trainer.into_objective().into_parts();
+    let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256)?;
+    let encoder = SentenceEncoder::new(bert, store, eval_tokenizer, SentencePooling::Mean, true, &device);
+    let after = lee50(&encoder)?;
+    eprintln!("Lee-50 after: Pearson {:.4}, Spearman {:.4}", after.0, after.1);
+    if let Some(dir) = &cli.export {
+        encoder.save(dir)?;
+        eprintln!("exported a sentence-transformers folder: {}", dir.display());
+    }
+    if let Some(dir) = flags.run_dir() {
+        plot_run(&dir, None)?;
+    }
+    println!("Lee-50 (1,225 document pairs)   Pearson  Spearman");
+    println!("before                          {:>7.4}  {:>8.4}", before.0, before.1);
+    println!("after {} steps of SimCSE {:>9.4}  {:>8.4}", summary.steps, after.0, after.1);
+    Ok(json!({
+        "example": "simcse",
+        "steps": summary.steps,
+        "batch_size": batch_size,
+        "last_loss": summary.last_loss,
+        "train_seconds": (train_seconds * 10.0).round() / 10.0,
+        "steps_per_second": if train_seconds > 0.0 { summary.steps as f64 / train_seconds } else { 0.0 },
+        "lee50_before": { "pearson": before.0, "spearman": before.1 },
+        "lee50_after": { "pearson": after.0, "spearman": after.1 },
+        "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    }))
+}
+
+fn main() {
+    match run(Cli::parse()) {
+        Ok(figures) => print_final(&figures),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
