@@ -156,18 +156,26 @@ impl SelfAttention {
 }
 
 /// Loads Hugging Face BERT weights into the `embeddings.*` and `encoder.*` variables of `store`:
-/// names with or without a `bert.` prefix,
-/// LayerNorm `gamma`/`beta` as `weight`/`bias`; `pooler.*`, the `cls.*` heads and
-/// `embeddings.position_ids` are left out. A missing tensor or a shape that differs from the
-/// config is an error naming the tensor, both shapes and the file.
+/// names with or without a `bert.` prefix, LayerNorm `gamma`/`beta` as `weight`/`bias`;
+/// `pooler.*`, the `cls.*` heads and `embeddings.position_ids` are left out. A missing tensor or a
+/// shape that differs from the config is an error naming the tensor, both shapes and the file.
+/// Reads `model.safetensors`, or a `pytorch_model.bin` (by its extension) through candle's pickle
+/// reader.
 pub fn load_bert_weights(
     store: &contrastive_core::nn::ParamStore,
     path: &std::path::Path,
     device: &Device,
 ) -> contrastive_core::Result<usize> {
     use contrastive_core::Error;
-    let raw = candle_core::safetensors::load(path, device)
-        .map_err(|e| Error::checkpoint(path, format!("cannot read safetensors: {e}")))?;
+    let raw: Vec<(String, Tensor)> = if path.extension().is_some_and(|e| e == "bin") {
+        candle_core::pickle::read_all(path)
+            .map_err(|e| Error::checkpoint(path, format!("cannot read the PyTorch file: {e}")))?
+    } else {
+        candle_core::safetensors::load(path, device)
+            .map_err(|e| Error::checkpoint(path, format!("cannot read safetensors: {e}")))?
+            .into_iter()
+            .collect()
+    };
     let mut tensors = std::collections::HashMap::new();
     for (name, t) in raw {
         let name = name
@@ -189,7 +197,7 @@ pub fn load_bert_weights(
                 format!("tensor `{name}` has shape {:?}, the config asks for {:?}", t.dims(), var.dims()),
             ));
         }
-        var.set(&t.to_dtype(var.dtype())?)?;
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
         loaded += 1;
     }
     Ok(loaded)

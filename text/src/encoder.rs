@@ -60,25 +60,11 @@ impl SentenceEncoder {
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
         let bert = Bert::new(&config, store.var_builder(DType::F32, device), 0)?;
-        let safetensors = dir.join("model.safetensors");
-        if safetensors.exists() {
-            load_bert_weights(&store, &safetensors, device)?;
-        } else {
-            let bin = dir.join("pytorch_model.bin");
-            if !bin.exists() {
-                return Err(Error::Data(format!("{}: neither model.safetensors nor pytorch_model.bin", dir.display())));
-            }
-            // Convert the pickle to safetensors once, in memory, and load it by the same rules.
-            let tensors: HashMap<String, Tensor> = candle_core::pickle::read_all(&bin)
-                .map_err(|e| Error::checkpoint(&bin, format!("cannot read: {e}")))?
-                .into_iter()
-                .collect();
-            let tmp = std::env::temp_dir().join(format!("contrastive-{}.safetensors", std::process::id()));
-            candle_core::safetensors::save(&tensors, &tmp)?;
-            let loaded = load_bert_weights(&store, &tmp, device);
-            let _ = std::fs::remove_file(&tmp);
-            loaded.map_err(|e| Error::checkpoint(&bin, e.to_string()))?;
-        }
+        let weights = ["model.safetensors", "pytorch_model.bin"].iter().map(|f| dir.join(f)).find(|p| p.exists());
+        let Some(weights) = weights else {
+            return Err(Error::Data(format!("{}: neither model.safetensors nor pytorch_model.bin", dir.display())));
+        };
+        load_bert_weights(&store, &weights, device)?;
         let max_length = match read_json(&dir.join("sentence_bert_config.json")) {
             Ok(v) => v.get("max_seq_length").and_then(|m| m.as_u64()).unwrap_or(256) as usize,
             Err(_) => 256,

@@ -203,3 +203,28 @@ fn bert_gradients_match_finite_differences() {
         }
     }
 }
+
+#[test]
+fn pytorch_pickles_with_old_names_load_as_safetensors_do() {
+    use candle_core::DType;
+    use contrastive_core::nn::{InitScheme, ParamStore};
+    // tests/golden/tiny_bert.py: one random BERT as a PyTorch pickle (`bert.` prefix, LayerNorm
+    // gamma/beta, a pooler) and as safetensors (today's names).
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let config =
+        BertConfig { vocab_size: 29, hidden_size: 8, intermediate_size: 16, num_attention_heads: 2, ..tiny_bert(0.0) };
+    let out = |file: &str| {
+        let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
+        let bert = Bert::new(&config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
+        assert_eq!(load_bert_weights(&store, &fixtures.join(file), &Device::Cpu).unwrap(), 37);
+        let ids = Tensor::new(&[[2u32, 7, 9, 3]], &Device::Cpu).unwrap();
+        let ones = ids.ones_like().unwrap();
+        bert.forward_t(&ids, &ids.zeros_like().unwrap(), &ones, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(out("tiny_bert.bin"), out("tiny_bert.safetensors"));
+}
