@@ -13,7 +13,7 @@ use contrastive_core::{Error, Result};
 use contrastive_examples::flags::CommonFlags;
 use contrastive_examples::image_data::load_image_data;
 use contrastive_examples::recipe::Recipe;
-use contrastive_examples::report::print_final;
+use contrastive_examples::report::finish;
 use contrastive_vision::augment::Normalize;
 use contrastive_vision::{uci_digits, Image, InMemoryImages};
 use serde_json::json;
@@ -88,11 +88,5 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
 }
 
 fn main() {
-    match run(Cli::parse()) {
-        Ok(figures) => print_final(&figures),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
+    finish(run(Cli::parse()));
 }

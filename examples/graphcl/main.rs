@@ -15,7 +15,7 @@ use contrastive_core::train::{Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{CrossValidation, LinearProbe};
 use contrastive_examples::flags::CommonFlags;
-use contrastive_examples::report::{plot_run, print_final, save_embeddings};
+use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::augment::{AttrMask, EdgePerturb, NodeDrop, Subgraph};
 use contrastive_graph::{
     load_tu, CollateGraphs, Graph, GraphCl, GraphClConfig, GraphClLoss, NodeFeatures, TuDataset, TuOptions,
@@ -258,11 +258,5 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
 }
 
 fn main() {
-    match run(Cli::parse()) {
-        Ok(figures) => print_final(&figures),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
+    finish(run(Cli::parse()));
 }

@@ -19,7 +19,7 @@ use contrastive_examples::flags::CommonFlags;
 use contrastive_examples::image_eval::{raw_pixels, score};
 use contrastive_examples::image_training::pixel_statistics;
 use contrastive_examples::pretrained::resolve_init;
-use contrastive_examples::report::{plot_run, print_final, save_embeddings};
+use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_vision::augment::{ColorJitter, GaussianBlur, RandomResizedCrop, ViewAugmentation};
 use contrastive_vision::{
     extract_features, load_encoder_weights, uci_digits, CollateViews, ConvNetConfig, EncoderConfig, SimClr,
@@ -149,11 +149,5 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
 }
 
 fn main() {
-    match run(Cli::parse()) {
-        Ok(figures) => print_final(&figures),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
+    finish(run(Cli::parse()));
 }

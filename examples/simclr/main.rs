@@ -12,7 +12,7 @@ use contrastive_examples::flags::CommonFlags;
 use contrastive_examples::image_data::load_image_data;
 use contrastive_examples::image_training::{pixel_statistics, train_and_evaluate, RunSpec};
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
-use contrastive_examples::report::print_final;
+use contrastive_examples::report::finish;
 use contrastive_vision::{Encoder, SimClr, SimClrConfig};
 
 /// SimCLR (Chen et al. 2020) with the PyTorch reference recipe by default: the small ConvNet, head
@@ -59,11 +59,5 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
 }
 
 fn main() {
-    match run(Cli::parse()) {
-        Ok(figures) => print_final(&figures),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
+    finish(run(Cli::parse()));
 }

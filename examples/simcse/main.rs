@@ -16,7 +16,7 @@ use contrastive_core::rng::named_rng;
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
 use contrastive_examples::flags::CommonFlags;
-use contrastive_examples::report::{plot_run, print_final};
+use contrastive_examples::report::{finish, plot_run};
 use contrastive_text::{
     load_bert_weights, read_corpus, read_lee50, BertConfig, CollateSentences, CorpusFormat, SentenceEncoder,
     SentencePooling, SimCse, SimCseConfig, SimCsePooling, Tokenizer,
@@ -203,11 +203,5 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
 }
 
 fn main() {
-    match run(Cli::parse()) {
-        Ok(figures) => print_final(&figures),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
+    finish(run(Cli::parse()));
 }

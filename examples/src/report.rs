@@ -38,3 +38,15 @@ pub fn plot_run(run_dir: &Path, embeddings: Option<(&Tensor, &[u32], &str)>) -> 
 pub fn print_final(figures: &serde_json::Value) {
     println!("{}", serde_json::to_string(figures).unwrap_or_else(|_| "{}".to_string()));
 }
+
+/// Ends an example: its figures as the last line on stdout, or the error on stderr and exit
+/// status 1.
+pub fn finish(result: contrastive_core::Result<serde_json::Value>) {
+    match result {
+        Ok(figures) => print_final(&figures),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
