@@ -1,0 +1,51 @@
+//! MiniLM-shaped BERT (6 layers, hidden 384, 12 heads, randomly initialised) on a batch of 64 x 32
+//! tokens: the eval forward pass, and a training step (dropout on, forward, mean over tokens,
+//! squared mean, backward). The same work as `python3 ../shared/bench/torch_ref.py bert` and
+//! `... bert_train` (transformers' BertModel), to run in one sitting.
+//!
+//!     cargo bench -p contrastive-text --bench minilm
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use candle_core::{DType, Device, Tensor};
+use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_text::{Activation, Bert, BertConfig};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::time::Duration;
+
+fn bench(c: &mut Criterion) {
+    let config = BertConfig {
+        vocab_size: 30522,
+        hidden_size: 384,
+        num_hidden_layers: 6,
+        num_attention_heads: 12,
+        intermediate_size: 1536,
+        hidden_act: Activation::Gelu,
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+        max_position_embeddings: 512,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+    };
+    let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
+    let bert = Bert::new(&config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
+    let ids: Vec<u32> = (0..64 * 32).map(|i| 100 + (i * 7919 % 30000) as u32).collect();
+    let ids = Tensor::from_vec(ids, (64, 32), &Device::Cpu).unwrap();
+    let (types, mask) = (ids.zeros_like().unwrap(), ids.ones_like().unwrap());
+    let mut group = c.benchmark_group("minilm_b64_s32");
+    group.throughput(Throughput::Elements(64 * 32));
+    group.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
+    group.bench_function("forward_eval", |b| b.iter(|| bert.forward_t(&ids, &types, &mask, false).unwrap()));
+    group.bench_function("train_step", |b| {
+        b.iter(|| {
+            let h = bert.forward_t(&ids, &types, &mask, true).unwrap();
+            h.mean(1).unwrap().sqr().unwrap().mean_all().unwrap().backward().unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
