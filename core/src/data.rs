@@ -99,6 +99,8 @@ struct Inner<D, A, C> {
     collate: C,
     config: LoaderConfig,
     pool: rayon::ThreadPool,
+    /// A key per sample; samples with equal keys are kept out of one batch.
+    distinct_keys: Option<Vec<u64>>,
 }
 
 impl<D, A, C> Loader<D, A, C>
@@ -128,7 +130,23 @@ where
             .thread_name(|i| format!("loader-{i}"))
             .build()
             .map_err(|e| Error::config("loader.threads", e.to_string()))?;
-        Ok(Self { inner: Arc::new(Inner { dataset, augment, collate, config, pool }) })
+        Ok(Self { inner: Arc::new(Inner { dataset, augment, collate, config, pool, distinct_keys: None }) })
+    }
+
+    /// Keeps samples with equal keys (the same sentence, say: in-batch negatives must not be
+    /// copies of the positive) out of one batch: each epoch's shuffled order is rearranged so
+    /// that every batch takes one sample of each of the keys with the most samples left. Every
+    /// sample still appears once per epoch, and batches are full of distinct keys whenever the
+    /// counts allow it. `keys` has one entry per sample.
+    pub fn with_distinct_keys(mut self, keys: Vec<u64>) -> Result<Self> {
+        let n = self.inner.dataset.len();
+        if keys.len() != n {
+            return Err(Error::config("loader.distinct_keys", format!("{} keys for {n} samples", keys.len())));
+        }
+        let inner = Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| Error::config("loader.distinct_keys", "set them before the first epoch starts"))?;
+        inner.distinct_keys = Some(keys);
+        Ok(self)
     }
 
     /// Its configuration.
@@ -163,7 +181,10 @@ where
         if self.inner.config.shuffle {
             order.shuffle(&mut shuffle_rng(self.inner.config.seed, epoch));
         }
-        order
+        match &self.inner.distinct_keys {
+            Some(keys) => distinct_batches(&order, keys, self.inner.config.batch_size),
+            None => order,
+        }
     }
 
     /// The batches of `epoch` from batch `start` on, prepared one ahead on a background thread.
@@ -215,6 +236,37 @@ where
         });
         self.collate.collate(samples?)
     }
+}
+
+/// `order` rearranged so that no batch of `batch_size` holds two samples with one key: each batch
+/// takes the next sample of each of the `batch_size` keys with the most samples left (ties: the
+/// key whose next sample comes first in `order`). Taking the most repeated keys first keeps every
+/// batch full of distinct keys whenever that is possible at all; samples without copies keep
+/// their shuffled order.
+fn distinct_batches(order: &[usize], keys: &[u64], batch_size: usize) -> Vec<usize> {
+    let mut position = vec![0usize; keys.len()];
+    let mut queues: Vec<std::collections::VecDeque<usize>> = Vec::new();
+    let mut queue_of = std::collections::HashMap::new();
+    for (p, &i) in order.iter().enumerate() {
+        position[i] = p;
+        let q = *queue_of.entry(keys[i]).or_insert_with(|| {
+            queues.push(std::collections::VecDeque::new());
+            queues.len() - 1
+        });
+        queues[q].push_back(i);
+    }
+    let mut out = Vec::with_capacity(order.len());
+    let mut live: Vec<usize> = (0..queues.len()).collect();
+    while !live.is_empty() {
+        live.sort_by_key(|&q| {
+            (std::cmp::Reverse(queues[q].len()), queues[q].front().map_or(usize::MAX, |&i| position[i]))
+        });
+        for &q in live.iter().take(batch_size.max(1)) {
+            out.extend(queues[q].pop_front());
+        }
+        live.retain(|&q| !queues[q].is_empty());
+    }
+    out
 }
 
 /// The batches of one epoch, in order.

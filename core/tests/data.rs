@@ -115,3 +115,31 @@ fn combinators() {
     let ones = picks.iter().filter(|&&v| v == 1.0).count();
     assert!(ones > 70 && ones < 130 && picks.iter().all(|&v| v == 1.0 || v == 10.0), "{ones}");
 }
+
+#[test]
+fn distinct_keys_keep_copies_out_of_one_batch() {
+    // 120 samples, 40 distinct keys (each three times), batches of 10: every batch of the
+    // rearranged order has 10 distinct keys, every sample appears once, and the order is the
+    // same for the same seed and epoch.
+    let keys: Vec<u64> = (0..120).map(|i| (i % 40) as u64).collect();
+    let l = loader(120, 10, 2, 3, true).with_distinct_keys(keys.clone()).unwrap();
+    for e in 0..3 {
+        let order = l.order(e);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..120).collect::<Vec<_>>());
+        for (b, chunk) in order.chunks(10).enumerate() {
+            let distinct: std::collections::HashSet<u64> = chunk.iter().map(|&i| keys[i]).collect();
+            assert_eq!(distinct.len(), chunk.len(), "epoch {e} batch {b} holds a copy twice");
+        }
+        assert_eq!(order, l.order(e));
+        // The batches the loader yields follow that order.
+        let yielded: Vec<usize> = epoch(&l, e).iter().flatten().map(|v| v.index).collect();
+        assert_eq!(yielded, order);
+    }
+    // Without keys the plain shuffle puts copies together somewhere.
+    let plain = loader(120, 10, 2, 3, true).order(0);
+    assert!(plain.chunks(10).any(|c| c.iter().map(|&i| keys[i]).collect::<std::collections::HashSet<_>>().len() < 10));
+    let err = loader(120, 10, 1, 3, true).with_distinct_keys(vec![0; 5]).err().unwrap().to_string();
+    assert!(err.contains("5 keys for 120 samples"), "{err}");
+}

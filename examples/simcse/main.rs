@@ -142,14 +142,24 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     load_bert_weights(model.params(), &model_dir.join("model.safetensors"), &device)?;
     let tokenizer = Arc::new(Tokenizer::from_file(&model_dir.join("tokenizer.json"), cli.max_length)?);
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 16 } else { 64 });
-    // The two views are the sentence itself: dropout makes them differ.
+    // The two views are the sentence itself: dropout makes them differ. A sentence that occurs
+    // twice must not be its own in-batch negative: copies are kept out of one batch.
+    let keys: Vec<u64> = sentences
+        .iter()
+        .map(|s| {
+            let mut h = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(s, &mut h);
+            std::hash::Hasher::finish(&h)
+        })
+        .collect();
     let loader_config = LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: 1 };
     let loader = Loader::new(
         sentences,
         same_sentence(),
         CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() },
         loader_config,
-    )?;
+    )?
+    .with_distinct_keys(keys)?;
     let epochs = flags.epochs.unwrap_or(1);
     let total = epochs * loader.batches_per_epoch();
     let trainer_config = TrainerConfig {
