@@ -101,14 +101,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads };
     let loader = Loader::new(train.clone(), augmentation, CollateViews { device: Device::Cpu }, loader_config)?;
-    let mut trainer = Trainer::new(config, model)?;
-    if let Some(dir) = flags.run_dir() {
-        trainer = trainer.with_run_dir(dir);
-    }
-    if flags.resume.is_some() && !trainer.resume()? {
-        return Err(contrastive_core::Error::config("--resume", "no checkpoint in that folder"));
-    }
-    trainer.stop_on_ctrl_c()?;
+    let mut trainer = flags.start(Trainer::new(config, model)?)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();

@@ -173,14 +173,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         progress: true,
         ..TrainerConfig::default()
     };
-    let mut trainer = Trainer::new(trainer_config, model)?;
-    if let Some(dir) = flags.run_dir() {
-        trainer = trainer.with_run_dir(dir);
-    }
-    if flags.resume.is_some() && !trainer.resume()? {
-        return Err(Error::config("--resume", "no checkpoint in that folder"));
-    }
-    trainer.stop_on_ctrl_c()?;
+    let mut trainer = flags.start(Trainer::new(trainer_config, model)?)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();

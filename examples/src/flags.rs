@@ -60,3 +60,24 @@ impl CommonFlags {
         self.resume.clone().or_else(|| self.out.clone())
     }
 }
+
+impl CommonFlags {
+    /// The shared start of a training run: checkpoints and history in `--out` (or the `--resume`
+    /// folder), continuing from the latest checkpoint there with `--resume` (an error when there is
+    /// none), and Ctrl-C stopping after the current step with a checkpoint.
+    pub fn start<O: contrastive_core::train::Objective>(
+        &self,
+        mut trainer: contrastive_core::train::Trainer<O>,
+    ) -> contrastive_core::Result<contrastive_core::train::Trainer<O>> {
+        if let Some(dir) = self.run_dir() {
+            trainer = trainer.with_run_dir(dir);
+        }
+        if let Some(dir) = &self.resume {
+            if !trainer.resume()? {
+                return Err(contrastive_core::Error::checkpoint(dir, "--resume: no checkpoint in this folder"));
+            }
+        }
+        trainer.stop_on_ctrl_c()?;
+        Ok(trainer)
+    }
+}

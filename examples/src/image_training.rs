@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use contrastive_core::data::{Loader, LoaderConfig};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
-use contrastive_core::{Error, Result};
+use contrastive_core::Result;
 use contrastive_eval::{Knn, LinearProbe};
 use contrastive_vision::augment::{Normalize, ViewAugmentation};
 use contrastive_vision::{extract_features, load_encoder_weights, CollateViews, Encoder, InMemoryImages, ViewBatch};
@@ -126,15 +126,7 @@ where
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads };
     let loader = Loader::new(train.clone(), augmentation, CollateViews { device: Device::Cpu }, loader_config)?;
-    let mut trainer = Trainer::new(config, objective)?;
-    if let Some(dir) = flags.run_dir() {
-        trainer = trainer.with_run_dir(dir);
-    }
-    if flags.resume.is_some() && !trainer.resume()? {
-        let dir = flags.resume.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
-        return Err(Error::checkpoint(dir, "--resume: no checkpoint in this folder"));
-    }
-    trainer.stop_on_ctrl_c()?;
+    let mut trainer = flags.start(Trainer::new(config, objective)?)?;
     // The kNN monitor runs on a subset after every epoch; its time is kept out of the training time.
     let monitor_time = Rc::new(Cell::new(0.0));
     {
