@@ -41,6 +41,9 @@ pub enum Error {
     /// Bad input data.
     #[error("data: {0}")]
     Data(String),
+    /// A Hugging Face Hub repository or file could not be had (online or from the cache).
+    #[error("hub: {0}")]
+    Hub(String),
     /// The loss became NaN or infinite; the last good checkpoint stays on disk.
     #[error("loss is {value} at step {step} (epoch {epoch}); training stopped, the last checkpoint is kept")]
     NonFiniteLoss {

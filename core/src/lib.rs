@@ -30,6 +30,8 @@
 pub mod augment;
 pub mod data;
 pub mod error;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod loss;
 pub mod nn;
 pub mod optim;

@@ -78,9 +78,16 @@ fn default_model() -> PathBuf {
 fn model_folder(init: Option<&str>) -> Result<PathBuf> {
     let dir = match init {
         Some(i) if Path::new(i).is_dir() => PathBuf::from(i),
+        #[cfg(feature = "hub")]
+        Some(i) if !Path::new(i).exists() => {
+            let repo = contrastive_core::hub::HubRepo::parse(i)
+                .map_err(|e| Error::Data(format!("--init {i}: no such folder, and {e}")))?;
+            contrastive_text::download_model_folder(&repo)?
+        }
         Some(i) => {
             return Err(Error::Data(format!(
-                "--init {i}: not a model folder (config.json, model.safetensors, tokenizer.json)"
+                "--init {i}: not a model folder (config.json, model.safetensors, tokenizer.json){}",
+                if cfg!(feature = "hub") { "" } else { "; a Hub repository id needs the `hub` feature" }
             )))
         }
         None => default_model(),

@@ -36,6 +36,37 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: not valid JSON: {e}", path.display())))
 }
 
+/// Fetches (once, into the Hub cache) the files [`SentenceEncoder::from_folder`] reads and returns
+/// the cache's snapshot folder of the revision: `config.json`; `model.safetensors` or else
+/// `pytorch_model.bin`; `tokenizer.json` or else `vocab.txt`; and, where the repository has them,
+/// `sentence_bert_config.json`, `modules.json`, `1_Pooling/config.json`.
+#[cfg(feature = "hub")]
+pub fn download_model_folder(repo: &contrastive_core::hub::HubRepo) -> Result<std::path::PathBuf> {
+    let config = repo.get("config.json")?;
+    for alternatives in [["model.safetensors", "pytorch_model.bin"], ["tokenizer.json", "vocab.txt"]] {
+        let mut found = false;
+        for file in alternatives {
+            if repo.get_optional(file)?.is_some() {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Err(Error::Hub(format!(
+                "{}: neither {} nor {}{}",
+                repo.name(),
+                alternatives[0],
+                alternatives[1],
+                if repo.is_offline() { " in the cache (offline)" } else { " in the repository" }
+            )));
+        }
+    }
+    for optional in ["sentence_bert_config.json", "modules.json", "1_Pooling/config.json"] {
+        repo.get_optional(optional)?;
+    }
+    config.parent().map(Path::to_path_buf).ok_or_else(|| Error::Hub(format!("{}: odd cache path", repo.name())))
+}
+
 impl SentenceEncoder {
     /// From parts (a trained BERT and its store, for instance).
     pub fn new(
@@ -88,6 +119,22 @@ impl SentenceEncoder {
             })
         });
         Ok(Self { bert, store, tokenizer, pooling, normalize, device: device.clone() })
+    }
+
+    /// Downloads (once, into the Hub cache) and loads a sentence-transformers or BERT repository:
+    /// `owner/name`, or `owner/name@revision` to pin a branch, tag or commit. `HF_HOME`,
+    /// `HF_ENDPOINT` and `HF_HUB_OFFLINE=1` (cache only; a missing file is named) are honoured;
+    /// [`SentenceEncoder::from_hub`] takes them explicitly.
+    #[cfg(feature = "hub")]
+    pub fn from_pretrained(repo_id: &str, device: &Device) -> Result<Self> {
+        Self::from_hub(&contrastive_core::hub::HubRepo::parse(repo_id)?, device)
+    }
+
+    /// [`SentenceEncoder::from_pretrained`] from a configured repository (endpoint, cache,
+    /// offline): [`download_model_folder`], then [`SentenceEncoder::from_folder`].
+    #[cfg(feature = "hub")]
+    pub fn from_hub(repo: &contrastive_core::hub::HubRepo, device: &Device) -> Result<Self> {
+        Self::from_folder(&download_model_folder(repo)?, device)
     }
 
     /// The BERT's variables.

@@ -22,6 +22,8 @@ mod tokenizer;
 pub use bert::{load_bert_weights, Bert};
 pub use config::{Activation, BertConfig};
 pub use data::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, Lee50};
+#[cfg(feature = "hub")]
+pub use encoder::download_model_folder;
 pub use encoder::{SentenceEncoder, SentencePooling};
 pub use pooling::Pooling;
 pub use simcse::{CollateSentences, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, Triple};
