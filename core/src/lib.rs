@@ -27,6 +27,8 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 pub mod augment;
 pub mod data;
 pub mod error;

@@ -7,7 +7,7 @@
 
 // See core/README.md: glibc's malloc page-faults candle's large buffers back in on every op.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use candle_core::{Device, Tensor};
 use contrastive_eval::{approximate_recall, ApproximateIndex, HnswConfig, Knn};
@@ -22,6 +22,7 @@ fn random(seed: u64, n: usize, d: usize) -> Tensor {
 }
 
 fn knn(c: &mut Criterion) {
+    contrastive_core::alloc::keep_freed_memory();
     let train = random(1, 60_000, 128);
     let test = random(2, 10_000, 128);
     let labels: Vec<u32> = (0..60_000).map(|i| i % 10).collect();

@@ -3,7 +3,7 @@
 //!     cargo run --release -p contrastive-examples --bin augment_preview -- --out runs/preview
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use clap::Parser;
 use contrastive_core::augment::Augment;

@@ -4,7 +4,7 @@
 //!     cargo run --release -p contrastive-examples --bin graphcl -- --out runs/graphcl
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use candle_core::{DType, Device, Tensor};
 use clap::{Parser, ValueEnum};

@@ -3,7 +3,7 @@
 //!     cargo run --release -p contrastive-examples --bin moco -- --epochs 2 --out runs/moco
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use candle_core::Device;
 use clap::Parser;

@@ -5,7 +5,7 @@
 //!     cargo run --release -p contrastive-examples --bin quickstart
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use candle_core::Device;
 use clap::Parser;

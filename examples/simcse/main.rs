@@ -5,7 +5,7 @@
 //!     cargo run --release -p contrastive-examples --bin simcse -- --data ../shared/data/sotu --out runs/simcse
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use candle_core::Device;
 use clap::{Parser, ValueEnum};

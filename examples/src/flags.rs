@@ -43,6 +43,7 @@ pub struct CommonFlags {
 impl CommonFlags {
     /// Installs the log subscriber (RUST_LOG, default `info` to stderr) and sizes the thread pool.
     pub fn setup(&self) -> contrastive_core::Result<()> {
+        contrastive_core::alloc::keep_freed_memory();
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();

@@ -11,7 +11,7 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use candle_core::{DType, Device};
 use contrastive_core::augment::{Augment, RandomChoice};
@@ -26,6 +26,7 @@ use std::path::Path;
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
+    contrastive_core::alloc::keep_freed_memory();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/BZR163");
     let graphs = load_tu(&dir, TuOptions { node_label_classes: Some(33) }).unwrap().graphs;
     let batch: Vec<Graph> = graphs.iter().cycle().take(128).cloned().collect();

@@ -5,7 +5,8 @@
 
 use crate::batch::GraphBatch;
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
-use candle_nn::{batch_norm, linear, BatchNorm, BatchNormConfig, Init, Linear, VarBuilder};
+use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, Init, VarBuilder};
+use contrastive_core::nn::{linear, Linear};
 use serde::{Deserialize, Serialize};
 
 /// GIN's ε.

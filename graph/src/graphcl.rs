@@ -9,9 +9,8 @@
 use crate::batch::GraphViews;
 use crate::gin::{Gin, GinConfig};
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{linear, Linear};
 use contrastive_core::loss::{nt_xent, Denominator, MaskedInfoNce};
-use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
 use contrastive_core::sampling::PairMask;
 use contrastive_core::train::Objective;
 use contrastive_core::{Error, Result};

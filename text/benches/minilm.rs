@@ -1,21 +1,25 @@
 //! MiniLM-shaped BERT (6 layers, hidden 384, 12 heads, randomly initialised) on a batch of 64 x 32
 //! tokens: the eval forward pass, and a training step (dropout on, forward, mean over tokens,
 //! squared mean, backward). The same work as `python3 ../shared/bench/torch_ref.py bert` and
-//! `... bert_train` (transformers' BertModel), to run in one sitting.
+//! `... bert_train` (transformers' BertModel), to run in one sitting; and the whole SimCSE
+//! optimiser step of the `simcse` example.
 //!
 //!     cargo bench -p contrastive-text --bench minilm
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use candle_core::{DType, Device, Tensor};
 use contrastive_core::nn::{InitScheme, ParamStore};
-use contrastive_text::{Activation, Bert, BertConfig};
+use contrastive_core::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
+use contrastive_core::train::Objective;
+use contrastive_text::{Activation, Bert, BertConfig, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, TokenBatch};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
+    contrastive_core::alloc::keep_freed_memory();
     let config = BertConfig {
         vocab_size: 30522,
         hidden_size: 384,
@@ -42,6 +46,30 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let h = bert.forward_t(&ids, &types, &mask, true).unwrap();
             h.mean(1).unwrap().sqr().unwrap().mean_all().unwrap().backward().unwrap()
+        })
+    });
+    group.finish();
+
+    // The whole SimCSE optimiser step of the example (64 sentences of 32 tokens through the
+    // encoder twice, InfoNCE, backward, clipping at 1.0, AdamW), as sentence-transformers' step in
+    // `../shared/bench/simcse_st.py` (which reports steps per second).
+    let mut model =
+        SimCse::new(SimCseConfig { temperature: 0.05, pooling: SimCsePooling::Mean }, &config, 0, &Device::Cpu)
+            .unwrap();
+    let tokens = TokenBatch { type_ids: types.clone(), attention_mask: mask.clone(), ids: ids.clone() };
+    let batch = SentenceBatch { anchors: tokens, positives: None, hard_negatives: None };
+    let params = model.params().trainable();
+    let vars: Vec<_> = params.iter().map(|(_, v)| v.clone()).collect();
+    let adamw = OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01 };
+    let mut optimizer = Optimizer::new(adamw, params).unwrap();
+    let mut group = c.benchmark_group("simcse_minilm_b64_s32");
+    group.throughput(Throughput::Elements(64));
+    group.sample_size(10).warm_up_time(Duration::from_secs(4)).measurement_time(Duration::from_secs(20));
+    group.bench_function("optimizer_step", |b| {
+        b.iter(|| {
+            let mut grads = model.loss(&batch).unwrap().backward().unwrap();
+            clip_grad_norm(&mut grads, &vars, 1.0).unwrap();
+            optimizer.step(&grads, 3e-5).unwrap();
         })
     });
     group.finish();

@@ -7,9 +7,10 @@
 //! LayerNorm with its fused backward: SimCSE, whose only augmentation is dropout, needs both.
 
 use crate::config::{Activation, BertConfig};
-use candle_core::{Device, Module, Result, Tensor, D};
-use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use candle_core::{Device, Module, Result, Tensor};
+use candle_nn::{embedding, Embedding, VarBuilder};
 use contrastive_core::nn::{layer_norm, LayerNorm, SeededDropout};
+use contrastive_core::nn::{linear, Linear};
 
 struct SelfAttention {
     query: Linear,
@@ -102,7 +103,7 @@ impl Bert {
 
     fn activation(&self, x: &Tensor) -> Result<Tensor> {
         match self.config.hidden_act {
-            Activation::Gelu => x.gelu_erf(),
+            Activation::Gelu => contrastive_core::nn::gelu_erf(x),
             Activation::GeluTanh => x.gelu(),
             Activation::Relu => x.relu(),
         }
@@ -149,8 +150,8 @@ impl SelfAttention {
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
         let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(bias)?;
-        // candle-nn's softmax_last_dim has no backward; this softmax is composite and has one.
-        let probs = self.dropout.forward_t(&candle_nn::ops::softmax(&scores, D::Minus1)?, train)?;
+        // candle-nn's softmax_last_dim has no backward; the core's has a fused one.
+        let probs = self.dropout.forward_t(&contrastive_core::nn::softmax_last_dim(&scores)?, train)?;
         probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))
     }
 }

@@ -1,7 +1,8 @@
 //! From token states to one sentence vector.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use contrastive_core::nn::{linear, Linear};
 
 /// How token states (B, L, H) become sentence vectors (B, H).
 pub enum Pooling {

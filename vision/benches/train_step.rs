@@ -13,7 +13,7 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use contrastive_core::loss::nt_xent;
@@ -32,6 +32,7 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
 }
 
 fn conv_block(c: &mut Criterion) {
+    contrastive_core::alloc::keep_freed_memory();
     let store = ParamStore::new(0, InitScheme::PyTorch);
     let vb = store.var_builder(DType::F32, &Device::Cpu);
     let g = ConvGeometry { in_channels: 64, out_channels: 64, kernel: 3, stride: 1, padding: 1 };
@@ -83,6 +84,7 @@ fn simclr_step(c: &mut Criterion, name: &str, config: EncoderConfig, input: [usi
 }
 
 fn steps(c: &mut Criterion) {
+    contrastive_core::alloc::keep_freed_memory();
     simclr_step(c, "convnet_simclr_step_b256_28x28", EncoderConfig::default(), [256, 1, 28, 28], 30);
     let resnet = EncoderConfig::ResNet(ResNetConfig::resnet18(Stem::Cifar));
     simclr_step(c, "resnet18_simclr_step_b64_32x32", resnet, [64, 3, 32, 32], 40);

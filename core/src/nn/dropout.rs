@@ -3,7 +3,7 @@
 
 use crate::rng::{named_rng, Rng};
 use candle_core::{bail, Result, Tensor};
-use rand::Rng as _;
+use rand::RngCore as _;
 use std::sync::Mutex;
 
 /// Zeroes each element with probability `p` in training and scales the rest by 1/(1 - p);
@@ -37,9 +37,12 @@ impl SeededDropout {
         }
         let keep = 1.0 - self.p;
         let n = x.elem_count();
+        // Kept when a uniform 32-bit word falls below keep * 2^32: one word per element.
+        let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+        let scale = (1.0 / keep) as f32;
         let mask: Vec<f32> = {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            (0..n).map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect()
+            (0..n).map(|_| if rng.next_u32() < threshold { scale } else { 0.0 }).collect()
         };
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask

@@ -1,18 +1,24 @@
 //! Trainable building blocks that candle-nn lacks or gets wrong for training: a LayerNorm with
-//! gradients, seeded dropout and initialisation, the projection head, momentum updates, and a
+//! gradients, a linear layer, an exact GELU and a softmax with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates, and a
 //! gradient-flow check.
 
 pub mod cpu;
 mod dropout;
+mod gelu;
 mod gradient_check;
 mod layer_norm;
+mod linear;
 mod momentum;
 mod params;
 mod projection_head;
+mod softmax;
 
 pub use dropout::SeededDropout;
+pub use gelu::gelu_erf;
 pub use gradient_check::check_gradients;
 pub use layer_norm::{layer_norm, LayerNorm};
+pub use linear::{linear, linear_no_bias, Linear};
 pub use momentum::{copy_params, cosine_momentum, momentum_update};
 pub use params::{is_buffer, InitScheme, ParamStore};
 pub use projection_head::{ProjectionHead, ProjectionHeadConfig};
+pub use softmax::softmax_last_dim;

@@ -1,9 +1,10 @@
 //! The MLP between encoder and loss (SimCLR, Chen et al. 2020, arXiv:2002.05709; SimCLR v2,
 //! arXiv:2006.10029; MoCo v2, arXiv:2003.04297).
 
+use super::linear::{linear, linear_no_bias, Linear};
 use crate::error::{Error, Result};
 use candle_core::Tensor;
-use candle_nn::{batch_norm, linear, linear_no_bias, BatchNorm, BatchNormConfig, Linear, Module, ModuleT, VarBuilder};
+use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, Module, ModuleT, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 /// Shape of a projection head.

@@ -285,7 +285,19 @@ impl Optimizer {
     }
 }
 
+/// The L2 norm, accumulated in f64: in one parallel pass over a contiguous f32 CPU tensor (a
+/// MiniLM's 22M gradients took 0.3 s through f64 tensor ops), by tensor ops otherwise.
 fn norm(t: &Tensor) -> Result<f64> {
+    use rayon::prelude::*;
+    if matches!(t.device(), candle_core::Device::Cpu) && t.dtype() == candle_core::DType::F32 && t.is_contiguous() {
+        let sum = crate::nn::cpu::with_cpu_slice(t, "norm", |v: &[f32]| {
+            // Fixed chunks, summed in order: the result does not depend on the thread count.
+            let partials: Vec<f64> =
+                v.par_chunks(1 << 14).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).collect();
+            partials.iter().sum::<f64>()
+        })?;
+        return Ok(sum.sqrt());
+    }
     Ok(t.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>()?)
 }
 
