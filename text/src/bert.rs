@@ -101,6 +101,34 @@ impl Bert {
         all
     }
 
+    /// The dropout streams' positions as JSON (`{"dropout_positions": [...]}`), for a checkpoint's
+    /// extra state: a resumed run then draws the masks an uninterrupted one would have.
+    pub fn dropout_state(&self) -> serde_json::Value {
+        let positions: Vec<String> = self.dropouts().iter().map(|d| d.position().to_string()).collect();
+        serde_json::json!({ "dropout_positions": positions })
+    }
+
+    /// Restores what [`Bert::dropout_state`] returned; a count that does not match the layers is
+    /// an error.
+    pub fn load_dropout_state(&self, state: &serde_json::Value) -> contrastive_core::Result<()> {
+        use contrastive_core::Error;
+        let positions = state.get("dropout_positions").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+        let dropouts = self.dropouts();
+        if positions.len() != dropouts.len() {
+            return Err(Error::Data(format!(
+                "checkpoint has {} dropout positions, the model has {} dropout layers",
+                positions.len(),
+                dropouts.len()
+            )));
+        }
+        for (d, p) in dropouts.iter().zip(positions) {
+            let p: u128 =
+                p.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::Data("bad dropout position".into()))?;
+            d.set_position(p);
+        }
+        Ok(())
+    }
+
     fn activation(&self, x: &Tensor) -> Result<Tensor> {
         match self.config.hidden_act {
             Activation::Gelu => contrastive_core::nn::gelu_erf(x),

@@ -157,26 +157,11 @@ impl Objective for SimCse {
     }
 
     fn extra_state(&self) -> Result<ExtraState> {
-        let positions: Vec<String> = self.bert.dropouts().iter().map(|d| d.position().to_string()).collect();
-        Ok(ExtraState { tensors: Default::default(), json: serde_json::json!({ "dropout_positions": positions }) })
+        Ok(ExtraState { tensors: Default::default(), json: self.bert.dropout_state() })
     }
 
     fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
-        let positions = state.json.get("dropout_positions").and_then(|v| v.as_array()).cloned().unwrap_or_default();
-        let dropouts = self.bert.dropouts();
-        if positions.len() != dropouts.len() {
-            return Err(Error::Data(format!(
-                "checkpoint has {} dropout positions, the model has {} dropout layers",
-                positions.len(),
-                dropouts.len()
-            )));
-        }
-        for (d, p) in dropouts.iter().zip(positions) {
-            let p: u128 =
-                p.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::Data("bad dropout position".into()))?;
-            d.set_position(p);
-        }
-        Ok(())
+        self.bert.load_dropout_state(&state.json)
     }
 
     fn config(&self) -> serde_json::Value {

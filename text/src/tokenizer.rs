@@ -60,6 +60,47 @@ impl Tokenizer {
         Self::wrap(inner, max_length, path)
     }
 
+    /// Trains a byte-pair-encoding tokenizer on `texts` (Sennrich et al. 2016): no normaliser and
+    /// no pre-tokenizer, so a text without spaces (a SMILES string, a DNA read) is one word whose
+    /// frequent substrings become tokens; `[PAD] [UNK] [CLS] [SEP] [MASK]` are ids 0 to 4 and
+    /// every text is wrapped as `[CLS] ... [SEP]`, as BERT's are. Deterministic for given texts.
+    pub fn train_bpe(texts: &[&str], vocab_size: usize, max_length: usize) -> Result<Self> {
+        use tokenizers::models::bpe::{BpeTrainer, BPE};
+        use tokenizers::models::TrainerWrapper;
+        use tokenizers::processors::bert::BertProcessing;
+        use tokenizers::AddedToken;
+        if texts.is_empty() {
+            return Err(Error::Data("train_bpe: no text to train on".into()));
+        }
+        const SPECIAL: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+        if vocab_size <= SPECIAL.len() {
+            return Err(Error::config(
+                "vocab_size",
+                format!("must exceed the {} special tokens, got {vocab_size}", SPECIAL.len()),
+            ));
+        }
+        let model =
+            BPE::builder().unk_token("[UNK]".into()).build().map_err(|e| Error::Data(format!("train_bpe: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(model);
+        let mut trainer: TrainerWrapper = BpeTrainer::builder()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .show_progress(false)
+            .special_tokens(SPECIAL.iter().map(|t| AddedToken::from(*t, true)).collect())
+            .build()
+            .into();
+        inner.train(&mut trainer, texts.iter()).map_err(|e| Error::Data(format!("train_bpe: {e}")))?;
+        let id = |t: &str| inner.token_to_id(t).ok_or_else(|| Error::Data(format!("train_bpe: no `{t}` token")));
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        inner.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        Self::wrap(inner, max_length, Path::new("<trained BPE>"))
+    }
+
+    /// The number of tokens, special ones included (the BERT's `vocab_size`).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     fn wrap(mut inner: tokenizers::Tokenizer, max_length: usize, origin: &Path) -> Result<Self> {
         if max_length < 2 {
             return Err(Error::config("max_length", format!("must be at least 2 ([CLS] and [SEP]), got {max_length}")));

@@ -1,6 +1,7 @@
-//! Sentence data: the splitting rule, corpora, STS TSV and Lee-50, good and bad.
+//! Sentence data: the splitting rule, corpora, STS TSV and Lee-50, good and bad; a BPE tokenizer
+//! trained on SMILES.
 
-use contrastive_text::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat};
+use contrastive_text::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, Tokenizer};
 use std::path::Path;
 
 #[test]
@@ -48,4 +49,29 @@ fn lee50_has_50_documents_and_1225_pairs() {
     assert!(lee.documents.iter().any(|d| d.contains('£')));
     assert!(lee.pairs.iter().all(|&(i, j, s)| i < j && (0.0..=1.0).contains(&s)));
     assert_eq!(lee.pairs[0], (0, 1, 0.3));
+}
+
+#[test]
+fn bpe_trained_on_smiles_merges_frequent_substrings_and_round_trips() {
+    use candle_core::Device;
+    let smiles = ["c1ccccc1O", "c1ccccc1N", "CC(=O)Oc1ccccc1C(=O)O", "CCO", "c1ccccc1CCN", "CC(C)c1ccccc1"];
+    let texts: Vec<&str> = smiles.iter().copied().cycle().take(60).collect();
+    let tokenizer = Tokenizer::train_bpe(&texts, 40, 32).unwrap();
+    let again = Tokenizer::train_bpe(&texts, 40, 32).unwrap();
+    assert!(tokenizer.vocab_size() <= 40 && tokenizer.vocab_size() > 10);
+    let batch = tokenizer.encode(&["c1ccccc1O", "CCO"], &Device::Cpu).unwrap();
+    let ids = batch.ids.to_vec2::<u32>().unwrap();
+    // [CLS] = 2 first, [SEP] = 3 last, [PAD] = 0 after; the benzene ring is fewer tokens than its
+    // 8 characters.
+    assert_eq!(ids[0][0], 2);
+    let len0 = batch.attention_mask.to_vec2::<u32>().unwrap()[0].iter().sum::<u32>() as usize;
+    assert_eq!(ids[0][len0 - 1], 3);
+    assert!(len0 - 2 < 9, "{:?}", ids[0]);
+    assert_eq!(ids, again.encode(&["c1ccccc1O", "CCO"], &Device::Cpu).unwrap().ids.to_vec2::<u32>().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    tokenizer.save(&dir.path().join("tokenizer.json")).unwrap();
+    let loaded = Tokenizer::from_file(&dir.path().join("tokenizer.json"), 32).unwrap();
+    assert_eq!(ids, loaded.encode(&["c1ccccc1O", "CCO"], &Device::Cpu).unwrap().ids.to_vec2::<u32>().unwrap());
+    assert!(Tokenizer::train_bpe(&[], 40, 32).is_err());
+    assert!(Tokenizer::train_bpe(&texts, 5, 32).err().unwrap().to_string().contains("vocab_size"));
 }

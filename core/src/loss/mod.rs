@@ -27,13 +27,18 @@
 //! On the CPU, f32 and f64, the plain estimator runs as one fused custom op (see [`Kernel`]);
 //! elsewhere as a chain of tensor ops, which is also kept as the reference.
 //!
+//! [`clip_loss`] (CLIP's symmetric form with a learnable temperature) stands beside them: its
+//! temperature is a variable, so it is written with tensor ops.
+//!
 //! Deviation: SupCon's reference code counts anchors without positives in the mean with a loss
 //! of 0; here they are left out of the mean, as for every other preset.
 
+mod clip;
 mod composite;
 mod exp_kernel;
 mod fused;
 
+pub use clip::clip_loss;
 pub(crate) use fused::KernelFloat;
 
 use crate::sampling::{labels_to_vec, PairMask};

@@ -1,0 +1,349 @@
+//! CLIP across crates: a GIN from `contrastive-graph` reads a molecule's graph, a small
+//! transformer from `contrastive-text` reads its SMILES string (a BPE tokenizer trained on the
+//! training split), and the core's `Clip` objective trains the two to agree. Scored by retrieval
+//! on held-out molecules, both ways, against chance and the untrained towers.
+//!
+//!     cargo run --release -p contrastive-examples --bin molecule_clip -- --out runs/molecule_clip
+
+#[global_allocator]
+static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
+
+use candle_core::{DType, Device, Module, Tensor};
+use clap::Parser;
+use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig, Tower};
+use contrastive_core::data::{Collate, Loader, LoaderConfig, ViewPair};
+use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
+use contrastive_core::optim::{OptimizerConfig, Schedule};
+use contrastive_core::rng::named_rng;
+use contrastive_core::train::{ExtraState, Trainer, TrainerConfig};
+use contrastive_core::{Error, Result};
+use contrastive_eval::{retrieval_metrics, RetrievalReport};
+use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::report::{finish, plot_run, save_embeddings};
+use contrastive_graph::{load_tu, Epsilon, Gin, GinConfig, Graph, GraphBatch, Readout, TuOptions};
+use contrastive_text::{Activation, Bert, BertConfig, Pooling, TokenBatch, Tokenizer};
+use rand::seq::SliceRandom;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// CLIP between molecule graphs and SMILES strings on WEHI10K.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// Molecules held out for the retrieval figures.
+    #[arg(long, default_value_t = 1000)]
+    holdout: usize,
+    /// Width of the shared embedding space.
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    /// BPE vocabulary size of the SMILES tokenizer.
+    #[arg(long, default_value_t = 512)]
+    vocab_size: usize,
+    /// Longest SMILES in tokens (longer ones are truncated, and the log says so once).
+    #[arg(long, default_value_t = 96)]
+    max_length: usize,
+    /// Peak learning rate (AdamW, one epoch of warmup, then linear decay).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Keep the temperature at CLIP's initial 0.07 instead of learning it.
+    #[arg(long)]
+    fixed_temperature: bool,
+}
+
+/// One molecule: its graph and its SMILES string.
+#[derive(Clone)]
+struct Molecule {
+    graph: Graph,
+    smiles: String,
+}
+
+/// The SMILES column of `{name}_graph_sources.tsv` (the last one), checked against the graph ids.
+fn read_smiles(path: &Path, graphs: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut smiles = Vec::with_capacity(graphs);
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let (Some(id), Some(s)) = (fields.first(), fields.last().filter(|_| fields.len() >= 2)) else {
+            return Err(Error::Data(format!(
+                "{}:{}: expected tab-separated graph_id ... smiles",
+                path.display(),
+                i + 1
+            )));
+        };
+        if id.trim().parse::<usize>().ok() != Some(smiles.len() + 1) {
+            return Err(Error::Data(format!(
+                "{}:{}: graph_id {id:?}, expected {} (rows in graph order)",
+                path.display(),
+                i + 1,
+                smiles.len() + 1
+            )));
+        }
+        if s.trim().is_empty() {
+            return Err(Error::Data(format!("{}:{}: empty SMILES", path.display(), i + 1)));
+        }
+        smiles.push(s.trim().to_string());
+    }
+    if smiles.len() != graphs {
+        return Err(Error::Data(format!("{}: {} SMILES for {graphs} graphs", path.display(), smiles.len())));
+    }
+    Ok(smiles)
+}
+
+/// The graph side: a GIN (sum readouts of every layer, concatenated) and a linear projection.
+struct GraphTower {
+    gin: Gin,
+    projection: Linear,
+}
+
+impl Tower for GraphTower {
+    type Input = GraphBatch;
+
+    fn embed(&self, batch: &GraphBatch, train: bool) -> candle_core::Result<Tensor> {
+        self.projection.forward(&self.gin.forward_t(batch, train)?)
+    }
+}
+
+/// The SMILES side: a small BERT over BPE tokens, mean-pooled, and a linear projection.
+struct SmilesTower {
+    bert: Bert,
+    projection: Linear,
+}
+
+impl Tower for SmilesTower {
+    type Input = TokenBatch;
+
+    fn embed(&self, t: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
+        let states = self.bert.forward_t(&t.ids, &t.type_ids, &t.attention_mask, train)?;
+        self.projection.forward(&Pooling::Mean.forward_t(&states, &t.attention_mask, train)?)
+    }
+
+    fn extra_state(&self) -> Result<ExtraState> {
+        Ok(ExtraState { tensors: Default::default(), json: self.bert.dropout_state() })
+    }
+
+    fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
+        self.bert.load_dropout_state(&state.json)
+    }
+}
+
+type MoleculeClip = Clip<GraphTower, SmilesTower>;
+
+/// A batch of molecules as a graph batch and a token batch, row i of each the same molecule.
+struct CollateMolecules {
+    tokenizer: Arc<Tokenizer>,
+}
+
+impl CollateMolecules {
+    fn batch(&self, molecules: &[&Molecule]) -> Result<ClipBatch<GraphBatch, TokenBatch>> {
+        let graphs: Vec<&Graph> = molecules.iter().map(|m| &m.graph).collect();
+        let smiles: Vec<&str> = molecules.iter().map(|m| m.smiles.as_str()).collect();
+        Ok(ClipBatch { a: GraphBatch::new(&graphs, &Device::Cpu)?, b: self.tokenizer.encode(&smiles, &Device::Cpu)? })
+    }
+}
+
+impl Collate<Molecule> for CollateMolecules {
+    type Batch = ClipBatch<GraphBatch, TokenBatch>;
+
+    fn collate(&self, samples: Vec<ViewPair<Molecule>>) -> Result<Self::Batch> {
+        // No augmentation: the pair is the molecule's two modalities, not two views.
+        self.batch(&samples.iter().map(|s| &s.first).collect::<Vec<_>>())
+    }
+}
+
+/// Both towers' embeddings (eval mode) of `molecules`, 250 at a time.
+fn embed_all(model: &MoleculeClip, collate: &CollateMolecules, molecules: &[Molecule]) -> Result<(Tensor, Tensor)> {
+    let (mut g, mut s) = (Vec::new(), Vec::new());
+    for chunk in molecules.chunks(250) {
+        let (a, b) = model.embed(&collate.batch(&chunk.iter().collect::<Vec<_>>())?)?;
+        g.push(a);
+        s.push(b);
+    }
+    Ok((Tensor::cat(&g, 0)?, Tensor::cat(&s, 0)?))
+}
+
+/// Graph-to-SMILES and SMILES-to-graph retrieval: molecule i's item is i.
+fn retrieval(graphs: &Tensor, smiles: &Tensor) -> Result<(RetrievalReport, RetrievalReport)> {
+    let relevant: Vec<Vec<u32>> = (0..graphs.dim(0)? as u32).map(|i| vec![i]).collect();
+    Ok((
+        retrieval_metrics(graphs, smiles, &relevant, &[1, 10])?,
+        retrieval_metrics(smiles, graphs, &relevant, &[1, 10])?,
+    ))
+}
+
+fn figures(r: &RetrievalReport) -> serde_json::Value {
+    let at = |k: usize| r.recall_at.iter().find(|(kk, _)| *kk == k).map_or(f64::NAN, |&(_, v)| v);
+    json!({ "recall_at_1": at(1), "recall_at_10": at(10), "mrr": r.mrr })
+}
+
+/// What a random ranking of n items scores: recall@k = k / n, MRR = H(n) / n.
+fn chance(n: usize) -> serde_json::Value {
+    let harmonic: f64 = (1..=n).map(|k| 1.0 / k as f64).sum();
+    json!({ "recall_at_1": 1.0 / n as f64, "recall_at_10": (10.0 / n as f64).min(1.0), "mrr": harmonic / n as f64 })
+}
+
+fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64) -> Result<MoleculeClip> {
+    let store = ParamStore::new(seed, InitScheme::PyTorch);
+    let vb = store.var_builder(DType::F32, &Device::Cpu);
+    let gin_config = GinConfig {
+        input_dim,
+        hidden_dim: 64,
+        layers: 3,
+        epsilon: Epsilon::Fixed(0.0),
+        readout: Readout::Sum,
+        concat_layers: true,
+    };
+    let gin = Gin::new(&gin_config, vb.pp("graph.gin"))?;
+    let graph = GraphTower { projection: linear(gin_config.output_dim(), cli.dim, vb.pp("graph.projection"))?, gin };
+    let bert_config = BertConfig {
+        vocab_size: tokenizer.vocab_size(),
+        hidden_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 256,
+        hidden_act: Activation::Gelu,
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+        max_position_embeddings: cli.max_length,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+    };
+    let bert = Bert::new(&bert_config, vb.pp("smiles.bert"), seed)?;
+    let smiles = SmilesTower { projection: linear(128, cli.dim, vb.pp("smiles.projection"))?, bert };
+    let config = ClipConfig { learnable: !cli.fixed_temperature, ..ClipConfig::default() };
+    Clip::new(graph, smiles, store, config)
+}
+
+fn run(cli: Cli) -> Result<serde_json::Value> {
+    let flags = &cli.common;
+    flags.setup()?;
+    let started = Instant::now();
+    let dir = flags
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/tu/WEHI10K")));
+    if !dir.is_dir() {
+        return Err(Error::Data(format!(
+            "{}: no such folder. Pass --data with a TU folder that has a {{name}}_graph_sources.tsv \
+             (../shared/data/tu/WEHI10K, or the 1,200-molecule examples/molecule_clip/data/WEHI1200)",
+            dir.display()
+        )));
+    }
+    let data = load_tu(&dir, TuOptions::default())?;
+    let sources = dir.join(format!("{}_graph_sources.tsv", data.name));
+    let smiles = read_smiles(&sources, data.graphs.len())?;
+    let input_dim = data.graphs.first().map_or(1, |g| g.feature_dim);
+    let mut molecules: Vec<Molecule> =
+        data.graphs.into_iter().zip(smiles).map(|(graph, smiles)| Molecule { graph, smiles }).collect();
+    molecules.shuffle(&mut named_rng(flags.seed, "molecule-clip-split"));
+    let holdout_n = if flags.quick { cli.holdout.min(200) } else { cli.holdout };
+    if holdout_n < 10 || holdout_n + 64 > molecules.len() {
+        return Err(Error::config(
+            "--holdout",
+            format!("{holdout_n} of {} molecules leaves too few on one side", molecules.len()),
+        ));
+    }
+    let holdout = molecules.split_off(molecules.len() - holdout_n);
+    let train = molecules;
+
+    let texts: Vec<&str> = train.iter().map(|m| m.smiles.as_str()).collect();
+    let tokenizer = Arc::new(Tokenizer::train_bpe(&texts, cli.vocab_size, cli.max_length)?);
+    let mut tokens = 0;
+    for s in &texts {
+        tokens += tokenizer.encode(&[s], &Device::Cpu)?.ids.dim(1)?;
+    }
+    let mean_tokens = tokens as f64 / texts.len() as f64;
+    eprintln!(
+        "molecule_clip: {} ({} train, {} held out), {input_dim} node features; BPE vocabulary {} trained on the \
+         train split ({mean_tokens:.1} tokens per SMILES with [CLS] and [SEP])",
+        data.name,
+        train.len(),
+        holdout.len(),
+        tokenizer.vocab_size()
+    );
+    let collate = Arc::new(CollateMolecules { tokenizer: Arc::clone(&tokenizer) });
+    let model = build(&cli, input_dim, &tokenizer, flags.seed)?;
+    let (g0, s0) = embed_all(&model, &collate, &holdout)?;
+    let untrained = retrieval(&g0, &s0)?;
+
+    let batch_size = flags.batch_size.unwrap_or(256);
+    let epochs = flags.epochs.unwrap_or(if flags.quick { 1 } else { 30 });
+    let loader_config =
+        LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads };
+    let identity = |m: Molecule, _: &mut dyn rand::RngCore| Ok(m);
+    let loader =
+        Loader::new(train.clone(), identity, CollateMolecules { tokenizer: Arc::clone(&tokenizer) }, loader_config)?;
+    let steps_per_epoch = loader.batches_per_epoch();
+    let trainer_config = TrainerConfig {
+        epochs,
+        lr: cli.lr,
+        schedule: Schedule::WarmupLinear { warmup_steps: steps_per_epoch, total_steps: epochs * steps_per_epoch },
+        optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.98, eps: 1e-6, weight_decay: 0.1 },
+        clip_grad_norm: Some(1.0),
+        checkpoint_every: Some(steps_per_epoch * 5),
+        keep_last: 2,
+        progress: true,
+        ..TrainerConfig::default()
+    };
+    let mut trainer = Trainer::new(trainer_config, model)?;
+    // Held-out graph-to-SMILES recall@1 after every epoch, in the history and its plot.
+    let (monitor_collate, monitor_set) = (Arc::clone(&collate), holdout.clone());
+    trainer.add_evaluation("holdout_graph_to_smiles_r1", 1, move |model, _| {
+        let (g, s) = embed_all(model, &monitor_collate, &monitor_set)?;
+        Ok(figures(&retrieval(&g, &s)?.0)["recall_at_1"].as_f64().unwrap_or(f64::NAN))
+    });
+    let mut trainer = flags.start(trainer)?;
+    let fit_started = Instant::now();
+    let summary = trainer.fit(&loader)?;
+    let train_seconds = fit_started.elapsed().as_secs_f64();
+    let model = trainer.into_objective();
+    let (g, s) = embed_all(&model, &collate, &holdout)?;
+    let trained = retrieval(&g, &s)?;
+    if let Some(run_dir) = flags.run_dir() {
+        plot_run(&run_dir, None)?;
+        tokenizer.save(&run_dir.join("smiles_tokenizer.json"))?;
+    }
+    if let Some(path) = &flags.save_embeddings {
+        // Rows 0..n: graph embeddings (label 0); rows n..2n: SMILES embeddings (label 1); row i
+        // and row n + i are one molecule.
+        let labels: Vec<u32> = (0..2 * holdout_n).map(|i| u32::from(i >= holdout_n)).collect();
+        save_embeddings(path, &Tensor::cat(&[&g, &s], 0)?, &labels)?;
+    }
+
+    let chance = chance(holdout_n);
+    println!("{}: {holdout_n} held-out molecules          R@1     R@10    MRR", data.name);
+    for (direction, t, u) in
+        [("graph -> SMILES", &trained.0, &untrained.0), ("SMILES -> graph", &trained.1, &untrained.1)]
+    {
+        for (name, f) in [("CLIP-trained", figures(t)), ("untrained", figures(u)), ("chance", chance.clone())] {
+            println!(
+                "{direction}  {name:<13} {:>7.2}% {:>7.2}% {:>7.4}",
+                100.0 * f["recall_at_1"].as_f64().unwrap_or(f64::NAN),
+                100.0 * f["recall_at_10"].as_f64().unwrap_or(f64::NAN),
+                f["mrr"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    Ok(json!({
+        "example": "molecule_clip",
+        "dataset": data.name,
+        "train_molecules": train.len(),
+        "holdout_molecules": holdout_n,
+        "epochs": epochs,
+        "steps": summary.steps,
+        "batch_size": batch_size,
+        "last_loss": summary.last_loss,
+        "temperature": model.temperature()?,
+        "graph_to_smiles": { "trained": figures(&trained.0), "untrained": figures(&untrained.0), "chance": chance },
+        "smiles_to_graph": { "trained": figures(&trained.1), "untrained": figures(&untrained.1), "chance": chance },
+        "train_seconds": (train_seconds * 10.0).round() / 10.0,
+        "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    }))
+}
+
+fn main() {
+    finish(run(Cli::parse()));
+}
