@@ -173,7 +173,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         epochs,
         lr: cli.lr,
         schedule: Schedule::WarmupLinear { warmup_steps: 0, total_steps: total },
-        optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01 },
+        optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
         clip_grad_norm: Some(1.0),
         checkpoint_every: Some(100),
         keep_last: 2,

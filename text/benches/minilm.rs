@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
     let batch = SentenceBatch { anchors: tokens, positives: None, hard_negatives: None };
     let params = model.params().trainable();
     let vars: Vec<_> = params.iter().map(|(_, v)| v.clone()).collect();
-    let adamw = OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01 };
+    let adamw = OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
     let mut optimizer = Optimizer::new(adamw, params).unwrap();
     let mut group = c.benchmark_group("simcse_minilm_b64_s32");
     group.throughput(Throughput::Elements(64));
