@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 /// Variables `weight`, `bias`, `running_mean`, `running_var` (torchvision's names).
 #[derive(Clone, Debug)]
 pub struct BatchNorm {
-    weight: Tensor,
-    bias: Tensor,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
     running_mean: Var,
     running_var: Var,
-    eps: f64,
+    pub(crate) eps: f64,
     momentum: f64,
 }
 
@@ -110,7 +110,7 @@ impl BatchNorm {
         Ok(y)
     }
 
-    fn update_running(&self, mean: &[f64], var: &[f64], count: usize) -> Result<()> {
+    pub(crate) fn update_running(&self, mean: &[f64], var: &[f64], count: usize) -> Result<()> {
         let m = self.momentum;
         let unbiased = count as f64 / (count as f64 - 1.0);
         let dev = self.running_mean.device();
@@ -123,7 +123,7 @@ impl BatchNorm {
         self.running_var.set(&Tensor::from_vec(rv, var.len(), dev)?.to_dtype(dtype)?)
     }
 
-    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;
         let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
         let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
@@ -183,14 +183,64 @@ fn lane_sums<T: WithDType + Float + std::ops::AddAssign>(n: usize, f: impl Fn(us
     (sa, sb)
 }
 
+/// Rows per task of the (N, C) path: the per-channel sums run over blocks of this many rows, in
+/// a fixed order, so the result does not depend on the thread count.
+const ROWS: usize = 256;
+
+/// Per channel Σ f(p, q, m) and Σ g(p, q, m) over the rows of two (N, C) buffers `p` and `q`
+/// with a per-channel value `m`: each block of [`ROWS`] rows summed in T along the channels
+/// (contiguous, so it vectorises), the blocks in f64.
+fn row_sums<T: WithDType + Float + std::ops::AddAssign>(
+    p: &[T],
+    q: &[T],
+    m: &[T],
+    f: impl Fn(T, T, T) -> (T, T) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
+    let c = m.len();
+    let blocks: Vec<(Vec<T>, Vec<T>)> = p
+        .par_chunks(c * ROWS)
+        .zip(q.par_chunks(c * ROWS))
+        .map(|(pb, qb)| {
+            let (mut a, mut b) = (vec![T::zero(); c], vec![T::zero(); c]);
+            for (pr, qr) in pb.chunks_exact(c).zip(qb.chunks_exact(c)) {
+                for ((a, b), ((&pv, &qv), &mv)) in a.iter_mut().zip(b.iter_mut()).zip(pr.iter().zip(qr).zip(m)) {
+                    let (u, v) = f(pv, qv, mv);
+                    *a += u;
+                    *b += v;
+                }
+            }
+            (a, b)
+        })
+        .collect();
+    let (mut sa, mut sb) = (vec![0.0; c], vec![0.0; c]);
+    for (a, b) in blocks {
+        for ch in 0..c {
+            sa[ch] += WithDType::to_f64(a[ch]);
+            sb[ch] += WithDType::to_f64(b[ch]);
+        }
+    }
+    (sa, sb)
+}
+
 /// Per channel: mean and biased variance, in one pass of shifted sums (the shift, the channel's
-/// first value, keeps the variance free of cancellation), each plane summed in T and the planes in
-/// f64.
+/// first value, keeps the variance free of cancellation), each plane (or block of rows) summed in
+/// T and the planes in f64.
 fn channel_moments<T: WithDType + Float + std::ops::AddAssign>(
     x: &[T],
     (n, c, s): (usize, usize, usize),
 ) -> (Vec<f64>, Vec<f64>) {
     let count = (n * s) as f64;
+    let finish = |shift: T, sum: f64, sq: f64| {
+        let m = sum / count;
+        (WithDType::to_f64(shift) + m, (sq / count - m * m).max(0.0))
+    };
+    if s == 1 {
+        let (sum, sq) = row_sums(x, x, &x[..c], |v, _, shift| {
+            let d = v - shift;
+            (d, d * d)
+        });
+        return (0..c).map(|ch| finish(x[ch], sum[ch], sq[ch])).unzip();
+    }
     (0..c)
         .into_par_iter()
         .map(|ch| {
@@ -205,8 +255,7 @@ fn channel_moments<T: WithDType + Float + std::ops::AddAssign>(
                 sum += a;
                 sq += b;
             }
-            let m = sum / count;
-            (WithDType::to_f64(shift) + m, (sq / count - m * m).max(0.0))
+            finish(shift, sum, sq)
         })
         .unzip()
 }
@@ -224,7 +273,18 @@ fn affine<T: WithDType + Float>(mean: &[f64], var: &[f64], w: &[T], b: &[T], eps
         .unzip()
 }
 
-fn forward<T: WithDType + Float + std::ops::AddAssign>(
+/// y = x·a + b, then ReLU if `relu`, over a run of values with their (a, b).
+#[inline(always)]
+fn affine_run<T: Float>(y: &mut [T], x: &[T], coefs: impl Iterator<Item = (T, T)>, relu: bool) {
+    let out = y.iter_mut().zip(x).zip(coefs);
+    if relu {
+        out.for_each(|((o, &v), (a, b))| *o = Float::max(v * a + b, T::zero()));
+    } else {
+        out.for_each(|((o, &v), (a, b))| *o = v * a + b);
+    }
+}
+
+pub(crate) fn forward<T: WithDType + Float + std::ops::AddAssign>(
     x: &[T],
     w: &[T],
     b: &[T],
@@ -236,22 +296,24 @@ fn forward<T: WithDType + Float + std::ops::AddAssign>(
     let (mean, var) = channel_moments(x, dims);
     let (scale, shift) = affine(&mean, &var, w, b, eps);
     let mut y = vec![T::zero(); x.len()];
+    if s == 1 {
+        y.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).for_each(|(yb, xb)| {
+            for (yr, xr) in yb.chunks_mut(c).zip(xb.chunks(c)) {
+                affine_run(yr, xr, scale.iter().copied().zip(shift.iter().copied()), relu);
+            }
+        });
+        return (y, mean, var);
+    }
     y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(yi, xi)| {
         for ch in 0..c {
-            let (a, sh) = (scale[ch], shift[ch]);
-            let out = yi[ch * s..][..s].iter_mut().zip(&xi[ch * s..][..s]);
-            if relu {
-                out.for_each(|(o, &v)| *o = Float::max(v * a + sh, T::zero()));
-            } else {
-                out.for_each(|(o, &v)| *o = v * a + sh);
-            }
+            affine_run(&mut yi[ch * s..][..s], &xi[ch * s..][..s], std::iter::repeat((scale[ch], shift[ch])), relu);
         }
     });
     (y, mean, var)
 }
 
 /// `dy` where the fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
-fn relu_masked<T: WithDType + Float>(dy: &[T], out: &[T]) -> Vec<T> {
+pub(crate) fn relu_masked<T: WithDType + Float>(dy: &[T], out: &[T]) -> Vec<T> {
     let mut g = vec![T::zero(); dy.len()];
     g.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14)).zip(out.par_chunks(1 << 14)).for_each(|((g, d), o)| {
         for ((g, &d), &o) in g.iter_mut().zip(d).zip(o) {
@@ -263,7 +325,7 @@ fn relu_masked<T: WithDType + Float>(dy: &[T], out: &[T]) -> Vec<T> {
 
 /// (dx, dγ, dβ) from x, γ and the output gradient `dy`, with the batch statistics of the forward
 /// pass.
-fn backward<T: WithDType + Float + std::ops::AddAssign>(
+pub(crate) fn backward<T: WithDType + Float + std::ops::AddAssign>(
     x: &[T],
     w: &[T],
     dy: &[T],
@@ -275,21 +337,26 @@ fn backward<T: WithDType + Float + std::ops::AddAssign>(
     let count = (n * s) as f64;
     let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     // Σ g and Σ g·(x - mean) per channel.
-    let (sum_dy, sum_dy_xc): (Vec<f64>, Vec<f64>) = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let m = <T as WithDType>::from_f64(mean[ch]);
-            let (mut sd, mut sdx) = (0.0, 0.0);
-            for i in 0..n {
-                let off = (i * c + ch) * s;
-                let (gp, xp) = (&dy[off..off + s], &x[off..off + s]);
-                let (a, b) = lane_sums(s, |j| (gp[j], gp[j] * (xp[j] - m)));
-                sd += a;
-                sdx += b;
-            }
-            (sd, sdx)
-        })
-        .unzip();
+    let (sum_dy, sum_dy_xc): (Vec<f64>, Vec<f64>) = if s == 1 {
+        let m: Vec<T> = mean.iter().map(|&v| <T as WithDType>::from_f64(v)).collect();
+        row_sums(dy, x, &m, |g, v, m| (g, g * (v - m)))
+    } else {
+        (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let m = <T as WithDType>::from_f64(mean[ch]);
+                let (mut sd, mut sdx) = (0.0, 0.0);
+                for i in 0..n {
+                    let off = (i * c + ch) * s;
+                    let (gp, xp) = (&dy[off..off + s], &x[off..off + s]);
+                    let (a, b) = lane_sums(s, |j| (gp[j], gp[j] * (xp[j] - m)));
+                    sd += a;
+                    sdx += b;
+                }
+                (sd, sdx)
+            })
+            .unzip()
+    };
     let sum_dy_xhat: Vec<f64> = sum_dy_xc.iter().zip(&rstd).map(|(v, r)| v * r).collect();
     // dx = γ·rstd · (g - Σg/M - x̂ · Σg·x̂/M), written as dx = k1·g + k2·x + k3 per channel.
     let coef: Vec<(T, T, T)> = (0..c)
@@ -302,6 +369,23 @@ fn backward<T: WithDType + Float + std::ops::AddAssign>(
         })
         .collect();
     let mut dx = vec![T::zero(); x.len()];
+    if s == 1 {
+        let k1: Vec<T> = coef.iter().map(|k| k.0).collect();
+        let k2: Vec<T> = coef.iter().map(|k| k.1).collect();
+        let k3: Vec<T> = coef.iter().map(|k| k.2).collect();
+        dx.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).zip(dy.par_chunks(c * ROWS)).for_each(
+            |((dxb, xb), dyb)| {
+                for ((dxr, xr), dyr) in dxb.chunks_mut(c).zip(xb.chunks(c)).zip(dyb.chunks(c)) {
+                    let coefs = k1.iter().zip(&k2).zip(&k3);
+                    for (((o, &v), &g), ((&k1, &k2), &k3)) in dxr.iter_mut().zip(xr).zip(dyr).zip(coefs) {
+                        *o = k1 * g + k2 * v + k3;
+                    }
+                }
+            },
+        );
+        let t = |v: &f64| <T as WithDType>::from_f64(*v);
+        return (dx, sum_dy_xhat.iter().map(t).collect(), sum_dy.iter().map(t).collect());
+    }
     dx.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).zip(dy.par_chunks(c * s)).for_each(|((dxi, xi), dyi)| {
         for (ch, &(k1, k2, k3)) in coef.iter().enumerate() {
             let r = ch * s..(ch + 1) * s;

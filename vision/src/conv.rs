@@ -5,6 +5,13 @@
 //! both gradients are im2col plus one gemm per image (the input gradient is a gemm with the
 //! transposed kernel followed by col2im), in parallel over images. Off the CPU, or for dtypes
 //! other than f32/f64, candle's own conv2d runs.
+//!
+//! Images are (N, C, H, W) as in PyTorch, or channels-last (N, H, W, C) through
+//! [`Conv2d::forward_channels_last`]. Channels-last is the faster one past the first layer: each
+//! kernel tap of an output position is one contiguous run of C values (channels-first, a row of the
+//! column matrix is a strided run of the output width, 4 values at 7x7 and stride 2, so im2col is
+//! mostly per-row overhead), the gemm reads and writes the activations in place, and nothing is
+//! transposed. Weights keep PyTorch's (O, C, k, k) layout in both.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType};
@@ -49,6 +56,11 @@ impl Conv2d {
     /// The kernel `(out, in, k, k)`.
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+
+    /// The bias (O), if the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
     }
 
     /// The geometry.
@@ -96,37 +108,71 @@ impl Module for Conv2d {
     }
 }
 
+impl Conv2d {
+    /// The convolution of channels-last images: (N, H, W, C) to (N, OH, OW, O).
+    pub fn forward_channels_last(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, _, c) = x.dims4()?;
+        if c != self.geometry.in_channels {
+            bail!(
+                "conv2d: channels-last input {:?} has {c} channels, the layer expects {}",
+                x.dims(),
+                self.geometry.in_channels
+            );
+        }
+        let y = conv2d_forward_channels_last(x, &self.weight, self.geometry)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+fn runs_fused(x: &Tensor, weight: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && weight.dtype() == x.dtype()
+}
+
 /// Convolution of `x` (N, C, H, W) with `weight` (O, C, k, k): the im2col op on the CPU in f32 and
 /// f64, candle's conv2d elsewhere.
 pub fn conv2d_forward(x: &Tensor, weight: &Tensor, geometry: ConvGeometry) -> Result<Tensor> {
-    let fused = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64);
-    if fused && weight.dtype() == x.dtype() {
-        x.contiguous()?.apply_op2(&weight.contiguous()?, ConvOp { geometry })
+    if runs_fused(x, weight) {
+        x.contiguous()?.apply_op2(&weight.contiguous()?, ConvOp { geometry, channels_last: false })
     } else {
         x.conv2d(weight, geometry.padding, geometry.stride, 1, 1)
     }
 }
 
+/// Convolution of channels-last `x` (N, H, W, C) with `weight` (O, C, k, k), giving (N, OH, OW, O):
+/// the im2row op on the CPU in f32 and f64, candle's conv2d between permutes elsewhere.
+pub fn conv2d_forward_channels_last(x: &Tensor, weight: &Tensor, geometry: ConvGeometry) -> Result<Tensor> {
+    if runs_fused(x, weight) {
+        x.contiguous()?.apply_op2(&weight.contiguous()?, ConvOp { geometry, channels_last: true })
+    } else {
+        x.permute((0, 3, 1, 2))?.conv2d(weight, geometry.padding, geometry.stride, 1, 1)?.permute((0, 2, 3, 1))
+    }
+}
+
 struct ConvOp {
     geometry: ConvGeometry,
+    /// Images (N, H, W, C) rather than (N, C, H, W).
+    channels_last: bool,
 }
 
 /// The sizes one image needs.
 #[derive(Clone, Copy)]
-struct Dims {
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    oh: usize,
-    ow: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
+pub(crate) struct Dims {
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) o: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
+    pub(crate) k: usize,
+    pub(crate) stride: usize,
+    pub(crate) pad: usize,
 }
 
 impl Dims {
-    fn new(g: ConvGeometry, h: usize, w: usize) -> Result<Self> {
+    pub(crate) fn new(g: ConvGeometry, h: usize, w: usize) -> Result<Self> {
         Ok(Self {
             c: g.in_channels,
             h,
@@ -157,6 +203,9 @@ impl Dims {
     fn is_pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
+    fn taps(&self) -> usize {
+        self.k * self.k
+    }
 }
 
 /// Images per task: enough that one gemm has about 2048 output columns (small late feature maps
@@ -167,7 +216,8 @@ fn images_per_task(positions: usize) -> usize {
     2048usize.div_ceil(positions.max(1)).clamp(1, 64)
 }
 
-/// `dst (m x n) = [dst +] a (m x k) * b (k x n)`, each given by its row and column strides.
+/// `dst (m x n) = [dst +] a (m x k) * b (k x n)`, `a` and `b` given by their row and column
+/// strides, `dst` row-major.
 #[allow(clippy::too_many_arguments)]
 fn gemm<T: WithDType>(
     (m, n, k): (usize, usize, usize),
@@ -292,14 +342,17 @@ fn col2im<T: WithDType>(col: &[T], d: &Dims, dx: &mut [T], ld: usize) {
 fn columns<T: WithDType>(xs: &[T], d: &Dims, col: &mut Vec<T>) -> usize {
     let b = xs.len() / d.in_len();
     let ld = b * d.positions();
-    col.resize(d.rows() * ld, T::zero());
+    // Every element is written by im2col, so only growth needs initialising.
+    if col.len() < d.rows() * ld {
+        col.resize(d.rows() * ld, T::zero());
+    }
     for (i, xi) in xs.chunks(d.in_len()).enumerate() {
         im2col(xi, d, &mut col[i * d.positions()..], ld);
     }
     ld
 }
 
-fn forward<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
+fn forward_channels_first<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
     let per_task = images_per_task(p);
     let mut y = vec![T::zero(); x.len() / d.in_len() * d.out_len()];
@@ -307,7 +360,9 @@ fn forward<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
         || (Vec::new(), Vec::new()),
         |(col, out), (ys, xs)| {
             let ld = columns(xs, d, col);
-            out.resize(d.o * ld, T::zero());
+            if out.len() < d.o * ld {
+                out.resize(d.o * ld, T::zero());
+            }
             // Y (O x B·P) = W (O x rows) · col (rows x B·P), then each image's columns to NCHW.
             gemm((d.o, ld, rows), out, false, w, (rows, 1), col, (ld, 1));
             for (i, yi) in ys.chunks_mut(d.out_len()).enumerate() {
@@ -320,53 +375,231 @@ fn forward<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
     y
 }
 
-/// (dx, dw) from x, w and dy.
-fn backward<T: WithDType>(x: &[T], w: &[T], dy: &[T], d: &Dims) -> (Vec<T>, Vec<T>) {
-    let (rows, p) = (d.rows(), d.positions());
-    let per_task = images_per_task(p);
-    let mut dx = vec![T::zero(); x.len()];
-    let partials: Vec<Vec<T>> = dx
-        .par_chunks_mut(d.in_len() * per_task)
-        .zip(x.par_chunks(d.in_len() * per_task))
-        .zip(dy.par_chunks(d.out_len() * per_task))
-        .map(|((dxs, xs), dys)| {
-            let mut col = Vec::new();
-            let ld = columns(xs, d, &mut col);
-            // dY of the task as (O x B·P).
-            let mut g = vec![T::zero(); d.o * ld];
-            for (i, dyi) in dys.chunks(d.out_len()).enumerate() {
-                for (o, src) in dyi.chunks(p).enumerate() {
-                    g[o * ld + i * p..][..p].copy_from_slice(src);
-                }
+/// (dx if `need_dx`, dw) from x, w and dy, images (N, C, H, W).
+fn backward_channels_first<T: WithDType>(
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    d: &Dims,
+    need_dx: bool,
+) -> (Option<Vec<T>>, Vec<T>) {
+    let p = d.positions();
+    let task = |dxs: Option<&mut [T]>, xs: &[T], dys: &[T]| {
+        let rows = d.rows();
+        let mut col = Vec::new();
+        let ld = columns(xs, d, &mut col);
+        // dY of the task as (O x B·P).
+        let mut g = vec![T::zero(); d.o * ld];
+        for (i, dyi) in dys.chunks(d.out_len()).enumerate() {
+            for (o, src) in dyi.chunks(p).enumerate() {
+                g[o * ld + i * p..][..p].copy_from_slice(src);
             }
-            // dW = dY (O x B·P) · colᵀ (B·P x rows)
-            let mut dw = vec![T::zero(); d.o * rows];
-            gemm((d.o, rows, ld), &mut dw, false, &g, (ld, 1), &col, (1, ld));
-            // dcol (rows x B·P) = Wᵀ (rows x O) · dY, folded back onto each image.
-            gemm((rows, ld, d.o), &mut col, false, w, (1, rows), &g, (ld, 1));
-            for (i, dxi) in dxs.chunks_mut(d.in_len()).enumerate() {
-                col2im(&col[i * p..], d, dxi, ld);
-            }
-            dw
-        })
-        .collect();
-    let mut dw = vec![T::zero(); d.o * rows];
+        }
+        // dW = dY (O x B·P) · colᵀ (B·P x rows)
+        let mut dw = vec![T::zero(); d.o * rows];
+        gemm((d.o, rows, ld), &mut dw, false, &g, (ld, 1), &col, (1, ld));
+        let Some(dxs) = dxs else { return dw };
+        // dcol (rows x B·P) = Wᵀ (rows x O) · dY, folded back onto each image.
+        gemm((rows, ld, d.o), &mut col, false, w, (1, rows), &g, (ld, 1));
+        for (i, dxi) in dxs.chunks_mut(d.in_len()).enumerate() {
+            col2im(&col[i * p..], d, dxi, ld);
+        }
+        dw
+    };
+    let (dx, dw) = over_tasks(x, dy, d, need_dx, task);
+    (dx, dw)
+}
+
+/// Runs a backward `task` on each group of [`images_per_task`] images (with its slice of dx when
+/// `need_dx`) in parallel, and sums the tasks' weight gradients in task order.
+fn over_tasks<T: WithDType>(
+    x: &[T],
+    dy: &[T],
+    d: &Dims,
+    need_dx: bool,
+    task: impl Fn(Option<&mut [T]>, &[T], &[T]) -> Vec<T> + Sync,
+) -> (Option<Vec<T>>, Vec<T>) {
+    let per_task = images_per_task(d.positions());
+    let mut dx = vec![T::zero(); if need_dx { x.len() } else { 0 }];
+    let inputs = x.par_chunks(d.in_len() * per_task).zip(dy.par_chunks(d.out_len() * per_task));
+    let partials: Vec<Vec<T>> = if need_dx {
+        dx.par_chunks_mut(d.in_len() * per_task).zip(inputs).map(|(dxs, (xs, dys))| task(Some(dxs), xs, dys)).collect()
+    } else {
+        inputs.map(|(xs, dys)| task(None, xs, dys)).collect()
+    };
+    let mut dw = vec![T::zero(); d.o * d.rows()];
     for part in partials {
         for (a, b) in dw.iter_mut().zip(part) {
             *a += b;
         }
     }
-    (dx, dw)
+    (need_dx.then_some(dx), dw)
+}
+
+/// The input position (H·W index) a kernel tap of an output position reads, or None in the
+/// padding.
+fn tap_source(d: &Dims, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
+    let iy = (oy * d.stride + ky).checked_sub(d.pad).filter(|&iy| iy < d.h)?;
+    let ix = (ox * d.stride + kx).checked_sub(d.pad).filter(|&ix| ix < d.w)?;
+    Some(iy * d.w + ix)
+}
+
+/// Unfolds one channels-last image (H·W, C) into its rows of the transposed column matrix: one
+/// row of k·k·C values, ordered (ky, kx, c), per output position; zeros where the kernel reads
+/// padding.
+fn im2row<T: WithDType>(x: &[T], d: &Dims, rows: &mut [T]) {
+    let c = d.c;
+    for oy in 0..d.oh {
+        for ox in 0..d.ow {
+            let row = &mut rows[(oy * d.ow + ox) * d.rows()..][..d.rows()];
+            for ky in 0..d.k {
+                for kx in 0..d.k {
+                    let dst = &mut row[(ky * d.k + kx) * c..][..c];
+                    match tap_source(d, oy, ox, ky, kx) {
+                        Some(at) => dst.copy_from_slice(&x[at * c..][..c]),
+                        None => dst.fill(T::zero()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds one image's rows back onto it, channels-last (H·W, C), adding where kernel windows
+/// overlap (the adjoint of im2row).
+fn row2im<T: WithDType>(rows: &[T], d: &Dims, dx: &mut [T]) {
+    dx.fill(T::zero());
+    let c = d.c;
+    for oy in 0..d.oh {
+        for ox in 0..d.ow {
+            let row = &rows[(oy * d.ow + ox) * d.rows()..][..d.rows()];
+            for ky in 0..d.k {
+                for kx in 0..d.k {
+                    if let Some(at) = tap_source(d, oy, ox, ky, kx) {
+                        for (o, &v) in dx[at * c..][..c].iter_mut().zip(&row[(ky * d.k + kx) * c..][..c]) {
+                            *o += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (cols x rows) = srcᵀ` for `src (rows x cols)`, both row-major.
+fn transpose<T: WithDType>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut dst = vec![T::zero(); src.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+    dst
+}
+
+/// The kernel (O, C, k, k) with each output's row in im2row's order (ky, kx, c).
+fn kernel_rows<T: WithDType>(w: &[T], d: &Dims) -> Vec<T> {
+    w.chunks(d.rows()).flat_map(|wo| transpose(wo, d.c, d.taps())).collect()
+}
+
+/// A kernel gradient in im2row's order back to (O, C, k, k).
+fn kernel_from_rows<T: WithDType>(rows: &[T], d: &Dims) -> Vec<T> {
+    rows.chunks(d.rows()).flat_map(|ro| transpose(ro, d.taps(), d.c)).collect()
+}
+
+/// Channels-last images (N, H, W, C) to (N, OH, OW, O): per task of B images, the rows
+/// (B·OH·OW x k·k·C) times the kernel, written straight into the output.
+pub(crate) fn forward_channels_last<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
+    let (rows, p) = (d.rows(), d.positions());
+    let per_task = images_per_task(p);
+    let w = kernel_rows(w, d);
+    let mut y = vec![T::zero(); x.len() / d.in_len() * d.out_len()];
+    y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).for_each_init(
+        Vec::new,
+        |col, (ys, xs)| {
+            let n = xs.len() / d.in_len() * p;
+            // Every element is written by im2row, so only growth needs initialising.
+            if col.len() < n * rows {
+                col.resize(n * rows, T::zero());
+            }
+            for (xi, ci) in xs.chunks(d.in_len()).zip(col.chunks_mut(p * rows)) {
+                im2row(xi, d, ci);
+            }
+            // Y (B·P x O) = rows (B·P x k·k·C) · Wᵀ (k·k·C x O)
+            gemm((n, d.o, rows), ys, false, col, (rows, 1), &w, (1, rows));
+        },
+    );
+    y
+}
+
+/// (dx if `need_dx`, dw) from x, w and dy, images (N, H, W, C).
+pub(crate) fn backward_channels_last<T: WithDType>(
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    d: &Dims,
+    need_dx: bool,
+) -> (Option<Vec<T>>, Vec<T>) {
+    let (rows, p) = (d.rows(), d.positions());
+    let w = kernel_rows(w, d);
+    let task = |dxs: Option<&mut [T]>, xs: &[T], dys: &[T]| {
+        let n = xs.len() / d.in_len() * p;
+        let mut col = vec![T::zero(); n * rows];
+        for (xi, ci) in xs.chunks(d.in_len()).zip(col.chunks_mut(p * rows)) {
+            im2row(xi, d, ci);
+        }
+        // dW (O x k·k·C) = dYᵀ (O x B·P) · rows (B·P x k·k·C)
+        let mut dw = vec![T::zero(); d.o * rows];
+        gemm((d.o, rows, n), &mut dw, false, dys, (1, d.o), &col, (rows, 1));
+        let Some(dxs) = dxs else { return dw };
+        // drows (B·P x k·k·C) = dY (B·P x O) · W (O x k·k·C), folded back onto each image.
+        gemm((n, rows, d.o), &mut col, false, dys, (d.o, 1), &w, (rows, 1));
+        for (ci, dxi) in col.chunks(p * rows).zip(dxs.chunks_mut(d.in_len())) {
+            row2im(ci, d, dxi);
+        }
+        dw
+    };
+    let (dx, dw) = over_tasks(x, dy, d, need_dx, task);
+    (dx, kernel_from_rows(&dw, d))
 }
 
 impl ConvOp {
     fn dims(&self, x: &Layout, w: &Layout) -> Result<Dims> {
-        let (_, c, h, wd) = x.shape().dims4()?;
+        let (_, a, b, c) = x.shape().dims4()?;
+        let (c, h, wd) = if self.channels_last { (c, a, b) } else { (a, b, c) };
         let g = self.geometry;
         if w.dims() != [g.out_channels, g.in_channels, g.kernel, g.kernel] || c != g.in_channels {
-            bail!("conv2d: input {:?} and weight {:?} do not fit {g:?}", x.dims(), w.dims());
+            let order = if self.channels_last { "(N, H, W, C)" } else { "(N, C, H, W)" };
+            bail!("conv2d: input {:?} {order} and weight {:?} do not fit {g:?}", x.dims(), w.dims());
         }
         Dims::new(g, h, wd)
+    }
+
+    fn forward<T: WithDType>(&self, x: &[T], w: &[T], d: &Dims) -> Vec<T> {
+        if self.channels_last {
+            forward_channels_last(x, w, d)
+        } else {
+            forward_channels_first(x, w, d)
+        }
+    }
+
+    fn gradients<T: WithDType>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+        d: &Dims,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // An input that is neither a variable nor computed from one (the images) needs no gradient.
+        let need_dx = x.track_op();
+        let backward = if self.channels_last { backward_channels_last } else { backward_channels_first };
+        let (dx, dw) = with_cpu_slice(x, "conv2d", |xs: &[T]| {
+            with_cpu_slice(w, "conv2d", |ws: &[T]| {
+                with_cpu_slice(grad, "conv2d", |gs: &[T]| backward(xs, ws, gs, d, need_dx))
+            })
+        })???;
+        let dx = dx.map(|dx| Tensor::from_vec(dx, x.dims(), x.device())).transpose()?;
+        Ok((dx, Some(Tensor::from_vec(dw, w.dims(), w.device())?)))
     }
 }
 
@@ -379,32 +612,28 @@ impl CustomOp2 for ConvOp {
         let d = self.dims(l1, l2)?;
         let n = l1.dims()[0];
         let y = match s1 {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(forward(contiguous_slice(s1, l1, "conv2d")?, contiguous_slice(s2, l2, "conv2d")?, &d))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(forward(contiguous_slice(s1, l1, "conv2d")?, contiguous_slice(s2, l2, "conv2d")?, &d))
-            }
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward(
+                contiguous_slice(s1, l1, "conv2d")?,
+                contiguous_slice(s2, l2, "conv2d")?,
+                &d,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward(
+                contiguous_slice(s1, l1, "conv2d")?,
+                contiguous_slice(s2, l2, "conv2d")?,
+                &d,
+            )),
             other => bail!("conv2d: f32 or f64 expected, got {:?}", other.dtype()),
         };
-        Ok((y, Shape::from((n, d.o, d.oh, d.ow))))
+        let shape = if self.channels_last { (n, d.oh, d.ow, d.o) } else { (n, d.o, d.oh, d.ow) };
+        Ok((y, Shape::from(shape)))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = self.dims(x.layout(), w.layout())?;
         let grad = grad.contiguous()?;
-        let (dx, dw) = match x.dtype() {
-            DType::F32 => gradients::<f32>(x, w, &grad, &d)?,
-            _ => gradients::<f64>(x, w, &grad, &d)?,
-        };
-        // An input that is neither a variable nor computed from one (the images) needs no gradient.
-        Ok((x.track_op().then_some(dx), Some(dw)))
+        match x.dtype() {
+            DType::F32 => self.gradients::<f32>(x, w, &grad, &d),
+            _ => self.gradients::<f64>(x, w, &grad, &d),
+        }
     }
-}
-
-fn gradients<T: WithDType>(x: &Tensor, w: &Tensor, grad: &Tensor, d: &Dims) -> Result<(Tensor, Tensor)> {
-    let (dx, dw) = with_cpu_slice(x, "conv2d", |xs: &[T]| {
-        with_cpu_slice(w, "conv2d", |ws: &[T]| with_cpu_slice(grad, "conv2d", |gs: &[T]| backward(xs, ws, gs, d)))
-    })???;
-    Ok((Tensor::from_vec(dx, x.dims(), x.device())?, Tensor::from_vec(dw, w.dims(), w.device())?))
 }

@@ -1,9 +1,10 @@
 //! A small ConvNet for 8x8 to 32x32 inputs: CPU-sized, and the encoder of the PyTorch reference
 //! recipe (`shared/bench/simclr_fmnist_torch.py`).
 
-use crate::batch_norm::{batch_norm, BatchNorm};
-use crate::conv::{conv2d, Conv2d, ConvGeometry};
-use candle_core::{bail, Module, ModuleT, Result, Tensor};
+use crate::batch_norm::batch_norm;
+use crate::conv::{conv2d, ConvGeometry};
+use crate::conv_bn_relu::ConvBnRelu;
+use candle_core::{bail, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ impl ConvNetConfig {
 /// (`net.{3i}.weight` for conv i, `net.{3i+1}.*` for its BatchNorm), so its weights load as saved.
 #[derive(Clone, Debug)]
 pub struct ConvNet {
-    blocks: Vec<(Conv2d, BatchNorm)>,
+    blocks: Vec<ConvBnRelu>,
     dim: usize,
 }
 
@@ -65,7 +66,7 @@ impl ConvNet {
             let geometry = ConvGeometry { in_channels: cin, out_channels: cout, kernel: 3, stride, padding: 1 };
             let conv = conv2d(geometry, false, vb.pp(format!("net.{}", 3 * i)))?;
             let bn = batch_norm(cout, vb.pp(format!("net.{}", 3 * i + 1)))?;
-            blocks.push((conv, bn));
+            blocks.push(ConvBnRelu::new(conv, bn));
             cin = cout;
         }
         Ok(Self { blocks, dim: cin })
@@ -83,10 +84,12 @@ impl ModuleT for ConvNet {
         if x.rank() != 4 {
             bail!("ConvNet: expects images (N, C, H, W), got {:?}", x.dims());
         }
-        let mut h = x.clone();
-        for (conv, bn) in &self.blocks {
-            h = bn.forward_relu_t(&conv.forward(&h)?, train)?;
+        // Channels-last throughout (the faster convolution), the input permuted once (a reshape
+        // for grayscale).
+        let mut h = x.permute((0, 2, 3, 1))?.contiguous()?;
+        for block in &self.blocks {
+            h = block.forward_t(&h, train)?;
         }
-        h.mean((2, 3))
+        h.mean((1, 2))
     }
 }

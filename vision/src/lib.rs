@@ -20,6 +20,7 @@ pub mod augment;
 mod batch;
 mod batch_norm;
 mod conv;
+mod conv_bn_relu;
 mod convnet;
 mod encoder;
 mod idx;
@@ -34,7 +35,8 @@ mod weights;
 
 pub use batch::{extract_features, stack_images, CollateViews, ViewBatch};
 pub use batch_norm::{batch_norm, BatchNorm};
-pub use conv::{conv2d, conv2d_forward, Conv2d, ConvGeometry};
+pub use conv::{conv2d, conv2d_forward, conv2d_forward_channels_last, Conv2d, ConvGeometry};
+pub use conv_bn_relu::ConvBnRelu;
 pub use convnet::{ConvNet, ConvNetConfig};
 pub use encoder::{Encoder, EncoderConfig};
 pub use idx::{load_idx, load_idx_folder, read_idx_images, read_idx_labels};

@@ -4,7 +4,8 @@
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use contrastive_core::nn::{check_gradients, InitScheme, ParamStore};
 use contrastive_vision::{
-    batch_norm, conv2d_forward, ConvGeometry, ConvNet, ConvNetConfig, MaxPool2d, ResNet, ResNetConfig, Stem,
+    batch_norm, conv2d, conv2d_forward, conv2d_forward_channels_last, ConvBnRelu, ConvGeometry, ConvNet, ConvNetConfig,
+    MaxPool2d, ResNet, ResNetConfig, Stem,
 };
 use rand::{Rng, SeedableRng};
 
@@ -82,6 +83,83 @@ fn conv_matches_candle_forward_and_finite_differences() {
     }
 }
 
+/// NCHW to NHWC and back.
+fn to_channels_last(x: &Tensor) -> Tensor {
+    x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
+}
+fn to_channels_first(x: &Tensor) -> Tensor {
+    x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap()
+}
+
+#[test]
+fn channels_last_conv_matches_channels_first_in_value_and_gradient() {
+    // The channels-first op is checked against candle and finite differences above; the
+    // channels-last op (its own im2row, gemm and row2im) must agree with it, permuted.
+    for (i, &(cin, cout, k, s, p, side)) in
+        GEOMETRIES.iter().chain(&[(16, 8, 3, 2, 1, 7), (12, 5, 3, 1, 1, 6)]).enumerate()
+    {
+        let g = ConvGeometry { in_channels: cin, out_channels: cout, kernel: k, stride: s, padding: p };
+        let x = Var::from_tensor(&random(&[3, cin, side, side + 1], i as u64, DType::F64)).unwrap();
+        let w = Var::from_tensor(&random(&[cout, cin, k, k], 100 + i as u64, DType::F64)).unwrap();
+        let first = conv2d_forward(x.as_tensor(), w.as_tensor(), g).unwrap();
+        let last = conv2d_forward_channels_last(&to_channels_last(x.as_tensor()), w.as_tensor(), g).unwrap();
+        assert_eq!(last.dims(), to_channels_last(&first).dims(), "{g:?}");
+        assert!(max_abs_diff(&to_channels_first(&last), &first) < 1e-12, "forward {g:?}");
+        let weights = random(first.dims(), 200 + i as u64, DType::F64);
+        let g1 = (first * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (last * to_channels_last(&weights)).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &w] {
+            let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            assert!(max_abs_diff(a, b) < 1e-12, "gradient {g:?} of {:?}", v.dims());
+        }
+    }
+}
+
+#[test]
+fn fused_conv_batch_norm_relu_matches_the_separate_layers() {
+    // Two stores from one seed: the same initial variables, separate running statistics.
+    let (cin, cout) = (6, 10);
+    let g = ConvGeometry { in_channels: cin, out_channels: cout, kernel: 3, stride: 2, padding: 1 };
+    let build = || {
+        let store = ParamStore::new(5, InitScheme::PyTorch);
+        let vb = store.var_builder(DType::F64, &Device::Cpu);
+        let block = ConvBnRelu::new(conv2d(g, false, vb.pp("conv")).unwrap(), batch_norm(cout, vb.pp("bn")).unwrap());
+        (store, block)
+    };
+    let ((fused_store, fused), (plain_store, plain)) = (build(), build());
+    let x = Var::from_tensor(&random(&[4, 7, 9, cin], 1, DType::F64)).unwrap();
+    let out = fused.forward_t(x.as_tensor(), true).unwrap();
+    // The separate layers: channels-last convolution, BatchNorm-ReLU over (N·H·W, C) rows.
+    let y = plain.conv().forward_channels_last(x.as_tensor()).unwrap();
+    let (n, oh, ow, o) = y.dims4().unwrap();
+    let reference = plain.bn().forward_relu_t(&y.reshape((n * oh * ow, o)).unwrap(), true).unwrap();
+    let reference = reference.reshape((n, oh, ow, o)).unwrap();
+    assert!(max_abs_diff(&out, &reference) < 1e-12);
+    assert!(out.flatten_all().unwrap().min(0).unwrap().to_scalar::<f64>().unwrap() == 0.0, "ReLU applied");
+    let weights = random(out.dims(), 2, DType::F64);
+    let g1 = (out * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+    let dx = |grads: &candle_core::backprop::GradStore| grads.get(x.as_tensor()).unwrap().clone();
+    assert!(max_abs_diff(&dx(&g1), &dx(&g2)) < 1e-12, "input gradient");
+    let (fv, pv) = (fused_store.trainable(), plain_store.trainable());
+    assert_eq!(fv.len(), 3, "conv weight, γ, β");
+    for ((name, a), (_, b)) in fv.iter().zip(&pv) {
+        let (ga, gb) = (g1.get(a.as_tensor()).unwrap(), g2.get(b.as_tensor()).unwrap());
+        assert!(max_abs_diff(ga, gb) < 1e-12, "gradient of {name}");
+    }
+    for (a, b) in
+        [(fused.bn().running_mean(), plain.bn().running_mean()), (fused.bn().running_var(), plain.bn().running_var())]
+    {
+        assert!(max_abs_diff(a, b) < 1e-12, "running statistics");
+        assert!(max_abs_diff(a, &a.zeros_like().unwrap()) > 1e-3, "running statistics moved");
+    }
+    // Eval mode runs the layers on the running statistics.
+    let eval = fused.forward_t(x.as_tensor(), false).unwrap();
+    let y = plain.conv().forward_channels_last(x.as_tensor()).unwrap().reshape((n * oh * ow, o)).unwrap();
+    let expected = plain.bn().forward_relu_t(&y, false).unwrap().reshape((n, oh, ow, o)).unwrap();
+    assert!(max_abs_diff(&eval, &expected) < 1e-12);
+}
+
 #[test]
 fn conv_f32_matches_f64() {
     let g = ConvGeometry { in_channels: 16, out_channels: 32, kernel: 3, stride: 2, padding: 1 };
@@ -96,17 +174,23 @@ fn conv_f32_matches_f64() {
 fn conv_gradient_does_not_depend_on_thread_count() {
     // The weight gradient sums over images in fixed groups, so 1 and 4 threads agree bit for bit.
     let g = ConvGeometry { in_channels: 4, out_channels: 8, kernel: 3, stride: 1, padding: 1 };
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let x = random(&[37, 4, 6, 6], 3, DType::F32);
-            let w = Var::from_tensor(&random(&[8, 4, 3, 3], 4, DType::F32)).unwrap();
-            let y = conv2d_forward(&x, w.as_tensor(), g).unwrap();
-            let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            grads.get(w.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
-        })
-    };
-    assert_eq!(run(1), run(4));
+    for channels_last in [false, true] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let x = random(&[37, 4, 6, 6], 3, DType::F32);
+                let w = Var::from_tensor(&random(&[8, 4, 3, 3], 4, DType::F32)).unwrap();
+                let y = if channels_last {
+                    conv2d_forward_channels_last(&to_channels_last(&x), w.as_tensor(), g).unwrap()
+                } else {
+                    conv2d_forward(&x, w.as_tensor(), g).unwrap()
+                };
+                let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                grads.get(w.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            })
+        };
+        assert_eq!(run(1), run(4), "channels last: {channels_last}");
+    }
 }
 
 /// BatchNorm in training written as plain tensor ops (PyTorch's definition).
