@@ -1,7 +1,8 @@
 //! Training-step speed of the vision encoders, f32 on the CPU:
 //!
 //! - `conv_block`: a ResNet basic block (two 3x3 convolutions of 64 channels, BatchNorm, ReLU,
-//!   residual) forward plus backward at batch 256, 32x32: the same work as
+//!   residual) forward plus backward at batch 256, 32x32, as our ResNet runs it (channels-last,
+//!   fused convolution-BatchNorm, fused residual ReLU): the same work as
 //!   `python3 ../shared/bench/torch_ref.py conv_block`.
 //! - `convnet_simclr_step`: one SimCLR step of the small ConvNet at 28x28, batch 256 (two views of
 //!   each image, the projection head, NT-Xent, backward, AdamW): the same work as
@@ -15,11 +16,14 @@
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
+use candle_core::{DType, Device, ModuleT, Tensor, Var};
 use contrastive_core::loss::nt_xent;
+use contrastive_core::nn::add_relu;
 use contrastive_core::nn::{InitScheme, ParamStore, ProjectionHead, ProjectionHeadConfig};
 use contrastive_core::optim::{Optimizer, OptimizerConfig};
-use contrastive_vision::{batch_norm, conv2d, ConvGeometry, Encoder, EncoderConfig, ResNetConfig, Stem};
+use contrastive_vision::{
+    batch_norm, conv2d, Activation, ConvBn, ConvGeometry, Encoder, EncoderConfig, ResNetConfig, Stem,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -36,15 +40,18 @@ fn conv_block(c: &mut Criterion) {
     let store = ParamStore::new(0, InitScheme::PyTorch);
     let vb = store.var_builder(DType::F32, &Device::Cpu);
     let g = ConvGeometry { in_channels: 64, out_channels: 64, kernel: 3, stride: 1, padding: 1 };
-    let (c1, c2) = (conv2d(g, false, vb.pp("c1")).unwrap(), conv2d(g, false, vb.pp("c2")).unwrap());
-    let (b1, b2) = (batch_norm(64, vb.pp("b1")).unwrap(), batch_norm(64, vb.pp("b2")).unwrap());
-    let x = Var::from_tensor(&random(&[256, 64, 32, 32], 1)).unwrap();
+    let layer = |i: usize, activation| {
+        let conv = conv2d(g, false, vb.pp(format!("c{i}"))).unwrap();
+        ConvBn::new(conv, batch_norm(64, vb.pp(format!("b{i}"))).unwrap(), activation)
+    };
+    let (l1, l2) = (layer(1, Activation::Relu), layer(2, Activation::Identity));
+    let x = Var::from_tensor(&random(&[256, 32, 32, 64], 1)).unwrap();
     let mut group = c.benchmark_group("vision");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(20));
     group.bench_function("conv_block_fwd_bwd_b256_c64_32x32", |b| {
         b.iter(|| {
-            let h = b1.forward_t(&c1.forward(x.as_tensor()).unwrap(), true).unwrap().relu().unwrap();
-            let y = (b2.forward_t(&c2.forward(&h).unwrap(), true).unwrap() + x.as_tensor()).unwrap().relu().unwrap();
+            let h = l1.forward_t(x.as_tensor(), true).unwrap();
+            let y = add_relu(&l2.forward_t(&h, true).unwrap(), x.as_tensor()).unwrap();
             y.sqr().unwrap().mean_all().unwrap().backward().unwrap()
         })
     });

@@ -519,25 +519,32 @@ fn row2im<T: WithDType>(rows: &[T], d: &Dims, dx: &mut [T]) {
     }
 }
 
-/// `dst (cols x rows) = srcᵀ` for `src (rows x cols)`, both row-major.
-fn transpose<T: WithDType>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
-    let mut dst = vec![T::zero(); src.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            dst[c * rows + r] = src[r * cols + c];
-        }
-    }
-    dst
-}
-
 /// The kernel (O, C, k, k) with each output's row in im2row's order (ky, kx, c).
 fn kernel_rows<T: WithDType>(w: &[T], d: &Dims) -> Vec<T> {
-    w.chunks(d.rows()).flat_map(|wo| transpose(wo, d.c, d.taps())).collect()
+    let (taps, c) = (d.taps(), d.c);
+    let mut out = vec![T::zero(); w.len()];
+    for (wo, oo) in w.chunks(d.rows()).zip(out.chunks_mut(d.rows())) {
+        for (ci, src) in wo.chunks(taps).enumerate() {
+            for (t, &v) in src.iter().enumerate() {
+                oo[t * c + ci] = v;
+            }
+        }
+    }
+    out
 }
 
 /// A kernel gradient in im2row's order back to (O, C, k, k).
 fn kernel_from_rows<T: WithDType>(rows: &[T], d: &Dims) -> Vec<T> {
-    rows.chunks(d.rows()).flat_map(|ro| transpose(ro, d.taps(), d.c)).collect()
+    let (taps, c) = (d.taps(), d.c);
+    let mut out = vec![T::zero(); rows.len()];
+    for (ro, oo) in rows.chunks(d.rows()).zip(out.chunks_mut(d.rows())) {
+        for (t, src) in ro.chunks(c).enumerate() {
+            for (ci, &v) in src.iter().enumerate() {
+                oo[ci * taps + t] = v;
+            }
+        }
+    }
+    out
 }
 
 /// Channels-last images (N, H, W, C) to (N, OH, OW, O): per task of B images, the rows

@@ -3,7 +3,8 @@
 
 use crate::batch_norm::batch_norm;
 use crate::conv::{conv2d, ConvGeometry};
-use crate::conv_bn_relu::ConvBnRelu;
+use crate::conv_bn::{Activation, ConvBn};
+use crate::encoder::global_average_pool;
 use candle_core::{bail, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -52,7 +53,7 @@ impl ConvNetConfig {
 /// (`net.{3i}.weight` for conv i, `net.{3i+1}.*` for its BatchNorm), so its weights load as saved.
 #[derive(Clone, Debug)]
 pub struct ConvNet {
-    blocks: Vec<ConvBnRelu>,
+    blocks: Vec<ConvBn>,
     dim: usize,
 }
 
@@ -66,7 +67,7 @@ impl ConvNet {
             let geometry = ConvGeometry { in_channels: cin, out_channels: cout, kernel: 3, stride, padding: 1 };
             let conv = conv2d(geometry, false, vb.pp(format!("net.{}", 3 * i)))?;
             let bn = batch_norm(cout, vb.pp(format!("net.{}", 3 * i + 1)))?;
-            blocks.push(ConvBnRelu::new(conv, bn));
+            blocks.push(ConvBn::new(conv, bn, Activation::Relu));
             cin = cout;
         }
         Ok(Self { blocks, dim: cin })
@@ -90,11 +91,6 @@ impl ModuleT for ConvNet {
         for block in &self.blocks {
             h = block.forward_t(&h, train)?;
         }
-        // Global average pooling as a batched (1 x P)·(P x C) product: candle's mean over the two
-        // middle dimensions is a strided single-threaded reduction (3% of a training step).
-        let (n, oh, ow, c) = h.dims4()?;
-        let p = oh * ow;
-        let weights = (Tensor::ones((n, 1, p), h.dtype(), h.device())? / p as f64)?;
-        weights.matmul(&h.reshape((n, p, c))?)?.reshape((n, c))
+        global_average_pool(&h)
     }
 }

@@ -3,12 +3,18 @@
 //! weights load as saved. BatchNorm trains on batch statistics; the ImageNet stem's 3x3 stride-2
 //! max pool has a backward (candle's own refuses kernel != stride). The classifier (`fc`) is left
 //! out: this is an encoder, and its output is the pooled feature.
+//!
+//! It runs channels-last inside (the images are permuted once): every convolution with its
+//! BatchNorm is one fused [`ConvBn`], and each block ends in one fused `relu(h + identity)`.
 
-use crate::batch_norm::{batch_norm, BatchNorm};
-use crate::conv::{conv2d, Conv2d, ConvGeometry};
+use crate::batch_norm::batch_norm;
+use crate::conv::{conv2d, ConvGeometry};
+use crate::conv_bn::{Activation, ConvBn};
+use crate::encoder::global_average_pool;
 use crate::max_pool::MaxPool2d;
-use candle_core::{bail, Module, ModuleT, Result, Tensor};
+use candle_core::{bail, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
+use contrastive_core::nn::add_relu;
 use serde::{Deserialize, Serialize};
 
 /// The residual block kinds.
@@ -73,8 +79,8 @@ impl ResNetConfig {
 
 #[derive(Clone, Debug)]
 struct Block {
-    convs: Vec<(Conv2d, BatchNorm)>,
-    downsample: Option<(Conv2d, BatchNorm)>,
+    convs: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
 }
 
 impl Block {
@@ -86,39 +92,41 @@ impl Block {
             BlockKind::Bottleneck => vec![g(cin, planes, 1, 1), g(planes, planes, 3, stride), g(planes, out, 1, 1)],
         };
         let mut convs = Vec::new();
+        let last = shapes.len() - 1;
         for (i, geometry) in shapes.into_iter().enumerate() {
             let conv = conv2d(geometry, false, vb.pp(format!("conv{}", i + 1)))?;
             let bn = batch_norm(geometry.out_channels, vb.pp(format!("bn{}", i + 1)))?;
-            convs.push((conv, bn));
+            // The last BatchNorm's ReLU comes after the residual sum.
+            convs.push(ConvBn::new(conv, bn, if i < last { Activation::Relu } else { Activation::Identity }));
         }
         let downsample = if stride != 1 || cin != out {
             let vb = vb.pp("downsample");
-            Some((conv2d(g(cin, out, 1, stride), false, vb.pp("0"))?, batch_norm(out, vb.pp("1"))?))
+            let (conv, bn) = (conv2d(g(cin, out, 1, stride), false, vb.pp("0"))?, batch_norm(out, vb.pp("1"))?);
+            Some(ConvBn::new(conv, bn, Activation::Identity))
         } else {
             None
         };
         Ok(Self { convs, downsample })
     }
 
+    /// Channels-last (N, H, W, C) in and out.
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = x.clone();
-        let last = self.convs.len() - 1;
-        for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let y = conv.forward(&h)?;
-            h = if i < last { bn.forward_relu_t(&y, train)? } else { bn.forward_t(&y, train)? };
+        for layer in &self.convs {
+            h = layer.forward_t(&h, train)?;
         }
         let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
+            Some(layer) => layer.forward_t(x, train)?,
             None => x.clone(),
         };
-        (h + identity)?.relu()
+        add_relu(&h, &identity)
     }
 }
 
 /// A ResNet encoder: stem, four stages, global average pool.
 #[derive(Clone, Debug)]
 pub struct ResNet {
-    stem: (Conv2d, BatchNorm),
+    stem: ConvBn,
     pool: Option<MaxPool2d>,
     blocks: Vec<Block>,
     dim: usize,
@@ -139,7 +147,8 @@ impl ResNet {
         };
         let geometry =
             ConvGeometry { in_channels: config.in_channels, out_channels: 64, kernel, stride, padding: kernel / 2 };
-        let stem = (conv2d(geometry, false, vb.pp("conv1"))?, batch_norm(64, vb.pp("bn1"))?);
+        let stem =
+            ConvBn::new(conv2d(geometry, false, vb.pp("conv1"))?, batch_norm(64, vb.pp("bn1"))?, Activation::Relu);
         let mut blocks = Vec::new();
         let mut cin = 64;
         for (stage, &count) in config.layers.iter().enumerate() {
@@ -165,13 +174,14 @@ impl ModuleT for ResNet {
         if x.rank() != 4 {
             bail!("ResNet: expects images (N, C, H, W), got {:?}", x.dims());
         }
-        let mut h = self.stem.1.forward_relu_t(&self.stem.0.forward(x)?, train)?;
+        let mut h = self.stem.forward_t(&x.permute((0, 2, 3, 1))?.contiguous()?, train)?;
         if let Some(pool) = &self.pool {
-            h = pool.forward(&h)?;
+            // The max pool runs channels-first (once per image, on the stem's output).
+            h = pool.forward(&h.permute((0, 3, 1, 2))?.contiguous()?)?.permute((0, 2, 3, 1))?.contiguous()?;
         }
         for block in &self.blocks {
             h = block.forward_t(&h, train)?;
         }
-        h.mean((2, 3))
+        global_average_pool(&h)
     }
 }

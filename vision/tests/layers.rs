@@ -4,8 +4,8 @@
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use contrastive_core::nn::{check_gradients, InitScheme, ParamStore};
 use contrastive_vision::{
-    batch_norm, conv2d, conv2d_forward, conv2d_forward_channels_last, ConvBnRelu, ConvGeometry, ConvNet, ConvNetConfig,
-    MaxPool2d, ResNet, ResNetConfig, Stem,
+    batch_norm, conv2d, conv2d_forward, conv2d_forward_channels_last, Activation, ConvBn, ConvGeometry, ConvNet,
+    ConvNetConfig, MaxPool2d, ResNet, ResNetConfig, Stem,
 };
 use rand::{Rng, SeedableRng};
 
@@ -116,31 +116,45 @@ fn channels_last_conv_matches_channels_first_in_value_and_gradient() {
 }
 
 #[test]
-fn fused_conv_batch_norm_relu_matches_the_separate_layers() {
+fn fused_conv_batch_norm_matches_the_separate_layers() {
+    for activation in [Activation::Relu, Activation::Identity] {
+        fused_conv_batch_norm_case(activation);
+    }
+}
+
+fn fused_conv_batch_norm_case(activation: Activation) {
     // Two stores from one seed: the same initial variables, separate running statistics.
     let (cin, cout) = (6, 10);
     let g = ConvGeometry { in_channels: cin, out_channels: cout, kernel: 3, stride: 2, padding: 1 };
     let build = || {
         let store = ParamStore::new(5, InitScheme::PyTorch);
         let vb = store.var_builder(DType::F64, &Device::Cpu);
-        let block = ConvBnRelu::new(conv2d(g, false, vb.pp("conv")).unwrap(), batch_norm(cout, vb.pp("bn")).unwrap());
+        let conv = conv2d(g, false, vb.pp("conv")).unwrap();
+        let block = ConvBn::new(conv, batch_norm(cout, vb.pp("bn")).unwrap(), activation);
         (store, block)
     };
     let ((fused_store, fused), (plain_store, plain)) = (build(), build());
+    let relu = activation == Activation::Relu;
+    // The separate layers: channels-last convolution, BatchNorm (-ReLU) over (N·H·W, C) rows.
+    let separate = |x: &Tensor, train: bool| {
+        let y = plain.conv().forward_channels_last(x).unwrap();
+        let (n, oh, ow, o) = y.dims4().unwrap();
+        let rows = y.reshape((n * oh * ow, o)).unwrap();
+        let out = if relu { plain.bn().forward_relu_t(&rows, train) } else { plain.bn().forward_t(&rows, train) };
+        out.unwrap().reshape((n, oh, ow, o)).unwrap()
+    };
     let x = Var::from_tensor(&random(&[4, 7, 9, cin], 1, DType::F64)).unwrap();
     let out = fused.forward_t(x.as_tensor(), true).unwrap();
-    // The separate layers: channels-last convolution, BatchNorm-ReLU over (N·H·W, C) rows.
-    let y = plain.conv().forward_channels_last(x.as_tensor()).unwrap();
-    let (n, oh, ow, o) = y.dims4().unwrap();
-    let reference = plain.bn().forward_relu_t(&y.reshape((n * oh * ow, o)).unwrap(), true).unwrap();
-    let reference = reference.reshape((n, oh, ow, o)).unwrap();
-    assert!(max_abs_diff(&out, &reference) < 1e-12);
-    assert!(out.flatten_all().unwrap().min(0).unwrap().to_scalar::<f64>().unwrap() == 0.0, "ReLU applied");
+    let reference = separate(x.as_tensor(), true);
+    assert!(max_abs_diff(&out, &reference) < 1e-12, "{activation:?}");
+    let min = out.flatten_all().unwrap().min(0).unwrap().to_scalar::<f64>().unwrap();
+    assert_eq!(min == 0.0, relu, "{activation:?}: minimum {min}");
     let weights = random(out.dims(), 2, DType::F64);
     let g1 = (out * &weights).unwrap().sum_all().unwrap().backward().unwrap();
     let g2 = (reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
     let dx = |grads: &candle_core::backprop::GradStore| grads.get(x.as_tensor()).unwrap().clone();
-    assert!(max_abs_diff(&dx(&g1), &dx(&g2)) < 1e-12, "input gradient");
+    let (d1, d2) = (dx(&g1), dx(&g2));
+    assert!(max_abs_diff(&d1, &d2) < 1e-12, "input gradient, {activation:?}");
     let (fv, pv) = (fused_store.trainable(), plain_store.trainable());
     assert_eq!(fv.len(), 3, "conv weight, γ, β");
     for ((name, a), (_, b)) in fv.iter().zip(&pv) {
@@ -155,9 +169,7 @@ fn fused_conv_batch_norm_relu_matches_the_separate_layers() {
     }
     // Eval mode runs the layers on the running statistics.
     let eval = fused.forward_t(x.as_tensor(), false).unwrap();
-    let y = plain.conv().forward_channels_last(x.as_tensor()).unwrap().reshape((n * oh * ow, o)).unwrap();
-    let expected = plain.bn().forward_relu_t(&y, false).unwrap().reshape((n, oh, ow, o)).unwrap();
-    assert!(max_abs_diff(&eval, &expected) < 1e-12);
+    assert!(max_abs_diff(&eval, &separate(x.as_tensor(), false)) < 1e-12);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Trainable building blocks that candle-nn lacks or gets wrong for training: a LayerNorm with
-//! gradients, a linear layer, an exact GELU and a softmax with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates, and a
+//! gradients, a linear layer, an exact GELU, a softmax and a residual `relu(a + b)` with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates, and a
 //! gradient-flow check.
 
+mod add_relu;
 pub mod cpu;
 mod dropout;
 mod gelu;
@@ -13,6 +14,7 @@ mod params;
 mod projection_head;
 mod softmax;
 
+pub use add_relu::add_relu;
 pub use dropout::SeededDropout;
 pub use gelu::gelu_erf;
 pub use gradient_check::check_gradients;

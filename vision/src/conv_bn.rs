@@ -1,4 +1,5 @@
-//! Convolution, BatchNorm and ReLU as one op on channels-last images: the ConvNet's block.
+//! Convolution and BatchNorm (and ReLU) as one op on channels-last images: the ConvNet's block and
+//! the ResNet's layers.
 //!
 //! candle's backward gives every node of the graph a zero-filled gradient buffer and adds each
 //! incoming gradient into it, an allocation and a full pass per node. A block built from separate
@@ -11,17 +12,28 @@ use crate::batch_norm::{self, BatchNorm};
 use crate::conv::{self, Conv2d, Dims};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_nn::ModuleT;
 use contrastive_core::nn::cpu::{contiguous_slice, with_cpu_slice};
 use num_traits::Float;
 use std::sync::{Arc, Mutex};
 
-/// `relu(batch_norm(conv(x)))` on channels-last images (N, H, W, C) to (N, OH, OW, O). In training
-/// on the CPU (f32, f64, a convolution without bias) it is one fused op; otherwise, and in eval
-/// mode, the separate layers run.
+/// What follows the BatchNorm in a [`ConvBn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing (a ResNet block's last BatchNorm, before the residual sum).
+    Identity,
+    /// ReLU.
+    Relu,
+}
+
+/// `batch_norm(conv(x))`, then the activation, on channels-last images (N, H, W, C) to (N, OH, OW,
+/// O). In training on the CPU (f32, f64, a convolution without bias) it is one fused op;
+/// otherwise, and in eval mode, the separate layers run.
 #[derive(Clone, Debug)]
-pub struct ConvBnRelu {
+pub struct ConvBn {
     conv: Conv2d,
     bn: BatchNorm,
+    activation: Activation,
 }
 
 /// What the forward pass keeps: the convolution's output (its BatchNorm input) and the batch
@@ -32,16 +44,17 @@ struct Saved {
     var: Vec<f64>,
 }
 
-struct ConvBnReluOp {
+struct ConvBnOp {
     conv: Conv2d,
     eps: f64,
+    relu: bool,
     saved: Arc<Mutex<Option<Saved>>>,
 }
 
-impl ConvBnRelu {
+impl ConvBn {
     /// The block from its two layers (the convolution's output channels are the BatchNorm's).
-    pub fn new(conv: Conv2d, bn: BatchNorm) -> Self {
-        Self { conv, bn }
+    pub fn new(conv: Conv2d, bn: BatchNorm, activation: Activation) -> Self {
+        Self { conv, bn, activation }
     }
 
     /// The convolution.
@@ -61,10 +74,13 @@ impl ConvBnRelu {
             && matches!(x.device(), Device::Cpu)
             && matches!(x.dtype(), DType::F32 | DType::F64)
             && [self.conv.weight(), &self.bn.weight, &self.bn.bias].iter().all(|t| t.dtype() == x.dtype());
+        let relu = self.activation == Activation::Relu;
         if !fused {
             let y = self.conv.forward_channels_last(x)?;
             let (n, oh, ow, o) = y.dims4()?;
-            return self.bn.forward_relu_t(&y.reshape((n * oh * ow, o))?, train)?.reshape((n, oh, ow, o));
+            let rows = y.reshape((n * oh * ow, o))?;
+            let out = if relu { self.bn.forward_relu_t(&rows, train)? } else { self.bn.forward_t(&rows, train)? };
+            return out.reshape((n, oh, ow, o));
         }
         let (n, _, _, c) = x.dims4()?;
         let g = self.conv.geometry();
@@ -72,32 +88,26 @@ impl ConvBnRelu {
             bail!("conv2d: channels-last input {:?} has {c} channels, the layer expects {}", x.dims(), g.in_channels);
         }
         if self.bn.weight.dim(0)? != g.out_channels {
-            bail!(
-                "ConvBnRelu: BatchNorm of {} channels after a convolution to {}",
-                self.bn.weight.dim(0)?,
-                g.out_channels
-            );
+            bail!("ConvBn: BatchNorm of {} channels after a convolution to {}", self.bn.weight.dim(0)?, g.out_channels);
         }
         // One variable-backed input for γ and β (an op takes three inputs); cat's backward splits
         // the gradient back onto both.
         let affine = Tensor::cat(&[&self.bn.weight, &self.bn.bias], 0)?;
         let saved = Arc::new(Mutex::new(None));
-        let op = ConvBnReluOp { conv: self.conv.clone(), eps: self.bn.eps, saved: Arc::clone(&saved) };
+        let op = ConvBnOp { conv: self.conv.clone(), eps: self.bn.eps, relu, saved: Arc::clone(&saved) };
         let out = x.contiguous()?.apply_op3(&self.conv.weight().contiguous()?, &affine, op)?;
         let (_, oh, ow, _) = out.dims4()?;
         if n * oh * ow < 2 {
             bail!("BatchNorm in training needs more than one value per channel, got output {:?}", out.dims());
         }
         let stats = saved.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(Saved { mean, var, .. }) = stats.as_ref() else {
-            bail!("ConvBnRelu: the fused op left no statistics")
-        };
+        let Some(Saved { mean, var, .. }) = stats.as_ref() else { bail!("ConvBn: the fused op left no statistics") };
         self.bn.update_running(mean, var, n * oh * ow)?;
         Ok(out)
     }
 }
 
-impl ConvBnReluOp {
+impl ConvBnOp {
     fn dims(&self, x: &Layout) -> Result<Dims> {
         let (_, h, w, _) = x.shape().dims4()?;
         Dims::new(self.conv.geometry(), h, w)
@@ -106,7 +116,7 @@ impl ConvBnReluOp {
     fn forward<T: WithDType + Float + std::ops::AddAssign>(&self, x: &[T], w: &[T], affine: &[T], d: &Dims) -> Vec<T> {
         let y = conv::forward_channels_last(x, w, d);
         let (gamma, beta) = affine.split_at(d.o);
-        let (out, mean, var) = batch_norm::forward(&y, gamma, beta, (y.len() / d.o, d.o, 1), self.eps, true);
+        let (out, mean, var) = batch_norm::forward(&y, gamma, beta, (y.len() / d.o, d.o, 1), self.eps, self.relu);
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Saved { conv_out: T::to_cpu_storage_owned(y), mean, var });
         out
@@ -124,22 +134,17 @@ impl ConvBnReluOp {
         // An input that is neither a variable nor computed from one (the images) needs no gradient.
         let need_dx = x.track_op();
         let conv_out = saved.conv_out.as_slice::<T>()?;
-        let (dx, dw, daffine) = with_cpu_slice(x, "ConvBnRelu", |xs: &[T]| {
-            with_cpu_slice(w, "ConvBnRelu", |ws: &[T]| {
-                with_cpu_slice(affine, "ConvBnRelu", |afs: &[T]| {
-                    with_cpu_slice(grad, "ConvBnRelu", |gs: &[T]| {
-                        with_cpu_slice(out, "ConvBnRelu", |os: &[T]| {
-                            let g = batch_norm::relu_masked(gs, os);
+        let (dx, dw, daffine) = with_cpu_slice(x, "ConvBn", |xs: &[T]| {
+            with_cpu_slice(w, "ConvBn", |ws: &[T]| {
+                with_cpu_slice(affine, "ConvBn", |afs: &[T]| {
+                    with_cpu_slice(grad, "ConvBn", |gs: &[T]| {
+                        with_cpu_slice(out, "ConvBn", |os: &[T]| {
+                            // Through the fused ReLU: the gradient passes where the output is positive.
+                            let masked = self.relu.then(|| batch_norm::relu_masked(gs, os));
+                            let g = masked.as_deref().unwrap_or(gs);
                             let dims = (conv_out.len() / d.o, d.o, 1);
-                            let (dy, mut daffine, dbeta) = batch_norm::backward(
-                                conv_out,
-                                &afs[..d.o],
-                                &g,
-                                dims,
-                                &saved.mean,
-                                &saved.var,
-                                self.eps,
-                            );
+                            let (dy, mut daffine, dbeta) =
+                                batch_norm::backward(conv_out, &afs[..d.o], g, dims, &saved.mean, &saved.var, self.eps);
                             daffine.extend(dbeta);
                             let (dx, dw) = conv::backward_channels_last(xs, ws, &dy, &d, need_dx);
                             (dx, dw, daffine)
@@ -157,9 +162,9 @@ impl ConvBnReluOp {
     }
 }
 
-impl CustomOp3 for ConvBnReluOp {
+impl CustomOp3 for ConvBnOp {
     fn name(&self) -> &'static str {
-        "conv-batch-norm-relu"
+        "conv-batch-norm"
     }
 
     fn cpu_fwd(
@@ -175,22 +180,22 @@ impl CustomOp3 for ConvBnReluOp {
         let n = l1.dims()[0];
         let g = self.conv.geometry();
         if l2.dims() != [g.out_channels, g.in_channels, g.kernel, g.kernel] || l3.dims() != [2 * g.out_channels] {
-            bail!("ConvBnRelu: weight {:?} and γβ {:?} do not fit {g:?}", l2.dims(), l3.dims());
+            bail!("ConvBn: weight {:?} and γβ {:?} do not fit {g:?}", l2.dims(), l3.dims());
         }
         let out = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(self.forward(
-                contiguous_slice(s1, l1, "ConvBnRelu")?,
-                contiguous_slice(s2, l2, "ConvBnRelu")?,
-                contiguous_slice(s3, l3, "ConvBnRelu")?,
+                contiguous_slice(s1, l1, "ConvBn")?,
+                contiguous_slice(s2, l2, "ConvBn")?,
+                contiguous_slice(s3, l3, "ConvBn")?,
                 &d,
             )),
             CpuStorage::F64(_) => CpuStorage::F64(self.forward(
-                contiguous_slice(s1, l1, "ConvBnRelu")?,
-                contiguous_slice(s2, l2, "ConvBnRelu")?,
-                contiguous_slice(s3, l3, "ConvBnRelu")?,
+                contiguous_slice(s1, l1, "ConvBn")?,
+                contiguous_slice(s2, l2, "ConvBn")?,
+                contiguous_slice(s3, l3, "ConvBn")?,
                 &d,
             )),
-            other => bail!("ConvBnRelu: f32 or f64 expected, got {:?}", other.dtype()),
+            other => bail!("ConvBn: f32 or f64 expected, got {:?}", other.dtype()),
         };
         Ok((out, Shape::from((n, d.oh, d.ow, d.o))))
     }
@@ -204,7 +209,7 @@ impl CustomOp3 for ConvBnReluOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(saved) = saved.as_ref() else { bail!("ConvBnRelu: backward before forward") };
+        let Some(saved) = saved.as_ref() else { bail!("ConvBn: backward before forward") };
         let (grad, res) = (grad.contiguous()?, res.contiguous()?);
         match x.dtype() {
             DType::F32 => self.gradients::<f32>((x, w, affine), &res, &grad, saved),

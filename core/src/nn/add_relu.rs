@@ -1,0 +1,90 @@
+//! `relu(a + b)` as one op: the end of a residual block.
+//!
+//! As candle ops the sum and the ReLU are two activation-sized passes and two graph nodes, and
+//! ReLU's backward several more passes (a comparison, a cast, a product). Fused, forward and
+//! backward are one pass each, and both inputs receive the same masked gradient.
+
+use super::cpu::{contiguous_slice, with_cpu_slice};
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// `max(a + b, 0)` elementwise for two tensors of one shape; any device (fused on the CPU for
+/// f32/f64).
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.dims() != b.dims() {
+        bail!("add_relu: shapes {:?} and {:?} differ", a.dims(), b.dims());
+    }
+    let fused = matches!(a.device(), Device::Cpu) && matches!(a.dtype(), DType::F32 | DType::F64);
+    if fused && a.dtype() == b.dtype() {
+        a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    } else {
+        (a + b)?.relu()
+    }
+}
+
+struct AddRelu;
+
+const CHUNK: usize = 1 << 14;
+
+fn forward<T: WithDType + num_traits::Float>(a: &[T], b: &[T]) -> Vec<T> {
+    let mut y = vec![T::zero(); a.len()];
+    y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((ys, xs), zs)| {
+        for ((y, &x), &z) in ys.iter_mut().zip(xs).zip(zs) {
+            *y = num_traits::Float::max(x + z, T::zero());
+        }
+    });
+    y
+}
+
+/// The gradient where the output is positive, 0 elsewhere.
+fn backward<T: WithDType + num_traits::Float>(out: &[T], g: &[T]) -> Vec<T> {
+    let mut d = vec![T::zero(); out.len()];
+    d.par_chunks_mut(CHUNK).zip(out.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((ds, os), gs)| {
+        for ((d, &o), &g) in ds.iter_mut().zip(os).zip(gs) {
+            *d = if o > T::zero() { g } else { T::zero() };
+        }
+    });
+    d
+}
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "add-relu"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let y = match s1 {
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(forward(contiguous_slice(s1, l1, "add_relu")?, contiguous_slice(s2, l2, "add_relu")?))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(forward(contiguous_slice(s1, l1, "add_relu")?, contiguous_slice(s2, l2, "add_relu")?))
+            }
+            other => bail!("add_relu: f32 or f64 expected, got {:?}", other.dtype()),
+        };
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(&self, a: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (res, grad) = (res.contiguous()?, grad.contiguous()?);
+        let d = match res.dtype() {
+            DType::F32 => Tensor::from_vec(
+                with_cpu_slice(&res, "add_relu", |os: &[f32]| {
+                    with_cpu_slice(&grad, "add_relu", |gs| backward(os, gs))
+                })??,
+                res.dims(),
+                res.device(),
+            )?,
+            _ => Tensor::from_vec(
+                with_cpu_slice(&res, "add_relu", |os: &[f64]| {
+                    with_cpu_slice(&grad, "add_relu", |gs| backward(os, gs))
+                })??,
+                res.dims(),
+                res.device(),
+            )?,
+        };
+        // An input that is neither a variable nor computed from one needs no gradient.
+        Ok((a.track_op().then(|| d.clone()), b.track_op().then_some(d)))
+    }
+}
