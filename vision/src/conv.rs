@@ -303,9 +303,8 @@ fn im2col<T: WithDType>(x: &[T], d: &Dims, col: &mut [T], ld: usize) {
 }
 
 /// Folds one image's columns (row stride `ld`) back onto it, adding where kernel windows overlap
-/// (the adjoint of im2col).
+/// (the adjoint of im2col): adds into `dx`, which the caller has zeroed.
 fn col2im<T: WithDType>(col: &[T], d: &Dims, dx: &mut [T], ld: usize) {
-    dx.fill(T::zero());
     let p = d.positions();
     for c in 0..d.c {
         for ky in 0..d.k {
@@ -410,8 +409,8 @@ fn backward_channels_first<T: WithDType>(
     (dx, dw)
 }
 
-/// Runs a backward `task` on each group of [`images_per_task`] images (with its slice of dx when
-/// `need_dx`) in parallel, and sums the tasks' weight gradients in task order.
+/// Runs a backward `task` on each group of [`images_per_task`] images (with its slice of dx,
+/// zeroed, when `need_dx`) in parallel, and sums the tasks' weight gradients in task order.
 fn over_tasks<T: WithDType>(
     x: &[T],
     dy: &[T],
@@ -499,9 +498,8 @@ fn unfold<T: WithDType>(xs: &[T], d: &Dims, col: &mut Vec<T>) -> (usize, usize) 
 }
 
 /// Folds one image's rows back onto it, channels-last (H·W, C), adding where kernel windows
-/// overlap (the adjoint of im2row).
+/// overlap (the adjoint of im2row): adds into `dx`, which the caller has zeroed.
 fn row2im<T: WithDType>(rows: &[T], d: &Dims, dx: &mut [T]) {
-    dx.fill(T::zero());
     let c = d.c;
     for oy in 0..d.oh {
         for ox in 0..d.ow {
