@@ -517,32 +517,27 @@ fn row2im<T: WithDType>(rows: &[T], d: &Dims, dx: &mut [T]) {
     }
 }
 
-/// The kernel (O, C, k, k) with each output's row in im2row's order (ky, kx, c).
-fn kernel_rows<T: WithDType>(w: &[T], d: &Dims) -> Vec<T> {
-    let (taps, c) = (d.taps(), d.c);
-    let mut out = vec![T::zero(); w.len()];
-    for (wo, oo) in w.chunks(d.rows()).zip(out.chunks_mut(d.rows())) {
-        for (ci, src) in wo.chunks(taps).enumerate() {
-            for (t, &v) in src.iter().enumerate() {
-                oo[t * c + ci] = v;
+/// Each consecutive (rows x cols) block of `src`, transposed.
+fn transpose_blocks<T: WithDType>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); src.len()];
+    for (block, dst) in src.chunks(rows * cols).zip(out.chunks_mut(rows * cols)) {
+        for (r, line) in block.chunks(cols).enumerate() {
+            for (c, &v) in line.iter().enumerate() {
+                dst[c * rows + r] = v;
             }
         }
     }
     out
 }
 
+/// The kernel (O, C, k, k) with each output's row in im2row's order (ky, kx, c).
+fn kernel_rows<T: WithDType>(w: &[T], d: &Dims) -> Vec<T> {
+    transpose_blocks(w, d.c, d.taps())
+}
+
 /// A kernel gradient in im2row's order back to (O, C, k, k).
 fn kernel_from_rows<T: WithDType>(rows: &[T], d: &Dims) -> Vec<T> {
-    let (taps, c) = (d.taps(), d.c);
-    let mut out = vec![T::zero(); rows.len()];
-    for (ro, oo) in rows.chunks(d.rows()).zip(out.chunks_mut(d.rows())) {
-        for (t, src) in ro.chunks(c).enumerate() {
-            for (ci, &v) in src.iter().enumerate() {
-                oo[ci * taps + t] = v;
-            }
-        }
-    }
-    out
+    transpose_blocks(rows, d.taps(), d.c)
 }
 
 /// Channels-last images (N, H, W, C) to (N, OH, OW, O): per task of B images, the rows

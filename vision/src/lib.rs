@@ -10,9 +10,11 @@
 //!   normalise with torchvision's semantics, per sample from a seeded stream, and the SimCLR and
 //!   MoCo v2 recipes as presets ([`augment::ViewAugmentation`]).
 //! - Encoders: [`ConvNet`] (small, for 8x8 to 32x32 inputs) and [`ResNet`] (18/34/50, CIFAR or
-//!   ImageNet stem, torchvision's names), built on a [`Conv2d`] and a [`BatchNorm`] whose backward
-//!   passes are fused CPU kernels, and a [`MaxPool2d`] that trains with any stride. Weights saved
-//!   by torchvision or timm load with [`load_encoder_weights`].
+//!   ImageNet stem, torchvision's names), built on a [`Conv2d`] (channels-first or channels-last)
+//!   and a [`BatchNorm`] whose backward passes are fused CPU kernels, fused as one [`ConvBn`] op per
+//!   layer in training, and a [`MaxPool2d`] that trains with any stride. Both encoders take (N, C,
+//!   H, W) images and run channels-last inside. Weights saved by torchvision or timm load with
+//!   [`load_encoder_weights`].
 //! - Methods: [`SimClr`] and [`MoCo`] (v2), objectives for the core `Trainer`, fed by the core
 //!   loader through [`CollateViews`].
 
