@@ -9,7 +9,7 @@
 //! inside the op for its backward, exactly as the separate ops would keep them.
 
 use crate::batch_norm::{self, BatchNorm};
-use crate::conv::{self, Conv2d, Dims};
+use crate::conv::{self, Conv2d, ConvGeometry, Dims};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 use candle_nn::ModuleT;
@@ -45,7 +45,7 @@ struct Saved {
 }
 
 struct ConvBnOp {
-    conv: Conv2d,
+    geometry: ConvGeometry,
     eps: f64,
     relu: bool,
     saved: Arc<Mutex<Option<Saved>>>,
@@ -94,7 +94,7 @@ impl ConvBn {
         // the gradient back onto both.
         let affine = Tensor::cat(&[&self.bn.weight, &self.bn.bias], 0)?;
         let saved = Arc::new(Mutex::new(None));
-        let op = ConvBnOp { conv: self.conv.clone(), eps: self.bn.eps, relu, saved: Arc::clone(&saved) };
+        let op = ConvBnOp { geometry: g, eps: self.bn.eps, relu, saved: Arc::clone(&saved) };
         let out = x.contiguous()?.apply_op3(&self.conv.weight().contiguous()?, &affine, op)?;
         let (_, oh, ow, _) = out.dims4()?;
         if n * oh * ow < 2 {
@@ -110,7 +110,7 @@ impl ConvBn {
 impl ConvBnOp {
     fn dims(&self, x: &Layout) -> Result<Dims> {
         let (_, h, w, _) = x.shape().dims4()?;
-        Dims::new(self.conv.geometry(), h, w)
+        Dims::new(self.geometry, h, w)
     }
 
     fn forward<T: WithDType + Float + std::ops::AddAssign>(&self, x: &[T], w: &[T], affine: &[T], d: &Dims) -> Vec<T> {
@@ -178,7 +178,7 @@ impl CustomOp3 for ConvBnOp {
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.dims(l1)?;
         let n = l1.dims()[0];
-        let g = self.conv.geometry();
+        let g = self.geometry;
         if l2.dims() != [g.out_channels, g.in_channels, g.kernel, g.kernel] || l3.dims() != [2 * g.out_channels] {
             bail!("ConvBn: weight {:?} and γβ {:?} do not fit {g:?}", l2.dims(), l3.dims());
         }
