@@ -165,6 +165,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     };
     let hist = histogram_features(&eval_set, classes)?;
     let (mut trained, mut untrained, mut baseline, mut graphs_per_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut steps, mut last_losses) = (Vec::new(), Vec::new());
     let mut last_embeddings = None;
     for &seed in &seeds {
         let config = GraphClConfig {
@@ -188,6 +189,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         )?;
         let trainer_config = TrainerConfig {
             epochs,
+            max_steps: flags.max_steps,
             lr: cli.lr,
             schedule: Schedule::Constant,
             optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
@@ -219,6 +221,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             summary.last_loss.unwrap_or(f64::NAN)
         );
         trained.push(report.mean);
+        steps.push(summary.steps);
+        last_losses.push(summary.last_loss);
         if let Some(dir) = &run_dir {
             plot_run(dir, Some((&after, &labels, "GraphCL graph embeddings (PCA)")))?;
             // Every seed's embeddings, for other classifiers (the reference's SVC protocol).
@@ -248,6 +252,9 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "eval": eval_set.name,
         "epochs": epochs,
         "seeds": seeds,
+        // Per seed: each seed is one training run.
+        "steps": steps,
+        "last_loss": last_losses,
         "graphcl": mean_std(&trained),
         "untrained": mean_std(&untrained),
         "histogram": mean_std(&baseline),

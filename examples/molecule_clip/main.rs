@@ -3,6 +3,7 @@
 //! training split), and the core's `Clip` objective trains the two to agree. Scored by retrieval
 //! on held-out molecules, both ways, against chance and the untrained towers.
 //!
+//!     scripts/fetch-assets wehi10k
 //!     cargo run --release -p contrastive-examples --bin molecule_clip -- --out runs/molecule_clip
 
 #[global_allocator]
@@ -18,13 +19,14 @@ use contrastive_core::rng::named_rng;
 use contrastive_core::train::{ExtraState, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
 use contrastive_eval::{retrieval_metrics, RetrievalReport};
+use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::CommonFlags;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::{load_tu, Epsilon, Gin, GinConfig, Graph, GraphBatch, Readout, TuOptions};
 use contrastive_text::{Activation, Bert, BertConfig, Pooling, TokenBatch, Tokenizer};
 use rand::seq::SliceRandom;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -221,14 +223,14 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
     let started = Instant::now();
-    let dir = flags
-        .data
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/tu/WEHI10K")));
+    let dir = match &flags.data {
+        Some(d) => d.clone(),
+        None => Asset::Wehi10k.require("--data with a TU folder (the shipped examples/molecule_clip/data/WEHI1200)")?,
+    };
     if !dir.is_dir() {
         return Err(Error::Data(format!(
             "{}: no such folder. Pass --data with a TU folder that has a {{name}}_graph_sources.tsv \
-             (../shared/data/tu/WEHI10K, or the 1,200-molecule examples/molecule_clip/data/WEHI1200)",
+             (`scripts/fetch-assets wehi10k`, or the 1,200 molecules of examples/molecule_clip/data/WEHI1200)",
             dir.display()
         )));
     }
@@ -277,10 +279,13 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let loader =
         Loader::new(train.clone(), identity, CollateMolecules { tokenizer: Arc::clone(&tokenizer) }, loader_config)?;
     let steps_per_epoch = loader.batches_per_epoch();
+    // The schedule spans the run: --max-steps shortens it as it shortens the run.
+    let total_steps = flags.max_steps.map_or(epochs * steps_per_epoch, |m| m.min(epochs * steps_per_epoch));
     let trainer_config = TrainerConfig {
         epochs,
+        max_steps: flags.max_steps,
         lr: cli.lr,
-        schedule: Schedule::WarmupLinear { warmup_steps: steps_per_epoch, total_steps: epochs * steps_per_epoch },
+        schedule: Schedule::WarmupLinear { warmup_steps: steps_per_epoch.min(total_steps), total_steps },
         optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.98, eps: 1e-6, weight_decay: 0.1 },
         clip_grad_norm: Some(1.0),
         checkpoint_every: Some(steps_per_epoch * 5),

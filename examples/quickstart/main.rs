@@ -91,6 +91,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let batch_size = flags.batch_size.unwrap_or(256);
     let config = TrainerConfig {
         epochs,
+        max_steps: flags.max_steps,
         lr: 2e-3,
         schedule: Schedule::Constant,
         optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-6 },

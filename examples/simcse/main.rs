@@ -1,8 +1,8 @@
 //! Unsupervised SimCSE: fine-tune a sentence encoder (all-MiniLM-L6-v2 by default) on sentences
 //! of your own text, and measure Lee-50 document similarity before and after.
 //!
-//!     scripts/fetch-assets minilm
-//!     cargo run --release -p contrastive-examples --bin simcse -- --data ../shared/data/sotu --out runs/simcse
+//!     scripts/fetch-assets minilm sotu
+//!     cargo run --release -p contrastive-examples --bin simcse -- --out runs/simcse
 
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
@@ -15,6 +15,7 @@ use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::rng::named_rng;
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
+use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::CommonFlags;
 use contrastive_examples::report::{finish, plot_run};
 use contrastive_text::{
@@ -68,13 +69,6 @@ fn same_sentence() -> impl Augment<String> {
     |s: String, _: &mut dyn rand::RngCore| Ok(s)
 }
 
-fn default_model() -> PathBuf {
-    let root = std::env::var_os("CONTRASTIVE_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/contrastive"));
-    root.join("all-MiniLM-L6-v2")
-}
-
 fn model_folder(init: Option<&str>) -> Result<PathBuf> {
     let dir = match init {
         Some(i) if Path::new(i).is_dir() => PathBuf::from(i),
@@ -90,13 +84,10 @@ fn model_folder(init: Option<&str>) -> Result<PathBuf> {
                 if cfg!(feature = "hub") { "" } else { "; a Hub repository id needs the `hub` feature" }
             )))
         }
-        None => default_model(),
+        None => return Asset::MiniLm.require("--init DIR with a BERT or sentence-transformers folder"),
     };
     if !dir.join("model.safetensors").exists() {
-        return Err(Error::Data(format!(
-            "{}: no model.safetensors. Fetch all-MiniLM-L6-v2 with `scripts/fetch-assets minilm`, or pass --init DIR",
-            dir.display()
-        )));
+        return Err(Error::Data(format!("{}: no model.safetensors (--init needs a model folder)", dir.display())));
     }
     Ok(dir)
 }
@@ -118,10 +109,10 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let started = Instant::now();
     let device = Device::Cpu;
     let model_dir = model_folder(flags.init.as_deref())?;
-    let data = flags
-        .data
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/sotu")));
+    let data = match &flags.data {
+        Some(d) => d.clone(),
+        None => Asset::Sotu.require("--data with a text file or a folder of .txt files")?,
+    };
     if !data.exists() {
         return Err(Error::Data(format!(
             "{}: no such file or folder; pass --data with a text file or a folder of .txt files",
@@ -168,9 +159,12 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     )?
     .with_distinct_keys(keys)?;
     let epochs = flags.epochs.unwrap_or(1);
-    let total = epochs * loader.batches_per_epoch();
+    // The schedule spans the run: --max-steps shortens it as it shortens the run.
+    let total =
+        flags.max_steps.map_or(epochs * loader.batches_per_epoch(), |m| m.min(epochs * loader.batches_per_epoch()));
     let trainer_config = TrainerConfig {
         epochs,
+        max_steps: flags.max_steps,
         lr: cli.lr,
         schedule: Schedule::WarmupLinear { warmup_steps: 0, total_steps: total },
         optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },

@@ -12,6 +12,10 @@ pub struct CommonFlags {
     /// Training epochs.
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
+    /// Stop after N optimizer steps (then evaluate and report as usual); the run ends at
+    /// whichever of --epochs and --max-steps comes first.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_steps: Option<usize>,
     /// Samples per training batch.
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,

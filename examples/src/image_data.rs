@@ -1,14 +1,12 @@
 //! Where the image examples find their data: a folder of IDX files (the MNIST family), a folder
 //! with `train/` and `test/` class folders, or one folder of class folders split 4:1.
 
+use crate::assets::Asset;
 use contrastive_core::data::Dataset;
 use contrastive_core::{Error, Result};
 use contrastive_vision::augment::resized_crop;
 use contrastive_vision::{load_idx_folder, ColorMode, ImageFolder, InMemoryImages, Unreadable};
 use std::path::{Path, PathBuf};
-
-/// Where `apt-get install dataset-fashion-mnist` puts Fashion-MNIST.
-pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Training and evaluation images, and where they came from.
 pub struct ImageData {
@@ -20,13 +18,16 @@ pub struct ImageData {
     pub source: String,
 }
 
-/// Reads `dir` (default: Fashion-MNIST where Debian installs it).
+/// Reads `dir` (default: Fashion-MNIST as `scripts/fetch-assets fashion-mnist` fetches it).
 pub fn load_image_data(dir: Option<&Path>) -> Result<ImageData> {
-    let dir: PathBuf = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR));
+    let dir: PathBuf = match dir {
+        Some(d) => d.to_path_buf(),
+        None => Asset::FashionMnist.require("--data DIR (IDX files or class folders)")?,
+    };
     if !dir.is_dir() {
         return Err(Error::Data(format!(
-            "{} is not a folder. Fashion-MNIST: `apt-get install dataset-fashion-mnist` (installs to {FASHION_MNIST_DIR}); \
-             or pass --data DIR with train-images-idx3-ubyte[.gz] and the other IDX files, or a folder of class folders",
+            "{} is not a folder: pass --data DIR with train-images-idx3-ubyte[.gz] and the other IDX files, \
+             or a folder of class folders",
             dir.display()
         )));
     }

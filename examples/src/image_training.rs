@@ -115,6 +115,7 @@ where
 
     let config = TrainerConfig {
         epochs,
+        max_steps: flags.max_steps,
         lr: spec.lr,
         schedule: Schedule::Constant,
         optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-6 },

@@ -1,10 +1,12 @@
-//! Shared pieces of the runnable examples: the flags every example takes ([`flags`]), image data
+//! Shared pieces of the runnable examples: the flags every example takes ([`flags`]), the fetched
+//! assets they default to ([`assets`]), image data
 //! ([`image_data`]) and evaluation ([`image_eval`]), the run SimCLR and MoCo share
 //! ([`image_training`]), `--init` weights ([`pretrained`]), and what a run leaves ([`report`]).
 //!
 //! The examples themselves are the binaries: `quickstart`, `simclr`, `moco`, `augment_preview`
 //! (`cargo run --release -p contrastive-examples --bin quickstart`); each folder has a README.
 
+pub mod assets;
 pub mod flags;
 pub mod image_data;
 pub mod image_eval;
