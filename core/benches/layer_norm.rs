@@ -1,5 +1,5 @@
 //! LayerNorm forward plus backward on (2048, 384) f32, the loss `mean(ln(x)^2)` as in
-//! `../shared/bench/torch_ref.py layernorm`: the fused op against the composite form.
+//! `bench/pytorch/torch_ref.py layernorm`: the fused op against the composite form.
 //!
 //!     cargo bench -p contrastive-core --bench layer_norm
 #![allow(missing_docs)] // criterion_group! generates an undocumented function

@@ -1,5 +1,5 @@
 //! NT-Xent forward plus backward at N = 256, 1024, 4096, D = 128, f32: the fused kernel and the
-//! composite form. Compare with `python3 ../shared/bench/ntxent_torch.py` in the same sitting.
+//! composite form. Compare with `python3 bench/pytorch/ntxent_torch.py` in the same sitting.
 //!
 //!     cargo bench -p contrastive-core --bench nt_xent
 #![allow(missing_docs)] // criterion_group! generates an undocumented function

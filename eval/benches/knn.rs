@@ -1,6 +1,6 @@
 //! Weighted kNN (k = 200, t = 0.1) of 10,000 test against 60,000 train embeddings of width 128,
 //! and an HNSW index over 100,000 vectors of width 384 (build, 1,000 queries, recall@10).
-//! Compare with `python3 eval/benches/sklearn_ref.py` in the same sitting.
+//! Compare with `python3 bench/pytorch/sklearn_ref.py` in the same sitting.
 //!
 //!     cargo bench -p contrastive-eval --bench knn
 #![allow(missing_docs)] // criterion_group! generates an undocumented function

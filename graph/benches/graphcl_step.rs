@@ -5,7 +5,7 @@
 //! - `train_step`: GIN 3 x 32 forward on both views, projection head, GraphCL's loss, backward,
 //!   Adam, on prepared batches.
 //!
-//! Compare with `python3 ../shared/bench/graphcl_torch.py --timing` in the same sitting.
+//! Compare with `python3 bench/pytorch/graphcl_torch.py --timing` in the same sitting.
 //!
 //!     cargo bench -p contrastive-graph --bench graphcl_step
 #![allow(missing_docs)] // criterion_group! generates an undocumented function

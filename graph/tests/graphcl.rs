@@ -1,4 +1,4 @@
-//! GraphCL against the PyTorch reference (`shared/bench/graphcl_torch.py`'s fixture): forward,
+//! GraphCL against a fixture dumped from the PyTorch reference's model (`bench/pytorch/graphcl_torch.py`): forward,
 //! loss, every gradient and one Adam step in f64; gradient flow; a tiny overfit run.
 
 use candle_core::{DType, Device, Tensor};

@@ -1,6 +1,6 @@
 //! MiniLM-shaped BERT (6 layers, hidden 384, 12 heads, randomly initialised) on a batch of 64 x 32
 //! tokens: the eval forward pass, and a training step (dropout on, forward, mean over tokens,
-//! squared mean, backward). The same work as `python3 ../shared/bench/torch_ref.py bert` and
+//! squared mean, backward). The same work as `python3 bench/pytorch/torch_ref.py bert` and
 //! `... bert_train` (transformers' BertModel), to run in one sitting; and the whole SimCSE
 //! optimiser step of the `simcse` example.
 //!
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
 
     // The whole SimCSE optimiser step of the example (64 sentences of 32 tokens through the
     // encoder twice, InfoNCE, backward, clipping at 1.0, AdamW), as sentence-transformers' step in
-    // `../shared/bench/simcse_st.py` (which reports steps per second).
+    // `bench/pytorch/simcse_st.py` (which reports steps per second).
     let mut model =
         SimCse::new(SimCseConfig { temperature: 0.05, pooling: SimCsePooling::Mean }, &config, 0, &Device::Cpu)
             .unwrap();

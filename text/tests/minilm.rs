@@ -133,7 +133,7 @@ fn sentence_encoder_loads_saves_and_scores_lee50() {
     let again = SentenceEncoder::from_folder(&out, &Device::Cpu).unwrap();
     assert_eq!(again.encode(&SENTENCES).unwrap().to_vec2::<f32>().unwrap(), e);
     // Lee-50: cosine of the 50 documents' vectors against the human judgements. Measured with
-    // sentence-transformers (shared/data/README.md): Pearson 0.656, Spearman 0.508.
+    // sentence-transformers (`bench/pytorch/embed_eval.py`): Pearson 0.656, Spearman 0.508.
     let lee = read_lee50(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lee50")).unwrap();
     let docs: Vec<&str> = lee.documents.iter().map(String::as_str).collect();
     let v = encoder.encode(&docs).unwrap();

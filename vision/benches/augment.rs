@@ -2,7 +2,7 @@
 //! threads, two views each, batches of 256 stacked into tensors, images per second:
 //!
 //! - `simclr_rgb_32x32`: the SimCLR recipe (crop, flip, colour jitter, grayscale, blur, normalise)
-//!   at 32x32 RGB: the same work as `python3 vision/benches/torch_augment.py` (torchvision's v2
+//!   at 32x32 RGB: the same work as `python3 bench/pytorch/torch_augment.py` (torchvision's v2
 //!   transforms on tensors in a DataLoader with 2 workers).
 //! - `small_images_gray_28x28`: the Fashion-MNIST recipe of the simclr example: compare with
 //!   `simclr_fmnist_torch.py --timing`, whose `aug_s_per_step` is its batched augmentation of 256

@@ -3,12 +3,12 @@
 //! - `conv_block`: a ResNet basic block (two 3x3 convolutions of 64 channels, BatchNorm, ReLU,
 //!   residual) forward plus backward at batch 256, 32x32, as our ResNet runs it (channels-last,
 //!   fused convolution-BatchNorm, fused residual ReLU): the same work as
-//!   `python3 ../shared/bench/torch_ref.py conv_block`.
+//!   `python3 bench/pytorch/torch_ref.py conv_block`.
 //! - `convnet_simclr_step`: one SimCLR step of the small ConvNet at 28x28, batch 256 (two views of
 //!   each image, the projection head, NT-Xent, backward, AdamW): the same work as
-//!   `python3 ../shared/bench/simclr_fmnist_torch.py --timing` (its `train_s_per_step`).
+//!   `python3 bench/pytorch/simclr_fmnist_torch.py --timing` (its `train_s_per_step`).
 //! - `resnet18_simclr_step`: the same with ResNet-18 (CIFAR stem) at 32x32, batch 64: compare with
-//!   `python3 vision/benches/torch_train_step.py resnet18`.
+//!   `python3 bench/pytorch/torch_train_step.py resnet18`.
 //!
 //!     cargo bench -p contrastive-vision --bench train_step
 #![allow(missing_docs)] // criterion_group! generates an undocumented function

@@ -1,5 +1,5 @@
 //! A small ConvNet for 8x8 to 32x32 inputs: CPU-sized, and the encoder of the PyTorch reference
-//! recipe (`shared/bench/simclr_fmnist_torch.py`).
+//! recipe (`bench/pytorch/simclr_fmnist_torch.py`).
 
 use crate::batch_norm::batch_norm;
 use crate::conv::{conv2d, ConvGeometry};

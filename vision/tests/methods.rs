@@ -18,7 +18,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
-/// `shared/bench/simclr_fmnist_torch.py --dump-parity`: PyTorch's seeded init of the reference
+/// `bench/pytorch/simclr_fmnist_torch.py --dump-parity`: PyTorch's seeded init of the reference
 /// ConvNet and head, 8 Fashion-MNIST images, two augmented views, and the model's outputs on them.
 #[test]
 fn simclr_forward_and_loss_match_the_pytorch_reference() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes WEHI1200: the first 1,200 molecules of ../shared/data/tu/WEHI10K, in the same TU layout
-(with the graph_sources.tsv that holds each molecule's SMILES), for the molecule_clip example's
---quick run in CI. Usage: python3 make_subset.py ../../../../shared/data/tu/WEHI10K WEHI1200"""
+"""Writes WEHI1200: the first 1,200 molecules of WEHI10K (`scripts/fetch-assets wehi10k`), in the
+same TU layout (with the graph_sources.tsv that holds each molecule's SMILES), for the
+molecule_clip example's --quick run in CI. Usage, from the repository's root:
+python3 examples/molecule_clip/data/make_subset.py ~/.cache/contrastive/WEHI10K examples/molecule_clip/data/WEHI1200"""
 import os
 import sys
 

@@ -1,6 +1,6 @@
 """Golden value for tests/gin.rs: PyTorch Geometric's GINConv on a fixed graph.
 
-    /root/torchenv/bin/python graph/tests/golden/gin_conv.py
+    python3 graph/tests/golden/gin_conv.py
 
 Two graphs in one batch: a triangle (nodes 0-2) and a path 3-4-5; 3 input features, hidden 4.
 Weights and inputs by formula: W1[i, j] = 0.1 * (i - j) + 0.05, b1[i] = 0.02 * i, W2[i, j] =

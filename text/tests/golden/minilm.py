@@ -1,7 +1,7 @@
 """Golden embeddings for tests/minilm.rs: sentence-transformers' all-MiniLM-L6-v2 (mean pooling,
 L2 normalisation) on four sentences, from the folder scripts/fetch-assets writes.
 
-    /root/torchenv/bin/python text/tests/golden/minilm.py ~/.cache/contrastive/all-MiniLM-L6-v2
+    python3 text/tests/golden/minilm.py ~/.cache/contrastive/all-MiniLM-L6-v2
 
 sentence-transformers 6.2.0, transformers 5.24.0, torch 2.15 (CPU, float32). Prints the first 8
 dimensions of each embedding, the token counts, and the cosine similarities of the pairs.

@@ -2,7 +2,7 @@
 8 dimensions of the embeddings of tests/minilm.rs's sentences (they must equal FIRST8).
 
     SAVE_ENCODER_TO=/tmp/exported cargo test -p contrastive-text --test minilm sentence_encoder
-    /root/torchenv/bin/python text/tests/golden/roundtrip.py /tmp/exported
+    python3 text/tests/golden/roundtrip.py /tmp/exported
 """
 import json
 import sys

@@ -3,7 +3,7 @@
 (`bert.` prefix, LayerNorm `gamma`/`beta`, a pooler) and as safetensors with today's names, so a
 test can check that both load to the same model.
 
-    /root/torchenv/bin/python text/tests/golden/tiny_bert.py
+    python3 text/tests/golden/tiny_bert.py
 """
 import os
 

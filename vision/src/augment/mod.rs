@@ -61,7 +61,7 @@ impl ViewAugmentation {
         ]))
     }
 
-    /// The recipe for small grayscale images of `shared/bench/simclr_fmnist_torch.py`:
+    /// The recipe for small grayscale images of `bench/pytorch/simclr_fmnist_torch.py`:
     /// RandomResizedCrop with scale (0.2, 1), flip, brightness and contrast 0.4 with p 0.8, a 3x3
     /// blur with sigma 0.1-2 with p 0.5, then `normalize`. (The reference applies brightness
     /// before contrast always and crops by grid sampling; here the order is random, as in

@@ -1,6 +1,6 @@
 """Golden outputs of torchvision's functional transforms on a fixed image, for tests/augment.rs.
 
-    /root/torchenv/bin/python vision/tests/golden/augment.py > vision/tests/golden/augment.json
+    python3 vision/tests/golden/augment.py > vision/tests/golden/augment.json
 
 The input is exact in f32: v[c, y, x] = ((7x + 13y + 29c + 3xy) mod 17) / 16, shape (3, 9, 11).
 torch 2.15, torchvision 0.29.2.

@@ -1,6 +1,6 @@
 """Golden outputs of torchvision's ResNet-18 for tests/resnet_weights.rs.
 
-    /root/torchenv/bin/python vision/tests/golden/resnet.py > vision/tests/golden/resnet.json
+    python3 vision/tests/golden/resnet.py > vision/tests/golden/resnet.json
 
 Every tensor of the state dict (sorted by name, index j) is filled by a formula that Rust
 reproduces: v[i] = a + b * sin(0.37 i + 1.3 j), with (a, b) by kind: conv weights (0, sqrt(3 /

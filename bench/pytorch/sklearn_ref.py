@@ -4,7 +4,7 @@ exp(sim/t) vote, but timed for the neighbour search and vote) on 60,000 x 10,000
 (when installed) faiss HNSW on 100,000 x 384.
 
     pip install scikit-learn numpy faiss-cpu   # in a venv outside the repo
-    OMP_NUM_THREADS=2 python3 eval/benches/sklearn_ref.py
+    OMP_NUM_THREADS=2 python3 bench/pytorch/sklearn_ref.py
 """
 import json
 import time

@@ -5,7 +5,7 @@ each, torchvision.transforms.v2 on tensors, a DataLoader with 2 worker processes
 and batches of 256 stacked by the default collate. Prints images per second over 3 epochs after a
 warm-up epoch (persistent workers, so process start-up is not timed).
 
-    OMP_WAIT_POLICY=PASSIVE /root/torchenv/bin/python vision/benches/torch_augment.py
+    OMP_WAIT_POLICY=PASSIVE python3 bench/pytorch/torch_augment.py
 """
 import json
 import time

@@ -1,10 +1,10 @@
 """PyTorch side of vision/benches/train_step.rs: one SimCLR step of ResNet-18 (CIFAR stem) at
 32x32, batch 64 (two views, head 512-512(BN)-64, NT-Xent T 0.5, Adam), CPU, 2 threads.
 
-    OMP_WAIT_POLICY=PASSIVE python3 vision/benches/torch_train_step.py
+    OMP_WAIT_POLICY=PASSIVE python3 bench/pytorch/torch_train_step.py
 
-The ConvNet step at 28x28 is `shared/bench/simclr_fmnist_torch.py --timing`, and the conv block
-`shared/bench/torch_ref.py conv_block`.
+The ConvNet step at 28x28 is `simclr_fmnist_torch.py --timing`, and the conv block
+`torch_ref.py conv_block`.
 """
 import json
 import os

@@ -1,0 +1,80 @@
+//! The examples as a user runs them: the built binaries, their exit status, their stderr and the
+//! final JSON line. `--max-steps` stops training after that many optimizer steps and the JSON
+//! says so; a missing asset stops the run with one line that names the fetch command.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(binary: &str, args: &[&str], assets: &Path) -> Output {
+    Command::new(binary)
+        .args(args)
+        .env("CONTRASTIVE_ASSETS", assets)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("{binary}: {e}"))
+}
+
+/// The last stdout line as JSON, after checking the run succeeded.
+fn final_json(out: &Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_else(|| panic!("no stdout\n{stderr}"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}
+
+#[test]
+fn max_steps_stops_training_and_the_json_reports_steps_and_last_loss() {
+    let assets = tempfile::tempdir().unwrap();
+    let out = run(env!("CARGO_BIN_EXE_quickstart"), &["--quick", "--max-steps", "3"], assets.path());
+    let json = final_json(&out);
+    // --quick alone trains 5 epochs of 5 steps; --max-steps 3 ends the run early.
+    assert_eq!(json["steps"], 3, "{json}");
+    assert!(json["last_loss"].as_f64().is_some_and(f64::is_finite), "{json}");
+
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/molecule_clip/data/WEHI1200");
+    let out = run(
+        env!("CARGO_BIN_EXE_molecule_clip"),
+        &["--quick", "--data", data, "--holdout", "100", "--batch-size", "64", "--max-steps", "2"],
+        assets.path(),
+    );
+    let json = final_json(&out);
+    assert_eq!(json["steps"], 2, "{json}");
+    assert!(json["last_loss"].as_f64().is_some_and(f64::is_finite), "{json}");
+}
+
+#[test]
+fn max_steps_must_be_at_least_one() {
+    let assets = tempfile::tempdir().unwrap();
+    let out = run(env!("CARGO_BIN_EXE_quickstart"), &["--max-steps", "0"], assets.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-steps") && stderr.contains("1.."), "{stderr}");
+}
+
+#[test]
+fn a_missing_asset_names_the_fetch_command() {
+    let assets = tempfile::tempdir().unwrap();
+    for (binary, fetch) in [
+        (env!("CARGO_BIN_EXE_simclr"), "scripts/fetch-assets fashion-mnist"),
+        (env!("CARGO_BIN_EXE_moco"), "scripts/fetch-assets fashion-mnist"),
+        (env!("CARGO_BIN_EXE_simcse"), "scripts/fetch-assets minilm"),
+        (env!("CARGO_BIN_EXE_molecule_clip"), "scripts/fetch-assets wehi10k"),
+    ] {
+        let out = run(binary, &["--quick"], assets.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{binary}: {stderr}");
+        assert!(errors[0].contains(fetch), "{binary}: {stderr}");
+        assert!(errors[0].contains(&assets.path().display().to_string()), "{binary}: {stderr}");
+    }
+    // With the model present, simcse's next missing asset is the corpus.
+    let model = assets.path().join("all-MiniLM-L6-v2");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("model.safetensors"), b"").unwrap();
+    let out = run(env!("CARGO_BIN_EXE_simcse"), &["--quick"], assets.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("scripts/fetch-assets sotu"), "{stderr}");
+}
