@@ -369,3 +369,15 @@ fn linear_matches_candle_nn_and_its_gradients_are_exact() {
     let err = lin.forward(&Tensor::zeros((2, 6), DType::F32, &dev).unwrap()).unwrap_err().to_string();
     assert!(err.contains("[2, 6]") && err.contains("[5, 7]"), "{err}");
 }
+
+#[test]
+fn a_linear_layer_without_inputs_or_outputs_is_an_error_naming_it() {
+    let store = ParamStore::new(0, InitScheme::PyTorch);
+    let vb = store.var_builder(DType::F32, &Device::Cpu);
+    for (i, o) in [(0, 4), (4, 0), (0, 0)] {
+        let e = linear(i, o, vb.pp("proj")).unwrap_err().to_string();
+        assert!(e.contains("Linear proj") && e.contains(&format!("{i} inputs and {o} outputs")), "{e}");
+        let e = linear_no_bias(i, o, vb.pp("head")).unwrap_err().to_string();
+        assert!(e.contains("Linear head"), "{e}");
+    }
+}

@@ -40,6 +40,9 @@ struct Cli {
     zoom: usize,
 }
 
+/// The largest canvas side, in pixels.
+const MAX_SIDE: usize = 16_384;
+
 /// Paints `img` (values in [0, 1]) into an RGB canvas at (x, y), each pixel a `zoom` square.
 fn paint(canvas: &mut image::RgbImage, img: &Image, x0: usize, y0: usize, zoom: usize) {
     let plane = img.height * img.width;
@@ -64,8 +67,21 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let identity = Normalize { mean: vec![0.0], std: vec![1.0] };
     let augmentation = cli.recipe.build((h, w), identity);
     let zoom = if cli.zoom > 0 { cli.zoom } else { (96 / h.max(w)).max(1) };
-    let (cell_h, cell_w) = (h * zoom + 4, w * zoom + 4);
     let rows = cli.images.min(images.len()).max(1);
+    // The canvas is checked before it is allocated (in u128: the flags can overflow usize).
+    let side = |cells: usize, pixels: usize| (cells as u128) * (pixels as u128 * zoom as u128 + 4);
+    let (canvas_w, canvas_h) = (side(cli.views + 1, w), side(rows, h));
+    if canvas_w > MAX_SIDE as u128 || canvas_h > MAX_SIDE as u128 {
+        return Err(Error::config(
+            "--zoom",
+            format!(
+                "{zoom} with {h}x{w} images, {rows} rows and {} views makes a {canvas_w} x {canvas_h} canvas; \
+                 at most {MAX_SIDE} pixels a side: lower --zoom, --views or --images",
+                cli.views
+            ),
+        ));
+    }
+    let (cell_h, cell_w) = (h * zoom + 4, w * zoom + 4);
     let mut canvas = image::RgbImage::from_pixel(
         (cell_w * (cli.views + 1)) as u32,
         (cell_h * rows) as u32,

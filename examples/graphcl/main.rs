@@ -156,6 +156,14 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let epochs = flags.epochs.unwrap_or(if flags.quick { 2 } else { 20 });
     let batch_size = flags.batch_size.unwrap_or(128);
     let seeds: Vec<u64> = (0..if flags.quick { 1 } else { cli.seeds.max(1) }).map(|s| flags.seed + s).collect();
+    // Each seed's run folder (seed-N below the run folder when there are several).
+    let run_dir_of =
+        |seed: u64| flags.run_dir().map(|d| if seeds.len() > 1 { d.join(format!("seed-{seed}")) } else { d });
+    if flags.resume.is_some() {
+        for &seed in &seeds {
+            CommonFlags::require_checkpoint(&run_dir_of(seed).unwrap_or_default())?;
+        }
+    }
     let probe =
         LinearProbe { c_grid: vec![1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0], folds: 5, ..LinearProbe::default() };
     let cv = |seed: u64| CrossValidation { folds: 10, seed, probe: probe.clone() };
@@ -180,7 +188,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         // A last batch of one graph has no negative: drop it only then.
         let n = pretrain_set.graphs.len();
         let loader_config =
-            LoaderConfig { batch_size, seed, shuffle: true, drop_last: n % batch_size == 1, threads: flags.threads };
+            LoaderConfig { batch_size, seed, shuffle: true, drop_last: n % batch_size == 1, threads: flags.threads() };
         let loader = Loader::new(
             pretrain_set.graphs.clone(),
             cli.aug.build(cli.aug_ratio),
@@ -198,12 +206,15 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             ..TrainerConfig::default()
         };
         let mut trainer = Trainer::new(trainer_config, model)?;
-        let run_dir = flags.run_dir().map(|d| if seeds.len() > 1 { d.join(format!("seed-{seed}")) } else { d });
+        let run_dir = run_dir_of(seed);
         if let Some(dir) = &run_dir {
             trainer = trainer.with_run_dir(dir);
         }
-        if flags.resume.is_some() {
-            trainer.resume()?;
+        if flags.resume.is_some() && !trainer.resume()? {
+            return Err(contrastive_core::Error::checkpoint(
+                run_dir.unwrap_or_default(),
+                "--resume: the checkpoint went away",
+            ));
         }
         trainer.stop_on_ctrl_c()?;
         let t = Instant::now();

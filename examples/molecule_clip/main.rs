@@ -20,7 +20,7 @@ use contrastive_core::train::{ExtraState, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
 use contrastive_eval::{retrieval_metrics, RetrievalReport};
 use contrastive_examples::assets::Asset;
-use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::flags::{at_least_one, CommonFlags};
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::{load_tu, Epsilon, Gin, GinConfig, Graph, GraphBatch, Readout, TuOptions};
 use contrastive_text::{Activation, Bert, BertConfig, Pooling, TokenBatch, Tokenizer};
@@ -40,13 +40,13 @@ struct Cli {
     #[arg(long, default_value_t = 1000)]
     holdout: usize,
     /// Width of the shared embedding space.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = at_least_one())]
     dim: usize,
     /// BPE vocabulary size of the SMILES tokenizer.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = at_least_one())]
     vocab_size: usize,
     /// Longest SMILES in tokens (longer ones are truncated, and the log says so once).
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 96, value_parser = at_least_one())]
     max_length: usize,
     /// Peak learning rate (AdamW, one epoch of warmup, then linear decay).
     #[arg(long, default_value_t = 1e-3)]
@@ -222,6 +222,7 @@ fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64) -> Resul
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
+    flags.check_resume()?;
     let started = Instant::now();
     let dir = match &flags.data {
         Some(d) => d.clone(),
@@ -274,7 +275,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let batch_size = flags.batch_size.unwrap_or(256);
     let epochs = flags.epochs.unwrap_or(if flags.quick { 1 } else { 30 });
     let loader_config =
-        LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads };
+        LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
     let identity = |m: Molecule, _: &mut dyn rand::RngCore| Ok(m);
     let loader =
         Loader::new(train.clone(), identity, CollateMolecules { tokenizer: Arc::clone(&tokenizer) }, loader_config)?;
@@ -291,7 +292,6 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         checkpoint_every: Some(steps_per_epoch * 5),
         keep_last: 2,
         progress: true,
-        ..TrainerConfig::default()
     };
     let mut trainer = Trainer::new(trainer_config, model)?;
     // Held-out graph-to-SMILES recall@1 after every epoch, in the history and its plot.

@@ -40,6 +40,7 @@ struct Cli {
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
+    flags.check_resume()?;
     if flags.data.is_some() {
         eprintln!("quickstart: --data is ignored, the digits are built in (see the simclr example for your own data)");
     }
@@ -100,7 +101,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         ..TrainerConfig::default()
     };
     let loader_config =
-        LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads };
+        LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
     let loader = Loader::new(train.clone(), augmentation, CollateViews { device: Device::Cpu }, loader_config)?;
     let mut trainer = flags.start(Trainer::new(config, model)?)?;
     let fit_started = Instant::now();

@@ -106,6 +106,7 @@ fn lee50(encoder: &SentenceEncoder) -> Result<(f64, f64)> {
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
+    flags.check_resume()?;
     let started = Instant::now();
     let device = Device::Cpu;
     let model_dir = model_folder(flags.init.as_deref())?;
@@ -172,7 +173,6 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         checkpoint_every: Some(100),
         keep_last: 2,
         progress: true,
-        ..TrainerConfig::default()
     };
     let mut trainer = flags.start(Trainer::new(trainer_config, model)?)?;
     let fit_started = Instant::now();

@@ -10,19 +10,19 @@ pub struct CommonFlags {
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// Training epochs.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
     pub epochs: Option<usize>,
     /// Stop after N optimizer steps (then evaluate and report as usual); the run ends at
     /// whichever of --epochs and --max-steps comes first.
-    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
     pub max_steps: Option<usize>,
     /// Samples per training batch.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
     pub batch_size: Option<usize>,
     /// Seed of initialisation, shuffling and augmentation.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads (0: all cores).
+    /// Worker threads (0: all cores; more than the machine has are cut to that, with a warning).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
     /// Folder for checkpoints, history.jsonl and plots (none: nothing is written).
@@ -44,6 +44,11 @@ pub struct CommonFlags {
     pub quick: bool,
 }
 
+/// A count flag that must be at least 1 (clap names the flag and the range when it is not).
+pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
 impl CommonFlags {
     /// Installs the log subscriber (RUST_LOG, default `info` to stderr) and sizes the thread pool.
     pub fn setup(&self) -> contrastive_core::Result<()> {
@@ -52,10 +57,36 @@ impl CommonFlags {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
         if self.threads > 0 {
+            if self.threads() < self.threads {
+                let cores = self.threads();
+                tracing::warn!("--threads {} is more than the {cores} cores here: using {cores}", self.threads);
+            }
             rayon::ThreadPoolBuilder::new()
-                .num_threads(self.threads)
+                .num_threads(self.threads())
                 .build_global()
                 .map_err(|e| contrastive_core::Error::config("--threads", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// `--threads`, at most the cores this machine has (0: all of them).
+    pub fn threads(&self) -> usize {
+        self.threads.min(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// With `--resume DIR`, fails unless DIR holds a checkpoint: called before any work, so that
+    /// a wrong `--resume` is found at once (graphcl, with a folder per seed, checks each).
+    pub fn check_resume(&self) -> contrastive_core::Result<()> {
+        match &self.resume {
+            Some(dir) => Self::require_checkpoint(dir),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails unless `dir` holds a checkpoint to resume from.
+    pub fn require_checkpoint(dir: &std::path::Path) -> contrastive_core::Result<()> {
+        if contrastive_core::train::list_checkpoints(dir)?.is_empty() {
+            return Err(contrastive_core::Error::checkpoint(dir, "--resume: no checkpoint in this folder"));
         }
         Ok(())
     }

@@ -125,7 +125,7 @@ where
         ..TrainerConfig::default()
     };
     let loader_config =
-        LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads };
+        LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
     let loader = Loader::new(train.clone(), augmentation, CollateViews { device: Device::Cpu }, loader_config)?;
     let mut trainer = flags.start(Trainer::new(config, objective)?)?;
     // The kNN monitor runs on a subset after every epoch; its time is kept out of the training time.

@@ -78,3 +78,47 @@ fn a_missing_asset_names_the_fetch_command() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("scripts/fetch-assets sotu"), "{stderr}");
 }
+
+#[test]
+fn flags_out_of_range_are_refused_before_any_work() {
+    let assets = tempfile::tempdir().unwrap();
+    for (binary, args, flag) in [
+        (env!("CARGO_BIN_EXE_graphcl"), &["--batch-size", "0"][..], "--batch-size"),
+        (env!("CARGO_BIN_EXE_molecule_clip"), &["--dim", "0"][..], "--dim"),
+        (env!("CARGO_BIN_EXE_quickstart"), &["--epochs", "0"][..], "--epochs"),
+        (env!("CARGO_BIN_EXE_simclr"), &["--batch-size=-3"][..], "--batch-size"),
+        (env!("CARGO_BIN_EXE_augment_preview"), &["--zoom", "100000"][..], "--zoom"),
+    ] {
+        let out = run(binary, args, assets.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code().is_some(), "{binary} {args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{binary} {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{binary} {args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn resume_without_a_checkpoint_fails_at_once() {
+    let assets = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().to_str().unwrap();
+    for binary in [env!("CARGO_BIN_EXE_graphcl"), env!("CARGO_BIN_EXE_quickstart")] {
+        let started = std::time::Instant::now();
+        let out = run(binary, &["--quick", "--resume", dir], assets.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
+        assert!(stderr.contains("no checkpoint") && stderr.contains(dir), "{binary}: {stderr}");
+        eprintln!("{binary}: failed after {:.1} s", started.elapsed().as_secs_f64());
+    }
+}
+
+#[test]
+fn more_threads_than_cores_are_cut_with_a_warning() {
+    let assets = tempfile::tempdir().unwrap();
+    let out =
+        run(env!("CARGO_BIN_EXE_quickstart"), &["--quick", "--max-steps", "1", "--threads", "1000"], assets.path());
+    let json = final_json(&out);
+    assert_eq!(json["steps"], 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--threads 1000 is more than the"), "{stderr}");
+}

@@ -22,7 +22,7 @@ pub use batch::{CollateGraphs, GraphBatch, GraphViews};
 pub use gin::{Epsilon, Gin, GinConfig, Readout};
 pub use graph::Graph;
 pub use graphcl::{GraphCl, GraphClConfig, GraphClLoss};
-pub use tu::{load_tu, NodeFeatures, TuDataset, TuOptions};
+pub use tu::{load_tu, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

@@ -19,6 +19,10 @@ pub enum NodeFeatures {
     DegreeOneHot(usize),
 }
 
+/// The largest node label taken as a one-hot class (the width of the features is the largest
+/// label + 1).
+pub const MAX_NODE_LABEL: u32 = 4095;
+
 /// Reading options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct TuOptions {
@@ -211,6 +215,17 @@ pub fn load_tu(dir: &Path, options: TuOptions) -> Result<TuDataset> {
             if let Some((line, _)) = v.iter().zip(f.rows()).find(|(l, _)| **l < 0).map(|(_, r)| r) {
                 return Err(f.err(line, "negative node label"));
             }
+            // The one-hot width follows the largest label: an id far beyond any category set
+            // would allocate gigabytes of features, so it is refused before anything is built.
+            if let Some((l, (line, _))) = v.iter().zip(f.rows()).find(|(l, _)| **l > MAX_NODE_LABEL as i64) {
+                return Err(f.err(
+                    line,
+                    format!(
+                        "node label {l}: node labels are one-hot category ids, at most {MAX_NODE_LABEL}; \
+                         renumber them 0, 1, 2, ... or give the nodes attributes (_node_attributes.txt)"
+                    ),
+                ));
+            }
             Some(v.into_iter().map(|l| l as u32).collect::<Vec<u32>>())
         }
         None => None,
@@ -248,6 +263,12 @@ pub fn load_tu(dir: &Path, options: TuOptions) -> Result<TuDataset> {
         (None, Some(l)) => {
             let found = l.iter().copied().max().unwrap_or(0) as usize + 1;
             let classes = options.node_label_classes.unwrap_or(found);
+            if classes > MAX_NODE_LABEL as usize + 1 {
+                return Err(Error::config(
+                    "node_label_classes",
+                    format!("is {classes}, at most {} one-hot classes", MAX_NODE_LABEL + 1),
+                ));
+            }
             if classes < found {
                 return Err(Error::config(
                     "node_label_classes",

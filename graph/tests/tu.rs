@@ -103,6 +103,29 @@ fn broken_files_are_named_with_their_line() {
 }
 
 #[test]
+fn node_labels_beyond_any_category_set_are_refused_with_their_line() {
+    // One-hot features follow the largest label: 4,000,000,000 would be a 400 GB allocation.
+    for label in ["4000000000", "200000", "4096", "99999999999999999999"] {
+        let labels = format!("0\n1\n{label}\n2\n2\n");
+        let err =
+            error_of(&[("A", A), ("graph_indicator", INDICATOR), ("graph_labels", LABELS), ("node_labels", &labels)]);
+        assert!(err.contains("TOY_node_labels.txt line 3"), "{label}: {err}");
+        assert!(err.contains(label) || err.contains("not an integer"), "{label}: {err}");
+    }
+    // The largest allowed label still loads, 4096 classes wide.
+    let (_root, dir) = dataset(&[
+        ("A", A),
+        ("graph_indicator", INDICATOR),
+        ("graph_labels", LABELS),
+        ("node_labels", "0\n1\n4095\n2\n2\n"),
+    ]);
+    let data = load_tu(&dir, TuOptions::default()).unwrap();
+    assert_eq!(data.features, NodeFeatures::LabelOneHot(contrastive_graph::MAX_NODE_LABEL as usize + 1));
+    let err = load_tu(&dir, TuOptions { node_label_classes: Some(1 << 40) }).unwrap_err().to_string();
+    assert!(err.contains("node_label_classes") && err.contains("at most 4096"), "{err}");
+}
+
+#[test]
 fn the_shipped_bzr163_loads() {
     // graph/data/BZR163: RDKit's bzr.sdf as a TU dataset (BSD-3, see its README.txt).
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/BZR163");

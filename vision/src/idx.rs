@@ -10,21 +10,28 @@ use std::path::Path;
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Data(format!("{}: not a valid gzip stream: {e}", path.display())))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+/// The file as a byte stream, gunzipped when it starts with gzip's magic bytes.
+fn open(path: &Path) -> Result<Box<dyn Read>> {
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+    let gzipped = std::io::BufRead::fill_buf(&mut file).map_err(|e| Error::io(path, e))?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzipped { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) })
 }
 
-fn header(bytes: &[u8], path: &Path, fields: &[&str]) -> Result<Vec<u32>> {
+/// Reads up to `limit` bytes; a broken gzip stream is named as such.
+fn read_up_to(reader: &mut dyn Read, limit: u64, path: &Path) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    reader.take(limit).read_to_end(&mut out).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+            Error::Data(format!("{}: not a valid gzip stream: {e}", path.display()))
+        }
+        _ => Error::io(path, e),
+    })?;
+    Ok(out)
+}
+
+fn header(reader: &mut dyn Read, path: &Path, fields: &[&str]) -> Result<Vec<u32>> {
     let need = 4 * fields.len();
+    let bytes = read_up_to(reader, need as u64, path)?;
     if bytes.len() < need {
         return Err(Error::Data(format!(
             "{}: {} bytes, too short for the IDX header ({need} bytes)",
@@ -32,7 +39,18 @@ fn header(bytes: &[u8], path: &Path, fields: &[&str]) -> Result<Vec<u32>> {
             bytes.len()
         )));
     }
-    Ok(bytes[..need].chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(bytes.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// The body after the header, which must be exactly `expected` bytes long. Nothing is allocated
+/// beyond what the file holds, whatever the header declares.
+fn body(reader: &mut dyn Read, path: &Path, expected: usize, declared: impl Fn(usize) -> String) -> Result<Vec<u8>> {
+    let bytes = read_up_to(reader, expected as u64 + 1, path)?;
+    if bytes.len() != expected {
+        let holds = if bytes.len() > expected { "more".to_string() } else { bytes.len().to_string() };
+        return Err(Error::Data(format!("{}: {}, the file holds {holds}", path.display(), declared(expected))));
+    }
+    Ok(bytes)
 }
 
 fn check_magic(path: &Path, got: u32, want: u32) -> Result<()> {
@@ -44,37 +62,34 @@ fn check_magic(path: &Path, got: u32, want: u32) -> Result<()> {
 
 /// Reads an IDX image file: (count, rows, cols, pixels as bytes).
 pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
-    let bytes = read_maybe_gz(path)?;
-    let h = header(&bytes, path, &["magic", "count", "rows", "cols"])?;
+    let mut reader = open(path)?;
+    let h = header(&mut reader, path, &["magic", "count", "rows", "cols"])?;
     check_magic(path, h[0], IMAGES_MAGIC)?;
     let (n, rows, cols) = (h[1] as usize, h[2] as usize, h[3] as usize);
-    let body = &bytes[16..];
-    if body.len() != n * rows * cols {
+    if n == 0 || rows == 0 || cols == 0 {
         return Err(Error::Data(format!(
-            "{}: fields count x rows x cols = {n} x {rows} x {cols} = {} pixels, the file holds {}",
-            path.display(),
-            n * rows * cols,
-            body.len()
+            "{}: fields count x rows x cols = {n} x {rows} x {cols}: no pixels to read",
+            path.display()
         )));
     }
-    Ok((n, rows, cols, body.to_vec()))
+    let Some(pixels) = n.checked_mul(rows).and_then(|p| p.checked_mul(cols)) else {
+        return Err(Error::Data(format!(
+            "{}: fields count x rows x cols = {n} x {rows} x {cols} overflow the address space",
+            path.display()
+        )));
+    };
+    let body = body(&mut reader, path, pixels, |p| {
+        format!("fields count x rows x cols = {n} x {rows} x {cols} = {p} pixels")
+    })?;
+    Ok((n, rows, cols, body))
 }
 
 /// Reads an IDX label file.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gz(path)?;
-    let h = header(&bytes, path, &["magic", "count"])?;
+    let mut reader = open(path)?;
+    let h = header(&mut reader, path, &["magic", "count"])?;
     check_magic(path, h[0], LABELS_MAGIC)?;
-    let body = &bytes[8..];
-    if body.len() != h[1] as usize {
-        return Err(Error::Data(format!(
-            "{}: field count is {}, the file holds {} labels",
-            path.display(),
-            h[1],
-            body.len()
-        )));
-    }
-    Ok(body.to_vec())
+    body(&mut reader, path, h[1] as usize, |n| format!("field count is {n} labels"))
 }
 
 /// Reads an image file and its label file into grayscale images scaled to [0, 1].

@@ -72,6 +72,31 @@ fn idx_errors_name_the_file_and_field() {
 }
 
 #[test]
+fn idx_headers_that_declare_impossible_sizes_are_errors_before_any_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    // 4 x 2^31 x 2^31 wraps to 0 in 64 bits: with no body it must not pass the length check.
+    std::fs::write(p("wraps"), idx_images(4, 1 << 31, 1 << 31, &[], 0x0803)).unwrap();
+    let e = err(read_idx_images(&p("wraps")));
+    assert!(e.contains("wraps") && e.contains("4 x 2147483648 x 2147483648 overflow"), "{e}");
+    // A header that declares 100000 x 100000 x 100000 pixels over a body of 10 bytes.
+    std::fs::write(p("huge.gz"), gz(&idx_images(100_000, 100_000, 100_000, &[0; 10], 0x0803))).unwrap();
+    let e = err(read_idx_images(&p("huge.gz")));
+    assert!(e.contains("huge.gz") && e.contains("the file holds 10"), "{e}");
+    for (n, rows, cols) in [(0, 0, 0), (0, 28, 28), (5, 0, 28), (5, 28, 0)] {
+        std::fs::write(p("empty"), idx_images(n, rows, cols, &[], 0x0803)).unwrap();
+        let e = err(read_idx_images(&p("empty")));
+        assert!(e.contains("empty") && e.contains("no pixels"), "{e}");
+    }
+    std::fs::write(p("long"), idx_images(1, 2, 2, &[0; 5], 0x0803)).unwrap();
+    let e = err(read_idx_images(&p("long")));
+    assert!(e.contains("= 4 pixels, the file holds more"), "{e}");
+    std::fs::write(p("labels"), &idx_labels(&[1, 2])[..9]).unwrap();
+    let e = err(read_idx_labels(&p("labels")));
+    assert!(e.contains("field count is 2 labels, the file holds 1"), "{e}");
+}
+
+#[test]
 fn the_uci_digits_load_with_their_class_counts() {
     let digits =
         load_pixel_csv(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv.gz")), 8, 8, 16.0).unwrap();

@@ -39,6 +39,7 @@ impl Linear {
 /// A linear layer with variables `weight` and `bias` under `vb`, initialised as candle-nn's
 /// `linear` (and PyTorch's `nn.Linear`): weight Kaiming-normal, bias uniform in ±1/√in.
 pub fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<Linear> {
+    check_sizes(input, output, &vb)?;
     let weight = vb.get_with_hints((output, input), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
     let bound = 1.0 / (input as f64).sqrt();
     let bias = vb.get_with_hints(output, "bias", Init::Uniform { lo: -bound, up: bound })?;
@@ -47,8 +48,18 @@ pub fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<Linear> {
 
 /// A linear layer without bias (`weight` only).
 pub fn linear_no_bias(input: usize, output: usize, vb: VarBuilder) -> Result<Linear> {
+    check_sizes(input, output, &vb)?;
     let weight = vb.get_with_hints((output, input), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
     Ok(Linear { weight, bias: None })
+}
+
+/// A layer with no inputs or no outputs is a configuration error, named before initialisation
+/// (whose fan-in bounds would divide by zero).
+fn check_sizes(input: usize, output: usize, vb: &VarBuilder) -> Result<()> {
+    if input == 0 || output == 0 {
+        bail!("Linear {}: {input} inputs and {output} outputs, both must be at least 1", vb.prefix());
+    }
+    Ok(())
 }
 
 impl Module for Linear {
