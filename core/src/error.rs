@@ -45,7 +45,7 @@ pub enum Error {
     #[error("hub: {0}")]
     Hub(String),
     /// The loss became NaN or infinite; the last good checkpoint stays on disk.
-    #[error("loss is {value} at step {step} (epoch {epoch}); training stopped, the last checkpoint is kept")]
+    #[error("loss is {value} at step {step} (epoch {epoch}); training stopped, {}", kept(.checkpoint))]
     NonFiniteLoss {
         /// The optimiser step (0-based) whose loss was not finite.
         step: usize,
@@ -53,6 +53,8 @@ pub enum Error {
         epoch: usize,
         /// The loss value.
         value: f64,
+        /// The newest checkpoint on disk, which the run can resume from, if there is one.
+        checkpoint: Option<PathBuf>,
     },
     /// An error from candle's tensor maths.
     #[error(transparent)]
@@ -61,6 +63,14 @@ pub enum Error {
 
 /// Result with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What a failed run leaves to resume from, in words.
+fn kept(checkpoint: &Option<PathBuf>) -> String {
+    match checkpoint {
+        Some(path) => format!("the last checkpoint, {}, is kept (--resume continues from it)", path.display()),
+        None => "no checkpoint had been saved".to_string(),
+    }
+}
 
 impl Error {
     /// An invalid config field.

@@ -228,9 +228,14 @@ fn a_nan_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint() {
     let cfg = TrainerConfig { checkpoint_every: Some(3), keep_last: 5, ..config(3) };
     let mut t = Trainer::new(cfg, mlp).unwrap().with_run_dir(dir.path());
     match t.fit(&loader(2)) {
-        Err(Error::NonFiniteLoss { step, epoch, value }) => {
-            assert_eq!((step, epoch), (7, 1));
+        Err(e @ Error::NonFiniteLoss { .. }) => {
+            let Error::NonFiniteLoss { step, epoch, value, checkpoint } = &e else { unreachable!() };
+            assert_eq!((*step, *epoch), (7, 1));
             assert!(value.is_nan());
+            // The newest checkpoint before the bad step (saved after step 6), named in the message.
+            let newest = checkpoint.clone().expect("a checkpoint was saved");
+            assert!(newest.ends_with("checkpoint-00000006"), "{newest:?}");
+            assert!(e.to_string().contains(&newest.display().to_string()), "{e}");
         }
         other => panic!("expected a NonFiniteLoss error, got {other:?}"),
     }
@@ -277,6 +282,13 @@ fn mismatched_checkpoints_and_configs_are_refused_with_names() {
     let mut t =
         Trainer::new(TrainerConfig { max_steps: Some(2), ..config(1) }, Mlp::new(16)).unwrap().with_run_dir(dir.path());
     t.fit(&loader(1)).unwrap();
+    // Another batch size: the resumed run would not be the same run.
+    let mut other = Trainer::new(config(1), Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    assert!(other.resume().unwrap());
+    let config16 = LoaderConfig { batch_size: 16, seed: 5, shuffle: true, drop_last: true, threads: 1 };
+    let e = other.fit(&Loader::new(clustered(), noise as Aug, collate as Col, config16).unwrap()).unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("loader.batch_size") && e.contains("batch size 32") && e.contains("has 16"), "{e}");
     // Another objective config.
     let mut wider = Trainer::new(config(1), Mlp::new(24)).unwrap().with_run_dir(dir.path());
     let e = wider.resume().unwrap_err().to_string();

@@ -103,6 +103,8 @@ where
         );
     }
     let (knn, probe) = protocols(flags.quick);
+    // A folder of fewer training images than kNN's k still evaluates: k is cut to the set.
+    let knn = Knn { k: knn.k.min(train.labels.len()), ..knn };
     let baseline = |x: &Tensor, y: &Tensor| score(x, &train.labels, y, &test.labels, &knn, &probe);
     let raw = baseline(&raw_pixels(&train)?, &raw_pixels(&test)?)?;
     eprintln!("raw pixels: kNN {:.2}%, linear {:.2}%", raw.knn, raw.linear);

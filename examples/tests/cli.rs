@@ -122,3 +122,27 @@ fn more_threads_than_cores_are_cut_with_a_warning() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--threads 1000 is more than the"), "{stderr}");
 }
+
+#[test]
+fn simclr_evaluates_an_image_folder_smaller_than_knn_k() {
+    // Two classes of 20 random 12x12 PNGs: 32 training and 8 evaluation images, far below k = 200.
+    let assets = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut state = 7u32;
+    for class in ["a", "b"] {
+        let dir = data.path().join(class);
+        std::fs::create_dir(&dir).unwrap();
+        for i in 0..20 {
+            let img = image::RgbImage::from_fn(12, 12, |_, _| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                image::Rgb([(state >> 16) as u8, (state >> 8) as u8, state as u8])
+            });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let args = ["--data", data.path().to_str().unwrap(), "--batch-size", "8", "--max-steps", "2", "--quick"];
+    let json = final_json(&run(env!("CARGO_BIN_EXE_simclr"), &args, assets.path()));
+    assert_eq!((json["train_images"].as_u64(), json["test_images"].as_u64()), (Some(32), Some(8)), "{json}");
+    assert_eq!(json["steps"], 2, "{json}");
+    assert!(json["trained"]["knn"].as_f64().is_some_and(|a| (0.0..=100.0).contains(&a)), "{json}");
+}

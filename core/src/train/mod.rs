@@ -137,6 +137,9 @@ pub struct TrainState {
     pub batch_in_epoch: usize,
     /// The loader's seed (a resume with another seed would not continue the same run).
     pub seed: u64,
+    /// The loader's batch size, likewise (0 in checkpoints written before it was recorded).
+    #[serde(default)]
+    pub batch_size: usize,
     /// Samples trained on.
     pub samples_seen: usize,
     /// Seconds spent training, over all sessions.
@@ -343,6 +346,16 @@ impl<O: Objective> Trainer<O> {
         }
         if self.state.step == 0 && self.state.samples_seen == 0 {
             self.state.seed = loader.config().seed;
+            self.state.batch_size = loader.config().batch_size;
+        } else if self.state.batch_size != 0 && self.state.batch_size != loader.config().batch_size {
+            return Err(Error::config(
+                "loader.batch_size",
+                format!(
+                    "the checkpoint was trained with batch size {}, the loader has {} (--batch-size must match the run's)",
+                    self.state.batch_size,
+                    loader.config().batch_size
+                ),
+            ));
         } else if self.state.seed != loader.config().seed {
             return Err(Error::config(
                 "loader.seed",
@@ -372,7 +385,11 @@ impl<O: Objective> Trainer<O> {
                 let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
                     bar.abandon();
-                    return Err(Error::NonFiniteLoss { step: self.state.step, epoch, value });
+                    let checkpoint = match &self.run_dir {
+                        Some(dir) => list_checkpoints(dir)?.pop(),
+                        None => None,
+                    };
+                    return Err(Error::NonFiniteLoss { step: self.state.step, epoch, value, checkpoint });
                 }
                 let mut grads = loss.backward()?;
                 if let Some(max) = self.config.clip_grad_norm {
