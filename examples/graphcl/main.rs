@@ -136,6 +136,7 @@ fn mean_std(v: &[f64]) -> serde_json::Value {
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
+    flags.check_outputs()?;
     let started = Instant::now();
     let data_dir = flags
         .data

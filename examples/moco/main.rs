@@ -50,7 +50,7 @@ struct Cli {
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
-    cli.common.check_resume()?;
+    cli.common.check_paths()?;
     let data = load_image_data(cli.common.data.as_deref())?;
     let normalize = pixel_statistics(&data.train);
     let augmentation = cli.recipe.build((data.train.height, data.train.width), normalize.clone());

@@ -222,7 +222,7 @@ fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64) -> Resul
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
-    flags.check_resume()?;
+    flags.check_paths()?;
     let started = Instant::now();
     let dir = match &flags.data {
         Some(d) => d.clone(),

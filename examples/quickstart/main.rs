@@ -40,7 +40,7 @@ struct Cli {
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
-    flags.check_resume()?;
+    flags.check_paths()?;
     if flags.data.is_some() {
         eprintln!("quickstart: --data is ignored, the digits are built in (see the simclr example for your own data)");
     }

@@ -106,7 +106,7 @@ fn lee50(encoder: &SentenceEncoder) -> Result<(f64, f64)> {
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
-    flags.check_resume()?;
+    flags.check_paths()?;
     let started = Instant::now();
     let device = Device::Cpu;
     let model_dir = model_folder(flags.init.as_deref())?;
@@ -130,11 +130,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     sentences.truncate(wanted);
     eprintln!("simcse: {} sentences from {}; model {}", sentences.len(), data.display(), model_dir.display());
 
-    let before_encoder = SentenceEncoder::from_folder(&model_dir, &device)?;
-    let before = lee50(&before_encoder)?;
-    eprintln!("Lee-50 before: Pearson {:.4}, Spearman {:.4}", before.0, before.1);
-    drop(before_encoder);
-
+    // Everything that can fail on the inputs (config, weights, tokenizer, batch size against the
+    // corpus) is checked before the minutes of evaluation.
     let bert_config = BertConfig::from_file(&model_dir.join("config.json"))?;
     let config = SimCseConfig { temperature: cli.temperature, pooling: SimCsePooling::Mean };
     let model = SimCse::new(config, &bert_config, flags.seed, &device)?;
@@ -159,6 +156,12 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         loader_config,
     )?
     .with_distinct_keys(keys)?;
+
+    let before_encoder = SentenceEncoder::from_folder(&model_dir, &device)?;
+    let before = lee50(&before_encoder)?;
+    eprintln!("Lee-50 before: Pearson {:.4}, Spearman {:.4}", before.0, before.1);
+    drop(before_encoder);
+
     let epochs = flags.epochs.unwrap_or(1);
     // The schedule spans the run: --max-steps shortens it as it shortens the run.
     let total =

@@ -74,13 +74,27 @@ impl CommonFlags {
         self.threads.min(std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
-    /// With `--resume DIR`, fails unless DIR holds a checkpoint: called before any work, so that
-    /// a wrong `--resume` is found at once (graphcl, with a folder per seed, checks each).
-    pub fn check_resume(&self) -> contrastive_core::Result<()> {
-        match &self.resume {
-            Some(dir) => Self::require_checkpoint(dir),
-            None => Ok(()),
+    /// Checks the paths a run will need before any work, so that a wrong one is found at once:
+    /// `--resume DIR` must hold a checkpoint (graphcl, with a folder per seed, checks each), and
+    /// `--save-embeddings FILE` must name a file, not a folder.
+    pub fn check_paths(&self) -> contrastive_core::Result<()> {
+        if let Some(dir) = &self.resume {
+            Self::require_checkpoint(dir)?;
         }
+        self.check_outputs()
+    }
+
+    /// `--save-embeddings FILE` must name a file, not a folder.
+    pub fn check_outputs(&self) -> contrastive_core::Result<()> {
+        if let Some(file) = &self.save_embeddings {
+            if file.is_dir() || file.as_os_str().to_string_lossy().ends_with('/') {
+                return Err(contrastive_core::Error::config(
+                    "--save-embeddings",
+                    format!("{} is a folder; name the .safetensors file to write", file.display()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Fails unless `dir` holds a checkpoint to resume from.

@@ -146,3 +146,17 @@ fn simclr_evaluates_an_image_folder_smaller_than_knn_k() {
     assert_eq!(json["steps"], 2, "{json}");
     assert!(json["trained"]["knn"].as_f64().is_some_and(|a| (0.0..=100.0).contains(&a)), "{json}");
 }
+
+#[test]
+fn save_embeddings_into_a_folder_fails_before_any_work() {
+    let assets = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    for binary in [env!("CARGO_BIN_EXE_quickstart"), env!("CARGO_BIN_EXE_graphcl"), env!("CARGO_BIN_EXE_simclr")] {
+        let out = run(binary, &["--quick", "--save-embeddings", folder.path().to_str().unwrap()], assets.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
+        assert!(stderr.contains("--save-embeddings") && stderr.contains("is a folder"), "{binary}: {stderr}");
+        // Found before the data: simclr has no Fashion-MNIST here and must not get that far.
+        assert!(!stderr.contains("fetch-assets"), "{binary}: {stderr}");
+    }
+}
