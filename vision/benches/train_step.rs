@@ -8,7 +8,7 @@
 //!   each image, the projection head, NT-Xent, backward, AdamW): the same work as
 //!   `python3 bench/pytorch/simclr_fmnist_torch.py --timing` (its `train_s_per_step`).
 //! - `resnet18_simclr_step`: the same with ResNet-18 (CIFAR stem) at 32x32, batch 64: compare with
-//!   `python3 bench/pytorch/torch_train_step.py resnet18`.
+//!   `python3 bench/pytorch/torch_train_step.py`.
 //!
 //!     cargo bench -p contrastive-vision --bench train_step
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
