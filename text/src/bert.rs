@@ -229,5 +229,25 @@ pub fn load_bert_weights(
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
         loaded += 1;
     }
+    // Weights of the encoder that the model has no place for mean the config describes another
+    // model (fewer layers, say): refused, not silently dropped. Buffers (`position_ids`) and other
+    // modules (the pooler, heads) are not the encoder's weights.
+    let names = store.all().into_iter().map(|(n, _)| n).collect::<std::collections::HashSet<_>>();
+    let mut unused: Vec<&String> = tensors
+        .keys()
+        .filter(|n| (n.starts_with("embeddings.") || n.starts_with("encoder.")) && !n.ends_with("position_ids"))
+        .filter(|n| !names.contains(*n))
+        .collect();
+    unused.sort();
+    if let Some(first) = unused.first() {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "{} encoder tensors have no place in the model, e.g. `{first}`: the config (num_hidden_layers, \
+                 sizes) describes another model than these weights",
+                unused.len()
+            ),
+        ));
+    }
     Ok(loaded)
 }

@@ -162,6 +162,21 @@ fn bad_input_is_named() {
     let err =
         load_bert_weights(model.params(), &tmp.path().join("model.safetensors"), &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("word_embeddings") && err.contains("[10, 32]") && err.contains("[29, 32]"), "{err}");
+    // Weights of two layers under a config of one: refused, not half loaded. A pooler beside
+    // them is another module's and does not count.
+    let mut w = model.params().tensors();
+    w.insert("pooler.dense.bias".into(), Tensor::zeros(32, candle_core::DType::F32, &Device::Cpu).unwrap());
+    candle_core::safetensors::save(&w, tmp.path().join("two.safetensors")).unwrap();
+    let one_layer =
+        SimCse::new(SimCseConfig::default(), &BertConfig { num_hidden_layers: 1, ..tiny_bert(0.1) }, 0, &Device::Cpu)
+            .unwrap();
+    let err = load_bert_weights(one_layer.params(), &tmp.path().join("two.safetensors"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("two.safetensors") && err.contains("encoder.layer.1."), "{err}");
+    assert!(err.contains("num_hidden_layers"), "{err}");
+    // The same file loads into the config it was written for.
+    load_bert_weights(model.params(), &tmp.path().join("two.safetensors"), &Device::Cpu).unwrap();
 }
 
 #[test]
