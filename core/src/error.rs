@@ -56,6 +56,28 @@ pub enum Error {
         /// The newest checkpoint on disk, which the run can resume from, if there is one.
         checkpoint: Option<PathBuf>,
     },
+    /// A gradient became NaN or infinite (the loss was finite); no step was taken with it.
+    #[error("the gradient of {parameter} is not finite at step {step} (epoch {epoch}, loss {loss}); training stopped, {}", kept(.checkpoint))]
+    NonFiniteGradient {
+        /// The optimiser step (0-based) whose gradient was not finite.
+        step: usize,
+        /// Its epoch.
+        epoch: usize,
+        /// The first parameter (in name order) whose gradient had a NaN or infinity.
+        parameter: String,
+        /// The step's loss.
+        loss: f64,
+        /// The newest checkpoint on disk, if there is one.
+        checkpoint: Option<PathBuf>,
+    },
+    /// Training was stopped on request (Ctrl-C) before its end.
+    #[error("interrupted after step {step}; {}", kept(.checkpoint))]
+    Interrupted {
+        /// Steps taken.
+        step: usize,
+        /// The checkpoint saved when it stopped, if the run has a folder.
+        checkpoint: Option<PathBuf>,
+    },
     /// An error from candle's tensor maths.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

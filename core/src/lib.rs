@@ -30,6 +30,7 @@
 
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
+pub mod atomic;
 pub mod augment;
 pub mod cross_modal;
 pub mod data;

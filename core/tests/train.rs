@@ -56,6 +56,7 @@ struct Mlp {
     hidden: usize,
     calls: usize,
     nan_at: Option<usize>,
+    nan_grad_at: Option<usize>,
     stop_at: Option<(usize, Arc<AtomicBool>)>,
 }
 
@@ -65,7 +66,7 @@ impl Mlp {
         let vb = store.var_builder(DType::F32, &Device::Cpu);
         let l1 = linear(DIM, hidden, vb.pp("l1")).unwrap();
         let l2 = linear(hidden, 16, vb.pp("l2")).unwrap();
-        Self { store, l1, l2, hidden, calls: 0, nan_at: None, stop_at: None }
+        Self { store, l1, l2, hidden, calls: 0, nan_at: None, nan_grad_at: None, stop_at: None }
     }
 
     fn embed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -86,6 +87,11 @@ impl Objective for Mlp {
         let loss = nt_xent(&self.embed(&batch.0)?, &self.embed(&batch.1)?, 0.5)?;
         if self.nan_at == Some(self.calls) {
             return loss * f64::NAN;
+        }
+        if self.nan_grad_at == Some(self.calls) {
+            // sqrt(w - w) is 0 forward, but its gradient is 1/(2 sqrt(0)) = inf.
+            let w = self.l1.weight();
+            return loss + (w - w.detach())?.sqrt()?.sum_all()?;
         }
         Ok(loss)
     }
@@ -169,6 +175,7 @@ fn a_small_mlp_learns_clusters_and_the_history_records_it() {
         "config.json",
         "extra.safetensors",
         "extra.json",
+        "SHA256SUMS",
     ] {
         assert!(ckpt.join(f).exists(), "{f}");
     }
@@ -254,6 +261,90 @@ fn a_nan_loss_stops_with_the_step_named_and_keeps_the_last_checkpoint() {
 }
 
 #[test]
+fn an_infinite_gradient_with_a_finite_loss_stops_naming_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mlp = Mlp::new(16);
+    mlp.nan_grad_at = Some(8);
+    let mut t = Trainer::new(config(3), mlp).unwrap().with_run_dir(dir.path());
+    let before = weights(t.objective().params());
+    let e = t.fit(&loader(2)).unwrap_err();
+    let Error::NonFiniteGradient { step, epoch, parameter, loss, checkpoint } = &e else { panic!("{e:?}") };
+    assert_eq!((*step, *epoch, parameter.as_str()), (7, 1, "l1.weight"));
+    assert!(loss.is_finite());
+    // No step was taken with the bad gradient: the weights are those after step 7 (index 6),
+    // finite, and the epoch-end checkpoint (step 6) is the one named.
+    let after = weights(t.objective().params());
+    assert_ne!(before, after);
+    assert!(t.objective().params().all().iter().all(|(_, v)| v
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .all(|x| x.is_finite())));
+    assert!(checkpoint.as_ref().unwrap().ends_with("checkpoint-00000006"), "{checkpoint:?}");
+    let text = e.to_string();
+    assert!(text.contains("l1.weight") && text.contains("step 7") && text.contains("checkpoint-00000006"), "{text}");
+}
+
+#[test]
+fn a_checkpoint_is_saved_at_every_epoch_end_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(TrainerConfig { keep_last: 5, ..config(3) }, Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    t.fit(&loader(2)).unwrap();
+    let steps: Vec<String> = list_checkpoints(dir.path())
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(steps, vec!["checkpoint-00000006", "checkpoint-00000012", "checkpoint-00000018"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainerConfig { keep_last: 5, checkpoint_each_epoch: false, ..config(3) };
+    Trainer::new(cfg, Mlp::new(16)).unwrap().with_run_dir(dir.path()).fit(&loader(2)).unwrap();
+    assert_eq!(list_checkpoints(dir.path()).unwrap().len(), 1, "only the final one");
+}
+
+#[test]
+fn damaged_checkpoint_files_are_found_by_their_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || TrainerConfig { max_steps: Some(2), ..config(1) };
+    let summary = Trainer::new(cfg(), Mlp::new(16)).unwrap().with_run_dir(dir.path()).fit(&loader(1)).unwrap();
+    let ckpt = summary.checkpoint.unwrap();
+    let sums = std::fs::read_to_string(ckpt.join("SHA256SUMS")).unwrap();
+    let listed: Vec<&str> = sums.lines().map(|l| l.split_once("  ").unwrap().1).collect();
+    assert!(listed.contains(&"model.safetensors") && listed.contains(&"state.json") && listed.len() == 7, "{sums}");
+    let resume = || Trainer::new(cfg(), Mlp::new(16)).unwrap().with_run_dir(dir.path()).resume();
+    assert!(resume().unwrap());
+    // One flipped bit in the middle of a weight: the file is named, nothing loads.
+    let model = ckpt.join("model.safetensors");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let mid = bytes.len() - 20;
+    bytes[mid] ^= 0x04;
+    std::fs::write(&model, &bytes).unwrap();
+    let e = resume().unwrap_err().to_string();
+    assert!(e.contains("model.safetensors") && e.contains("SHA-256") && e.contains("damaged"), "{e}");
+    bytes[mid] ^= 0x04;
+    std::fs::write(&model, &bytes).unwrap();
+    assert!(resume().unwrap());
+    // A listed file that is gone.
+    std::fs::rename(ckpt.join("extra.json"), dir.path().join("moved.json")).unwrap();
+    let e = resume().unwrap_err().to_string();
+    assert!(e.contains("extra.json") && e.contains("missing"), "{e}");
+    std::fs::rename(dir.path().join("moved.json"), ckpt.join("extra.json")).unwrap();
+    // A checksum file that is not one.
+    std::fs::write(ckpt.join("SHA256SUMS"), "not a checksum\n").unwrap();
+    let e = resume().unwrap_err().to_string();
+    assert!(e.contains("SHA256SUMS") && e.contains("line 1"), "{e}");
+    // Without SHA256SUMS (a checkpoint from before they were written) a state.json that disagrees
+    // with its folder's step is still refused.
+    std::fs::remove_file(ckpt.join("SHA256SUMS")).unwrap();
+    let state = std::fs::read_to_string(ckpt.join("state.json")).unwrap();
+    std::fs::write(ckpt.join("state.json"), state.replace("\"step\": 2", "\"step\": 5")).unwrap();
+    let e = resume().unwrap_err().to_string();
+    assert!(e.contains("state.json") && e.contains("step 5") && e.contains("step 2"), "{e}");
+}
+
+#[test]
 fn a_stop_request_saves_and_a_resume_finishes_the_same_run() {
     let straight_dir = tempfile::tempdir().unwrap();
     let mut straight = Trainer::new(config(2), Mlp::new(16)).unwrap().with_run_dir(straight_dir.path());
@@ -297,8 +388,10 @@ fn mismatched_checkpoints_and_configs_are_refused_with_names() {
     let cfg = TrainerConfig { optimizer: OptimizerConfig::sgd(0.9), ..config(1) };
     let e = Trainer::new(cfg, Mlp::new(16)).unwrap().with_run_dir(dir.path()).resume().unwrap_err().to_string();
     assert!(e.contains("trainer.optimizer"), "{e}");
-    // Wrong shapes in the weights, with the config made to agree.
+    // Wrong shapes in the weights, with the config made to agree (and the checksums, which would
+    // refuse any edited file, removed as in a checkpoint from before they were written).
     let ckpt = list_checkpoints(dir.path()).unwrap().pop().unwrap();
+    std::fs::remove_file(ckpt.join("SHA256SUMS")).unwrap();
     let mut cfg_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
     cfg_json["objective"]["hidden"] = serde_json::json!(24);

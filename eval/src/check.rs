@@ -19,10 +19,19 @@ pub(crate) fn embeddings(what: &str, x: &Tensor) -> Result<(usize, usize)> {
     Ok((n, d))
 }
 
-/// Checks that `labels` has one entry per row.
+/// The largest class id the measurements take: kNN ranks every id up to the largest one, so an
+/// id of 4e9 would ask for gigabytes; more than a million classes is not a labelled data set.
+pub(crate) const MAX_CLASS_ID: u32 = (1 << 20) - 1;
+
+/// Checks that `labels` has one entry per row, each at most [`MAX_CLASS_ID`].
 pub(crate) fn labels(what: &str, labels: &[u32], rows: usize) -> Result<()> {
     if labels.len() != rows {
         return Err(Error::Data(format!("{what}: {} labels for {rows} embeddings", labels.len())));
+    }
+    if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l > MAX_CLASS_ID) {
+        return Err(Error::Data(format!(
+            "{what}: label {i} is class {l}; class ids run 0, 1, 2, ... up to {MAX_CLASS_ID}: renumber the classes"
+        )));
     }
     Ok(())
 }

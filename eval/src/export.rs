@@ -19,13 +19,15 @@ fn npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Result<()> {
     header.push('\n');
     let len =
         u16::try_from(header.len()).map_err(|_| Error::Data(format!("npy header too long for {}", path.display())))?;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
-    let mut write = |bytes: &[u8]| file.write_all(bytes).map_err(|e| Error::io(path, e));
-    write(b"\x93NUMPY\x01\x00")?;
-    write(&len.to_le_bytes())?;
-    write(header.as_bytes())?;
-    write(data)?;
-    file.flush().map_err(|e| Error::io(path, e))
+    contrastive_core::atomic::write_atomically(path, |tmp| {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(tmp).map_err(|e| Error::io(path, e))?);
+        let mut write = |bytes: &[u8]| file.write_all(bytes).map_err(|e| Error::io(path, e));
+        write(b"\x93NUMPY\x01\x00")?;
+        write(&len.to_le_bytes())?;
+        write(header.as_bytes())?;
+        write(data)?;
+        file.flush().map_err(|e| Error::io(path, e))
+    })
 }
 
 /// Writes `embeddings` (N, D) as float32 to `{stem}.npy` and, if given, `labels` as int64 to

@@ -15,6 +15,9 @@ use rand::seq::SliceRandom;
 /// A fitted multinomial logistic regression.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogisticRegression {
+    /// The distinct training labels, sorted: column k of the scores is class `class_ids[k]`
+    /// (scikit-learn's `classes_`), so sparse or large ids cost nothing.
+    class_ids: Vec<u32>,
     classes: usize,
     dim: usize,
     /// (classes, dim), in the standardised space.
@@ -66,13 +69,9 @@ impl LogisticRegression {
         if !(c.is_finite() && c > 0.0) {
             return Err(Error::Data(format!("logistic regression: C must be finite and > 0, got {c}")));
         }
-        let classes = y.iter().max().map_or(0, |&m| m as usize + 1);
-        let distinct = {
-            let mut seen = vec![false; classes];
-            y.iter().for_each(|&l| seen[l as usize] = true);
-            seen.iter().filter(|&&s| s).count()
-        };
-        if distinct < 2 {
+        let class_ids: Vec<u32> = y.iter().copied().collect::<std::collections::BTreeSet<u32>>().into_iter().collect();
+        let classes = class_ids.len();
+        if classes < 2 {
             return Err(Error::Data(format!(
                 "logistic regression: the training labels hold a single class ({}); a classifier needs two",
                 y.first().copied().unwrap_or(0)
@@ -84,8 +83,8 @@ impl LogisticRegression {
         let dev = Device::Cpu;
         let x = Tensor::from_vec(xs, (n, d), &dev)?;
         let mut onehot = vec![0.0f64; n * classes];
-        for (i, &l) in y.iter().enumerate() {
-            onehot[i * classes + l as usize] = 1.0;
+        for (i, l) in y.iter().enumerate() {
+            onehot[i * classes + class_ids.binary_search(l).unwrap_or(0)] = 1.0;
         }
         let onehot = Tensor::from_vec(onehot, (n, classes), &dev)?;
         let mut params = vec![0.0; classes * d + classes];
@@ -102,7 +101,7 @@ impl LogisticRegression {
             return Err(e.into());
         }
         let bias = params.split_off(classes * d);
-        Ok(Self { classes, dim: d, weights: params, bias, mean, scale, iterations, converged })
+        Ok(Self { class_ids, classes, dim: d, weights: params, bias, mean, scale, iterations, converged })
     }
 
     /// Weights (classes, dim) and biases (classes), in the standardised space.
@@ -110,7 +109,12 @@ impl LogisticRegression {
         (&self.weights, &self.bias)
     }
 
-    /// The class scores (N, classes) of `x`.
+    /// The training labels each score column stands for, sorted (scikit-learn's `classes_`).
+    pub fn classes(&self) -> &[u32] {
+        &self.class_ids
+    }
+
+    /// The class scores (N, classes) of `x`, one column per entry of [`Self::classes`].
     pub fn decision_function(&self, x: &Tensor) -> Result<Vec<Vec<f64>>> {
         let (values, _, d) = rows_f64("logistic regression", x)?;
         if d != self.dim {
@@ -135,8 +139,9 @@ impl LogisticRegression {
             .decision_function(x)?
             .into_iter()
             .map(|s| {
-                s.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b }).0
-                    as u32
+                let best =
+                    s.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (k, &v)| if v > b.1 { (k, v) } else { b }).0;
+                self.class_ids[best]
             })
             .collect())
     }
@@ -175,15 +180,22 @@ fn objective(
     Ok(ce + reg)
 }
 
+/// The indices of each class's samples, in order, by ascending class (one pass, whatever the ids).
+fn members_by_class(labels: &[u32]) -> std::collections::BTreeMap<u32, Vec<usize>> {
+    let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        by_class.entry(l).or_default().push(i);
+    }
+    by_class
+}
+
 /// The fold (0..k) of each sample: within each class, samples are shuffled by `seed` and dealt
 /// to the folds in turn, so every fold holds each class in proportion.
 pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Vec<usize> {
     let mut folds = vec![0; labels.len()];
-    let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
     let mut offset = 0;
-    for class in 0..classes {
-        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] as usize == class).collect();
-        members.shuffle(&mut keyed_rng(seed, &[10, class as u64]));
+    for (class, mut members) in members_by_class(labels) {
+        members.shuffle(&mut keyed_rng(seed, &[10, u64::from(class)]));
         for (j, &i) in members.iter().enumerate() {
             // Continuing the deal across classes keeps the fold sizes within one of each other.
             folds[i] = (offset + j) % k.max(1);
@@ -199,14 +211,9 @@ pub fn stratified_subset(labels: &[u32], fraction: f64, seed: u64) -> Result<Vec
     if !(fraction > 0.0 && fraction <= 1.0) {
         return Err(Error::Data(format!("stratified subset: fraction must be in (0, 1], got {fraction}")));
     }
-    let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
     let mut keep = Vec::new();
-    for class in 0..classes {
-        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] as usize == class).collect();
-        if members.is_empty() {
-            continue;
-        }
-        members.shuffle(&mut keyed_rng(seed, &[11, class as u64]));
+    for (class, mut members) in members_by_class(labels) {
+        members.shuffle(&mut keyed_rng(seed, &[11, u64::from(class)]));
         let take = ((members.len() as f64 * fraction).round() as usize).max(1);
         keep.extend_from_slice(&members[..take.min(members.len())]);
     }

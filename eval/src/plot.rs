@@ -4,6 +4,7 @@
 
 use crate::check;
 use candle_core::{DType, Tensor};
+use contrastive_core::atomic::write_atomically;
 use contrastive_core::train::HistoryRecord;
 use contrastive_core::{Error, Result};
 use plotters::coord::Shift;
@@ -40,18 +41,18 @@ fn render(stem: &Path, what: &str, figure: &impl Figure) -> Result<Vec<PathBuf>>
     }
     let svg = stem.with_extension("svg");
     let png = stem.with_extension("png");
-    {
-        let area = SVGBackend::new(&svg, (WIDTH, HEIGHT)).into_drawing_area();
+    write_atomically(&svg, |tmp| {
+        let area = SVGBackend::new(tmp, (WIDTH, HEIGHT)).into_drawing_area();
         area.fill(&WHITE).map_err(|e| plot_error(what, e))?;
         figure.draw(&area)?;
-        area.present().map_err(|e| plot_error(&format!("{what} ({})", svg.display()), e))?;
-    }
-    {
-        let area = BitMapBackend::new(&png, (WIDTH, HEIGHT)).into_drawing_area();
+        area.present().map_err(|e| plot_error(&format!("{what} ({})", svg.display()), e))
+    })?;
+    write_atomically(&png, |tmp| {
+        let area = BitMapBackend::new(tmp, (WIDTH, HEIGHT)).into_drawing_area();
         area.fill(&WHITE).map_err(|e| plot_error(what, e))?;
         figure.draw(&area)?;
-        area.present().map_err(|e| plot_error(&format!("{what} ({})", png.display()), e))?;
-    }
+        area.present().map_err(|e| plot_error(&format!("{what} ({})", png.display()), e))
+    })?;
     Ok(vec![svg, png])
 }
 

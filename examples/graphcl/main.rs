@@ -25,7 +25,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// GraphCL's augmentation sets (one member drawn per graph and view).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 enum Augmentation {
     /// Node dropping or subgraph (GraphCL's `random2`, the reference's default).
     Random2,
@@ -63,10 +64,11 @@ impl Augmentation {
 
 /// GraphCL (You et al. 2020) with the reference recipe: GIN 3 x 32, sum readouts concatenated,
 /// T = 0.2, Adam 0.01, batch 128, 20 epochs, augmentation ratio 0.2, seeds 0-4.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(about)]
 struct Cli {
     #[command(flatten)]
+    #[serde(flatten)]
     common: CommonFlags,
     /// TU dataset folder to pretrain on (default: the evaluation set itself, --data).
     #[arg(long, value_name = "DIR")]
@@ -137,6 +139,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
     flags.check_outputs()?;
+    flags.claim_run_dir("graphcl", &cli)?;
     let started = Instant::now();
     let data_dir = flags
         .data
@@ -220,6 +223,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         trainer.stop_on_ctrl_c()?;
         let t = Instant::now();
         let summary = trainer.fit(&loader)?;
+        flags.stop_if_interrupted(&summary)?;
         graphs_per_s.push((summary.steps as f64 * loader.batch_len(0) as f64) / t.elapsed().as_secs_f64());
         let model = trainer.into_objective();
         let after = model.encoder().embed(&eval_set.graphs, 512, &Device::Cpu)?;

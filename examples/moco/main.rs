@@ -17,10 +17,11 @@ use contrastive_vision::{Encoder, MoCo, MoCoConfig};
 
 /// MoCo v2 (Chen et al. 2020): query and momentum key encoders, a queue of keys, InfoNCE at
 /// temperature 0.2, momentum 0.99, split BatchNorm with the key batch shuffled.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(about)]
 struct Cli {
     #[command(flatten)]
+    #[serde(flatten)]
     common: CommonFlags,
     /// Keys in the queue.
     #[arg(long, default_value_t = 16384)]
@@ -50,7 +51,7 @@ struct Cli {
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
-    cli.common.check_paths()?;
+    cli.common.check_paths("moco", &cli)?;
     let data = load_image_data(cli.common.data.as_deref())?;
     let normalize = pixel_statistics(&data.train);
     let augmentation = cli.recipe.build((data.train.height, data.train.width), normalize.clone());

@@ -31,10 +31,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// CLIP between molecule graphs and SMILES strings on WEHI10K.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(about)]
 struct Cli {
     #[command(flatten)]
+    #[serde(flatten)]
     common: CommonFlags,
     /// Molecules held out for the retrieval figures.
     #[arg(long, default_value_t = 1000)]
@@ -222,7 +223,7 @@ fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64) -> Resul
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
-    flags.check_paths()?;
+    flags.check_paths("molecule_clip", &cli)?;
     let started = Instant::now();
     let dir = match &flags.data {
         Some(d) => d.clone(),
@@ -292,6 +293,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         checkpoint_every: Some(steps_per_epoch * 5),
         keep_last: 2,
         progress: true,
+        ..TrainerConfig::default()
     };
     let mut trainer = Trainer::new(trainer_config, model)?;
     // Held-out graph-to-SMILES recall@1 after every epoch, in the history and its plot.
@@ -303,6 +305,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let mut trainer = flags.start(trainer)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;
+    flags.stop_if_interrupted(&summary)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();
     let model = trainer.into_objective();
     let (g, s) = embed_all(&model, &collate, &holdout)?;

@@ -30,17 +30,18 @@ use std::time::Instant;
 
 /// SimCLR on the 1,797 UCI digits (8x8): a 3-block ConvNet trained on 4/5 of them, evaluated on
 /// the held-out fifth. `--data` is not used: the digits are built in.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(about)]
 struct Cli {
     #[command(flatten)]
+    #[serde(flatten)]
     common: CommonFlags,
 }
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
-    flags.check_paths()?;
+    flags.check_paths("quickstart", &cli)?;
     if flags.data.is_some() {
         eprintln!("quickstart: --data is ignored, the digits are built in (see the simclr example for your own data)");
     }
@@ -106,6 +107,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let mut trainer = flags.start(Trainer::new(config, model)?)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;
+    flags.stop_if_interrupted(&summary)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();
     let model = trainer.into_objective();
     let (train_f, test_f) = (features(&model, &train)?, features(&model, &test)?);

@@ -17,10 +17,11 @@ use contrastive_vision::{Encoder, SimClr, SimClrConfig};
 
 /// SimCLR (Chen et al. 2020) with the PyTorch reference recipe by default: the small ConvNet, head
 /// 256-256-64, NT-Xent at temperature 0.5, Adam 1e-3, batch 256.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(about)]
 struct Cli {
     #[command(flatten)]
+    #[serde(flatten)]
     common: CommonFlags,
     /// NT-Xent temperature.
     #[arg(long, default_value_t = 0.5)]
@@ -38,7 +39,7 @@ struct Cli {
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
-    cli.common.check_paths()?;
+    cli.common.check_paths("simclr", &cli)?;
     let data = load_image_data(cli.common.data.as_deref())?;
     let normalize = pixel_statistics(&data.train);
     let augmentation = cli.recipe.build((data.train.height, data.train.width), normalize.clone());

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// How the `--data` files hold sentences.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 enum Format {
     /// Running text, split into sentences.
     Documents,
@@ -40,10 +41,11 @@ enum Format {
 /// Unsupervised SimCSE (Gao et al. 2021) with the sentence-transformers reference recipe: batch
 /// 64, AdamW 3e-5 with linear decay, temperature 0.05, training length 32 tokens, one epoch over
 /// 10,000 sentences of 40 to 300 characters; Lee-50 with up to 256 tokens.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(about)]
 struct Cli {
     #[command(flatten)]
+    #[serde(flatten)]
     common: CommonFlags,
     /// How the --data files hold sentences.
     #[arg(long, value_enum, default_value = "documents")]
@@ -106,7 +108,7 @@ fn lee50(encoder: &SentenceEncoder) -> Result<(f64, f64)> {
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
-    flags.check_paths()?;
+    flags.check_paths("simcse", &cli)?;
     let started = Instant::now();
     let device = Device::Cpu;
     let model_dir = model_folder(flags.init.as_deref())?;
@@ -176,10 +178,12 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         checkpoint_every: Some(100),
         keep_last: 2,
         progress: true,
+        ..TrainerConfig::default()
     };
     let mut trainer = flags.start(Trainer::new(trainer_config, model)?)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;
+    flags.stop_if_interrupted(&summary)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();
     let (bert, store) = trainer.into_objective().into_parts();
     let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256)?;

@@ -1,10 +1,11 @@
 //! The flags every example takes, so that people learn them once.
 
 use clap::Args;
+use serde::Serialize;
 use std::path::PathBuf;
 
 /// Shared flags: data, run length, reproducibility, output, resuming, initial weights, export.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, Serialize)]
 pub struct CommonFlags {
     /// Dataset location (a folder or file; each example says what it reads).
     #[arg(long, value_name = "PATH")]
@@ -75,13 +76,25 @@ impl CommonFlags {
     }
 
     /// Checks the paths a run will need before any work, so that a wrong one is found at once:
-    /// `--resume DIR` must hold a checkpoint (graphcl, with a folder per seed, checks each), and
-    /// `--save-embeddings FILE` must name a file, not a folder.
-    pub fn check_paths(&self) -> contrastive_core::Result<()> {
+    /// `--resume DIR` must hold a checkpoint (graphcl, with a folder per seed, checks each),
+    /// `--save-embeddings FILE` must name a file, not a folder, and the run folder must take this
+    /// run ([`Self::claim_run_dir`]). `flags` is the example's whole parsed command line.
+    pub fn check_paths(&self, example: &str, flags: &impl Serialize) -> contrastive_core::Result<()> {
         if let Some(dir) = &self.resume {
             Self::require_checkpoint(dir)?;
         }
-        self.check_outputs()
+        self.check_outputs()?;
+        self.claim_run_dir(example, flags)
+    }
+
+    /// Records the example and its flags in the run folder's `run.json` (`--out`: a folder that
+    /// holds another run's checkpoints is refused) or checks them against it (`--resume`: another
+    /// example or another value of a flag that shapes the run is refused, naming the flag).
+    pub fn claim_run_dir(&self, example: &str, flags: &impl Serialize) -> contrastive_core::Result<()> {
+        match self.run_dir() {
+            Some(dir) => crate::run_record::RunRecord::new(example, flags)?.claim(&dir, self.resume.is_some()),
+            None => Ok(()),
+        }
     }
 
     /// `--save-embeddings FILE` must name a file, not a folder.
@@ -101,6 +114,16 @@ impl CommonFlags {
     pub fn require_checkpoint(dir: &std::path::Path) -> contrastive_core::Result<()> {
         if contrastive_core::train::list_checkpoints(dir)?.is_empty() {
             return Err(contrastive_core::Error::checkpoint(dir, "--resume: no checkpoint in this folder"));
+        }
+        Ok(())
+    }
+
+    /// Ends the run with [`contrastive_core::Error::Interrupted`] if training was stopped by
+    /// Ctrl-C (its checkpoint is saved): the remaining evaluation would describe a half-trained
+    /// model. [`crate::report::finish`] then prints the command that resumes it.
+    pub fn stop_if_interrupted(&self, summary: &contrastive_core::train::Summary) -> contrastive_core::Result<()> {
+        if summary.interrupted {
+            return Err(contrastive_core::Error::Interrupted { step: summary.steps, checkpoint: summary.checkpoint.clone() });
         }
         Ok(())
     }

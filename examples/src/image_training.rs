@@ -155,6 +155,7 @@ where
     let steps_before = trainer.state().step;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;
+    flags.stop_if_interrupted(&summary)?;
     let train_seconds = fit_started.elapsed().as_secs_f64() - monitor_time.get();
     let steps = summary.steps - steps_before;
     let objective = trainer.into_objective();
@@ -181,7 +182,6 @@ where
         "epochs": epochs,
         "batch_size": batch_size,
         "steps": steps,
-        "interrupted": summary.interrupted,
         "last_loss": summary.last_loss,
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
         "seconds_per_epoch": if steps > 0 { ((train_seconds / (steps as f64 / loader.batches_per_epoch() as f64)) * 10.0).round() / 10.0 } else { 0.0 },

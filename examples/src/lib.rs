@@ -1,7 +1,8 @@
 //! Shared pieces of the runnable examples: the flags every example takes ([`flags`]), the fetched
 //! assets they default to ([`assets`]), image data
 //! ([`image_data`]) and evaluation ([`image_eval`]), the run SimCLR and MoCo share
-//! ([`image_training`]), `--init` weights ([`pretrained`]), and what a run leaves ([`report`]).
+//! ([`image_training`]), `--init` weights ([`pretrained`]), what a run leaves ([`report`]) and what it records of
+//! its flags ([`run_record`]).
 //!
 //! The examples themselves are the binaries: `quickstart`, `simclr`, `moco`, `augment_preview`
 //! (`cargo run --release -p contrastive-examples --bin quickstart`); each folder has a README.
@@ -14,3 +15,4 @@ pub mod image_training;
 pub mod pretrained;
 pub mod recipe;
 pub mod report;
+pub mod run_record;

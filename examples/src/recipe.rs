@@ -4,7 +4,8 @@ use clap::ValueEnum;
 use contrastive_vision::augment::{Normalize, ViewAugmentation};
 
 /// Which augmentation recipe makes the views.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Recipe {
     /// The PyTorch reference recipe for small grayscale images (crop 0.2-1, flip, brightness and
     /// contrast, 3x3 blur).
@@ -27,7 +28,8 @@ impl Recipe {
 }
 
 /// Which encoder the image examples train.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EncoderChoice {
     /// The small ConvNet (32-64-128-256 channels).
     Convnet,

@@ -17,7 +17,7 @@ pub fn save_embeddings(path: &Path, embeddings: &Tensor, labels: &[u32]) -> Resu
         ("embeddings".to_string(), embeddings.to_dtype(DType::F32)?.contiguous()?),
         ("labels".to_string(), Tensor::from_vec(labels, n, embeddings.device())?),
     ]);
-    candle_core::safetensors::save(&tensors, path).map_err(|e| Error::checkpoint(path, e.to_string()))
+    contrastive_core::atomic::save_safetensors(&tensors, path)
 }
 
 /// Plots `history.jsonl` of a run folder (loss, learning rate and evaluations against steps) and,
@@ -40,13 +40,69 @@ pub fn print_final(figures: &serde_json::Value) {
 }
 
 /// Ends an example: its figures as the last line on stdout, or the error on stderr and exit
-/// status 1.
+/// status 1 (130 after Ctrl-C, with the command that resumes the run).
 pub fn finish(result: contrastive_core::Result<serde_json::Value>) {
     match result {
         Ok(figures) => print_final(&figures),
+        Err(e @ Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            if let Some(command) = resume_command(std::env::args()) {
+                eprintln!("resume with: {command}");
+            }
+            std::process::exit(130);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+/// The command line that continues this run: `--out DIR` becomes `--resume DIR` (a command that
+/// already resumes stays as it is); none when the run has no folder.
+pub fn resume_command(args: impl IntoIterator<Item = String>) -> Option<String> {
+    let mut out = Vec::new();
+    let mut has_folder = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--out" || arg == "--resume" {
+            out.push("--resume".to_string());
+            out.extend(args.next());
+            has_folder = true;
+        } else if let Some(dir) = arg.strip_prefix("--out=").or_else(|| arg.strip_prefix("--resume=")) {
+            out.push(format!("--resume={dir}"));
+            has_folder = true;
+        } else {
+            out.push(arg);
+        }
+    }
+    has_folder.then(|| out.iter().map(|a| shell_quoted(a)).collect::<Vec<_>>().join(" "))
+}
+
+/// `arg` as a POSIX shell reads it back.
+fn shell_quoted(arg: &str) -> String {
+    if !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b)) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resume_command;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_resume_command_swaps_out_for_resume_and_quotes() {
+        let cmd = resume_command(args(&["target/release/simclr", "--quick", "--out", "my runs/a", "--epochs", "3"]));
+        assert_eq!(cmd.as_deref(), Some("target/release/simclr --quick --resume 'my runs/a' --epochs 3"));
+        let cmd = resume_command(args(&["simcse", "--out=runs/s", "--data", "it's.txt"]));
+        assert_eq!(cmd.as_deref(), Some("simcse --resume=runs/s --data 'it'\\''s.txt'"));
+        assert_eq!(resume_command(args(&["moco", "--resume", "r"])).as_deref(), Some("moco --resume r"));
+        assert_eq!(resume_command(args(&["moco", "--quick"])), None);
     }
 }

@@ -160,3 +160,70 @@ fn save_embeddings_into_a_folder_fails_before_any_work() {
         assert!(!stderr.contains("fetch-assets"), "{binary}: {stderr}");
     }
 }
+
+#[test]
+fn a_run_folder_takes_one_run_and_a_resume_keeps_its_flags() {
+    let assets = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out_s = out_dir.to_str().unwrap();
+    let quickstart = env!("CARGO_BIN_EXE_quickstart");
+    final_json(&run(quickstart, &["--quick", "--max-steps", "2", "--out", out_s], assets.path()));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["example"], "quickstart");
+    assert_eq!(record["flags"]["max_steps"], 2);
+    // The same --out again would mix two runs' checkpoints: refused, pointing at --resume.
+    let again = run(quickstart, &["--quick", "--out", out_s], assets.path());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && stderr.contains("already holds a run") && stderr.contains("--resume"), "{stderr}");
+    // Another seed would be another run; another example cannot read it.
+    let other = run(quickstart, &["--quick", "--seed", "3", "--resume", out_s], assets.path());
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success() && stderr.contains("--seed 0") && stderr.contains("--seed 3"), "{stderr}");
+    let moco = run(env!("CARGO_BIN_EXE_graphcl"), &["--quick", "--resume", out_s], assets.path());
+    let stderr = String::from_utf8_lossy(&moco.stderr);
+    assert!(!moco.status.success() && stderr.contains("`quickstart` example, not `graphcl`"), "{stderr}");
+    // More steps are the same run.
+    let json = final_json(&run(quickstart, &["--quick", "--max-steps", "4", "--resume", out_s], assets.path()));
+    assert_eq!(json["steps"], 4, "the run's steps in all, two of them after the resume: {json}");
+}
+
+#[test]
+fn ctrl_c_saves_and_prints_the_command_that_resumes() {
+    let assets = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    // Enough epochs that the run is still training when the signal comes.
+    let child = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+        .args(["--quick", "--epochs", "100000", "--out", out_dir.to_str().unwrap()])
+        .env("CONTRASTIVE_ASSETS", assets.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The handler is installed before the first step; a history line means training is under way.
+    let history = out_dir.join("history.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&history).map_or(true, |m| m.len() == 0) {
+        assert!(started.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted after step") && stderr.contains("checkpoint-"), "{stderr}");
+    let resume = stderr.lines().find_map(|l| l.strip_prefix("resume with: ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(resume.contains(&format!("--resume {}", out_dir.display())) && !resume.contains("--out"), "{resume}");
+    let checkpoints = contrastive_core::train::list_checkpoints(&out_dir).unwrap();
+    let last = checkpoints.last().unwrap_or_else(|| panic!("no checkpoint\n{stderr}"));
+    assert!(stderr.contains(&last.display().to_string()), "{stderr}");
+    assert!(!stdout_has_json(&out), "an interrupted run prints no final figures");
+}
+
+fn stdout_has_json(out: &Output) -> bool {
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with('{'))
+}

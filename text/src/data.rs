@@ -89,7 +89,10 @@ pub fn read_sts_tsv(path: &Path) -> Result<Vec<(String, String, f64)>> {
             )));
         }
         match fields[2].trim().parse::<f64>() {
-            Ok(score) => pairs.push((fields[0].to_string(), fields[1].to_string(), score)),
+            Ok(score) if score.is_finite() => pairs.push((fields[0].to_string(), fields[1].to_string(), score)),
+            Ok(score) => {
+                return Err(Error::Data(format!("{} line {}: score {score} is not finite", path.display(), i + 1)))
+            }
             Err(_) if i == 0 => continue,
             Err(_) => {
                 return Err(Error::Data(format!(

@@ -174,7 +174,7 @@ impl SentenceEncoder {
         let write = |name: &str, v: serde_json::Value| -> Result<()> {
             let path = dir.join(name);
             let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Data(format!("{name}: {e}")))?;
-            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+            contrastive_core::atomic::write_bytes_atomically(&path, text.as_bytes())
         };
         let mut config =
             serde_json::to_value(self.bert.config()).map_err(|e| Error::Data(format!("config.json: {e}")))?;
@@ -191,7 +191,7 @@ impl SentenceEncoder {
             .filter(|(k, _)| k.starts_with("embeddings.") || k.starts_with("encoder."))
             .collect();
         let weights = dir.join("model.safetensors");
-        candle_core::safetensors::save(&tensors, &weights).map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
+        contrastive_core::atomic::save_safetensors(&tensors, &weights)?;
         self.tokenizer.save(&dir.join("tokenizer.json"))?;
         let mut modules = vec![
             json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),

@@ -30,8 +30,15 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Loads a `tokenizer.json`; sentences longer than `max_length` tokens are truncated.
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // JSON syntax first: tokenizers 0.23 panics on some truncated files (its decoder helper
+        // unwraps a parse error), and serde_json names the line and column.
+        serde_json::from_str::<serde_json::Value>(&text)
             .map_err(|e| Error::Data(format!("{}: not a tokenizer.json: {e}", path.display())))?;
+        // Any other panic of the parser on a well-formed but odd file is an error too.
+        let parsed = std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>())
+            .map_err(|_| Error::Data(format!("{}: not a tokenizer.json (the tokenizers parser failed)", path.display())))?;
+        let inner = parsed.map_err(|e| Error::Data(format!("{}: not a tokenizer.json: {e}", path.display())))?;
         Self::wrap(inner, max_length, path)
     }
 
@@ -122,7 +129,9 @@ impl Tokenizer {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut plain = self.inner.clone();
         plain.with_padding(None);
-        plain.save(path, true).map_err(|e| Error::Data(format!("{}: cannot write the tokenizer: {e}", path.display())))
+        contrastive_core::atomic::write_atomically(path, |tmp| {
+            plain.save(tmp, true).map_err(|e| Error::Data(format!("{}: cannot write the tokenizer: {e}", path.display())))
+        })
     }
 
     /// The maximum length in tokens.

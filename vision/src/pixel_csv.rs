@@ -33,7 +33,11 @@ pub fn parse_pixel_csv(
     if !(max_value.is_finite() && max_value > 0.0) {
         return Err(Error::Data(format!("{origin}: max_value must be finite and > 0, got {max_value}")));
     }
-    let fields = height * width + 1;
+    let Some(fields) = height.checked_mul(width).filter(|&p| p > 0 && p < 1 << 28).map(|p| p + 1) else {
+        return Err(Error::Data(format!(
+            "{origin}: images of {height} x {width} pixels: each side must be at least 1 and a line at most 2^28 fields"
+        )));
+    };
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for (i, line) in text.lines().enumerate() {

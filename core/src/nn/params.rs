@@ -74,7 +74,7 @@ impl ParamStore {
 
     /// Writes every variable to a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        candle_core::safetensors::save(&self.tensors(), path).map_err(|e| Error::checkpoint(path, e.to_string()))
+        crate::atomic::save_safetensors(&self.tensors(), path)
     }
 
     /// Sets every variable from a safetensors file; a missing tensor, an extra one or a wrong

@@ -237,8 +237,7 @@ impl Optimizer {
     /// Writes `optimizer.safetensors` and `optimizer.json` into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let tensors = dir.join("optimizer.safetensors");
-        candle_core::safetensors::save(&self.state_tensors(), &tensors)
-            .map_err(|e| Error::checkpoint(&tensors, e.to_string()))?;
+        crate::atomic::save_safetensors(&self.state_tensors(), &tensors)?;
         let saved =
             SavedState { config: self.config, steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect() };
         crate::train::write_json(&dir.join("optimizer.json"), &saved)
@@ -304,13 +303,19 @@ fn norm(t: &Tensor) -> Result<f64> {
 /// Scales the gradients of `vars` so that their global L2 norm is at most `max_norm`
 /// (torch.nn.utils.clip_grad_norm_: factor max_norm / (norm + 1e-6)); returns the norm before.
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
-    let mut total = 0.0;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            total += norm(g)?.powi(2);
-        }
-    }
-    let total = total.sqrt();
+    let total = grad_sq_norms(grads, vars)?.iter().sum::<f64>().sqrt();
+    scale_to_norm(grads, vars, total, max_norm)?;
+    Ok(total)
+}
+
+/// The squared L2 norm of each variable's gradient (0 where it has none), summed in f64.
+pub fn grad_sq_norms(grads: &GradStore, vars: &[Var]) -> Result<Vec<f64>> {
+    vars.iter().map(|v| grads.get(v.as_tensor()).map_or(Ok(0.0), |g| Ok(norm(g)?.powi(2)))).collect()
+}
+
+/// Scales the gradients down so that their global norm, `total`, becomes `max_norm` (nothing
+/// changes when it is already at most that).
+pub(crate) fn scale_to_norm(grads: &mut GradStore, vars: &[Var], total: f64, max_norm: f64) -> Result<()> {
     let factor = max_norm / (total + 1e-6);
     if factor < 1.0 {
         for v in vars {
@@ -320,5 +325,5 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
             }
         }
     }
-    Ok(total)
+    Ok(())
 }

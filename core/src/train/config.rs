@@ -21,6 +21,10 @@ pub struct TrainerConfig {
     pub clip_grad_norm: Option<f64>,
     /// Save a checkpoint every this many steps, if set (one is always saved at the end).
     pub checkpoint_every: Option<usize>,
+    /// Save a checkpoint at the end of every epoch (default), so that a failure loses at most
+    /// the epoch under way.
+    #[serde(default = "yes")]
+    pub checkpoint_each_epoch: bool,
     /// Checkpoints kept on disk.
     pub keep_last: usize,
     /// Show a progress bar (only ever drawn when stderr is a terminal).
@@ -37,10 +41,15 @@ impl Default for TrainerConfig {
             optimizer: OptimizerConfig::adamw(),
             clip_grad_norm: None,
             checkpoint_every: None,
+            checkpoint_each_epoch: true,
             keep_last: 2,
             progress: true,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl TrainerConfig {

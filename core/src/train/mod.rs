@@ -12,7 +12,7 @@ pub use config::TrainerConfig;
 use crate::data::{Collate, Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::nn::ParamStore;
-use crate::optim::{clip_grad_norm, Optimizer};
+use crate::optim::{grad_sq_norms, scale_to_norm, Optimizer};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -174,16 +174,24 @@ impl<O: Objective> Trainer<O> {
         Arc::clone(&self.stop)
     }
 
-    /// Makes Ctrl-C stop training cleanly (a checkpoint is saved after the current step). The
-    /// handler is installed once per process.
+    /// Makes Ctrl-C stop training cleanly (a checkpoint is saved after the current step; a second
+    /// Ctrl-C exits at once with status 130). The handler is installed once per process.
     pub fn stop_on_ctrl_c(&self) -> Result<()> {
         if CTRL_C.get().is_some() {
             return Ok(());
         }
         let flag = Arc::new(AtomicBool::new(false));
         let set = Arc::clone(&flag);
-        ctrlc::set_handler(move || set.store(true, Ordering::SeqCst))
-            .map_err(|e| Error::config("ctrl-c handler", e.to_string()))?;
+        ctrlc::set_handler(move || {
+            // The first Ctrl-C asks for a clean stop; a second one, when the first is not heard
+            // (an evaluation under way, a stuck step), ends the process at once.
+            if set.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond Ctrl-C: exiting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\nCtrl-C: stopping after the current step and saving a checkpoint (Ctrl-C again quits at once)");
+        })
+        .map_err(|e| Error::config("ctrl-c handler", e.to_string()))?;
         let _ = CTRL_C.set(flag);
         Ok(())
     }
@@ -228,6 +236,7 @@ impl<O: Objective> Trainer<O> {
 
     /// Loads one checkpoint folder.
     pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
+        checkpoint::verify_checksums(dir)?;
         let config_path = dir.join("config.json");
         let saved: serde_json::Value = read_json(&config_path)?;
         let current = self.saved_config();
@@ -247,9 +256,24 @@ impl<O: Objective> Trainer<O> {
         let device =
             self.objective.params().all().first().map(|(_, v)| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
         self.objective.load_extra_state(checkpoint::load_extra(dir, &device)?)?;
-        self.state = read_json(&dir.join("state.json"))?;
+        let state_path = dir.join("state.json");
+        let state: TrainState = read_json(&state_path)?;
+        if let Some(step) = checkpoint::step_of(dir).filter(|&s| s != state.step) {
+            return Err(Error::checkpoint(
+                &state_path,
+                format!("says step {}, but the folder is the checkpoint of step {step}", state.step),
+            ));
+        }
+        self.state = state;
         tracing::info!(checkpoint = %dir.display(), step = self.state.step, "resumed");
         Ok(())
+    }
+
+    fn newest_checkpoint(&self) -> Result<Option<PathBuf>> {
+        Ok(match &self.run_dir {
+            Some(dir) => list_checkpoints(dir)?.pop(),
+            None => None,
+        })
     }
 
     fn save_checkpoint(&self) -> Result<Option<PathBuf>> {
@@ -323,16 +347,25 @@ impl<O: Objective> Trainer<O> {
                 let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
                 if !value.is_finite() {
                     bar.abandon();
-                    let checkpoint = match &self.run_dir {
-                        Some(dir) => list_checkpoints(dir)?.pop(),
-                        None => None,
-                    };
+                    let checkpoint = self.newest_checkpoint()?;
                     return Err(Error::NonFiniteLoss { step: self.state.step, epoch, value, checkpoint });
                 }
                 let mut grads = loss.backward()?;
+                let trainable = self.objective.params().trainable();
+                let vars: Vec<_> = trainable.iter().map(|(_, v)| v.clone()).collect();
+                let sq_norms = grad_sq_norms(&grads, &vars)?;
+                if let Some(bad) = sq_norms.iter().position(|s| !s.is_finite()) {
+                    bar.abandon();
+                    return Err(Error::NonFiniteGradient {
+                        step: self.state.step,
+                        epoch,
+                        parameter: trainable[bad].0.clone(),
+                        loss: value,
+                        checkpoint: self.newest_checkpoint()?,
+                    });
+                }
                 if let Some(max) = self.config.clip_grad_norm {
-                    let vars: Vec<_> = self.objective.params().trainable().into_iter().map(|(_, v)| v).collect();
-                    clip_grad_norm(&mut grads, &vars, max)?;
+                    scale_to_norm(&mut grads, &vars, sq_norms.iter().sum::<f64>().sqrt(), max)?;
                 }
                 let lr = self.config.schedule.lr(self.config.lr, self.state.step);
                 self.optimizer.step(&grads, lr)?;
@@ -369,6 +402,10 @@ impl<O: Objective> Trainer<O> {
                 self.state.epoch += 1;
                 self.state.batch_in_epoch = 0;
                 self.evaluate(epoch, &mut history)?;
+                if self.config.checkpoint_each_epoch && saved_at != Some(self.state.step) {
+                    last_saved = self.save_checkpoint()?;
+                    saved_at = Some(self.state.step);
+                }
             }
         }
         bar.finish_and_clear();
@@ -428,7 +465,7 @@ impl<O: Objective> Trainer<O> {
             if !joined.is_empty() {
                 joined.push('\n');
             }
-            std::fs::write(&path, joined).map_err(|e| Error::io(&path, e))?;
+            crate::atomic::write_bytes_atomically(&path, joined.as_bytes())?;
         }
         let file =
             std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;

@@ -1,0 +1,4 @@
+//! `cargo +nightly fuzz run corpus`: see the crate README.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| contrastive_fuzz::Reader::Corpus.read(data));
