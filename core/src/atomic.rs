@@ -35,9 +35,9 @@ pub fn save_safetensors(tensors: &std::collections::HashMap<String, candle_core:
 
 /// `dir/.partial-{pid}-{name}`: hidden, unique per process, same folder and same extension.
 fn partial_path(path: &Path) -> Result<PathBuf> {
-    let name = path.file_name().ok_or_else(|| {
-        Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name")))?;
     let mut partial = std::ffi::OsString::from(format!(".partial-{}-", std::process::id()));
     partial.push(name);
     Ok(path.with_file_name(partial))

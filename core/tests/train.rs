@@ -290,7 +290,8 @@ fn an_infinite_gradient_with_a_finite_loss_stops_naming_the_parameter() {
 #[test]
 fn a_checkpoint_is_saved_at_every_epoch_end_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = Trainer::new(TrainerConfig { keep_last: 5, ..config(3) }, Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    let mut t =
+        Trainer::new(TrainerConfig { keep_last: 5, ..config(3) }, Mlp::new(16)).unwrap().with_run_dir(dir.path());
     t.fit(&loader(2)).unwrap();
     let steps: Vec<String> = list_checkpoints(dir.path())
         .unwrap()

@@ -10,7 +10,7 @@ use contrastive_core::augment::Augment;
 use contrastive_core::data::Dataset;
 use contrastive_core::rng::sample_rng;
 use contrastive_core::{Error, Result};
-use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::flags::{at_least_one, CommonFlags};
 use contrastive_examples::image_data::load_image_data;
 use contrastive_examples::recipe::Recipe;
 use contrastive_examples::report::finish;
@@ -30,10 +30,10 @@ struct Cli {
     #[arg(long, value_enum, default_value = "simclr")]
     recipe: Recipe,
     /// Images (rows).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = at_least_one())]
     images: usize,
     /// Views per image.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least_one())]
     views: usize,
     /// Pixels per image pixel.
     #[arg(long, default_value_t = 0)]

@@ -14,7 +14,7 @@ use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{CrossValidation, LinearProbe};
-use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::flags::{at_least_one_u64, below_one, positive, CommonFlags};
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::augment::{AttrMask, EdgePerturb, NodeDrop, Subgraph};
 use contrastive_graph::{
@@ -77,16 +77,16 @@ struct Cli {
     #[arg(long, value_enum, default_value = "random2")]
     aug: Augmentation,
     /// Augmentation ratio.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = below_one)]
     aug_ratio: f64,
     /// Seeds to repeat the run over (pretraining and folds).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one_u64())]
     seeds: u64,
     /// Learning rate (Adam).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = positive)]
     lr: f64,
     /// Temperature.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = positive)]
     temperature: f64,
     /// Plain NT-Xent instead of GraphCL's loss.
     #[arg(long)]

@@ -8,7 +8,7 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use candle_core::Device;
 use clap::Parser;
 use contrastive_core::nn::ProjectionHeadConfig;
-use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::flags::{at_least_one, positive, unit_interval, CommonFlags};
 use contrastive_examples::image_data::load_image_data;
 use contrastive_examples::image_training::{pixel_statistics, train_and_evaluate, RunSpec};
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
@@ -24,22 +24,22 @@ struct Cli {
     #[serde(flatten)]
     common: CommonFlags,
     /// Keys in the queue.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = at_least_one())]
     queue_size: usize,
     /// InfoNCE temperature.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = positive)]
     temperature: f64,
     /// Momentum of the key encoder.
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = 0.99, value_parser = unit_interval)]
     momentum: f64,
     /// Both views as queries (the mean of the two losses).
     #[arg(long)]
     symmetric: bool,
     /// BatchNorm groups (the key batch is shuffled across them; 1 turns it off).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one())]
     bn_groups: usize,
     /// Learning rate (Adam).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = positive)]
     lr: f64,
     /// The encoder.
     #[arg(long, value_enum, default_value = "convnet")]

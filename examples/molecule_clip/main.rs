@@ -20,7 +20,7 @@ use contrastive_core::train::{ExtraState, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
 use contrastive_eval::{retrieval_metrics, RetrievalReport};
 use contrastive_examples::assets::Asset;
-use contrastive_examples::flags::{at_least_one, CommonFlags};
+use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::{load_tu, Epsilon, Gin, GinConfig, Graph, GraphBatch, Readout, TuOptions};
 use contrastive_text::{Activation, Bert, BertConfig, Pooling, TokenBatch, Tokenizer};
@@ -38,7 +38,7 @@ struct Cli {
     #[serde(flatten)]
     common: CommonFlags,
     /// Molecules held out for the retrieval figures.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one())]
     holdout: usize,
     /// Width of the shared embedding space.
     #[arg(long, default_value_t = 128, value_parser = at_least_one())]
@@ -50,7 +50,7 @@ struct Cli {
     #[arg(long, default_value_t = 96, value_parser = at_least_one())]
     max_length: usize,
     /// Peak learning rate (AdamW, one epoch of warmup, then linear decay).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = positive)]
     lr: f64,
     /// Keep the temperature at CLIP's initial 0.07 instead of learning it.
     #[arg(long)]

@@ -8,7 +8,7 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use candle_core::Device;
 use clap::Parser;
 use contrastive_core::nn::ProjectionHeadConfig;
-use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::flags::{positive, CommonFlags};
 use contrastive_examples::image_data::load_image_data;
 use contrastive_examples::image_training::{pixel_statistics, train_and_evaluate, RunSpec};
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
@@ -24,10 +24,10 @@ struct Cli {
     #[serde(flatten)]
     common: CommonFlags,
     /// NT-Xent temperature.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = positive)]
     temperature: f64,
     /// Learning rate (Adam).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = positive)]
     lr: f64,
     /// The encoder.
     #[arg(long, value_enum, default_value = "convnet")]

@@ -16,7 +16,7 @@ use contrastive_core::rng::named_rng;
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
 use contrastive_examples::assets::Asset;
-use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
 use contrastive_examples::report::{finish, plot_run};
 use contrastive_text::{
     load_bert_weights, read_corpus, read_lee50, BertConfig, CollateSentences, CorpusFormat, SentenceEncoder,
@@ -51,16 +51,16 @@ struct Cli {
     #[arg(long, value_enum, default_value = "documents")]
     format: Format,
     /// Sentences to train on (drawn by --seed).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one())]
     sentences: usize,
     /// Learning rate (AdamW, decaying linearly to 0).
-    #[arg(long, default_value_t = 3e-5)]
+    #[arg(long, default_value_t = 3e-5, value_parser = positive)]
     lr: f64,
     /// Temperature.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = positive)]
     temperature: f64,
     /// Tokens per training sentence.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one())]
     max_length: usize,
     /// Write the trained encoder as a sentence-transformers folder here.
     #[arg(long, value_name = "DIR")]

@@ -50,6 +50,45 @@ pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
+/// `--seeds` and other u64 counts: at least 1.
+pub fn at_least_one_u64() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::builder::RangedU64ValueParser::<u64>::new().range(1..)
+}
+
+fn real(s: &str) -> Result<f64, String> {
+    s.trim().parse::<f64>().map_err(|_| format!("`{s}` is not a number"))
+}
+
+/// A rate or temperature: finite and > 0.
+pub fn positive(s: &str) -> Result<f64, String> {
+    let v = real(s)?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside the allowed range: finite and > 0"))
+    }
+}
+
+/// A momentum: in [0, 1].
+pub fn unit_interval(s: &str) -> Result<f64, String> {
+    let v = real(s)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside the allowed range [0, 1]"))
+    }
+}
+
+/// A fraction to drop or mask: in [0, 1).
+pub fn below_one(s: &str) -> Result<f64, String> {
+    let v = real(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside the allowed range [0, 1)"))
+    }
+}
+
 impl CommonFlags {
     /// Installs the log subscriber (RUST_LOG, default `info` to stderr) and sizes the thread pool.
     pub fn setup(&self) -> contrastive_core::Result<()> {
@@ -123,7 +162,10 @@ impl CommonFlags {
     /// model. [`crate::report::finish`] then prints the command that resumes it.
     pub fn stop_if_interrupted(&self, summary: &contrastive_core::train::Summary) -> contrastive_core::Result<()> {
         if summary.interrupted {
-            return Err(contrastive_core::Error::Interrupted { step: summary.steps, checkpoint: summary.checkpoint.clone() });
+            return Err(contrastive_core::Error::Interrupted {
+                step: summary.steps,
+                checkpoint: summary.checkpoint.clone(),
+            });
         }
         Ok(())
     }

@@ -40,7 +40,10 @@ impl RunRecord {
         let path = dir.join(FILE);
         if resume {
             if !path.exists() {
-                tracing::warn!("{}: no {FILE} (a run folder from an older version): its flags are not checked", dir.display());
+                tracing::warn!(
+                    "{}: no {FILE} (a run folder from an older version): its flags are not checked",
+                    dir.display()
+                );
                 return Ok(());
             }
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
@@ -58,7 +61,8 @@ impl RunRecord {
             ));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Json { path: path.clone(), message: e.to_string() })?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Json { path: path.clone(), message: e.to_string() })?;
         contrastive_core::atomic::write_bytes_atomically(&path, text.as_bytes())
     }
 

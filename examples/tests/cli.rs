@@ -88,6 +88,12 @@ fn flags_out_of_range_are_refused_before_any_work() {
         (env!("CARGO_BIN_EXE_quickstart"), &["--epochs", "0"][..], "--epochs"),
         (env!("CARGO_BIN_EXE_simclr"), &["--batch-size=-3"][..], "--batch-size"),
         (env!("CARGO_BIN_EXE_augment_preview"), &["--zoom", "100000"][..], "--zoom"),
+        (env!("CARGO_BIN_EXE_simclr"), &["--temperature", "0"][..], "--temperature"),
+        (env!("CARGO_BIN_EXE_simcse"), &["--lr", "NaN"][..], "--lr"),
+        (env!("CARGO_BIN_EXE_moco"), &["--momentum", "1.5"][..], "--momentum"),
+        (env!("CARGO_BIN_EXE_graphcl"), &["--aug-ratio", "1"][..], "--aug-ratio"),
+        (env!("CARGO_BIN_EXE_graphcl"), &["--seeds", "0"][..], "--seeds"),
+        (env!("CARGO_BIN_EXE_moco"), &["--queue-size", "18446744073709551616"][..], "--queue-size"),
     ] {
         let out = run(binary, args, assets.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -176,7 +182,10 @@ fn a_run_folder_takes_one_run_and_a_resume_keeps_its_flags() {
     // The same --out again would mix two runs' checkpoints: refused, pointing at --resume.
     let again = run(quickstart, &["--quick", "--out", out_s], assets.path());
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(!again.status.success() && stderr.contains("already holds a run") && stderr.contains("--resume"), "{stderr}");
+    assert!(
+        !again.status.success() && stderr.contains("already holds a run") && stderr.contains("--resume"),
+        "{stderr}"
+    );
     // Another seed would be another run; another example cannot read it.
     let other = run(quickstart, &["--quick", "--seed", "3", "--resume", out_s], assets.path());
     let stderr = String::from_utf8_lossy(&other.stderr);

@@ -168,11 +168,11 @@ impl Reader {
             Reader::Checkpoint => {
                 checkpoint_files().iter().enumerate().map(|(i, (_, c))| [&[i as u8][..], c].concat()).collect()
             }
-            Reader::History => vec![
-                b"{\"step\":1,\"epoch\":0,\"loss\":4.1,\"lr\":0.001,\"samples_per_s\":90.5,\"elapsed_s\":0.1}\n\
+            Reader::History => {
+                vec![b"{\"step\":1,\"epoch\":0,\"loss\":4.1,\"lr\":0.001,\"samples_per_s\":90.5,\"elapsed_s\":0.1}\n\
                   {\"step\":1,\"epoch\":0,\"elapsed_s\":0.2,\"eval\":{\"knn\":51.5}}\n"
-                    .to_vec(),
-            ],
+                    .to_vec()]
+            }
         }
     }
 
@@ -236,8 +236,8 @@ fn tokenizer_json() -> Vec<u8> {
 /// A linear layer 4 → 3 (`layer.weight`, `layer.bias`) and its store.
 fn tiny_model() -> (ParamStore, candle_nn::Linear) {
     let store = ParamStore::new(1, InitScheme::PyTorch);
-    let layer = candle_nn::linear(4, 3, store.var_builder(DType::F32, &Device::Cpu).pp("layer"))
-        .expect("a 4x3 linear layer");
+    let layer =
+        candle_nn::linear(4, 3, store.var_builder(DType::F32, &Device::Cpu).pp("layer")).expect("a 4x3 linear layer");
     (store, layer)
 }
 
@@ -304,8 +304,7 @@ fn checkpoint_files() -> &'static [(String, Vec<u8>)] {
         type Col = fn(Vec<Views>) -> contrastive_core::Result<(Tensor, Tensor)>;
         let config = LoaderConfig { batch_size: 4, seed: 0, shuffle: false, drop_last: true, threads: 1 };
         let loader = Loader::new(data, jitter as Aug, stack as Col, config).expect("a loader");
-        let mut trainer =
-            Trainer::new(tiny_trainer_config(), Tiny::new()).expect("a trainer").with_run_dir(dir.path());
+        let mut trainer = Trainer::new(tiny_trainer_config(), Tiny::new()).expect("a trainer").with_run_dir(dir.path());
         let ckpt = trainer.fit(&loader).expect("one step").checkpoint.expect("a checkpoint");
         let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&ckpt)
             .expect("the checkpoint")

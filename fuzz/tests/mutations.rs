@@ -168,7 +168,12 @@ fn watchdog(epoch: Instant) {
             let now = epoch.elapsed().as_millis() as u64;
             if started != 0 && now.saturating_sub(started) > HANG_SECONDS * 1000 {
                 let input = CURRENT.lock().map(|c| c.clone()).unwrap_or_default();
-                eprintln!("a reader ran for over {HANG_SECONDS} s on {} ({} bytes): {:02x?}", input.0, input.1.len(), input.1);
+                eprintln!(
+                    "a reader ran for over {HANG_SECONDS} s on {} ({} bytes): {:02x?}",
+                    input.0,
+                    input.1.len(),
+                    input.1
+                );
                 std::process::abort();
             }
         });

@@ -36,8 +36,9 @@ impl Tokenizer {
         serde_json::from_str::<serde_json::Value>(&text)
             .map_err(|e| Error::Data(format!("{}: not a tokenizer.json: {e}", path.display())))?;
         // Any other panic of the parser on a well-formed but odd file is an error too.
-        let parsed = std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>())
-            .map_err(|_| Error::Data(format!("{}: not a tokenizer.json (the tokenizers parser failed)", path.display())))?;
+        let parsed = std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>()).map_err(|_| {
+            Error::Data(format!("{}: not a tokenizer.json (the tokenizers parser failed)", path.display()))
+        })?;
         let inner = parsed.map_err(|e| Error::Data(format!("{}: not a tokenizer.json: {e}", path.display())))?;
         Self::wrap(inner, max_length, path)
     }
@@ -130,7 +131,9 @@ impl Tokenizer {
         let mut plain = self.inner.clone();
         plain.with_padding(None);
         contrastive_core::atomic::write_atomically(path, |tmp| {
-            plain.save(tmp, true).map_err(|e| Error::Data(format!("{}: cannot write the tokenizer: {e}", path.display())))
+            plain
+                .save(tmp, true)
+                .map_err(|e| Error::Data(format!("{}: cannot write the tokenizer: {e}", path.display())))
         })
     }
 

@@ -61,6 +61,11 @@ pub(super) fn save(run_dir: &Path, contents: Contents, keep_last: usize) -> Resu
     let name = format!("checkpoint-{:08}", contents.state.step);
     let tmp = run_dir.join(format!("{name}.tmp"));
     let dir = run_dir.join(&name);
+    if dir.exists() {
+        // The same step again (a resume stopped before its first step): the same state, already
+        // on disk. Replacing it would leave a moment with no checkpoint of this step.
+        return Ok(dir);
+    }
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
@@ -73,9 +78,6 @@ pub(super) fn save(run_dir: &Path, contents: Contents, keep_last: usize) -> Resu
     crate::atomic::save_safetensors(&contents.extra.tensors, &extra)?;
     write_json(&tmp.join("extra.json"), &contents.extra.json)?;
     write_checksums(&tmp)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
     std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
     let all = list_checkpoints(run_dir)?;
     for old in &all[..all.len().saturating_sub(keep_last.max(1))] {
@@ -134,7 +136,8 @@ pub(super) fn verify_checksums(dir: &Path) -> Result<()> {
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::checkpoint(&path, format!("cannot read: {e}")))?;
     for (i, line) in text.lines().enumerate() {
-        let bad = || Error::checkpoint(&path, format!("line {}: expected `<sha256>  <file name>`, got {line:?}", i + 1));
+        let bad =
+            || Error::checkpoint(&path, format!("line {}: expected `<sha256>  <file name>`, got {line:?}", i + 1));
         let (hash, name) = line.split_once("  ").ok_or_else(bad)?;
         let plain_name = !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || !plain_name {
