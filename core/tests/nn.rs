@@ -381,3 +381,28 @@ fn a_linear_layer_without_inputs_or_outputs_is_an_error_naming_it() {
         assert!(e.contains("Linear head"), "{e}");
     }
 }
+
+#[test]
+fn weights_with_a_non_finite_value_are_refused_naming_the_tensor() {
+    use contrastive_core::nn::{InitScheme, ParamStore};
+    let store = ParamStore::new(0, InitScheme::PyTorch);
+    let _ = contrastive_core::nn::linear(3, 2, store.var_builder(DType::F32, &Device::Cpu).pp("fc")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    store.save(&path).unwrap();
+    store.load(&path).unwrap();
+    // fc.weight with one element made infinite, as a flipped exponent bit would.
+    let mut tensors = store.tensors();
+    let w = tensors["fc.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut bad = w.clone();
+    bad[4] = f32::INFINITY;
+    tensors.insert("fc.weight".into(), Tensor::from_vec(bad, (2, 3), &Device::Cpu).unwrap());
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let e = store.load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("fc.weight") && e.contains("inf") && e.contains("element 4") && e.contains("model.safetensors"),
+        "{e}"
+    );
+    // The store kept its weights.
+    assert_eq!(store.tensors()["fc.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap(), w);
+}

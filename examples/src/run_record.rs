@@ -12,7 +12,8 @@ pub const FILE: &str = "run.json";
 
 /// Flags a resumed run may change: how long it trains, where it writes, how many threads, and
 /// where it starts from (a resume starts from its checkpoint).
-const MAY_CHANGE: &[&str] = &["epochs", "max_steps", "threads", "out", "resume", "init", "save_embeddings", "export"];
+pub const MAY_CHANGE: &[&str] =
+    &["epochs", "max_steps", "threads", "out", "resume", "init", "save_embeddings", "export"];
 
 /// What `run.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

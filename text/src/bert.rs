@@ -226,6 +226,7 @@ pub fn load_bert_weights(
                 format!("tensor `{name}` has shape {:?}, the config asks for {:?}", t.dims(), var.dims()),
             ));
         }
+        contrastive_core::nn::check_finite(&name, t, path)?;
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
         loaded += 1;
     }

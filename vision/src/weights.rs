@@ -44,6 +44,7 @@ pub fn load_encoder_weights(store: &ParamStore, path: &Path, prefix: &str) -> Re
                 format!("tensor `{short}` has shape {:?}, the encoder expects {:?}", t.dims(), var.dims()),
             ));
         }
+        contrastive_core::nn::check_finite(short, t, path)?;
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
         report.loaded += 1;
     }

@@ -21,6 +21,6 @@ pub use gradient_check::check_gradients;
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use linear::{linear, linear_no_bias, Linear};
 pub use momentum::{copy_params, cosine_momentum, momentum_update};
-pub use params::{is_buffer, InitScheme, ParamStore};
+pub use params::{check_finite, is_buffer, InitScheme, ParamStore};
 pub use projection_head::{ProjectionHead, ProjectionHeadConfig};
 pub use softmax::softmax_last_dim;

@@ -77,8 +77,8 @@ impl ParamStore {
         crate::atomic::save_safetensors(&self.tensors(), path)
     }
 
-    /// Sets every variable from a safetensors file; a missing tensor, an extra one or a wrong
-    /// shape is an error naming it.
+    /// Sets every variable from a safetensors file; a missing tensor, an extra one, a wrong shape
+    /// or a NaN or infinity is an error naming it, and leaves the model as it was.
     pub fn load(&self, path: &Path) -> Result<()> {
         let device = self.lock().values().next().map(|v| v.device().clone()).unwrap_or(Device::Cpu);
         let loaded = candle_core::safetensors::load(path, &device)
@@ -101,7 +101,11 @@ impl ParamStore {
                     format!("tensor `{name}` has shape {:?}, the model expects {:?}", t.dims(), var.dims()),
                 ));
             }
-            var.set(&t.to_dtype(var.dtype())?)?;
+            check_finite(name, t, origin)?;
+        }
+        // Only once every tensor passed: a refused file leaves the model as it was.
+        for (name, var) in vars.iter() {
+            var.set(&tensors[name].to_dtype(var.dtype())?)?;
         }
         Ok(())
     }
@@ -122,6 +126,27 @@ impl ParamStore {
             (Init::Randn { mean, stdev }, InitScheme::PyTorch) => normal(&mut rng, n, mean, stdev),
         }
     }
+}
+
+/// Fails, naming the tensor, the first bad element and the file, when a floating-point tensor
+/// read from `origin` holds a NaN or an infinity: weights with a flipped exponent bit would
+/// otherwise load and train into NaN many steps later.
+pub fn check_finite(name: &str, t: &Tensor, origin: &Path) -> Result<()> {
+    if !t.dtype().is_float() {
+        return Ok(());
+    }
+    let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::checkpoint(
+            origin,
+            format!(
+                "tensor `{name}` holds {} at element {at} of {}: the file is damaged or was saved from a diverged model",
+                values[at],
+                values.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a variable path names a buffer rather than a trainable parameter.

@@ -189,7 +189,7 @@ impl<O: Objective> Trainer<O> {
                 eprintln!("\nsecond Ctrl-C: exiting without saving");
                 std::process::exit(130);
             }
-            eprintln!("\nCtrl-C: stopping after the current step and saving a checkpoint (Ctrl-C again quits at once)");
+            eprintln!("\nCtrl-C: stopping after the current step, saving a checkpoint if the run has a folder (Ctrl-C again quits at once)");
         })
         .map_err(|e| Error::config("ctrl-c handler", e.to_string()))?;
         let _ = CTRL_C.set(flag);
