@@ -194,7 +194,7 @@ impl<A: Tower, B: Tower> Objective for Clip<A, B> {
     }
 
     /// CLIP clamps the logit scale after each optimiser step: e^t in [1, max_logit_scale].
-    fn after_step(&mut self, _step: usize) -> candle_core::Result<()> {
+    fn after_step(&mut self, _progress: &crate::train::Progress) -> candle_core::Result<()> {
         match &self.log_scale {
             LogScale::Learnable(v) => v.set(&v.as_tensor().clamp(0.0, self.config.max_logit_scale.ln())?),
             LogScale::Fixed(_) => Ok(()),

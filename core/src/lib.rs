@@ -37,6 +37,7 @@ pub mod data;
 pub mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
+mod json_file;
 pub mod loss;
 pub mod nn;
 pub mod optim;

@@ -9,7 +9,7 @@ use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig, Tower, LOG_SCAL
 use contrastive_core::loss::clip_loss;
 use contrastive_core::nn::{check_gradients, linear, InitScheme, Linear, ParamStore};
 use contrastive_core::optim::{Optimizer, OptimizerConfig};
-use contrastive_core::train::Objective;
+use contrastive_core::train::{Objective, Progress};
 
 const A: [[f64; 4]; 3] = [[0.3, -1.2, 0.5, 2.0], [1.1, 0.4, -0.7, 0.2], [-0.5, 0.9, 1.3, -0.8]];
 const B: [[f64; 4]; 3] = [[0.2, -1.0, 0.8, 1.5], [1.4, -0.3, -0.2, 0.6], [-0.9, 1.2, 0.7, -0.1]];
@@ -131,7 +131,7 @@ fn gradients_reach_both_towers_and_the_temperature_and_the_clamp_holds() {
     for step in 0..50 {
         let grads = model.loss(&batch).unwrap().backward().unwrap();
         optimizer.step(&grads, 2.0).unwrap();
-        model.after_step(step).unwrap();
+        model.after_step(&Progress { step, total_steps: 50, epoch: 0 }).unwrap();
         let t = model.temperature().unwrap();
         assert!((0.01 - 1e-6..=1.0 + 1e-6).contains(&t), "temperature {t} at step {step}");
     }
@@ -140,14 +140,14 @@ fn gradients_reach_both_towers_and_the_temperature_and_the_clamp_holds() {
     let var = model.params().get(LOG_SCALE).unwrap();
     for (set, temperature) in [(1000f32.ln(), 0.01), (-3.0, 1.0)] {
         var.set(&Tensor::new(&[set], &Device::Cpu).unwrap()).unwrap();
-        model.after_step(99).unwrap();
+        model.after_step(&Progress { step: 99, total_steps: 100, epoch: 0 }).unwrap();
         assert!((model.temperature().unwrap() - temperature).abs() < 1e-6);
     }
 
     // A fixed temperature is not a variable, and stays.
     let mut fixed = clip(ClipConfig { learnable: false, init_temperature: 0.1, ..ClipConfig::default() });
     assert!(fixed.params().get(LOG_SCALE).is_none());
-    fixed.after_step(0).unwrap();
+    fixed.after_step(&Progress { step: 0, total_steps: 1, epoch: 0 }).unwrap();
     assert!((fixed.temperature().unwrap() - 0.1).abs() < 1e-6);
 }
 

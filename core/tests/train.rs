@@ -432,3 +432,41 @@ fn evaluations_are_recorded_once_across_a_resume_at_an_epoch_end() {
     assert_eq!(epochs, vec![0, 1, 2]);
     assert_eq!(history.iter().filter(|r| r.loss.is_some()).count(), 18);
 }
+
+/// Records every `Progress` the trainer hands to `after_step`.
+struct Recorder {
+    mlp: Mlp,
+    seen: Vec<contrastive_core::train::Progress>,
+}
+
+impl Objective for Recorder {
+    type Batch = (Tensor, Tensor);
+
+    fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
+        self.mlp.loss(batch)
+    }
+
+    fn params(&self) -> &ParamStore {
+        self.mlp.params()
+    }
+
+    fn after_step(&mut self, progress: &contrastive_core::train::Progress) -> candle_core::Result<()> {
+        self.seen.push(*progress);
+        Ok(())
+    }
+}
+
+#[test]
+fn after_step_knows_the_step_the_total_and_the_epoch() {
+    // 6 batches per epoch, 3 epochs, but max_steps 14: the run has 14 steps.
+    let cfg = TrainerConfig { max_steps: Some(14), ..config(3) };
+    let mut t = Trainer::new(cfg, Recorder { mlp: Mlp::new(16), seen: Vec::new() }).unwrap();
+    t.fit(&loader(1)).unwrap();
+    let seen = &t.objective().seen;
+    assert_eq!(seen.len(), 14);
+    for (i, p) in seen.iter().enumerate() {
+        assert_eq!((p.step, p.total_steps, p.epoch), (i, 14, i / 6));
+    }
+    assert_eq!(seen[13].fraction(), 1.0);
+    assert!((seen[6].fraction() - 0.5).abs() < 1e-12);
+}

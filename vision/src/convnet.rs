@@ -4,7 +4,7 @@
 use crate::batch_norm::batch_norm;
 use crate::conv::{conv2d, ConvGeometry};
 use crate::conv_bn::{Activation, ConvBn};
-use crate::encoder::global_average_pool;
+use crate::global_pool::global_average_pool;
 use candle_core::{bail, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};

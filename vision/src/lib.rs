@@ -25,6 +25,7 @@ mod conv;
 mod conv_bn;
 mod convnet;
 mod encoder;
+mod global_pool;
 mod idx;
 mod image_folder;
 mod images;

@@ -25,7 +25,7 @@ use contrastive_core::nn::{
 };
 use contrastive_core::rng::keyed_rng;
 use contrastive_core::sampling::MemoryQueue;
-use contrastive_core::train::{ExtraState, Objective};
+use contrastive_core::train::{ExtraState, Objective, Progress};
 use contrastive_core::{Error, Result};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -209,7 +209,7 @@ impl Objective for MoCo {
 
     /// After the optimizer step: the key network follows the query network, and this batch's
     /// keys join the queue (MoCo's order: its next forward pass sees the updated key network).
-    fn after_step(&mut self, _step: usize) -> candle_core::Result<()> {
+    fn after_step(&mut self, _progress: &Progress) -> candle_core::Result<()> {
         momentum_update(&self.key.store, &self.query.store, self.config.momentum)?;
         if let Some(keys) = self.pending.take() {
             let keys = contrastive_core::similarity::l2_normalize(&keys)?;

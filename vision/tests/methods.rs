@@ -7,7 +7,7 @@ use contrastive_core::data::{Dataset, Loader, LoaderConfig};
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{InitScheme, ParamStore, ProjectionHeadConfig};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
-use contrastive_core::train::{read_history, Objective, Trainer, TrainerConfig};
+use contrastive_core::train::{read_history, Objective, Progress, Trainer, TrainerConfig};
 use contrastive_vision::augment::{HorizontalFlip, Normalize, ViewAugmentation};
 use contrastive_vision::*;
 use std::collections::HashMap;
@@ -252,7 +252,7 @@ fn moco_key_network_queue_and_momentum() {
         opt.step(&grads, 0.5).unwrap();
         let before: HashMap<String, Tensor> =
             moco.key_params().trainable().into_iter().map(|(n, v)| (n, v.as_tensor().copy().unwrap())).collect();
-        moco.after_step(step).unwrap();
+        moco.after_step(&Progress { step, total_steps: 4, epoch: 0 }).unwrap();
         // k ← m·k + (1 - m)·q with m = 0.9.
         for (name, q) in moco.params().trainable() {
             let want = ((&before[&name] * 0.9).unwrap() + (q.as_tensor() * 0.1).unwrap()).unwrap();
@@ -294,7 +294,7 @@ fn moco_keys_come_from_the_key_network_on_the_other_view() {
     let (_, z) = twin.forward_t(&batch.second, true).unwrap();
     let want = contrastive_core::similarity::l2_normalize(&z).unwrap();
     moco.loss(&batch).unwrap();
-    moco.after_step(0).unwrap();
+    moco.after_step(&Progress { step: 0, total_steps: 1, epoch: 0 }).unwrap();
     assert!(max_abs_diff(moco.queue().keys().unwrap(), &want) < 1e-5);
 }
 

@@ -240,14 +240,14 @@ impl Optimizer {
         crate::atomic::save_safetensors(&self.state_tensors(), &tensors)?;
         let saved =
             SavedState { config: self.config, steps: self.params.iter().map(|p| (p.name.clone(), p.steps)).collect() };
-        crate::train::write_json(&dir.join("optimizer.json"), &saved)
+        crate::json_file::write_json(&dir.join("optimizer.json"), &saved)
     }
 
     /// Restores what [`Optimizer::save`] wrote; a different optimiser, a missing parameter or a
     /// tensor of the wrong shape is an error naming it.
     pub fn load(&mut self, dir: &Path) -> Result<()> {
         let json = dir.join("optimizer.json");
-        let saved: SavedState = crate::train::read_json(&json)?;
+        let saved: SavedState = crate::json_file::read_json(&json)?;
         if std::mem::discriminant(&saved.config) != std::mem::discriminant(&self.config) {
             return Err(Error::checkpoint(
                 &json,

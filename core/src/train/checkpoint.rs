@@ -6,26 +6,13 @@
 
 use super::{ExtraState, TrainState};
 use crate::error::{Error, Result};
-use serde::{de::DeserializeOwned, Serialize};
+use crate::json_file::{read_json, write_json};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The checksum file of a checkpoint folder.
 const CHECKSUMS: &str = "SHA256SUMS";
-
-/// Writes `value` as pretty JSON, atomically.
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(value).map_err(|e| Error::Json { path: path.into(), message: e.to_string() })?;
-    crate::atomic::write_bytes_atomically(path, text.as_bytes())
-}
-
-/// Reads JSON, naming the file in any error.
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::checkpoint(path, format!("cannot read: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| Error::Json { path: path.into(), message: e.to_string() })
-}
 
 /// The checkpoint folders under `run_dir`, oldest first.
 pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<PathBuf>> {

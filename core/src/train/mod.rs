@@ -6,11 +6,11 @@ mod checkpoint;
 mod config;
 
 pub use checkpoint::list_checkpoints;
-pub(crate) use checkpoint::{read_json, write_json};
 pub use config::TrainerConfig;
 
 use crate::data::{Collate, Dataset, Loader};
 use crate::error::{Error, Result};
+use crate::json_file::read_json;
 use crate::nn::ParamStore;
 use crate::optim::{grad_sq_norms, scale_to_norm, Optimizer};
 use candle_core::Tensor;
@@ -33,8 +33,9 @@ pub trait Objective {
     /// The variables the optimiser updates and checkpoints save.
     fn params(&self) -> &ParamStore;
 
-    /// Called after each optimiser step with the step just taken (0-based): momentum updates.
-    fn after_step(&mut self, _step: usize) -> candle_core::Result<()> {
+    /// Called after each optimiser step with where training stands: momentum updates and their
+    /// schedules (BYOL's and DINO's momentum follow `progress.fraction()`).
+    fn after_step(&mut self, _progress: &Progress) -> candle_core::Result<()> {
         Ok(())
     }
 
@@ -52,6 +53,24 @@ pub trait Objective {
     /// The method's configuration, saved beside every checkpoint and compared on resume.
     fn config(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+}
+
+/// Where training stands when [`Objective::after_step`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The optimiser step just taken (0-based).
+    pub step: usize,
+    /// Steps the run takes in all: epochs x batches per epoch, or `max_steps` if fewer.
+    pub total_steps: usize,
+    /// The epoch of the step (0-based).
+    pub epoch: usize,
+}
+
+impl Progress {
+    /// The fraction of the run done after this step, in (0, 1].
+    pub fn fraction(&self) -> f64 {
+        (self.step + 1) as f64 / self.total_steps.max(self.step + 1) as f64
     }
 }
 
@@ -369,7 +388,7 @@ impl<O: Objective> Trainer<O> {
                 }
                 let lr = self.config.schedule.lr(self.config.lr, self.state.step);
                 self.optimizer.step(&grads, lr)?;
-                self.objective.after_step(self.state.step)?;
+                self.objective.after_step(&Progress { step: self.state.step, total_steps: total, epoch })?;
                 let batch_len = loader.batch_len(self.state.batch_in_epoch);
                 self.state.step += 1;
                 self.state.batch_in_epoch += 1;
