@@ -32,6 +32,7 @@
 pub mod alloc;
 pub mod atomic;
 pub mod augment;
+mod backbone;
 pub mod cross_modal;
 pub mod data;
 pub mod error;
@@ -46,6 +47,7 @@ pub mod sampling;
 pub mod similarity;
 pub mod train;
 
+pub use backbone::Backbone;
 pub use error::{Error, Result};
 
 // The README's example runs as a doctest.

@@ -58,6 +58,12 @@ impl Encoder {
     }
 }
 
+impl contrastive_core::Backbone for Encoder {
+    fn dim(&self) -> usize {
+        Encoder::dim(self)
+    }
+}
+
 impl ModuleT for Encoder {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self {

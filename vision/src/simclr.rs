@@ -7,14 +7,17 @@
 //! time (as lightly's examples do). Deviation: the paper trains with LARS at batch 4096; any
 //! optimizer of the core trainer can be used here (the examples use Adam, as the PyTorch
 //! reference recipe does).
+//!
+//! Any encoder trains: [`SimClr::new`] builds one of this crate's from a config,
+//! [`SimClr::with_backbone`] takes a user's own candle model (a [`Backbone`]).
 
 use crate::batch::ViewBatch;
 use crate::encoder::{Encoder, EncoderConfig};
-use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_core::{DType, Device, Tensor};
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{InitScheme, ParamStore, ProjectionHead, ProjectionHeadConfig};
 use contrastive_core::train::Objective;
-use contrastive_core::{Error, Result};
+use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// SimCLR's settings.
@@ -57,33 +60,67 @@ impl SimClrConfig {
     }
 }
 
-/// The SimCLR objective: variables `encoder.*` and `head.*` in one store.
-pub struct SimClr {
-    config: SimClrConfig,
+/// The SimCLR objective over any [`Backbone`] (this crate's [`Encoder`] by default): variables
+/// `encoder.*` and `head.*` in one store.
+pub struct SimClr<B: Backbone = Encoder> {
+    head_config: ProjectionHeadConfig,
+    temperature: f64,
+    /// The encoder's configuration or [`Backbone::describe`], saved with every checkpoint.
+    encoder_config: serde_json::Value,
     store: ParamStore,
-    encoder: Encoder,
+    encoder: B,
     head: ProjectionHead,
 }
 
-impl SimClr {
-    /// Builds the networks with seeded initialisation.
+impl SimClr<Encoder> {
+    /// Builds one of this crate's encoders and the head, with seeded initialisation.
     pub fn new(config: SimClrConfig, seed: u64, device: &Device) -> Result<Self> {
         config.validate()?;
+        let described =
+            serde_json::to_value(&config.encoder).map_err(|e| Error::config("simclr.encoder", e.to_string()))?;
+        let mut model = Self::with_backbone(
+            |vb| Encoder::new(&config.encoder, vb),
+            config.head.clone(),
+            config.temperature,
+            seed,
+            device,
+        )?;
+        model.encoder_config = described;
+        Ok(model)
+    }
+}
+
+impl<B: Backbone> SimClr<B> {
+    /// SimCLR on a user's own encoder: `build` makes it under the `VarBuilder` it is given (so
+    /// its variables are `encoder.*` of this method's store), then the head (`head.input_dim`
+    /// must be [`Backbone::dim`]) is built beside it.
+    pub fn with_backbone(
+        build: impl FnOnce(candle_nn::VarBuilder) -> Result<B>,
+        head: ProjectionHeadConfig,
+        temperature: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return Err(Error::config("simclr.temperature", format!("must be positive, got {temperature}")));
+        }
+        head.validate()?;
         let store = ParamStore::new(seed, InitScheme::PyTorch);
         let vb = store.var_builder(DType::F32, device);
-        let encoder = Encoder::new(&config.encoder, vb.pp("encoder"))?;
-        if config.head.input_dim != encoder.dim() {
+        let encoder = build(vb.pp("encoder"))?;
+        if head.input_dim != encoder.dim() {
             return Err(Error::config(
                 "simclr.head.input_dim",
-                format!("is {}, the encoder's output is {} wide", config.head.input_dim, encoder.dim()),
+                format!("is {}, the encoder's output is {} wide", head.input_dim, encoder.dim()),
             ));
         }
-        let head = ProjectionHead::new(&config.head, vb.pp("head"))?;
-        Ok(Self { config, store, encoder, head })
+        let projection = ProjectionHead::new(&head, vb.pp("head"))?;
+        let encoder_config = encoder.describe();
+        Ok(Self { head_config: head, temperature, encoder_config, store, encoder, head: projection })
     }
 
     /// The encoder (its output is the representation to evaluate).
-    pub fn encoder(&self) -> &Encoder {
+    pub fn encoder(&self) -> &B {
         &self.encoder
     }
 
@@ -95,13 +132,13 @@ impl SimClr {
     }
 }
 
-impl Objective for SimClr {
+impl<B: Backbone> Objective for SimClr<B> {
     type Batch = ViewBatch;
 
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
         let (_, z1) = self.forward_t(&batch.first, true)?;
         let (_, z2) = self.forward_t(&batch.second, true)?;
-        nt_xent(&z1, &z2, self.config.temperature)
+        nt_xent(&z1, &z2, self.temperature)
     }
 
     fn params(&self) -> &ParamStore {
@@ -109,6 +146,11 @@ impl Objective for SimClr {
     }
 
     fn config(&self) -> serde_json::Value {
-        serde_json::json!({ "method": "simclr", "simclr": self.config })
+        // The shape SimClrConfig serialises to, so checkpoints of either constructor compare.
+        serde_json::json!({ "method": "simclr", "simclr": {
+            "encoder": self.encoder_config,
+            "head": self.head_config,
+            "temperature": self.temperature,
+        } })
     }
 }

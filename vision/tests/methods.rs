@@ -221,6 +221,77 @@ fn simclr_overfits_a_few_digits_and_repeats_by_seed() {
     assert!(last < first - 1.0, "loss did not fall: {first:.3} -> {last:.3}");
 }
 
+/// An encoder that is not this crate's: an MLP on the flattened 8x8 digits, as a user writes one.
+struct FlatMlp {
+    hidden: candle_nn::Linear,
+    out: candle_nn::Linear,
+}
+
+impl FlatMlp {
+    fn new(vb: candle_nn::VarBuilder) -> contrastive_core::Result<Self> {
+        Ok(Self { hidden: candle_nn::linear(64, 48, vb.pp("hidden"))?, out: candle_nn::linear(48, 16, vb.pp("out"))? })
+    }
+}
+
+impl ModuleT for FlatMlp {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+        use candle_core::Module;
+        self.out.forward(&self.hidden.forward(&x.flatten_from(1)?)?.relu()?)
+    }
+}
+
+impl contrastive_core::Backbone for FlatMlp {
+    fn dim(&self) -> usize {
+        16
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "flat_mlp": [64, 48, 16] })
+    }
+}
+
+#[test]
+fn simclr_trains_an_encoder_defined_here_and_resumes_it() {
+    let build = || SimClr::with_backbone(FlatMlp::new, tiny_head(16), 0.2, 3, &Device::Cpu).unwrap();
+    let (straight, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut trainer = Trainer::new(trainer_config(20), build()).unwrap().with_run_dir(straight.path());
+    trainer.fit(&loader(digits(64), 32, 3, true)).unwrap();
+    let l = losses(straight.path());
+    assert_eq!(l.len(), 40);
+    let (first, last) = (mean(&l[..4]), mean(&l[l.len() - 4..]));
+    assert!(last < first - 1.0, "loss did not fall: {first:.3} -> {last:.3}");
+    // The encoder's variables are the method's: `encoder.hidden.weight` and the rest.
+    let names: Vec<String> = trainer.objective().params().all().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&"encoder.hidden.weight".to_string()) && names.contains(&"head.0.linear.weight".to_string())
+    );
+    // Checkpoints carry it: 9 steps, then a resume to 40, equal to the straight run.
+    let mut first = Trainer::new(TrainerConfig { max_steps: Some(9), ..trainer_config(20) }, build())
+        .unwrap()
+        .with_run_dir(dir.path());
+    first.fit(&loader(digits(64), 32, 3, true)).unwrap();
+    let mut second = Trainer::new(trainer_config(20), build()).unwrap().with_run_dir(dir.path());
+    assert!(second.resume().unwrap());
+    second.fit(&loader(digits(64), 32, 3, true)).unwrap();
+    assert_eq!(losses(dir.path()), l);
+    // The description is compared on resume: another encoder is refused by name.
+    let saved = std::fs::read_to_string(list_last(dir.path()).join("config.json")).unwrap();
+    assert!(saved.contains("flat_mlp"), "{saved}");
+    let mut other = Trainer::new(
+        trainer_config(20),
+        SimClr::new(SimClrConfig { encoder: tiny_convnet(), head: tiny_head(16), temperature: 0.2 }, 3, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap()
+    .with_run_dir(dir.path());
+    let e = other.resume().unwrap_err().to_string();
+    assert!(e.contains("objective.simclr.encoder"), "{e}");
+}
+
+fn list_last(dir: &Path) -> std::path::PathBuf {
+    contrastive_core::train::list_checkpoints(dir).unwrap().pop().unwrap()
+}
+
 #[test]
 fn moco_key_network_queue_and_momentum() {
     let config = MoCoConfig {
