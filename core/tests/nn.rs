@@ -406,3 +406,44 @@ fn weights_with_a_non_finite_value_are_refused_naming_the_tensor() {
     // The store kept its weights.
     assert_eq!(store.tensors()["fc.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap(), w);
 }
+
+#[test]
+fn a_target_network_starts_as_a_copy_and_follows_by_its_schedule() {
+    use contrastive_core::nn::{momentum_update, InitScheme, Momentum, ParamStore, TargetNetwork};
+    let dev = Device::Cpu;
+    let online = ParamStore::new(1, InitScheme::PyTorch);
+    let _net = contrastive_core::nn::linear(4, 3, online.var_builder(DType::F64, &dev).pp("fc")).unwrap();
+    let build = |vb: candle_nn::VarBuilder| Ok(contrastive_core::nn::linear(4, 3, vb.pp("fc"))?);
+    let target = TargetNetwork::new(&online, build, Momentum::Cosine { base: 0.9 }, DType::F64, &dev).unwrap();
+    assert_eq!(
+        target.params().tensors()["fc.weight"].to_vec2::<f64>().unwrap(),
+        online.tensors()["fc.weight"].to_vec2::<f64>().unwrap()
+    );
+    // Move the online weights, then update at step 0 of 10 (m = 0.9) and at the last (m = 1).
+    let w = online.get("fc.weight").unwrap();
+    w.set(&(w.as_tensor() + 1.0).unwrap()).unwrap();
+    let before = target.params().tensors()["fc.weight"].to_vec2::<f64>().unwrap();
+    assert_eq!(target.update(&online, 0, 10).unwrap(), 0.9);
+    let after = target.params().tensors()["fc.weight"].to_vec2::<f64>().unwrap();
+    for (a, b) in after.iter().flatten().zip(before.iter().flatten()) {
+        assert!((a - (b + 0.1)).abs() < 1e-12, "{a} vs {b} + 0.1");
+    }
+    assert_eq!(target.update(&online, 10, 10).unwrap(), 1.0);
+    assert_eq!(target.params().tensors()["fc.weight"].to_vec2::<f64>().unwrap(), after);
+    // The same as momentum_update by hand on a plain copy.
+    let by_hand = ParamStore::new(1, InitScheme::PyTorch);
+    let _ = contrastive_core::nn::linear(4, 3, by_hand.var_builder(DType::F64, &dev).pp("fc")).unwrap();
+    by_hand.set_all(&target.state(""), std::path::Path::new("-")).unwrap();
+    momentum_update(&by_hand, &online, Momentum::Cosine { base: 0.9 }.at(3, 10)).unwrap();
+    target.update(&online, 3, 10).unwrap();
+    assert_eq!(
+        by_hand.tensors()["fc.weight"].to_vec2::<f64>().unwrap(),
+        target.params().tensors()["fc.weight"].to_vec2::<f64>().unwrap()
+    );
+    // A build that does not make the online variables is refused by name; so is a bad momentum.
+    let other = |vb: candle_nn::VarBuilder| Ok(contrastive_core::nn::linear(4, 3, vb.pp("other"))?);
+    let e = TargetNetwork::new(&online, other, Momentum::Constant(0.99), DType::F64, &dev).err().unwrap().to_string();
+    assert!(e.contains("other.weight") || e.contains("other.bias"), "{e}");
+    let e = TargetNetwork::new(&online, build, Momentum::Constant(1.5), DType::F64, &dev).err().unwrap().to_string();
+    assert!(e.contains("momentum"), "{e}");
+}

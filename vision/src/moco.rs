@@ -20,16 +20,13 @@ use crate::batch::ViewBatch;
 use crate::encoder::{Encoder, EncoderConfig};
 use candle_core::{DType, Device, ModuleT, Tensor};
 use contrastive_core::loss::info_nce;
-use contrastive_core::nn::{
-    copy_params, momentum_update, InitScheme, ParamStore, ProjectionHead, ProjectionHeadConfig,
-};
+use contrastive_core::nn::{InitScheme, Momentum, ParamStore, ProjectionHead, ProjectionHeadConfig, TargetNetwork};
 use contrastive_core::rng::keyed_rng;
 use contrastive_core::sampling::MemoryQueue;
 use contrastive_core::train::{ExtraState, Objective, Progress};
 use contrastive_core::{Error, Result};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// MoCo v2's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,16 +79,14 @@ impl MoCoConfig {
     }
 }
 
+/// An encoder and its head: the query network, and (as a [`TargetNetwork`]) the key network.
 struct Network {
-    store: ParamStore,
     encoder: Encoder,
     head: ProjectionHead,
 }
 
 impl Network {
-    fn new(config: &MoCoConfig, seed: u64, device: &Device) -> Result<Self> {
-        let store = ParamStore::new(seed, InitScheme::PyTorch);
-        let vb = store.var_builder(DType::F32, device);
+    fn new(config: &MoCoConfig, vb: candle_nn::VarBuilder) -> Result<Self> {
         let encoder = Encoder::new(&config.encoder, vb.pp("encoder"))?;
         if config.head.input_dim != encoder.dim() {
             return Err(Error::config(
@@ -100,7 +95,7 @@ impl Network {
             ));
         }
         let head = ProjectionHead::new(&config.head, vb.pp("head"))?;
-        Ok(Self { store, encoder, head })
+        Ok(Self { encoder, head })
     }
 
     /// Projections of `x` in training mode, BatchNorm computed per group of rows.
@@ -121,8 +116,9 @@ impl Network {
 /// key network and the queue travel in the checkpoint's extra state.
 pub struct MoCo {
     config: MoCoConfig,
+    store: ParamStore,
     query: Network,
-    key: Network,
+    key: TargetNetwork<Network>,
     queue: MemoryQueue,
     pending: Option<Tensor>,
     seed: u64,
@@ -133,11 +129,12 @@ impl MoCo {
     /// Builds both networks (the key network a copy of the query network) and an empty queue.
     pub fn new(config: MoCoConfig, seed: u64, device: &Device) -> Result<Self> {
         config.validate()?;
-        let query = Network::new(&config, seed, device)?;
-        let key = Network::new(&config, seed, device)?;
-        copy_params(&key.store, &query.store)?;
+        let store = ParamStore::new(seed, InitScheme::PyTorch);
+        let query = Network::new(&config, store.var_builder(DType::F32, device))?;
+        let momentum = Momentum::Constant(config.momentum);
+        let key = TargetNetwork::new(&store, |vb| Network::new(&config, vb), momentum, DType::F32, device)?;
         let queue = MemoryQueue::new(config.queue_size, config.head.output_dim)?;
-        Ok(Self { config, query, key, queue, pending: None, seed, steps: 0 })
+        Ok(Self { config, store, query, key, queue, pending: None, seed, steps: 0 })
     }
 
     /// The query encoder (the representation to evaluate).
@@ -147,12 +144,12 @@ impl MoCo {
 
     /// The key network's variables.
     pub fn key_params(&self) -> &ParamStore {
-        &self.key.store
+        self.key.params()
     }
 
     /// Makes the key network a copy of the query network again (after loading weights into it).
     pub fn sync_key_network(&self) -> Result<()> {
-        Ok(copy_params(&self.key.store, &self.query.store)?)
+        self.key.sync(&self.store)
     }
 
     /// The queue of keys.
@@ -165,7 +162,7 @@ impl MoCo {
     fn keys(&self, x: &Tensor, view: u64) -> candle_core::Result<Tensor> {
         let n = x.dim(0)?;
         if self.config.bn_groups <= 1 {
-            return self.key.project(x, 1).map(|k| k.detach());
+            return self.key.network().project(x, 1).map(|k| k.detach());
         }
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.shuffle(&mut keyed_rng(self.seed, &[0x6d6f636f, self.steps, view]));
@@ -175,7 +172,7 @@ impl MoCo {
         }
         let dev = x.device();
         let shuffled = x.index_select(&Tensor::new(order.as_slice(), dev)?, 0)?;
-        let k = self.key.project(&shuffled, self.config.bn_groups)?;
+        let k = self.key.network().project(&shuffled, self.config.bn_groups)?;
         Ok(k.index_select(&Tensor::new(inverse.as_slice(), dev)?, 0)?.detach())
     }
 
@@ -204,13 +201,15 @@ impl Objective for MoCo {
     }
 
     fn params(&self) -> &ParamStore {
-        &self.query.store
+        &self.store
     }
 
     /// After the optimizer step: the key network follows the query network, and this batch's
     /// keys join the queue (MoCo's order: its next forward pass sees the updated key network).
-    fn after_step(&mut self, _progress: &Progress) -> candle_core::Result<()> {
-        momentum_update(&self.key.store, &self.query.store, self.config.momentum)?;
+    fn after_step(&mut self, progress: &Progress) -> candle_core::Result<()> {
+        self.key
+            .update(&self.store, progress.step, progress.total_steps)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         if let Some(keys) = self.pending.take() {
             let keys = contrastive_core::similarity::l2_normalize(&keys)?;
             self.queue.enqueue(&keys)?;
@@ -220,8 +219,7 @@ impl Objective for MoCo {
     }
 
     fn extra_state(&self) -> Result<ExtraState> {
-        let mut tensors: HashMap<String, Tensor> =
-            self.key.store.tensors().into_iter().map(|(k, v)| (format!("key.{k}"), v)).collect();
+        let mut tensors = self.key.state("key.");
         if let Some(keys) = self.queue.keys() {
             tensors.insert("queue".into(), keys.clone());
         }
@@ -230,12 +228,7 @@ impl Objective for MoCo {
 
     fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
         let origin = std::path::Path::new("extra.safetensors");
-        let key: HashMap<String, Tensor> = state
-            .tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("key.").map(|k| (k.to_string(), v.clone())))
-            .collect();
-        self.key.store.set_all(&key, origin)?;
+        self.key.load_state(&state.tensors, "key.", origin)?;
         self.queue = MemoryQueue::new(self.config.queue_size, self.config.head.output_dim)?;
         if let Some(q) = state.tensors.get("queue") {
             self.queue.enqueue(q)?;

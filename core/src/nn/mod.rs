@@ -1,5 +1,5 @@
 //! Trainable building blocks that candle-nn lacks or gets wrong for training: a LayerNorm with
-//! gradients, a linear layer, an exact GELU, a softmax and a residual `relu(a + b)` with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates, and a
+//! gradients, a linear layer, an exact GELU, a softmax and a residual `relu(a + b)` with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates and target networks, and a
 //! gradient-flow check.
 
 mod add_relu;
@@ -13,6 +13,7 @@ mod momentum;
 mod params;
 mod projection_head;
 mod softmax;
+mod target_network;
 
 pub use add_relu::add_relu;
 pub use dropout::SeededDropout;
@@ -24,3 +25,4 @@ pub use momentum::{copy_params, cosine_momentum, momentum_update};
 pub use params::{check_finite, is_buffer, InitScheme, ParamStore};
 pub use projection_head::{ProjectionHead, ProjectionHeadConfig};
 pub use softmax::softmax_last_dim;
+pub use target_network::{Momentum, TargetNetwork};
