@@ -13,7 +13,7 @@ use contrastive_examples::image_data::load_image_data;
 use contrastive_examples::image_training::{pixel_statistics, train_and_evaluate, RunSpec};
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
 use contrastive_examples::report::finish;
-use contrastive_vision::{Encoder, MoCo, MoCoConfig};
+use contrastive_vision::{Encoder, MoCo, MoCoConfig, MoCoSettings};
 
 /// MoCo v2 (Chen et al. 2020): query and momentum key encoders, a queue of keys, InfoNCE at
 /// temperature 0.2, momentum 0.99, split BatchNorm with the key batch shuffled.
@@ -59,12 +59,14 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let width = encoder.dim();
     let config = MoCoConfig {
         encoder,
-        head: ProjectionHeadConfig::moco_v2(width),
-        queue_size: cli.queue_size,
-        temperature: cli.temperature,
-        momentum: cli.momentum,
-        symmetric: cli.symmetric,
-        bn_groups: cli.bn_groups,
+        moco: MoCoSettings {
+            head: ProjectionHeadConfig::moco_v2(width),
+            queue_size: cli.queue_size,
+            temperature: cli.temperature,
+            momentum: cli.momentum,
+            symmetric: cli.symmetric,
+            bn_groups: cli.bn_groups,
+        },
     };
     let model = MoCo::new(config, cli.common.seed, &Device::Cpu)?;
     let spec = RunSpec { method: "moco_v2", epochs: 2, batch_size: 256, lr: cli.lr };

@@ -46,7 +46,7 @@ pub use idx::{load_idx, load_idx_folder, read_idx_images, read_idx_labels};
 pub use image_folder::{ColorMode, ImageFolder, Unreadable};
 pub use images::{Image, InMemoryImages};
 pub use max_pool::MaxPool2d;
-pub use moco::{MoCo, MoCoConfig};
+pub use moco::{MoCo, MoCoConfig, MoCoSettings};
 pub use pixel_csv::{load_pixel_csv, parse_pixel_csv, uci_digits};
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 pub use simclr::{SimClr, SimClrConfig};

@@ -18,21 +18,19 @@
 
 use crate::batch::ViewBatch;
 use crate::encoder::{Encoder, EncoderConfig};
-use candle_core::{DType, Device, ModuleT, Tensor};
+use candle_core::{DType, Device, Tensor};
 use contrastive_core::loss::info_nce;
 use contrastive_core::nn::{InitScheme, Momentum, ParamStore, ProjectionHead, ProjectionHeadConfig, TargetNetwork};
 use contrastive_core::rng::keyed_rng;
 use contrastive_core::sampling::MemoryQueue;
 use contrastive_core::train::{ExtraState, Objective, Progress};
-use contrastive_core::{Error, Result};
+use contrastive_core::{Backbone, Error, Result};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-/// MoCo v2's settings.
+/// MoCo v2's settings for any encoder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MoCoConfig {
-    /// The encoder.
-    pub encoder: EncoderConfig,
+pub struct MoCoSettings {
     /// The projection head (its `input_dim` must be the encoder's width).
     pub head: ProjectionHeadConfig,
     /// Keys in the queue (MoCo: 65,536).
@@ -47,12 +45,11 @@ pub struct MoCoConfig {
     pub bn_groups: usize,
 }
 
-impl Default for MoCoConfig {
-    /// The small ConvNet with MoCo v2's head shape (hidden 2048, output 128), queue 65,536,
+impl Default for MoCoSettings {
+    /// MoCo v2's head shape (hidden 2048, output 128) on a 256-wide encoder, queue 65,536,
     /// temperature 0.2, momentum 0.99, one-directional loss, 4 BatchNorm groups.
     fn default() -> Self {
         Self {
-            encoder: EncoderConfig::default(),
             head: ProjectionHeadConfig::moco_v2(256),
             queue_size: 65536,
             temperature: 0.2,
@@ -63,7 +60,7 @@ impl Default for MoCoConfig {
     }
 }
 
-impl MoCoConfig {
+impl MoCoSettings {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
@@ -79,22 +76,37 @@ impl MoCoConfig {
     }
 }
 
+/// MoCo v2 with one of this crate's encoders (the settings are flattened beside `encoder` in
+/// JSON).
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct MoCoConfig {
+    /// The encoder.
+    pub encoder: EncoderConfig,
+    /// Everything else.
+    #[serde(flatten)]
+    pub moco: MoCoSettings,
+}
+
 /// An encoder and its head: the query network, and (as a [`TargetNetwork`]) the key network.
-struct Network {
-    encoder: Encoder,
+struct Network<B> {
+    encoder: B,
     head: ProjectionHead,
 }
 
-impl Network {
-    fn new(config: &MoCoConfig, vb: candle_nn::VarBuilder) -> Result<Self> {
-        let encoder = Encoder::new(&config.encoder, vb.pp("encoder"))?;
-        if config.head.input_dim != encoder.dim() {
+impl<B: Backbone> Network<B> {
+    fn new(
+        build: &impl Fn(candle_nn::VarBuilder) -> Result<B>,
+        head: &ProjectionHeadConfig,
+        vb: candle_nn::VarBuilder,
+    ) -> Result<Self> {
+        let encoder = build(vb.pp("encoder"))?;
+        if head.input_dim != encoder.dim() {
             return Err(Error::config(
                 "moco.head.input_dim",
-                format!("is {}, the encoder's output is {} wide", config.head.input_dim, encoder.dim()),
+                format!("is {}, the encoder's output is {} wide", head.input_dim, encoder.dim()),
             ));
         }
-        let head = ProjectionHead::new(&config.head, vb.pp("head"))?;
+        let head = ProjectionHead::new(head, vb.pp("head"))?;
         Ok(Self { encoder, head })
     }
 
@@ -114,31 +126,53 @@ impl Network {
 
 /// The MoCo v2 objective. Its trainable store is the query network (`encoder.*`, `head.*`); the
 /// key network and the queue travel in the checkpoint's extra state.
-pub struct MoCo {
-    config: MoCoConfig,
+pub struct MoCo<B: Backbone = Encoder> {
+    config: MoCoSettings,
+    /// The encoder's configuration or [`Backbone::describe`], saved with every checkpoint.
+    encoder_config: serde_json::Value,
     store: ParamStore,
-    query: Network,
-    key: TargetNetwork<Network>,
+    query: Network<B>,
+    key: TargetNetwork<Network<B>>,
     queue: MemoryQueue,
     pending: Option<Tensor>,
     seed: u64,
     steps: u64,
 }
 
-impl MoCo {
-    /// Builds both networks (the key network a copy of the query network) and an empty queue.
+impl MoCo<Encoder> {
+    /// Builds both networks on one of this crate's encoders (the key network a copy of the query
+    /// network) and an empty queue.
     pub fn new(config: MoCoConfig, seed: u64, device: &Device) -> Result<Self> {
+        let described =
+            serde_json::to_value(&config.encoder).map_err(|e| Error::config("moco.encoder", e.to_string()))?;
+        let mut model = Self::with_backbone(|vb| Encoder::new(&config.encoder, vb), config.moco, seed, device)?;
+        model.encoder_config = described;
+        Ok(model)
+    }
+}
+
+impl<B: Backbone> MoCo<B> {
+    /// MoCo v2 on a user's own encoder: `build` makes it (twice: the query and the key network)
+    /// under the `VarBuilder` it is given.
+    pub fn with_backbone(
+        build: impl Fn(candle_nn::VarBuilder) -> Result<B>,
+        config: MoCoSettings,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         config.validate()?;
         let store = ParamStore::new(seed, InitScheme::PyTorch);
-        let query = Network::new(&config, store.var_builder(DType::F32, device))?;
+        let query = Network::new(&build, &config.head, store.var_builder(DType::F32, device))?;
         let momentum = Momentum::Constant(config.momentum);
-        let key = TargetNetwork::new(&store, |vb| Network::new(&config, vb), momentum, DType::F32, device)?;
+        let key =
+            TargetNetwork::new(&store, |vb| Network::new(&build, &config.head, vb), momentum, DType::F32, device)?;
         let queue = MemoryQueue::new(config.queue_size, config.head.output_dim)?;
-        Ok(Self { config, store, query, key, queue, pending: None, seed, steps: 0 })
+        let encoder_config = query.encoder.describe();
+        Ok(Self { config, encoder_config, store, query, key, queue, pending: None, seed, steps: 0 })
     }
 
     /// The query encoder (the representation to evaluate).
-    pub fn encoder(&self) -> &Encoder {
+    pub fn encoder(&self) -> &B {
         &self.query.encoder
     }
 
@@ -181,7 +215,7 @@ impl MoCo {
     }
 }
 
-impl Objective for MoCo {
+impl<B: Backbone> Objective for MoCo<B> {
     type Batch = ViewBatch;
 
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
@@ -239,6 +273,11 @@ impl Objective for MoCo {
     }
 
     fn config(&self) -> serde_json::Value {
-        serde_json::json!({ "method": "moco_v2", "moco": self.config })
+        // The shape MoCoConfig serialises to, so checkpoints of either constructor compare.
+        let mut moco = serde_json::to_value(&self.config).unwrap_or_default();
+        if let Some(fields) = moco.as_object_mut() {
+            fields.insert("encoder".into(), self.encoder_config.clone());
+        }
+        serde_json::json!({ "method": "moco_v2", "moco": moco })
     }
 }

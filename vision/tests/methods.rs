@@ -288,6 +288,27 @@ fn simclr_trains_an_encoder_defined_here_and_resumes_it() {
     assert!(e.contains("objective.simclr.encoder"), "{e}");
 }
 
+#[test]
+fn moco_trains_an_encoder_defined_here() {
+    let settings =
+        MoCoSettings { head: tiny_head(8), queue_size: 64, momentum: 0.9, bn_groups: 2, ..MoCoSettings::default() };
+    let moco = MoCo::with_backbone(FlatMlp::new, settings, 5, &Device::Cpu).unwrap();
+    for (name, q) in moco.params().all() {
+        assert_eq!(max_abs_diff(q.as_tensor(), moco.key_params().get(&name).unwrap().as_tensor()), 0.0, "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::new(trainer_config(15), moco).unwrap().with_run_dir(dir.path());
+    trainer.fit(&loader(digits(64), 32, 5, true)).unwrap();
+    let l = losses(dir.path());
+    assert_eq!(l.len(), 30);
+    let (first, last) = (mean(&l[..4]), mean(&l[l.len() - 4..]));
+    assert!(last < first - 0.5, "loss did not fall: {first:.3} -> {last:.3}");
+    let moco = trainer.into_objective();
+    assert_eq!(moco.queue().keys().unwrap().dims(), &[64, 8]);
+    let saved = std::fs::read_to_string(list_last(dir.path()).join("config.json")).unwrap();
+    assert!(saved.contains("flat_mlp") && saved.contains("queue_size"), "{saved}");
+}
+
 fn list_last(dir: &Path) -> std::path::PathBuf {
     contrastive_core::train::list_checkpoints(dir).unwrap().pop().unwrap()
 }
@@ -296,12 +317,14 @@ fn list_last(dir: &Path) -> std::path::PathBuf {
 fn moco_key_network_queue_and_momentum() {
     let config = MoCoConfig {
         encoder: tiny_convnet(),
-        head: tiny_head(8),
-        queue_size: 40,
-        temperature: 0.2,
-        momentum: 0.9,
-        symmetric: false,
-        bn_groups: 2,
+        moco: MoCoSettings {
+            head: tiny_head(8),
+            queue_size: 40,
+            temperature: 0.2,
+            momentum: 0.9,
+            symmetric: false,
+            bn_groups: 2,
+        },
     };
     let mut moco = MoCo::new(config, 1, &Device::Cpu).unwrap();
     // The key network starts as a copy of the query network.
@@ -349,12 +372,14 @@ fn moco_keys_come_from_the_key_network_on_the_other_view() {
     // step equal the key network's own normalised projection of the second views.
     let config = MoCoConfig {
         encoder: tiny_convnet(),
-        head: tiny_head(8),
-        queue_size: 100,
-        temperature: 0.2,
-        momentum: 1.0,
-        symmetric: false,
-        bn_groups: 1,
+        moco: MoCoSettings {
+            head: tiny_head(8),
+            queue_size: 100,
+            temperature: 0.2,
+            momentum: 1.0,
+            symmetric: false,
+            bn_groups: 1,
+        },
     };
     let mut moco = MoCo::new(config, 2, &Device::Cpu).unwrap();
     let batch = loader(digits(32), 16, 2, false).epoch(0).next().unwrap().unwrap();
@@ -373,12 +398,14 @@ fn moco_keys_come_from_the_key_network_on_the_other_view() {
 fn moco_overfits_and_resume_equals_an_uninterrupted_run() {
     let config = MoCoConfig {
         encoder: tiny_convnet(),
-        head: tiny_head(16),
-        queue_size: 64,
-        temperature: 0.2,
-        momentum: 0.9,
-        symmetric: true,
-        bn_groups: 2,
+        moco: MoCoSettings {
+            head: tiny_head(16),
+            queue_size: 64,
+            temperature: 0.2,
+            momentum: 0.9,
+            symmetric: true,
+            bn_groups: 2,
+        },
     };
     let run = |dir: &Path, epochs: usize, resume: bool| {
         let model = MoCo::new(config.clone(), 4, &Device::Cpu).unwrap();
@@ -409,7 +436,7 @@ fn configs_are_checked() {
     let bad = SimClrConfig { head: tiny_head(8), ..SimClrConfig::default() };
     let err = SimClr::new(bad, 0, &Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("head.input_dim") && err.contains("256"), "{err}");
-    let bad = MoCoConfig { momentum: 1.5, ..MoCoConfig::default() };
+    let bad = MoCoConfig { moco: MoCoSettings { momentum: 1.5, ..MoCoSettings::default() }, ..MoCoConfig::default() };
     assert!(MoCo::new(bad, 0, &Device::Cpu).err().unwrap().to_string().contains("moco.momentum"));
     assert_eq!(digits(4).len(), 4);
 }
