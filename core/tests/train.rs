@@ -7,7 +7,7 @@ use contrastive_core::data::{Loader, LoaderConfig, ViewPair};
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{InitScheme, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
-use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
+use contrastive_core::train::{list_checkpoints, read_history, Objective, Progress, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
 use rand::{Rng, RngCore, SeedableRng};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,7 +149,7 @@ fn knn_accuracy(mlp: &Mlp) -> f64 {
 fn a_small_mlp_learns_clusters_and_the_history_records_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::new(config(10), Mlp::new(32)).unwrap().with_run_dir(dir.path());
-    trainer.add_evaluation("knn", 5, |mlp: &mut Mlp, _| Ok(knn_accuracy(mlp)));
+    trainer.add_evaluation("knn", 5, |mlp: &mut Mlp, _: &Progress| Ok(knn_accuracy(mlp)));
     let summary = trainer.fit(&loader(2)).unwrap();
     assert_eq!(summary.steps, 60);
     let history = read_history(&dir.path().join("history.jsonl")).unwrap();
@@ -421,10 +421,10 @@ fn evaluations_are_recorded_once_across_a_resume_at_an_epoch_end() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = |steps| TrainerConfig { max_steps: Some(steps), checkpoint_every: Some(6), ..config(3) };
     let mut first = Trainer::new(cfg(6), Mlp::new(16)).unwrap().with_run_dir(dir.path());
-    first.add_evaluation("knn", 1, |mlp: &mut Mlp, _| Ok(knn_accuracy(mlp)));
+    first.add_evaluation("knn", 1, |mlp: &mut Mlp, _: &Progress| Ok(knn_accuracy(mlp)));
     first.fit(&loader(2)).unwrap();
     let mut second = Trainer::new(cfg(18), Mlp::new(16)).unwrap().with_run_dir(dir.path());
-    second.add_evaluation("knn", 1, |mlp: &mut Mlp, _| Ok(knn_accuracy(mlp)));
+    second.add_evaluation("knn", 1, |mlp: &mut Mlp, _: &Progress| Ok(knn_accuracy(mlp)));
     assert!(second.resume().unwrap());
     second.fit(&loader(2)).unwrap();
     let history = read_history(&dir.path().join("history.jsonl")).unwrap();
@@ -461,7 +461,17 @@ fn after_step_knows_the_step_the_total_and_the_epoch() {
     // 6 batches per epoch, 3 epochs, but max_steps 14: the run has 14 steps.
     let cfg = TrainerConfig { max_steps: Some(14), ..config(3) };
     let mut t = Trainer::new(cfg, Recorder { mlp: Mlp::new(16), seen: Vec::new() }).unwrap();
+    let evaluated = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = std::rc::Rc::clone(&evaluated);
+    t.add_evaluation("steps", 1, move |_: &mut Recorder, p: &Progress| {
+        log.borrow_mut().push(*p);
+        Ok(p.step as f64)
+    });
     t.fit(&loader(1)).unwrap();
+    // Evaluations at the ends of the two whole epochs, after their last steps (5 and 11).
+    let ends: Vec<(usize, usize, usize)> =
+        evaluated.borrow().iter().map(|p| (p.step, p.total_steps, p.epoch)).collect();
+    assert_eq!(ends, vec![(5, 14, 0), (11, 14, 1)]);
     let seen = &t.objective().seen;
     assert_eq!(seen.len(), 14);
     for (i, p) in seen.iter().enumerate() {

@@ -137,7 +137,8 @@ where
         let norm = normalize.clone();
         let spent = Rc::clone(&monitor_time);
         let knn = Knn { k: knn.k.min(mon_train.labels.len()), ..knn };
-        trainer.add_evaluation("knn_monitor", 1, move |o: &mut O, epoch| {
+        trainer.add_evaluation("knn_monitor", 1, move |o: &mut O, progress| {
+            let epoch = progress.epoch;
             let t = Instant::now();
             let (a, b) = (features(encoder(o), &mon_train, &norm)?, features(encoder(o), &mon_test, &norm)?);
             let acc = knn.accuracy(&a, &mon_train.labels, &b, &mon_test.labels)?.top1;

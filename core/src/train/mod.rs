@@ -56,7 +56,7 @@ pub trait Objective {
     }
 }
 
-/// Where training stands when [`Objective::after_step`] runs.
+/// Where training stands when [`Objective::after_step`] or an evaluation runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
     /// The optimiser step just taken (0-based).
@@ -139,7 +139,7 @@ pub struct Summary {
     pub checkpoint: Option<PathBuf>,
 }
 
-type Evaluation<O> = (String, usize, Box<dyn FnMut(&mut O, usize) -> Result<f64>>);
+type Evaluation<O> = (String, usize, Box<dyn FnMut(&mut O, &Progress) -> Result<f64>>);
 
 /// Trains an [`Objective`].
 pub struct Trainer<O: Objective> {
@@ -177,13 +177,14 @@ impl<O: Objective> Trainer<O> {
         self
     }
 
-    /// Runs `evaluate(objective, epoch)` after every `every_epochs` epochs and records the result
-    /// under `name` in the history (a kNN monitor, for instance).
+    /// Runs `evaluate(objective, progress)` after every `every_epochs` epochs (`progress`: the
+    /// epoch's last step, the run's total and the epoch) and records the result under `name` in
+    /// the history (a kNN monitor, for instance).
     pub fn add_evaluation(
         &mut self,
         name: &str,
         every_epochs: usize,
-        evaluate: impl FnMut(&mut O, usize) -> Result<f64> + 'static,
+        evaluate: impl FnMut(&mut O, &Progress) -> Result<f64> + 'static,
     ) {
         self.evaluations.push((name.to_string(), every_epochs.max(1), Box::new(evaluate)));
     }
@@ -420,7 +421,8 @@ impl<O: Objective> Trainer<O> {
             if self.state.batch_in_epoch >= per_epoch {
                 self.state.epoch += 1;
                 self.state.batch_in_epoch = 0;
-                self.evaluate(epoch, &mut history)?;
+                let progress = Progress { step: self.state.step.saturating_sub(1), total_steps: total, epoch };
+                self.evaluate(&progress, &mut history)?;
                 if self.config.checkpoint_each_epoch && saved_at != Some(self.state.step) {
                     last_saved = self.save_checkpoint()?;
                     saved_at = Some(self.state.step);
@@ -436,11 +438,12 @@ impl<O: Objective> Trainer<O> {
         Ok(summary)
     }
 
-    fn evaluate(&mut self, epoch: usize, history: &mut Option<std::fs::File>) -> Result<()> {
+    fn evaluate(&mut self, progress: &Progress, history: &mut Option<std::fs::File>) -> Result<()> {
+        let epoch = progress.epoch;
         let mut eval = HashMap::new();
         for (name, every, f) in &mut self.evaluations {
             if (epoch + 1) % *every == 0 {
-                let value = f(&mut self.objective, epoch)?;
+                let value = f(&mut self.objective, progress)?;
                 tracing::info!(epoch, metric = %name, value, "evaluation");
                 eval.insert(name.clone(), value);
             }
