@@ -19,6 +19,9 @@ use candle_nn::{Init, VarBuilder};
 use contrastive_core::nn::cpu::{contiguous_slice, with_cpu_slice};
 use rayon::prelude::*;
 
+pub(crate) use crate::unfold::Dims;
+use crate::unfold::{col2im, columns, images_per_unfold, kernel_from_rows, kernel_rows, row2im, unfold};
+
 /// Shape of a convolution: square kernel, same stride and padding on both axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -35,7 +38,7 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    fn out_side(&self, side: usize) -> Result<usize> {
+    pub(crate) fn out_side(&self, side: usize) -> Result<usize> {
         let padded = side + 2 * self.padding;
         if padded < self.kernel {
             bail!("conv2d: input side {side} with padding {} is smaller than the kernel {}", self.padding, self.kernel);
@@ -157,57 +160,6 @@ struct ConvOp {
     channels_last: bool,
 }
 
-/// The sizes one image needs.
-#[derive(Clone, Copy)]
-pub(crate) struct Dims {
-    pub(crate) c: usize,
-    pub(crate) h: usize,
-    pub(crate) w: usize,
-    pub(crate) o: usize,
-    pub(crate) oh: usize,
-    pub(crate) ow: usize,
-    pub(crate) k: usize,
-    pub(crate) stride: usize,
-    pub(crate) pad: usize,
-}
-
-impl Dims {
-    pub(crate) fn new(g: ConvGeometry, h: usize, w: usize) -> Result<Self> {
-        Ok(Self {
-            c: g.in_channels,
-            h,
-            w,
-            o: g.out_channels,
-            oh: g.out_side(h)?,
-            ow: g.out_side(w)?,
-            k: g.kernel,
-            stride: g.stride,
-            pad: g.padding,
-        })
-    }
-    /// Rows of the column matrix.
-    fn rows(&self) -> usize {
-        self.c * self.k * self.k
-    }
-    /// Output positions per image.
-    fn positions(&self) -> usize {
-        self.oh * self.ow
-    }
-    fn in_len(&self) -> usize {
-        self.c * self.h * self.w
-    }
-    fn out_len(&self) -> usize {
-        self.o * self.positions()
-    }
-    /// A 1x1 kernel at stride 1 without padding reads the image as its own column matrix.
-    fn is_pointwise(&self) -> bool {
-        self.k == 1 && self.stride == 1 && self.pad == 0
-    }
-    fn taps(&self) -> usize {
-        self.k * self.k
-    }
-}
-
 /// Images per task: enough that one gemm has about 2048 output columns (small late feature maps
 /// are batched, so the gemm is not starved), at most 64. It depends on the shapes only, so the
 /// weight-gradient sums run in one order whatever the thread count, and the result repeats bit
@@ -256,99 +208,6 @@ fn gemm<T: WithDType>(
             gemm::Parallelism::None,
         )
     }
-}
-
-/// The output columns `lo..hi` whose input column `ox·stride + kx - pad` lies inside `0..w`.
-fn valid_columns(d: &Dims, kx: usize) -> (usize, usize) {
-    let lo = d.pad.saturating_sub(kx).div_ceil(d.stride);
-    let hi = if d.w + d.pad > kx { ((d.w + d.pad - kx - 1) / d.stride + 1).min(d.ow) } else { 0 };
-    (lo.min(hi), hi)
-}
-
-/// Unfolds one image (C, H, W) into its columns of a column matrix (C·k·k rows, row stride `ld`),
-/// zeros where the kernel reads padding.
-fn im2col<T: WithDType>(x: &[T], d: &Dims, col: &mut [T], ld: usize) {
-    let p = d.positions();
-    for c in 0..d.c {
-        for ky in 0..d.k {
-            for kx in 0..d.k {
-                let row = &mut col[((c * d.k + ky) * d.k + kx) * ld..][..p];
-                if d.is_pointwise() {
-                    row.copy_from_slice(&x[c * p..(c + 1) * p]);
-                    continue;
-                }
-                let (lo, hi) = valid_columns(d, kx);
-                for oy in 0..d.oh {
-                    let iy = (oy * d.stride + ky) as isize - d.pad as isize;
-                    let out = &mut row[oy * d.ow..(oy + 1) * d.ow];
-                    if iy < 0 || iy as usize >= d.h {
-                        out.fill(T::zero());
-                        continue;
-                    }
-                    let src = &x[(c * d.h + iy as usize) * d.w..][..d.w];
-                    out[..lo].fill(T::zero());
-                    out[hi..].fill(T::zero());
-                    let first = lo * d.stride + kx - d.pad;
-                    if d.stride == 1 {
-                        out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-                    } else {
-                        for (o, &v) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(d.stride)) {
-                            *o = v;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Folds one image's columns (row stride `ld`) back onto it, adding where kernel windows overlap
-/// (the adjoint of im2col): adds into `dx`, which the caller has zeroed.
-fn col2im<T: WithDType>(col: &[T], d: &Dims, dx: &mut [T], ld: usize) {
-    let p = d.positions();
-    for c in 0..d.c {
-        for ky in 0..d.k {
-            for kx in 0..d.k {
-                let row = &col[((c * d.k + ky) * d.k + kx) * ld..][..p];
-                let (lo, hi) = valid_columns(d, kx);
-                if lo >= hi {
-                    continue;
-                }
-                let first = lo * d.stride + kx - d.pad;
-                for oy in 0..d.oh {
-                    let iy = (oy * d.stride + ky) as isize - d.pad as isize;
-                    if iy < 0 || iy as usize >= d.h {
-                        continue;
-                    }
-                    let dst = &mut dx[(c * d.h + iy as usize) * d.w..][..d.w];
-                    let src = &row[oy * d.ow + lo..oy * d.ow + hi];
-                    if d.stride == 1 {
-                        for (o, &v) in dst[first..first + hi - lo].iter_mut().zip(src) {
-                            *o += v;
-                        }
-                    } else {
-                        for (o, &v) in dst[first..].iter_mut().step_by(d.stride).zip(src) {
-                            *o += v;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The column matrix (C·k·k, B·P) of a task's B images, image i in columns i·P..(i+1)·P.
-fn columns<T: WithDType>(xs: &[T], d: &Dims, col: &mut Vec<T>) -> usize {
-    let b = xs.len() / d.in_len();
-    let ld = b * d.positions();
-    // Every element is written by im2col, so only growth needs initialising.
-    if col.len() < d.rows() * ld {
-        col.resize(d.rows() * ld, T::zero());
-    }
-    for (i, xi) in xs.chunks(d.in_len()).enumerate() {
-        im2col(xi, d, &mut col[i * d.positions()..], ld);
-    }
-    ld
 }
 
 fn forward_channels_first<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
@@ -433,111 +292,6 @@ fn over_tasks<T: WithDType>(
         }
     }
     (need_dx.then_some(dx), dw)
-}
-
-/// The input position (H·W index) a kernel tap of an output position reads, or None in the
-/// padding.
-fn tap_source(d: &Dims, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
-    let iy = (oy * d.stride + ky).checked_sub(d.pad).filter(|&iy| iy < d.h)?;
-    let ix = (ox * d.stride + kx).checked_sub(d.pad).filter(|&ix| ix < d.w)?;
-    Some(iy * d.w + ix)
-}
-
-/// Unfolds one channels-last image (H·W, C) into its rows of the transposed column matrix: one
-/// row of k·k·C values, ordered (ky, kx, c), per output position; zeros where the kernel reads
-/// padding.
-fn im2row<T: WithDType>(x: &[T], d: &Dims, rows: &mut [T]) {
-    let c = d.c;
-    for oy in 0..d.oh {
-        for ox in 0..d.ow {
-            let row = &mut rows[(oy * d.ow + ox) * d.rows()..][..d.rows()];
-            for ky in 0..d.k {
-                for kx in 0..d.k {
-                    let dst = &mut row[(ky * d.k + kx) * c..][..c];
-                    match tap_source(d, oy, ox, ky, kx) {
-                        Some(at) => dst.copy_from_slice(&x[at * c..][..c]),
-                        None => dst.fill(T::zero()),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Images unfolded at a time within a task: a rows matrix of about 1 MiB (an L2 cache) stays in
-/// cache between im2row writing it and the gemm packing it; at least 128 rows for the gemm. (On
-/// the 2-core test machine the ConvNet step's median went from 209 to 185-190 ms against unfolding
-/// the whole task at once.)
-fn images_per_unfold<T>(d: &Dims) -> usize {
-    let image = d.positions() * d.rows() * std::mem::size_of::<T>();
-    ((1 << 20) / image.max(1)).max(128usize.div_ceil(d.positions())).max(1)
-}
-
-/// The rows matrix (B·P x k·k·C) of a task's channels-last images, in `col`, and its (row, column)
-/// strides as gemm reads it. With one channel a channels-last image is also channels-first, so
-/// the matrix is stored transposed, by im2col, whose rows are long runs (im2row would copy a
-/// single value per kernel tap).
-fn unfold<T: WithDType>(xs: &[T], d: &Dims, col: &mut Vec<T>) -> (usize, usize) {
-    let (p, rows) = (d.positions(), d.rows());
-    let n = xs.len() / d.in_len() * p;
-    // Every element is written below, so only growth needs initialising.
-    if col.len() < n * rows {
-        col.resize(n * rows, T::zero());
-    }
-    if d.c == 1 {
-        for (i, xi) in xs.chunks(d.in_len()).enumerate() {
-            im2col(xi, d, &mut col[i * p..], n);
-        }
-        (1, n)
-    } else {
-        for (xi, ci) in xs.chunks(d.in_len()).zip(col.chunks_mut(p * rows)) {
-            im2row(xi, d, ci);
-        }
-        (rows, 1)
-    }
-}
-
-/// Folds one image's rows back onto it, channels-last (H·W, C), adding where kernel windows
-/// overlap (the adjoint of im2row): adds into `dx`, which the caller has zeroed.
-fn row2im<T: WithDType>(rows: &[T], d: &Dims, dx: &mut [T]) {
-    let c = d.c;
-    for oy in 0..d.oh {
-        for ox in 0..d.ow {
-            let row = &rows[(oy * d.ow + ox) * d.rows()..][..d.rows()];
-            for ky in 0..d.k {
-                for kx in 0..d.k {
-                    if let Some(at) = tap_source(d, oy, ox, ky, kx) {
-                        for (o, &v) in dx[at * c..][..c].iter_mut().zip(&row[(ky * d.k + kx) * c..][..c]) {
-                            *o += v;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Each consecutive (rows x cols) block of `src`, transposed.
-fn transpose_blocks<T: WithDType>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); src.len()];
-    for (block, dst) in src.chunks(rows * cols).zip(out.chunks_mut(rows * cols)) {
-        for (r, line) in block.chunks(cols).enumerate() {
-            for (c, &v) in line.iter().enumerate() {
-                dst[c * rows + r] = v;
-            }
-        }
-    }
-    out
-}
-
-/// The kernel (O, C, k, k) with each output's row in im2row's order (ky, kx, c).
-fn kernel_rows<T: WithDType>(w: &[T], d: &Dims) -> Vec<T> {
-    transpose_blocks(w, d.c, d.taps())
-}
-
-/// A kernel gradient in im2row's order back to (O, C, k, k).
-fn kernel_from_rows<T: WithDType>(rows: &[T], d: &Dims) -> Vec<T> {
-    transpose_blocks(rows, d.taps(), d.c)
 }
 
 /// Channels-last images (N, H, W, C) to (N, OH, OW, O): per task of B images, the rows

@@ -34,6 +34,7 @@ mod moco;
 mod pixel_csv;
 mod resnet;
 mod simclr;
+mod unfold;
 mod weights;
 
 pub use batch::{extract_features, stack_images, CollateViews, ViewBatch};
