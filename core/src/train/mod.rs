@@ -4,84 +4,25 @@
 
 mod checkpoint;
 mod config;
+mod history;
+mod objective;
 
 pub use checkpoint::list_checkpoints;
 pub use config::TrainerConfig;
+use history::append_history;
+pub use history::{read_history, HistoryRecord};
+pub use objective::{ExtraState, Objective, Progress};
 
 use crate::data::{Collate, Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::json_file::read_json;
-use crate::nn::ParamStore;
 use crate::optim::{grad_sq_norms, scale_to_norm, Optimizer};
-use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-
-/// What a method implements: turn a batch into a scalar loss.
-pub trait Objective {
-    /// What the loader yields.
-    type Batch;
-
-    /// The loss of one batch, in training mode.
-    fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor>;
-
-    /// The variables the optimiser updates and checkpoints save.
-    fn params(&self) -> &ParamStore;
-
-    /// Called after each optimiser step with where training stands: momentum updates and their
-    /// schedules (BYOL's and DINO's momentum follow `progress.fraction()`).
-    fn after_step(&mut self, _progress: &Progress) -> candle_core::Result<()> {
-        Ok(())
-    }
-
-    /// State beyond the parameters that an exact resume needs (a queue, a target network,
-    /// dropout stream positions).
-    fn extra_state(&self) -> Result<ExtraState> {
-        Ok(ExtraState::default())
-    }
-
-    /// Restores what [`Objective::extra_state`] returned.
-    fn load_extra_state(&mut self, _state: ExtraState) -> Result<()> {
-        Ok(())
-    }
-
-    /// The method's configuration, saved beside every checkpoint and compared on resume.
-    fn config(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-}
-
-/// Where training stands when [`Objective::after_step`] or an evaluation runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Progress {
-    /// The optimiser step just taken (0-based).
-    pub step: usize,
-    /// Steps the run takes in all: epochs x batches per epoch, or `max_steps` if fewer.
-    pub total_steps: usize,
-    /// The epoch of the step (0-based).
-    pub epoch: usize,
-}
-
-impl Progress {
-    /// The fraction of the run done after this step, in (0, 1].
-    pub fn fraction(&self) -> f64 {
-        (self.step + 1) as f64 / self.total_steps.max(self.step + 1) as f64
-    }
-}
-
-/// An objective's extra checkpoint state: tensors and JSON.
-#[derive(Clone, Debug, Default)]
-pub struct ExtraState {
-    /// Saved to `extra.safetensors`.
-    pub tensors: HashMap<String, Tensor>,
-    /// Saved to `extra.json`.
-    pub json: serde_json::Value,
-}
 
 /// Where training stands; saved as `state.json` in every checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -101,29 +42,6 @@ pub struct TrainState {
     pub samples_seen: usize,
     /// Seconds spent training, over all sessions.
     pub elapsed_s: f64,
-}
-
-/// One line of `history.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HistoryRecord {
-    /// Steps taken after this record's step.
-    pub step: usize,
-    /// Epoch (0-based).
-    pub epoch: usize,
-    /// Training loss of the step (absent on evaluation lines).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub loss: Option<f64>,
-    /// Learning rate of the step.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub lr: Option<f64>,
-    /// Training throughput of the step.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub samples_per_s: Option<f64>,
-    /// Seconds since training started.
-    pub elapsed_s: f64,
-    /// Evaluation results at the end of an epoch.
-    #[serde(skip_serializing_if = "HashMap::is_empty", default)]
-    pub eval: HashMap<String, f64>,
 }
 
 /// What [`Trainer::fit`] returns.
@@ -493,26 +411,6 @@ impl<O: Objective> Trainer<O> {
             std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Some(file))
     }
-}
-
-fn append_history(file: &mut Option<std::fs::File>, record: &HistoryRecord) -> Result<()> {
-    if let Some(f) = file {
-        let line = serde_json::to_string(record).map_err(|e| Error::Data(e.to_string()))?;
-        writeln!(f, "{line}").map_err(|e| Error::io("history.jsonl", e))?;
-    }
-    Ok(())
-}
-
-/// Reads a `history.jsonl`.
-pub fn read_history(path: &Path) -> Result<Vec<HistoryRecord>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| Error::Json { path: path.into(), message: format!("line {}: {e}", i + 1) })
-        })
-        .collect()
 }
 
 fn progress_bar(enabled: bool, total: u64, position: u64) -> indicatif::ProgressBar {
