@@ -209,18 +209,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             progress: true,
             ..TrainerConfig::default()
         };
-        let mut trainer = Trainer::new(trainer_config, model)?;
         let run_dir = run_dir_of(seed);
-        if let Some(dir) = &run_dir {
-            trainer = trainer.with_run_dir(dir);
-        }
-        if flags.resume.is_some() && !trainer.resume()? {
-            return Err(contrastive_core::Error::checkpoint(
-                run_dir.unwrap_or_default(),
-                "--resume: the checkpoint went away",
-            ));
-        }
-        trainer.stop_on_ctrl_c()?;
+        let mut trainer = flags.start_in(Trainer::new(trainer_config, model)?, run_dir.clone())?;
         let t = Instant::now();
         let summary = trainer.fit(&loader)?;
         flags.stop_if_interrupted(&summary)?;

@@ -182,15 +182,23 @@ impl CommonFlags {
     /// none), and Ctrl-C stopping after the current step with a checkpoint.
     pub fn start<O: contrastive_core::train::Objective>(
         &self,
-        mut trainer: contrastive_core::train::Trainer<O>,
+        trainer: contrastive_core::train::Trainer<O>,
     ) -> contrastive_core::Result<contrastive_core::train::Trainer<O>> {
-        if let Some(dir) = self.run_dir() {
+        self.start_in(trainer, self.run_dir())
+    }
+
+    /// [`Self::start`] with the run's checkpoints in `dir` (graphcl: a folder per seed).
+    pub fn start_in<O: contrastive_core::train::Objective>(
+        &self,
+        mut trainer: contrastive_core::train::Trainer<O>,
+        dir: Option<PathBuf>,
+    ) -> contrastive_core::Result<contrastive_core::train::Trainer<O>> {
+        if let Some(dir) = &dir {
             trainer = trainer.with_run_dir(dir);
         }
-        if let Some(dir) = &self.resume {
-            if !trainer.resume()? {
-                return Err(contrastive_core::Error::checkpoint(dir, "--resume: no checkpoint in this folder"));
-            }
+        if self.resume.is_some() && !trainer.resume()? {
+            let dir = dir.unwrap_or_default();
+            return Err(contrastive_core::Error::checkpoint(dir, "--resume: no checkpoint in this folder"));
         }
         trainer.stop_on_ctrl_c()?;
         Ok(trainer)
