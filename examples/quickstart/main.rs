@@ -17,10 +17,9 @@ use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_eval::{stratified_folds, Knn, LinearProbe, Vote};
 use contrastive_examples::flags::CommonFlags;
 use contrastive_examples::image_eval::{raw_pixels, score};
-use contrastive_examples::image_training::pixel_statistics;
 use contrastive_examples::pretrained::resolve_init;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
-use contrastive_vision::augment::{ColorJitter, GaussianBlur, RandomResizedCrop, ViewAugmentation};
+use contrastive_vision::augment::{ColorJitter, GaussianBlur, Normalize, RandomResizedCrop, ViewAugmentation};
 use contrastive_vision::{
     extract_features, load_encoder_weights, uci_digits, CollateViews, ConvNetConfig, EncoderConfig, SimClr,
     SimClrConfig,
@@ -52,7 +51,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let (train, test) = (digits.select(&train_idx)?, digits.select(&test_idx)?);
     eprintln!("UCI digits: {} training and {} held-out images of 8x8", train.labels.len(), test.labels.len());
 
-    let normalize = pixel_statistics(&train);
+    let normalize = Normalize::fit(&train)?;
     // Views for 8x8 digits: crops that keep most of the digit, no flip (a mirrored 2 is not a 2),
     // brightness and contrast, a light blur.
     let augmentation = ViewAugmentation(Compose(vec![

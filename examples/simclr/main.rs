@@ -10,9 +10,10 @@ use clap::Parser;
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_examples::flags::{positive, CommonFlags};
 use contrastive_examples::image_data::load_image_data;
-use contrastive_examples::image_training::{pixel_statistics, train_and_evaluate, RunSpec};
+use contrastive_examples::image_training::{train_and_evaluate, RunSpec};
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
 use contrastive_examples::report::finish;
+use contrastive_vision::augment::Normalize;
 use contrastive_vision::{Encoder, SimClr, SimClrConfig};
 
 /// SimCLR (Chen et al. 2020) with the PyTorch reference recipe by default: the small ConvNet, head
@@ -41,7 +42,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("simclr", &cli)?;
     let data = load_image_data(cli.common.data.as_deref())?;
-    let normalize = pixel_statistics(&data.train);
+    let normalize = Normalize::fit(&data.train)?;
     let augmentation = cli.recipe.build((data.train.height, data.train.width), normalize.clone());
     let encoder = cli.encoder.config(data.train.channels);
     let width = encoder.dim();

@@ -31,25 +31,6 @@ pub struct RunSpec {
     pub lr: f64,
 }
 
-/// Per-channel mean and standard deviation of the training pixels (one value for grayscale).
-pub fn pixel_statistics(images: &InMemoryImages) -> Normalize {
-    let plane = images.height * images.width;
-    let (mut mean, mut std) = (Vec::new(), Vec::new());
-    for c in 0..images.channels {
-        let values = images.pixels.chunks(images.image_len()).flat_map(|img| img[c * plane..(c + 1) * plane].iter());
-        let (mut s, mut s2, mut n) = (0f64, 0f64, 0f64);
-        for &v in values {
-            s += v as f64;
-            s2 += (v as f64) * (v as f64);
-            n += 1.0;
-        }
-        let m = s / n;
-        mean.push(m as f32);
-        std.push(((s2 / n - m * m).max(1e-12)).sqrt() as f32);
-    }
-    Normalize { mean, std }
-}
-
 /// The evaluation protocols: kNN (k 200, temperature 0.1) and a logistic-regression probe with C
 /// = 1 on standardised features (`quick`: fewer iterations).
 pub fn protocols(quick: bool) -> (Knn, LinearProbe) {

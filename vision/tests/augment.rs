@@ -141,3 +141,23 @@ fn labelled_items_keep_their_label() {
     // Normalised: (x - 0.5) / 0.25 maps [0, 1] to [-2, 2].
     assert!(view.data.iter().all(|v| (-2.0..=2.0).contains(v)));
 }
+
+#[test]
+fn normalize_fits_each_channel_of_a_dataset() {
+    use contrastive_vision::augment::Normalize;
+    use contrastive_vision::InMemoryImages;
+    // Two 2-channel 1x2 images: channel 0 holds 0, 1, 1, 1 (mean 0.75, variance 0.1875), channel 1
+    // holds 0.5 everywhere (std 0, floored at 1e-6).
+    let images = InMemoryImages {
+        channels: 2,
+        height: 1,
+        width: 2,
+        pixels: vec![0.0, 1.0, 0.5, 0.5, 1.0, 1.0, 0.5, 0.5],
+        labels: vec![0, 1],
+    };
+    let n = Normalize::fit(&images).unwrap();
+    assert!((n.mean[0] - 0.75).abs() < 1e-7 && (n.std[0] - 0.1875f32.sqrt()).abs() < 1e-7, "{n:?}");
+    assert!((n.mean[1] - 0.5).abs() < 1e-7 && (n.std[1] - 1e-6).abs() < 1e-9, "{n:?}");
+    let empty = InMemoryImages { pixels: vec![], labels: vec![], ..images };
+    assert!(Normalize::fit(&empty).unwrap_err().to_string().contains("no pixels"));
+}

@@ -216,6 +216,37 @@ pub struct Normalize {
 }
 
 impl Normalize {
+    /// The per-channel mean and (population) standard deviation of every pixel of `images`,
+    /// summed in f64: the normalisation to train from scratch with. An empty set is an error.
+    pub fn fit(images: &crate::images::InMemoryImages) -> Result<Self> {
+        let plane = images.height * images.width;
+        let count = images.labels.len() * plane;
+        if count == 0 || images.pixels.len() != images.labels.len() * images.image_len() {
+            return Err(Error::Data(format!(
+                "Normalize::fit: {} images of {} x {} x {} with {} values: no pixels to measure",
+                images.labels.len(),
+                images.channels,
+                images.height,
+                images.width,
+                images.pixels.len()
+            )));
+        }
+        let (mut mean, mut std) = (Vec::new(), Vec::new());
+        for c in 0..images.channels {
+            let values =
+                images.pixels.chunks(images.image_len()).flat_map(|img| img[c * plane..(c + 1) * plane].iter());
+            let (mut s, mut s2) = (0f64, 0f64);
+            for &v in values {
+                s += f64::from(v);
+                s2 += f64::from(v) * f64::from(v);
+            }
+            let m = s / count as f64;
+            mean.push(m as f32);
+            std.push(((s2 / count as f64 - m * m).max(1e-12)).sqrt() as f32);
+        }
+        Ok(Self { mean, std })
+    }
+
     /// ImageNet's statistics, which torchvision and timm weights expect.
     pub fn imagenet() -> Self {
         Self { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
