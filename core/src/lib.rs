@@ -35,6 +35,7 @@ pub mod augment;
 mod backbone;
 pub mod cross_modal;
 pub mod data;
+pub mod embed;
 pub mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
@@ -48,6 +49,7 @@ pub mod similarity;
 pub mod train;
 
 pub use backbone::Backbone;
+pub use embed::{embed, Embed};
 pub use error::{Error, Result};
 
 // The README's example runs as a doctest.

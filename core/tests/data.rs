@@ -2,12 +2,13 @@
 //! errors; the augmentation combinators.
 
 use contrastive_core::augment::{Augment, Compose, RandomApply, RandomChoice};
-use contrastive_core::data::{Loader, LoaderConfig, ViewPair};
+use contrastive_core::data::{Loader, LoaderConfig, TwoViews, ViewPair};
 use contrastive_core::{Error, Result};
 use rand::{Rng, RngCore};
 
 type Batch = Vec<ViewPair<f64>>;
-type TestLoader = Loader<Vec<f64>, fn(f64, &mut dyn RngCore) -> Result<f64>, fn(Vec<ViewPair<f64>>) -> Result<Batch>>;
+type TestLoader =
+    Loader<Vec<f64>, TwoViews<fn(f64, &mut dyn RngCore) -> Result<f64>>, fn(Vec<ViewPair<f64>>) -> Result<Batch>>;
 
 fn jitter(x: f64, rng: &mut dyn RngCore) -> Result<f64> {
     Ok(x + rng.random_range(-1.0..1.0))

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{linear, Linear};
-use contrastive_core::data::{Loader, LoaderConfig, ViewPair};
+use contrastive_core::data::{Loader, LoaderConfig, TwoViews, ViewPair};
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{InitScheme, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
@@ -43,7 +43,7 @@ fn collate(samples: Vec<ViewPair<(Vec<f32>, usize)>>) -> Result<(Tensor, Tensor)
 type Aug = fn((Vec<f32>, usize), &mut dyn RngCore) -> Result<(Vec<f32>, usize)>;
 type Col = fn(Vec<ViewPair<(Vec<f32>, usize)>>) -> Result<(Tensor, Tensor)>;
 
-fn loader(threads: usize) -> Loader<Vec<(Vec<f32>, usize)>, Aug, Col> {
+fn loader(threads: usize) -> Loader<Vec<(Vec<f32>, usize)>, TwoViews<Aug>, Col> {
     let config = LoaderConfig { batch_size: 32, seed: 5, shuffle: true, drop_last: true, threads };
     Loader::new(clustered(), noise as Aug, collate as Col, config).unwrap()
 }

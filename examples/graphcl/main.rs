@@ -186,7 +186,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             ..GraphClConfig::paper(input_dim)
         };
         let model = GraphCl::new(config, seed, DType::F32, &Device::Cpu)?;
-        let before = model.encoder().embed(&eval_set.graphs, 512, &Device::Cpu)?;
+        let before = contrastive_core::embed(model.encoder(), &eval_set.graphs, 512)?;
         untrained.push(cv(seed).evaluate(&before, &labels)?.mean);
         baseline.push(cv(seed).evaluate(&hist, &labels)?.mean);
         // A last batch of one graph has no negative: drop it only then.
@@ -216,7 +216,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         flags.stop_if_interrupted(&summary)?;
         graphs_per_s.push((summary.steps as f64 * loader.batch_len(0) as f64) / t.elapsed().as_secs_f64());
         let model = trainer.into_objective();
-        let after = model.encoder().embed(&eval_set.graphs, 512, &Device::Cpu)?;
+        let after = contrastive_core::embed(model.encoder(), &eval_set.graphs, 512)?;
         let report = cv(seed).evaluate(&after, &labels)?;
         eprintln!(
             "seed {seed}: GraphCL {:.2}% ± {:.2} (10-fold), untrained {:.2}%, histogram {:.2}%, loss {:.3}",

@@ -148,7 +148,7 @@ impl CollateMolecules {
     }
 }
 
-impl Collate<Molecule> for CollateMolecules {
+impl Collate<ViewPair<Molecule>> for CollateMolecules {
     type Batch = ClipBatch<GraphBatch, TokenBatch>;
 
     fn collate(&self, samples: Vec<ViewPair<Molecule>>) -> Result<Self::Batch> {

@@ -21,8 +21,7 @@ use contrastive_examples::pretrained::resolve_init;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_vision::augment::{ColorJitter, GaussianBlur, Normalize, RandomResizedCrop, ViewAugmentation};
 use contrastive_vision::{
-    extract_features, load_encoder_weights, uci_digits, CollateViews, ConvNetConfig, EncoderConfig, SimClr,
-    SimClrConfig,
+    load_encoder_weights, uci_digits, CollateViews, ConvNetConfig, EncoderConfig, ImageEmbedder, SimClr, SimClrConfig,
 };
 use serde_json::json;
 use std::time::Instant;
@@ -82,7 +81,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let knn = Knn { k: 20, vote: Vote::Weighted { temperature: 0.1 }, ..Knn::default() };
     let probe = LinearProbe { seed: flags.seed, ..LinearProbe::default() };
     let features = |m: &SimClr, x: &contrastive_vision::InMemoryImages| {
-        extract_features(m.encoder(), x, &normalize, 512, &Device::Cpu)
+        contrastive_core::embed(&ImageEmbedder::new(m.encoder(), &normalize, &Device::Cpu), x, 512)
     };
     let raw = score(&raw_pixels(&train)?, &train.labels, &raw_pixels(&test)?, &test.labels, &knn, &probe)?;
     let untrained =

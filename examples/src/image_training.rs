@@ -13,7 +13,7 @@ use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{Knn, LinearProbe};
 use contrastive_vision::augment::{Normalize, ViewAugmentation};
-use contrastive_vision::{extract_features, load_encoder_weights, CollateViews, Encoder, InMemoryImages, ViewBatch};
+use contrastive_vision::{load_encoder_weights, CollateViews, Encoder, ImageEmbedder, InMemoryImages, ViewBatch};
 use serde_json::json;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -39,7 +39,7 @@ pub fn protocols(quick: bool) -> (Knn, LinearProbe) {
 }
 
 fn features(encoder: &Encoder, images: &InMemoryImages, normalize: &Normalize) -> Result<Tensor> {
-    extract_features(encoder, images, normalize, 500, &Device::Cpu)
+    contrastive_core::embed(&ImageEmbedder::new(encoder, normalize, &Device::Cpu), images, 500)
 }
 
 /// Trains `objective` on `data` and evaluates its encoder; returns the run's figures.

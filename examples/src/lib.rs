@@ -16,3 +16,8 @@ pub mod pretrained;
 pub mod recipe;
 pub mod report;
 pub mod run_record;
+
+// The workspace README's example runs as a doctest here, where every crate is at hand.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadmeDoctests;

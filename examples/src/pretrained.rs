@@ -28,6 +28,6 @@ fn hub(init: &str) -> Result<PathBuf> {
 fn hub(init: &str) -> Result<PathBuf> {
     Err(Error::Data(format!(
         "--init {init}: no such file. To load a Hugging Face Hub repository, build with the `hub` feature \
-         (cargo run --features hub ...)"
+         (the default: leave out --no-default-features)"
     )))
 }

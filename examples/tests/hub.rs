@@ -2,7 +2,7 @@
 //! URL layout on a loopback port, and hf-hub's own client downloads from it into a temporary
 //! cache; a second resolution works offline from that cache. Nothing reaches the internet.
 //!
-//!     cargo test -p contrastive-examples --features hub --test hub
+//!     cargo test -p contrastive-examples --test hub   (the feature `hub` is on by default)
 #![cfg(feature = "hub")]
 
 #[path = "../../core/tests/support/hub_server.rs"]

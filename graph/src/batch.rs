@@ -81,7 +81,7 @@ pub struct CollateGraphs {
     pub device: Device,
 }
 
-impl Collate<Graph> for CollateGraphs {
+impl Collate<ViewPair<Graph>> for CollateGraphs {
     type Batch = GraphViews;
     fn collate(&self, samples: Vec<ViewPair<Graph>>) -> Result<GraphViews> {
         let first: Vec<&Graph> = samples.iter().map(|s| &s.first).collect();

@@ -91,6 +91,8 @@ struct GinLayer {
 pub struct Gin {
     config: GinConfig,
     layers: Vec<GinLayer>,
+    /// Where its weights live: the device batches are built on.
+    device: candle_core::Device,
 }
 
 impl Gin {
@@ -112,7 +114,7 @@ impl Gin {
                 eps,
             });
         }
-        Ok(Self { config: config.clone(), layers })
+        Ok(Self { config: config.clone(), layers, device: vb.device().clone() })
     }
 
     /// The configuration.
@@ -167,23 +169,13 @@ impl Gin {
             self.readout(&h, batch)
         }
     }
+}
 
-    /// Embeddings of `graphs` in eval mode, `chunk` graphs at a time, as (len, output_dim) f32.
-    pub fn embed(
-        &self,
-        graphs: &[crate::Graph],
-        chunk: usize,
-        device: &candle_core::Device,
-    ) -> contrastive_core::Result<Tensor> {
-        let mut out = Vec::new();
-        for part in graphs.chunks(chunk.max(1)) {
-            let refs: Vec<&crate::Graph> = part.iter().collect();
-            let batch = GraphBatch::new(&refs, device)?;
-            out.push(self.forward_t(&batch, false)?.detach().to_dtype(DType::F32)?);
-        }
-        if out.is_empty() {
-            return Err(contrastive_core::Error::Data("embed: no graphs".into()));
-        }
-        Ok(Tensor::cat(&out, 0)?)
+/// Graphs to embeddings for `contrastive_core::embed`, in eval mode: `embed(&gin, &graphs, 512)`.
+impl contrastive_core::Embed<crate::Graph> for Gin {
+    fn embed_batch(&self, graphs: Vec<crate::Graph>) -> contrastive_core::Result<Tensor> {
+        let refs: Vec<&crate::Graph> = graphs.iter().collect();
+        let batch = GraphBatch::new(&refs, &self.device)?;
+        Ok(self.forward_t(&batch, false)?)
     }
 }

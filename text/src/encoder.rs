@@ -148,22 +148,19 @@ impl SentenceEncoder {
     }
 
     /// Vectors of `sentences` (N, H) in eval mode, 64 at a time; unit length when the model
-    /// normalises.
+    /// normalises. (A corpus of any size: `contrastive_core::embed(&encoder, &corpus, 64)`.)
     pub fn encode(&self, sentences: &[&str]) -> Result<Tensor> {
-        let mut parts = Vec::new();
-        for chunk in sentences.chunks(64) {
-            let batch = self.tokenizer.encode(chunk, &self.device)?;
-            let states = self.bert.forward_t(&batch.ids, &batch.type_ids, &batch.attention_mask, false)?;
-            let pooled = match self.pooling {
-                SentencePooling::Mean => Pooling::Mean.forward_t(&states, &batch.attention_mask, false)?,
-                SentencePooling::Cls => Pooling::Cls.forward_t(&states, &batch.attention_mask, false)?,
-            };
-            parts.push(if self.normalize { contrastive_core::similarity::l2_normalize(&pooled)? } else { pooled });
-        }
-        if parts.is_empty() {
-            return Err(Error::Data("encode: no sentence".into()));
-        }
-        Ok(Tensor::cat(&parts, 0)?)
+        contrastive_core::embed(self, sentences, 64)
+    }
+
+    fn encode_batch(&self, sentences: &[&str]) -> Result<Tensor> {
+        let batch = self.tokenizer.encode(sentences, &self.device)?;
+        let states = self.bert.forward_t(&batch.ids, &batch.type_ids, &batch.attention_mask, false)?;
+        let pooled = match self.pooling {
+            SentencePooling::Mean => Pooling::Mean.forward_t(&states, &batch.attention_mask, false)?,
+            SentencePooling::Cls => Pooling::Cls.forward_t(&states, &batch.attention_mask, false)?,
+        };
+        Ok(if self.normalize { contrastive_core::similarity::l2_normalize(&pooled)? } else { pooled })
     }
 
     /// Writes a folder that sentence-transformers and [`SentenceEncoder::from_folder`] load:
@@ -218,5 +215,19 @@ impl SentenceEncoder {
                 "pooling_mode_mean_sqrt_len_tokens": false
             }),
         )
+    }
+}
+
+/// Sentences to vectors for `contrastive_core::embed`, in eval mode.
+impl contrastive_core::Embed<&str> for SentenceEncoder {
+    fn embed_batch(&self, sentences: Vec<&str>) -> Result<Tensor> {
+        self.encode_batch(&sentences)
+    }
+}
+
+/// Sentences to vectors for `contrastive_core::embed`: a `Vec<String>` corpus.
+impl contrastive_core::Embed<String> for SentenceEncoder {
+    fn embed_batch(&self, sentences: Vec<String>) -> Result<Tensor> {
+        self.encode_batch(&sentences.iter().map(String::as_str).collect::<Vec<_>>())
     }
 }

@@ -68,7 +68,7 @@ pub struct CollateSentences {
     pub device: Device,
 }
 
-impl Collate<String> for CollateSentences {
+impl Collate<ViewPair<String>> for CollateSentences {
     type Batch = SentenceBatch;
     fn collate(&self, samples: Vec<ViewPair<String>>) -> Result<SentenceBatch> {
         let text: Vec<&str> = samples.iter().map(|s| s.first.as_str()).collect();
@@ -83,7 +83,7 @@ impl Collate<String> for CollateSentences {
 /// An (anchor, entailment, contradiction) triple for supervised SimCSE.
 pub type Triple = (String, String, String);
 
-impl Collate<Triple> for CollateSentences {
+impl Collate<ViewPair<Triple>> for CollateSentences {
     type Batch = SentenceBatch;
     fn collate(&self, samples: Vec<ViewPair<Triple>>) -> Result<SentenceBatch> {
         let column = |f: fn(&Triple) -> &str| -> Vec<&str> { samples.iter().map(|s| f(&s.first)).collect() };

@@ -1,9 +1,7 @@
-//! Turning images into tensors: the loader's collate and batched feature extraction.
+//! Turning images into tensors: stacking and the loader's collate.
 
-use crate::augment::Normalize;
-use crate::encoder::Encoder;
-use crate::images::{Image, InMemoryImages};
-use candle_core::{Device, ModuleT, Tensor};
+use crate::images::Image;
+use candle_core::{Device, Tensor};
 use contrastive_core::data::{Collate, ViewPair};
 use contrastive_core::{Error, Result};
 
@@ -52,50 +50,16 @@ fn collate<'a>(device: &Device, samples: impl Iterator<Item = (usize, &'a Image,
     Ok(ViewBatch { first: stack_images(&first, device)?, second: stack_images(&second, device)?, indices })
 }
 
-impl Collate<Image> for CollateViews {
+impl Collate<ViewPair<Image>> for CollateViews {
     type Batch = ViewBatch;
     fn collate(&self, samples: Vec<ViewPair<Image>>) -> Result<ViewBatch> {
         collate(&self.device, samples.iter().map(|s| (s.index, &s.first, &s.second)))
     }
 }
 
-impl Collate<(Image, u32)> for CollateViews {
+impl Collate<ViewPair<(Image, u32)>> for CollateViews {
     type Batch = ViewBatch;
     fn collate(&self, samples: Vec<ViewPair<(Image, u32)>>) -> Result<ViewBatch> {
         collate(&self.device, samples.iter().map(|s| (s.index, &s.first.0, &s.second.0)))
     }
-}
-
-/// Features of every image, normalised with `normalize`, from the encoder in eval mode, `batch`
-/// images at a time: (N, dim).
-pub fn extract_features(
-    encoder: &Encoder,
-    images: &InMemoryImages,
-    normalize: &Normalize,
-    batch: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let len = images.image_len();
-    let n = images.labels.len();
-    let mut parts = Vec::new();
-    for start in (0..n).step_by(batch.max(1)) {
-        let end = (start + batch.max(1)).min(n);
-        let mut chunk = Vec::with_capacity(end - start);
-        for i in start..end {
-            let mut img = Image::new(
-                images.channels,
-                images.height,
-                images.width,
-                images.pixels[i * len..(i + 1) * len].to_vec(),
-            )?;
-            normalize.normalize(&mut img)?;
-            chunk.push(img);
-        }
-        let x = stack_images(&chunk.iter().collect::<Vec<_>>(), device)?;
-        parts.push(encoder.forward_t(&x, false)?.detach());
-    }
-    if parts.is_empty() {
-        return Err(Error::Data("extract_features: no images".into()));
-    }
-    Ok(Tensor::cat(&parts, 0)?)
 }

@@ -85,6 +85,11 @@ impl ImageFolder {
     pub fn files(&self) -> &[(PathBuf, u32)] {
         &self.files
     }
+
+    /// The label of every image, in order (what `eval` classifies against).
+    pub fn labels(&self) -> Vec<u32> {
+        self.files.iter().map(|(_, label)| *label).collect()
+    }
 }
 
 impl Dataset for ImageFolder {

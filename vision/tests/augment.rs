@@ -160,4 +160,13 @@ fn normalize_fits_each_channel_of_a_dataset() {
     assert!((n.mean[1] - 0.5).abs() < 1e-7 && (n.std[1] - 1e-6).abs() < 1e-9, "{n:?}");
     let empty = InMemoryImages { pixels: vec![], labels: vec![], ..images };
     assert!(Normalize::fit(&empty).unwrap_err().to_string().contains("no pixels"));
+    // Images of different sizes (a folder read one at a time) count by their pixels: a 1x1 image
+    // of 0 and a 1x3 image of 1, 1, 1 give mean 0.75 and variance 0.1875, as above.
+    use contrastive_vision::Image;
+    let mixed = vec![(Image::new(1, 1, 1, vec![0.0]).unwrap(), 0), (Image::new(1, 1, 3, vec![1.0; 3]).unwrap(), 0)];
+    let n = Normalize::fit(&mixed).unwrap();
+    assert!((n.mean[0] - 0.75).abs() < 1e-7 && (n.std[0] - 0.1875f32.sqrt()).abs() < 1e-7, "{n:?}");
+    let channels = vec![(Image::new(1, 1, 1, vec![0.0]).unwrap(), 0), (Image::new(3, 1, 1, vec![1.0; 3]).unwrap(), 0)];
+    let err = Normalize::fit(&channels).unwrap_err().to_string();
+    assert!(err.contains("image 1 has 3 channels"), "{err}");
 }

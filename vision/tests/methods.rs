@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, ModuleT, Tensor};
 use contrastive_core::augment::Compose;
-use contrastive_core::data::{Dataset, Loader, LoaderConfig};
+use contrastive_core::data::{Dataset, Loader, LoaderConfig, TwoViews};
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{InitScheme, ParamStore, ProjectionHeadConfig};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
@@ -172,7 +172,7 @@ fn loader(
     batch: usize,
     seed: u64,
     overfit: bool,
-) -> Loader<InMemoryImages, ViewAugmentation, CollateViews> {
+) -> Loader<InMemoryImages, TwoViews<ViewAugmentation>, CollateViews> {
     let normalize = Normalize { mean: vec![0.3], std: vec![0.35] };
     let aug = if overfit {
         ViewAugmentation(Compose(vec![Box::new(HorizontalFlip { p: 0.5 }), Box::new(normalize)]))

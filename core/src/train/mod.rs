@@ -13,7 +13,7 @@ use history::append_history;
 pub use history::{read_history, HistoryRecord};
 pub use objective::{ExtraState, Objective, Progress};
 
-use crate::data::{Collate, Dataset, Loader};
+use crate::data::BatchSource;
 use crate::error::{Error, Result};
 use crate::json_file::read_json;
 use crate::optim::{grad_sq_norms, scale_to_norm, Optimizer};
@@ -231,39 +231,30 @@ impl<O: Objective> Trainer<O> {
         Ok(Some(dir))
     }
 
-    /// Trains until the configured epochs or steps are done, from wherever the state stands.
-    pub fn fit<D, A, C>(&mut self, loader: &Loader<D, A, C>) -> Result<Summary>
-    where
-        D: Dataset + 'static,
-        D::Item: Clone,
-        A: crate::augment::Augment<D::Item> + 'static,
-        C: Collate<D::Item, Batch = O::Batch> + 'static,
-    {
-        let per_epoch = loader.batches_per_epoch();
+    /// Trains until the configured epochs or steps are done, from wherever the state stands,
+    /// on batches from `source` (a [`Loader`](crate::data::Loader) or any other [`BatchSource`]).
+    pub fn fit<S: BatchSource<Batch = O::Batch>>(&mut self, source: &S) -> Result<Summary> {
+        let per_epoch = source.batches_per_epoch();
         let mut total = self.config.epochs * per_epoch;
         if let Some(max) = self.config.max_steps {
             total = total.min(max);
         }
         if self.state.step == 0 && self.state.samples_seen == 0 {
-            self.state.seed = loader.config().seed;
-            self.state.batch_size = loader.config().batch_size;
-        } else if self.state.batch_size != 0 && self.state.batch_size != loader.config().batch_size {
+            self.state.seed = source.seed();
+            self.state.batch_size = source.batch_size();
+        } else if self.state.batch_size != 0 && self.state.batch_size != source.batch_size() {
             return Err(Error::config(
                 "loader.batch_size",
                 format!(
                     "the checkpoint was trained with batch size {}, the loader has {} (--batch-size must match the run's)",
                     self.state.batch_size,
-                    loader.config().batch_size
+                    source.batch_size()
                 ),
             ));
-        } else if self.state.seed != loader.config().seed {
+        } else if self.state.seed != source.seed() {
             return Err(Error::config(
                 "loader.seed",
-                format!(
-                    "the checkpoint was trained with seed {}, the loader has {}",
-                    self.state.seed,
-                    loader.config().seed
-                ),
+                format!("the checkpoint was trained with seed {}, the loader has {}", self.state.seed, source.seed()),
             ));
         }
         let mut history = self.open_history()?;
@@ -275,7 +266,7 @@ impl<O: Objective> Trainer<O> {
         let mut saved_at = None;
         'epochs: while self.state.step < total {
             let epoch = self.state.epoch;
-            for batch in loader.epoch_from(epoch, self.state.batch_in_epoch) {
+            for batch in source.epoch_from(epoch, self.state.batch_in_epoch) {
                 if self.state.step >= total {
                     break 'epochs;
                 }
@@ -308,7 +299,7 @@ impl<O: Objective> Trainer<O> {
                 let lr = self.config.schedule.lr(self.config.lr, self.state.step);
                 self.optimizer.step(&grads, lr)?;
                 self.objective.after_step(&Progress { step: self.state.step, total_steps: total, epoch })?;
-                let batch_len = loader.batch_len(self.state.batch_in_epoch);
+                let batch_len = source.batch_len(self.state.batch_in_epoch);
                 self.state.step += 1;
                 self.state.batch_in_epoch += 1;
                 self.state.samples_seen += batch_len;

@@ -3,6 +3,7 @@
 
 use crate::images::Image;
 use contrastive_core::augment::Augment;
+use contrastive_core::data::Dataset;
 use contrastive_core::{Error, Result};
 use rand::seq::SliceRandom;
 use rand::{Rng as _, RngCore};
@@ -216,34 +217,39 @@ pub struct Normalize {
 }
 
 impl Normalize {
-    /// The per-channel mean and (population) standard deviation of every pixel of `images`,
-    /// summed in f64: the normalisation to train from scratch with. An empty set is an error.
-    pub fn fit(images: &crate::images::InMemoryImages) -> Result<Self> {
-        let plane = images.height * images.width;
-        let count = images.labels.len() * plane;
-        if count == 0 || images.pixels.len() != images.labels.len() * images.image_len() {
-            return Err(Error::Data(format!(
-                "Normalize::fit: {} images of {} x {} x {} with {} values: no pixels to measure",
-                images.labels.len(),
-                images.channels,
-                images.height,
-                images.width,
-                images.pixels.len()
-            )));
-        }
-        let (mut mean, mut std) = (Vec::new(), Vec::new());
-        for c in 0..images.channels {
-            let values =
-                images.pixels.chunks(images.image_len()).flat_map(|img| img[c * plane..(c + 1) * plane].iter());
-            let (mut s, mut s2) = (0f64, 0f64);
-            for &v in values {
-                s += f64::from(v);
-                s2 += f64::from(v) * f64::from(v);
+    /// The per-channel mean and (population) standard deviation of every pixel of a labelled
+    /// image dataset (in memory or a folder read one image at a time; images of any size count
+    /// by their pixels), summed in f64: the normalisation to train from scratch with. An empty
+    /// set, or images whose channel counts differ, is an error naming the image.
+    pub fn fit<D: Dataset<Item = (Image, u32)> + ?Sized>(dataset: &D) -> Result<Self> {
+        let mut sums: Vec<(f64, f64)> = Vec::new();
+        let mut count = 0usize;
+        for i in 0..dataset.len() {
+            let (img, _) = dataset.get(i)?;
+            if i == 0 {
+                sums = vec![(0.0, 0.0); img.channels];
+            } else if img.channels != sums.len() {
+                return Err(Error::Data(format!(
+                    "Normalize::fit: image {i} has {} channels, image 0 has {}",
+                    img.channels,
+                    sums.len()
+                )));
             }
-            let m = s / count as f64;
-            mean.push(m as f32);
-            std.push(((s2 / count as f64 - m * m).max(1e-12)).sqrt() as f32);
+            let plane = img.height * img.width;
+            for (c, (s, s2)) in sums.iter_mut().enumerate() {
+                for &v in &img.data[c * plane..(c + 1) * plane] {
+                    *s += f64::from(v);
+                    *s2 += f64::from(v) * f64::from(v);
+                }
+            }
+            count += plane;
         }
+        if count == 0 {
+            return Err(Error::Data(format!("Normalize::fit: {} images with no pixels to measure", dataset.len())));
+        }
+        let n = count as f64;
+        let mean = sums.iter().map(|(s, _)| (s / n) as f32).collect();
+        let std = sums.iter().map(|(s, s2)| (s2 / n - (s / n) * (s / n)).max(1e-12).sqrt() as f32).collect();
         Ok(Self { mean, std })
     }
 

@@ -1,5 +1,10 @@
-//! Datasets, collation, and the loader that shuffles, augments two views per sample in parallel
-//! and prepares the next batch while the current step runs.
+//! Datasets, the views of a sample, collation, the loader that shuffles, makes each sample's
+//! views in parallel and prepares the next batch while the current step runs, and
+//! [`BatchSource`], what the `Trainer` draws batches from.
+
+mod views;
+
+pub use views::{CropSet, MultiCrop, TwoViews, ViewPair, Views};
 
 use crate::augment::Augment;
 use crate::error::{Error, Result};
@@ -23,46 +28,64 @@ pub trait Dataset: Send + Sync {
     fn get(&self, index: usize) -> Result<Self::Item>;
 }
 
+impl<T: Clone + Send + Sync> Dataset for [T] {
+    type Item = T;
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn get(&self, index: usize) -> Result<T> {
+        <[T]>::get(self, index)
+            .cloned()
+            .ok_or_else(|| Error::Data(format!("index {index} out of {}", <[T]>::len(self))))
+    }
+}
+
 impl<T: Clone + Send + Sync> Dataset for Vec<T> {
     type Item = T;
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
     fn get(&self, index: usize) -> Result<T> {
-        self.as_slice()
-            .get(index)
-            .cloned()
-            .ok_or_else(|| Error::Data(format!("index {index} out of {}", <[T]>::len(self))))
+        Dataset::get(self.as_slice(), index)
     }
 }
 
-/// Two augmented views of one sample, and the sample's index in the dataset.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ViewPair<T> {
-    /// Dataset index of the sample.
-    pub index: usize,
-    /// The first view.
-    pub first: T,
-    /// The second view.
-    pub second: T,
-}
-
-/// Turns the view pairs of one batch into what an objective consumes (usually tensors).
-pub trait Collate<T>: Send + Sync {
+/// Turns the views of one batch's samples (`S`: a [`ViewPair`], a [`CropSet`], ...) into what an
+/// objective consumes (usually tensors).
+pub trait Collate<S>: Send + Sync {
     /// The batch type.
     type Batch: Send;
-    /// Builds a batch from its samples, in order.
-    fn collate(&self, samples: Vec<ViewPair<T>>) -> Result<Self::Batch>;
+    /// Builds a batch from its samples' views, in order.
+    fn collate(&self, samples: Vec<S>) -> Result<Self::Batch>;
 }
 
-impl<T, B: Send, F> Collate<T> for F
+impl<S, B: Send, F> Collate<S> for F
 where
-    F: Fn(Vec<ViewPair<T>>) -> Result<B> + Send + Sync,
+    F: Fn(Vec<S>) -> Result<B> + Send + Sync,
 {
     type Batch = B;
-    fn collate(&self, samples: Vec<ViewPair<T>>) -> Result<B> {
+    fn collate(&self, samples: Vec<S>) -> Result<B> {
         self(samples)
     }
+}
+
+/// What the `Trainer` draws batches from: a fixed number of batches per epoch, and batch `b` of
+/// epoch `e` the same every time it is asked for (which makes resuming exact). [`Loader`] is one;
+/// a method whose batches come from elsewhere (pairs of modalities from two stores, a stream with
+/// its own index) implements it.
+pub trait BatchSource {
+    /// What one batch is.
+    type Batch;
+    /// Batches in one epoch.
+    fn batches_per_epoch(&self) -> usize;
+    /// Samples in batch `batch` of an epoch (the throughput and `samples_seen` count them).
+    fn batch_len(&self, batch: usize) -> usize;
+    /// The nominal batch size, recorded in checkpoints: a resume with another one is refused.
+    fn batch_size(&self) -> usize;
+    /// The seed of the order and the randomness, recorded in checkpoints like the batch size.
+    fn seed(&self) -> u64;
+    /// The batches of `epoch` from batch `start` on.
+    fn epoch_from(&self, epoch: usize, start: usize) -> impl Iterator<Item = Result<Self::Batch>>;
 }
 
 /// How the loader batches.
@@ -86,16 +109,17 @@ impl Default for LoaderConfig {
     }
 }
 
-/// Yields batches of two augmented views per sample. Sample `i` in epoch `e` draws its views
+/// Yields batches of each sample's views: two by one augmentation ([`Loader::new`]) or any
+/// [`Views`] ([`Loader::with_views`], multi-crop say). Sample `i` in epoch `e` draws its views
 /// from its own stream `sample_rng(seed, e, i)`, so the batches are the same whatever the thread
 /// count.
-pub struct Loader<D: Dataset, A, C> {
-    inner: Arc<Inner<D, A, C>>,
+pub struct Loader<D: Dataset, V, C> {
+    inner: Arc<Inner<D, V, C>>,
 }
 
-struct Inner<D, A, C> {
+struct Inner<D, V, C> {
     dataset: D,
-    augment: A,
+    views: V,
     collate: C,
     config: LoaderConfig,
     pool: rayon::ThreadPool,
@@ -103,15 +127,27 @@ struct Inner<D, A, C> {
     distinct_keys: Option<Vec<u64>>,
 }
 
-impl<D, A, C> Loader<D, A, C>
+impl<D, A, C> Loader<D, TwoViews<A>, C>
 where
     D: Dataset + 'static,
     A: Augment<D::Item> + 'static,
-    C: Collate<D::Item> + 'static,
+    C: Collate<ViewPair<D::Item>> + 'static,
     D::Item: Clone,
 {
-    /// A loader over `dataset`.
+    /// A loader of two views per sample, both by `augment`.
     pub fn new(dataset: D, augment: A, collate: C, config: LoaderConfig) -> Result<Self> {
+        Self::with_views(dataset, TwoViews(augment), collate, config)
+    }
+}
+
+impl<D, V, C> Loader<D, V, C>
+where
+    D: Dataset + 'static,
+    V: Views<D::Item> + 'static,
+    C: Collate<V::Out> + 'static,
+{
+    /// A loader whose samples become their views by `views`.
+    pub fn with_views(dataset: D, views: V, collate: C, config: LoaderConfig) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(Error::config("loader.batch_size", "must be at least 1"));
         }
@@ -130,7 +166,7 @@ where
             .thread_name(|i| format!("loader-{i}"))
             .build()
             .map_err(|e| Error::config("loader.threads", e.to_string()))?;
-        Ok(Self { inner: Arc::new(Inner { dataset, augment, collate, config, pool, distinct_keys: None }) })
+        Ok(Self { inner: Arc::new(Inner { dataset, views, collate, config, pool, distinct_keys: None }) })
     }
 
     /// Keeps samples with equal keys (the same sentence, say: in-batch negatives must not be
@@ -213,24 +249,44 @@ where
     }
 }
 
-impl<D, A, C> Inner<D, A, C>
+impl<D, V, C> BatchSource for Loader<D, V, C>
+where
+    D: Dataset + 'static,
+    V: Views<D::Item> + 'static,
+    C: Collate<V::Out> + 'static,
+{
+    type Batch = C::Batch;
+    fn batches_per_epoch(&self) -> usize {
+        Loader::batches_per_epoch(self)
+    }
+    fn batch_len(&self, batch: usize) -> usize {
+        Loader::batch_len(self, batch)
+    }
+    fn batch_size(&self) -> usize {
+        self.inner.config.batch_size
+    }
+    fn seed(&self) -> u64 {
+        self.inner.config.seed
+    }
+    fn epoch_from(&self, epoch: usize, start: usize) -> impl Iterator<Item = Result<C::Batch>> {
+        Loader::epoch_from(self, epoch, start)
+    }
+}
+
+impl<D, V, C> Inner<D, V, C>
 where
     D: Dataset,
-    A: Augment<D::Item>,
-    C: Collate<D::Item>,
-    D::Item: Clone,
+    V: Views<D::Item>,
+    C: Collate<V::Out>,
 {
     fn make_batch(&self, epoch: usize, indices: &[usize]) -> Result<C::Batch> {
         let seed = self.config.seed;
-        let samples: Result<Vec<ViewPair<D::Item>>> = self.pool.install(|| {
+        let samples: Result<Vec<V::Out>> = self.pool.install(|| {
             indices
                 .par_iter()
                 .map(|&index| {
                     let item = self.dataset.get(index)?;
-                    let mut rng = sample_rng(seed, epoch, index);
-                    let first = self.augment.apply(item.clone(), &mut rng)?;
-                    let second = self.augment.apply(item, &mut rng)?;
-                    Ok(ViewPair { index, first, second })
+                    self.views.views(index, item, &mut sample_rng(seed, epoch, index))
                 })
                 .collect()
         });

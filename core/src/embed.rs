@@ -1,0 +1,42 @@
+//! Embedding a whole dataset with a trained model, in eval mode and a batch at a time: the one
+//! path that every modality crate, `eval`, `--save-embeddings` and the examples share. Each
+//! modality says how a batch of its items becomes vectors ([`Embed`]); [`embed`] does the rest.
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use candle_core::{DType, Tensor};
+
+/// A model that turns a batch of items (images, sentences, graphs) into their embeddings,
+/// (items, D), in eval mode (no dropout, running BatchNorm statistics).
+pub trait Embed<T> {
+    /// The embeddings of `items`, one row each, in order.
+    fn embed_batch(&self, items: Vec<T>) -> Result<Tensor>;
+}
+
+/// The embeddings of every item of `dataset`, in its order, `batch_size` items at a time:
+/// (len, D) f32, detached from any graph. An empty dataset or a batch size of 0 is an error, as
+/// is a model that returns a row count other than its batch's.
+pub fn embed<D: Dataset + ?Sized>(model: &impl Embed<D::Item>, dataset: &D, batch_size: usize) -> Result<Tensor> {
+    if batch_size == 0 {
+        return Err(Error::config("embed.batch_size", "must be at least 1"));
+    }
+    let n = dataset.len();
+    if n == 0 {
+        return Err(Error::Data("embed: the dataset has no item".into()));
+    }
+    let mut parts = Vec::with_capacity(n.div_ceil(batch_size));
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
+        let items = (start..end).map(|i| dataset.get(i)).collect::<Result<Vec<_>>>()?;
+        let z = model.embed_batch(items)?;
+        if z.rank() != 2 || z.dim(0)? != end - start {
+            return Err(Error::Data(format!(
+                "embed: items {start}..{end} gave embeddings of shape {:?}, expected ({}, D)",
+                z.dims(),
+                end - start
+            )));
+        }
+        parts.push(z.detach().to_dtype(DType::F32)?);
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}

@@ -1,0 +1,113 @@
+//! The toolkit every CPU kernel of the workspace shares (the fused losses and `nn` here, the
+//! convolution and BatchNorm of `contrastive-vision`): one float trait for the element types the
+//! kernels run in, and one matrix product over strided operands.
+
+use crate::loss::exp_kernel::{exp_shifted_sum_f32, exp_shifted_sum_f64};
+use candle_core::WithDType;
+use num_traits::Float;
+
+/// The element types the kernels run in (f32 and f64).
+pub trait KernelFloat:
+    Float
+    + WithDType
+    + Send
+    + Sync
+    + 'static
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::ops::DivAssign
+{
+    /// `row[j] = exp(row[j] - shift)`, returning the sum (vectorised for both types).
+    fn exp_shifted_sum(row: &mut [Self], shift: Self) -> Self;
+}
+
+impl KernelFloat for f32 {
+    fn exp_shifted_sum(row: &mut [Self], shift: Self) -> Self {
+        exp_shifted_sum_f32(row, shift)
+    }
+}
+
+impl KernelFloat for f64 {
+    fn exp_shifted_sum(row: &mut [Self], shift: Self) -> Self {
+        exp_shifted_sum_f64(row, shift)
+    }
+}
+
+/// A matrix operand read in place: element (i, j) is `data[i * row_stride + j * col_stride]`, so
+/// a row-major matrix is `(cols, 1)` and its transpose `(1, cols)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a, T> {
+    /// The elements.
+    pub data: &'a [T],
+    /// Step between rows.
+    pub row_stride: usize,
+    /// Step between columns.
+    pub col_stride: usize,
+}
+
+impl<'a, T> Strided<'a, T> {
+    /// `data` with `(row_stride, col_stride)`.
+    pub fn new(data: &'a [T], (row_stride, col_stride): (usize, usize)) -> Self {
+        Self { data, row_stride, col_stride }
+    }
+
+    /// Whether a (rows, cols) matrix under these strides lies inside `data`.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || self.data.len() > (rows - 1) * self.row_stride + (cols - 1) * self.col_stride
+    }
+}
+
+/// How a product uses threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// The calling thread only (the caller already runs products in parallel).
+    One,
+    /// The current rayon pool.
+    Pool,
+}
+
+/// `dst (m × n, row-major) = [dst +] scale · a (m × k) · b (k × n)`, on gemm's kernels (AVX-512
+/// where the CPU has it). Panics if an operand or `dst` is smaller than its shape and strides
+/// need: a caller's bug, never the data's.
+pub fn gemm<T: KernelFloat>(
+    dst: &mut [T],
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    scale: T,
+    threads: Threads,
+) {
+    assert!(dst.len() >= m * n, "gemm: destination holds {} of {m} x {n}", dst.len());
+    assert!(a.covers(m, k) && b.covers(k, n), "gemm: an operand is smaller than {m} x {k} x {n} under its strides");
+    let parallelism = match (threads, rayon::current_num_threads()) {
+        (Threads::One, _) | (Threads::Pool, 0 | 1) => gemm::Parallelism::None,
+        (Threads::Pool, t) => gemm::Parallelism::Rayon(t),
+    };
+    // SAFETY: every element the strides reach lies inside its slice (checked above), and `dst`
+    // is a distinct mutable borrow, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            if accumulate { T::one() } else { T::zero() },
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
