@@ -40,6 +40,7 @@ pub mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
 mod json_file;
+pub mod kernel;
 pub mod loss;
 pub mod nn;
 pub mod optim;

@@ -8,7 +8,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{Init, ModuleT, VarBuilder};
-use contrastive_core::nn::cpu::{contiguous_slice, with_cpu_slice};
+use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
 use num_traits::Float;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -163,7 +163,7 @@ fn layout_dims(l: &Layout) -> (usize, usize, usize) {
 
 /// Σ f(i) and Σ g(i) over i < n, in eight lanes of T (so the loop vectorises), returned in f64.
 #[inline(always)]
-fn lane_sums<T: WithDType + Float + std::ops::AddAssign>(n: usize, f: impl Fn(usize) -> (T, T)) -> (f64, f64) {
+fn lane_sums<T: KernelFloat>(n: usize, f: impl Fn(usize) -> (T, T)) -> (f64, f64) {
     let (mut a, mut b) = ([T::zero(); 8], [T::zero(); 8]);
     let full = n / 8 * 8;
     for i in (0..full).step_by(8) {
@@ -190,12 +190,7 @@ const ROWS: usize = 256;
 /// Per channel Σ f(p, q, m) and Σ g(p, q, m) over the rows of two (N, C) buffers `p` and `q`
 /// with a per-channel value `m`: each block of [`ROWS`] rows summed in T along the channels
 /// (contiguous, so it vectorises), the blocks in f64.
-fn row_sums<T: WithDType + Float + std::ops::AddAssign>(
-    p: &[T],
-    q: &[T],
-    m: &[T],
-    f: impl Fn(T, T, T) -> (T, T) + Sync,
-) -> (Vec<f64>, Vec<f64>) {
+fn row_sums<T: KernelFloat>(p: &[T], q: &[T], m: &[T], f: impl Fn(T, T, T) -> (T, T) + Sync) -> (Vec<f64>, Vec<f64>) {
     let c = m.len();
     let blocks: Vec<(Vec<T>, Vec<T>)> = p
         .par_chunks(c * ROWS)
@@ -225,10 +220,7 @@ fn row_sums<T: WithDType + Float + std::ops::AddAssign>(
 /// Per channel: mean and biased variance, in one pass of shifted sums (the shift, the channel's
 /// first value, keeps the variance free of cancellation), each plane (or block of rows) summed in
 /// T and the planes in f64.
-fn channel_moments<T: WithDType + Float + std::ops::AddAssign>(
-    x: &[T],
-    (n, c, s): (usize, usize, usize),
-) -> (Vec<f64>, Vec<f64>) {
+fn channel_moments<T: KernelFloat>(x: &[T], (n, c, s): (usize, usize, usize)) -> (Vec<f64>, Vec<f64>) {
     let count = (n * s) as f64;
     let finish = |shift: T, sum: f64, sq: f64| {
         let m = sum / count;
@@ -261,7 +253,7 @@ fn channel_moments<T: WithDType + Float + std::ops::AddAssign>(
 }
 
 /// Per channel: (rstd, the shift that makes y = x·a + b).
-fn affine<T: WithDType + Float>(mean: &[f64], var: &[f64], w: &[T], b: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
+fn affine<T: KernelFloat>(mean: &[f64], var: &[f64], w: &[T], b: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
     mean.iter()
         .zip(var)
         .zip(w.iter().zip(b))
@@ -284,7 +276,7 @@ fn affine_run<T: Float>(y: &mut [T], x: &[T], coefs: impl Iterator<Item = (T, T)
     }
 }
 
-pub(crate) fn forward<T: WithDType + Float + std::ops::AddAssign>(
+pub(crate) fn forward<T: KernelFloat>(
     x: &[T],
     w: &[T],
     b: &[T],
@@ -313,7 +305,7 @@ pub(crate) fn forward<T: WithDType + Float + std::ops::AddAssign>(
 }
 
 /// `dy` where the fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
-pub(crate) fn relu_masked<T: WithDType + Float>(dy: &[T], out: &[T]) -> Vec<T> {
+pub(crate) fn relu_masked<T: KernelFloat>(dy: &[T], out: &[T]) -> Vec<T> {
     let mut g = vec![T::zero(); dy.len()];
     g.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14)).zip(out.par_chunks(1 << 14)).for_each(|((g, d), o)| {
         for ((g, &d), &o) in g.iter_mut().zip(d).zip(o) {
@@ -325,7 +317,7 @@ pub(crate) fn relu_masked<T: WithDType + Float>(dy: &[T], out: &[T]) -> Vec<T> {
 
 /// (dx, dγ, dβ) from x, γ and the output gradient `dy`, with the batch statistics of the forward
 /// pass.
-pub(crate) fn backward<T: WithDType + Float + std::ops::AddAssign>(
+pub(crate) fn backward<T: KernelFloat>(
     x: &[T],
     w: &[T],
     dy: &[T],
@@ -462,7 +454,7 @@ impl CustomOp3 for BatchNormOp {
     }
 }
 
-fn gradients<T: WithDType + Float + std::ops::AddAssign>(
+fn gradients<T: KernelFloat>(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,

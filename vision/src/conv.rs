@@ -14,9 +14,9 @@
 //! transposed. Weights keep PyTorch's (O, C, k, k) layout in both.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType};
+use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
-use contrastive_core::nn::cpu::{contiguous_slice, with_cpu_slice};
+use contrastive_core::kernel::{contiguous_slice, gemm, with_cpu_slice, KernelFloat, Strided, Threads};
 use rayon::prelude::*;
 
 pub(crate) use crate::unfold::Dims;
@@ -168,49 +168,7 @@ fn images_per_task(positions: usize) -> usize {
     2048usize.div_ceil(positions.max(1)).clamp(1, 64)
 }
 
-/// `dst (m x n) = [dst +] a (m x k) * b (k x n)`, `a` and `b` given by their row and column
-/// strides, `dst` row-major.
-#[allow(clippy::too_many_arguments)]
-fn gemm<T: WithDType>(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [T],
-    accumulate: bool,
-    a: &[T],
-    (a_rs, a_cs): (usize, usize),
-    b: &[T],
-    (b_rs, b_cs): (usize, usize),
-) {
-    debug_assert!(dst.len() >= m * n);
-    debug_assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    debug_assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    // SAFETY: the slices cover every element the strides reach (checked above in debug builds and
-    // by construction of the callers), and `dst` does not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
-}
-
-fn forward_channels_first<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
+fn forward_channels_first<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
     let per_task = images_per_task(p);
     let mut y = vec![T::zero(); x.len() / d.in_len() * d.out_len()];
@@ -222,7 +180,15 @@ fn forward_channels_first<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
                 out.resize(d.o * ld, T::zero());
             }
             // Y (O x B·P) = W (O x rows) · col (rows x B·P), then each image's columns to NCHW.
-            gemm((d.o, ld, rows), out, false, w, (rows, 1), col, (ld, 1));
+            gemm(
+                out,
+                (d.o, ld, rows),
+                false,
+                Strided::new(w, (rows, 1)),
+                Strided::new(col, (ld, 1)),
+                T::one(),
+                Threads::One,
+            );
             for (i, yi) in ys.chunks_mut(d.out_len()).enumerate() {
                 for (o, dst) in yi.chunks_mut(p).enumerate() {
                     dst.copy_from_slice(&out[o * ld + i * p..][..p]);
@@ -234,7 +200,7 @@ fn forward_channels_first<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
 }
 
 /// (dx if `need_dx`, dw) from x, w and dy, images (N, C, H, W).
-fn backward_channels_first<T: WithDType>(
+fn backward_channels_first<T: KernelFloat>(
     x: &[T],
     w: &[T],
     dy: &[T],
@@ -255,10 +221,26 @@ fn backward_channels_first<T: WithDType>(
         }
         // dW = dY (O x B·P) · colᵀ (B·P x rows)
         let mut dw = vec![T::zero(); d.o * rows];
-        gemm((d.o, rows, ld), &mut dw, false, &g, (ld, 1), &col, (1, ld));
+        gemm(
+            &mut dw,
+            (d.o, rows, ld),
+            false,
+            Strided::new(&g, (ld, 1)),
+            Strided::new(&col, (1, ld)),
+            T::one(),
+            Threads::One,
+        );
         let Some(dxs) = dxs else { return dw };
         // dcol (rows x B·P) = Wᵀ (rows x O) · dY, folded back onto each image.
-        gemm((rows, ld, d.o), &mut col, false, w, (1, rows), &g, (ld, 1));
+        gemm(
+            &mut col,
+            (rows, ld, d.o),
+            false,
+            Strided::new(w, (1, rows)),
+            Strided::new(&g, (ld, 1)),
+            T::one(),
+            Threads::One,
+        );
         for (i, dxi) in dxs.chunks_mut(d.in_len()).enumerate() {
             col2im(&col[i * p..], d, dxi, ld);
         }
@@ -270,7 +252,7 @@ fn backward_channels_first<T: WithDType>(
 
 /// Runs a backward `task` on each group of [`images_per_task`] images (with its slice of dx,
 /// zeroed, when `need_dx`) in parallel, and sums the tasks' weight gradients in task order.
-fn over_tasks<T: WithDType>(
+fn over_tasks<T: KernelFloat>(
     x: &[T],
     dy: &[T],
     d: &Dims,
@@ -296,7 +278,7 @@ fn over_tasks<T: WithDType>(
 
 /// Channels-last images (N, H, W, C) to (N, OH, OW, O): per task of B images, the rows
 /// (B·OH·OW x k·k·C) times the kernel, written straight into the output.
-pub(crate) fn forward_channels_last<T: WithDType>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
+pub(crate) fn forward_channels_last<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
     let per_task = images_per_task(p);
     let w = kernel_rows(w, d);
@@ -309,7 +291,15 @@ pub(crate) fn forward_channels_last<T: WithDType>(x: &[T], w: &[T], d: &Dims) ->
                 let n = xs.len() / d.in_len() * p;
                 let strides = unfold(xs, d, col);
                 // Y (B·P x O) = rows (B·P x k·k·C) · Wᵀ (k·k·C x O)
-                gemm((n, d.o, rows), ys, false, col, strides, &w, (1, rows));
+                gemm(
+                    ys,
+                    (n, d.o, rows),
+                    false,
+                    Strided::new(col, strides),
+                    Strided::new(&w, (1, rows)),
+                    T::one(),
+                    Threads::One,
+                );
             }
         },
     );
@@ -317,7 +307,7 @@ pub(crate) fn forward_channels_last<T: WithDType>(x: &[T], w: &[T], d: &Dims) ->
 }
 
 /// (dx if `need_dx`, dw) from x, w and dy, images (N, H, W, C).
-pub(crate) fn backward_channels_last<T: WithDType>(
+pub(crate) fn backward_channels_last<T: KernelFloat>(
     x: &[T],
     w: &[T],
     dy: &[T],
@@ -335,18 +325,42 @@ pub(crate) fn backward_channels_last<T: WithDType>(
             let n = xs.len() / d.in_len() * p;
             let strides = unfold(xs, d, &mut col);
             // dW (O x k·k·C) += dYᵀ (O x B·P) · rows (B·P x k·k·C)
-            gemm((d.o, rows, n), &mut dw, k > 0, dys, (1, d.o), &col, strides);
+            gemm(
+                &mut dw,
+                (d.o, rows, n),
+                k > 0,
+                Strided::new(dys, (1, d.o)),
+                Strided::new(&col, strides),
+                T::one(),
+                Threads::One,
+            );
             let Some(dxs) = dxs.as_mut().and_then(|it| it.next()) else { continue };
             if d.c == 1 {
                 // dcol (k·k x B·P) = W (k·k x O) · dYᵀ (O x B·P), folded back by col2im (see
                 // unfold).
-                gemm((rows, n, d.o), &mut col, false, &w, (1, rows), dys, (1, d.o));
+                gemm(
+                    &mut col,
+                    (rows, n, d.o),
+                    false,
+                    Strided::new(&w, (1, rows)),
+                    Strided::new(dys, (1, d.o)),
+                    T::one(),
+                    Threads::One,
+                );
                 for (i, dxi) in dxs.chunks_mut(d.in_len()).enumerate() {
                     col2im(&col[i * p..], d, dxi, n);
                 }
             } else {
                 // drows (B·P x k·k·C) = dY (B·P x O) · W (O x k·k·C), folded back onto each image.
-                gemm((n, rows, d.o), &mut col, false, dys, (d.o, 1), &w, (rows, 1));
+                gemm(
+                    &mut col,
+                    (n, rows, d.o),
+                    false,
+                    Strided::new(dys, (d.o, 1)),
+                    Strided::new(&w, (rows, 1)),
+                    T::one(),
+                    Threads::One,
+                );
                 for (ci, dxi) in col.chunks(p * rows).zip(dxs.chunks_mut(d.in_len())) {
                     row2im(ci, d, dxi);
                 }
@@ -370,7 +384,7 @@ impl ConvOp {
         Dims::new(g, h, wd)
     }
 
-    fn forward<T: WithDType>(&self, x: &[T], w: &[T], d: &Dims) -> Vec<T> {
+    fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], d: &Dims) -> Vec<T> {
         if self.channels_last {
             forward_channels_last(x, w, d)
         } else {
@@ -378,7 +392,7 @@ impl ConvOp {
         }
     }
 
-    fn gradients<T: WithDType>(
+    fn gradients<T: KernelFloat>(
         &self,
         x: &Tensor,
         w: &Tensor,

@@ -11,10 +11,9 @@
 use crate::batch_norm::{self, BatchNorm};
 use crate::conv::{self, Conv2d, ConvGeometry, Dims};
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use candle_nn::ModuleT;
-use contrastive_core::nn::cpu::{contiguous_slice, with_cpu_slice};
-use num_traits::Float;
+use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
 use std::sync::{Arc, Mutex};
 
 /// What follows the BatchNorm in a [`ConvBn`].
@@ -113,7 +112,7 @@ impl ConvBnOp {
         Dims::new(self.geometry, h, w)
     }
 
-    fn forward<T: WithDType + Float + std::ops::AddAssign>(&self, x: &[T], w: &[T], affine: &[T], d: &Dims) -> Vec<T> {
+    fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], affine: &[T], d: &Dims) -> Vec<T> {
         let y = conv::forward_channels_last(x, w, d);
         let (gamma, beta) = affine.split_at(d.o);
         let (out, mean, var) = batch_norm::forward(&y, gamma, beta, (y.len() / d.o, d.o, 1), self.eps, self.relu);
@@ -123,7 +122,7 @@ impl ConvBnOp {
     }
 
     #[allow(clippy::type_complexity)]
-    fn gradients<T: WithDType + Float + std::ops::AddAssign>(
+    fn gradients<T: KernelFloat>(
         &self,
         (x, w, affine): (&Tensor, &Tensor, &Tensor),
         out: &Tensor,

@@ -2,9 +2,8 @@
 //! == stride, so the ImageNet stem's 3x3 stride-2 pool would refuse to train.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
-use contrastive_core::nn::cpu::contiguous_slice;
-use num_traits::Float;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use contrastive_core::kernel::{contiguous_slice, KernelFloat};
 use rayon::prelude::*;
 
 /// Max pooling over square windows with implicit -∞ padding (PyTorch's `MaxPool2d`).
@@ -37,7 +36,7 @@ impl MaxPool2d {
     }
 
     /// For each output position of one plane, the input offset of its maximum (first on ties).
-    fn argmax<T: WithDType + Float>(&self, plane: &[T], h: usize, w: usize, out: &mut [usize]) {
+    fn argmax<T: KernelFloat>(&self, plane: &[T], h: usize, w: usize, out: &mut [usize]) {
         let (oh, ow) = self.out_dims(h, w);
         for oy in 0..oh {
             for ox in 0..ow {
@@ -66,7 +65,7 @@ impl MaxPool2d {
         }
     }
 
-    fn run<T: WithDType + Float>(&self, x: &[T], h: usize, w: usize) -> Vec<T> {
+    fn run<T: KernelFloat>(&self, x: &[T], h: usize, w: usize) -> Vec<T> {
         let (oh, ow) = self.out_dims(h, w);
         let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
         y.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each_init(
@@ -81,13 +80,7 @@ impl MaxPool2d {
         y
     }
 
-    fn run_backward<T: WithDType + Float + std::ops::AddAssign>(
-        &self,
-        x: &[T],
-        dy: &[T],
-        h: usize,
-        w: usize,
-    ) -> Vec<T> {
+    fn run_backward<T: KernelFloat>(&self, x: &[T], dy: &[T], h: usize, w: usize) -> Vec<T> {
         let (oh, ow) = self.out_dims(h, w);
         let mut dx = vec![T::zero(); x.len()];
         dx.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(dy.par_chunks(oh * ow)).for_each_init(

@@ -12,8 +12,8 @@
 //! dL/ds_ij = (1/V) (softmax_D(s_i)_j - [j∈P_i]/|P_i|), then through the product and the row
 //! normalisation x̂ = x/max(|x|, ε): dx = (dx̂ - x̂ (x̂·dx̂))/|x| (or dx̂/ε for clamped rows).
 
-use super::exp_kernel::{exp_shifted_sum_f32, exp_shifted_sum_f64};
 use super::Denominator;
+use crate::kernel::{gemm, KernelFloat, Strided, Threads};
 use crate::sampling::{PairMask, RowMask};
 use crate::similarity::NORM_EPS;
 use candle_core::backend::BackendStorage;
@@ -22,34 +22,6 @@ use num_traits::Float;
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Mutex;
-
-/// The element types the kernel runs in.
-pub(crate) trait KernelFloat:
-    Float
-    + WithDType
-    + Send
-    + Sync
-    + 'static
-    + std::ops::AddAssign
-    + std::ops::SubAssign
-    + std::ops::MulAssign
-    + std::ops::DivAssign
-{
-    /// `row[j] = exp(row[j] - shift)`, returning the sum.
-    fn exp_shifted_sum(row: &mut [Self], shift: Self) -> Self;
-}
-
-impl KernelFloat for f32 {
-    fn exp_shifted_sum(row: &mut [Self], shift: Self) -> Self {
-        exp_shifted_sum_f32(row, shift)
-    }
-}
-
-impl KernelFloat for f64 {
-    fn exp_shifted_sum(row: &mut [Self], shift: Self) -> Self {
-        exp_shifted_sum_f64(row, shift)
-    }
-}
 
 /// What the forward pass keeps for the backward pass.
 struct Saved<T> {
@@ -107,7 +79,15 @@ impl FusedInfoNce {
         let mut exps = vec![T::zero(); m * k];
         let scale = T::from(self.inv_temperature).unwrap_or_else(T::one);
         // S = Â Ĉᵀ / τ: Ĉ read transposed through its strides.
-        gemm_into(&mut exps, (m, k, dim), (&anchors.hat, 1, dim as isize), (c_hat, dim as isize, 1), scale);
+        gemm(
+            &mut exps,
+            (m, k, dim),
+            false,
+            Strided::new(&anchors.hat, (dim, 1)),
+            Strided::new(c_hat, (1, dim)),
+            scale,
+            Threads::Pool,
+        );
         let with_positives = self.denominator == Denominator::WithPositives;
         let rows: Vec<(T, T, usize)> = exps
             .par_chunks_mut(k)
@@ -209,62 +189,42 @@ impl FusedInfoNce {
             None => {
                 add_transpose_in_place(&mut exps, m);
                 let mut d_hat = vec![T::zero(); m * dim];
-                gemm_into(&mut d_hat, (m, dim, m), (&exps, 1, m as isize), (&anchors.hat, 1, dim as isize), scale);
+                gemm(
+                    &mut d_hat,
+                    (m, dim, m),
+                    false,
+                    Strided::new(&exps, (m, 1)),
+                    Strided::new(&anchors.hat, (dim, 1)),
+                    scale,
+                    Threads::Pool,
+                );
                 (normalize_backward(&anchors, d_hat, dim), None)
             }
             Some(cands) => {
                 let mut da = vec![T::zero(); m * dim];
-                gemm_into(&mut da, (m, dim, k), (&exps, 1, k as isize), (&cands.hat, 1, dim as isize), scale);
+                gemm(
+                    &mut da,
+                    (m, dim, k),
+                    false,
+                    Strided::new(&exps, (k, 1)),
+                    Strided::new(&cands.hat, (dim, 1)),
+                    scale,
+                    Threads::Pool,
+                );
                 let mut dc = vec![T::zero(); k * dim];
                 // dĈ = Gᵀ Â: G (m, k) read transposed.
-                gemm_into(&mut dc, (k, dim, m), (&exps, k as isize, 1), (&anchors.hat, 1, dim as isize), scale);
+                gemm(
+                    &mut dc,
+                    (k, dim, m),
+                    false,
+                    Strided::new(&exps, (1, k)),
+                    Strided::new(&anchors.hat, (dim, 1)),
+                    scale,
+                    Threads::Pool,
+                );
                 (normalize_backward(&anchors, da, dim), Some(normalize_backward(&cands, dc, dim)))
             }
         }
-    }
-}
-
-fn parallelism() -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
-}
-
-/// dst (rows, cols) = scale · lhs (rows, inner) · rhs (inner, cols), row-major dst; each operand
-/// given as (data, column stride, row stride), so either may be read transposed.
-fn gemm_into<T: KernelFloat>(
-    dst: &mut [T],
-    (rows, cols, inner): (usize, usize, usize),
-    lhs: (&[T], isize, isize),
-    rhs: (&[T], isize, isize),
-    scale: T,
-) {
-    assert!(dst.len() >= rows * cols, "gemm_into: destination too small");
-    // SAFETY: the callers pass buffers of the stated shapes: dst (rows, cols), lhs covering
-    // (rows, inner) and rhs covering (inner, cols) under the given strides.
-    unsafe {
-        gemm::gemm(
-            rows,
-            cols,
-            inner,
-            dst.as_mut_ptr(),
-            1,
-            cols as isize,
-            false,
-            lhs.0.as_ptr(),
-            lhs.1,
-            lhs.2,
-            rhs.0.as_ptr(),
-            rhs.1,
-            rhs.2,
-            T::zero(),
-            scale,
-            false,
-            false,
-            false,
-            parallelism(),
-        );
     }
 }
 

@@ -35,11 +35,9 @@
 
 mod clip;
 mod composite;
-mod exp_kernel;
 mod fused;
 
 pub use clip::clip_loss;
-pub(crate) use fused::KernelFloat;
 
 use crate::sampling::{labels_to_vec, PairMask};
 use crate::similarity::check_pair;

@@ -4,7 +4,7 @@
 //! ReLU's backward several more passes (a comparison, a cast, a product). Fused, forward and
 //! backward are one pass each, and both inputs receive the same masked gradient.
 
-use super::cpu::{contiguous_slice, with_cpu_slice};
+use crate::kernel::{contiguous_slice, with_cpu_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;

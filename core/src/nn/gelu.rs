@@ -3,7 +3,7 @@
 //! 1/√(2π) rounded to six digits; this op computes the value and, in backward, the exact
 //! derivative in one parallel pass each.
 
-use super::cpu::{contiguous_slice, with_cpu_slice};
+use crate::kernel::{contiguous_slice, with_cpu_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;

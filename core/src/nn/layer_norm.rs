@@ -2,8 +2,8 @@
 //! so gradients silently stop at it; this one is a custom op with its own fused backward on the
 //! CPU (f32, f64), and the composite form (tensor ops, autograd) elsewhere.
 
-use super::cpu::{contiguous_slice, with_cpu_slice};
-use crate::loss::KernelFloat;
+use crate::kernel::KernelFloat;
+use crate::kernel::{contiguous_slice, with_cpu_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType, D};
 use candle_nn::{Init, VarBuilder};

@@ -4,8 +4,8 @@
 //! input is flattened to rows, multiplied by the weight in one matmul, and the bias is added by a
 //! custom op whose backward sums the gradient's rows in parallel, in a fixed order.
 
-use super::cpu::{contiguous_slice, with_cpu_slice};
-use crate::loss::KernelFloat;
+use crate::kernel::KernelFloat;
+use crate::kernel::{contiguous_slice, with_cpu_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};

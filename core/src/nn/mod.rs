@@ -3,7 +3,6 @@
 //! gradient-flow check.
 
 mod add_relu;
-pub mod cpu;
 mod dropout;
 mod gelu;
 mod gradient_check;

@@ -2,8 +2,8 @@
 //! gradient silently stops) and the composite `softmax` is about fifteen single-threaded tensor
 //! ops forward and backward; this op does a row in one pass each way, rows in parallel.
 
-use super::cpu::{contiguous_slice, with_cpu_slice};
-use crate::loss::KernelFloat;
+use crate::kernel::KernelFloat;
+use crate::kernel::{contiguous_slice, with_cpu_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;

@@ -289,7 +289,7 @@ impl Optimizer {
 fn norm(t: &Tensor) -> Result<f64> {
     use rayon::prelude::*;
     if matches!(t.device(), candle_core::Device::Cpu) && t.dtype() == candle_core::DType::F32 && t.is_contiguous() {
-        let sum = crate::nn::cpu::with_cpu_slice(t, "norm", |v: &[f32]| {
+        let sum = crate::kernel::with_cpu_slice(t, "norm", |v: &[f32]| {
             // Fixed chunks, summed in order: the result does not depend on the thread count.
             let partials: Vec<f64> =
                 v.par_chunks(1 << 14).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).collect();

@@ -2,8 +2,13 @@
 //! convolution and BatchNorm of `contrastive-vision`): one float trait for the element types the
 //! kernels run in, and one matrix product over strided operands.
 
-use crate::loss::exp_kernel::{exp_shifted_sum_f32, exp_shifted_sum_f64};
+mod cpu;
+mod exp;
+
+pub use cpu::{contiguous_slice, with_cpu_slice};
+
 use candle_core::WithDType;
+pub(crate) use exp::{exp_shifted_sum_f32, exp_shifted_sum_f64};
 use num_traits::Float;
 
 /// The element types the kernels run in (f32 and f64).
