@@ -1,18 +1,20 @@
 //! Two encoders of two modalities trained to agree (CLIP, Radford et al. 2021, arXiv:2103.00020):
-//! any two [`Tower`]s, one [`ParamStore`], CLIP's symmetric loss ([`crate::loss::clip_loss`]) and
+//! any two [`Backbone`]s (the towers), one [`ParamStore`], CLIP's symmetric loss ([`crate::loss::clip_loss`]) and
 //! its learnable, clamped temperature. The trainer sees one [`Objective`], as for every method.
 //!
 //! ```
 //! use candle_core::{DType, Device, Module, Result, Tensor};
-//! use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig, Tower};
+//! use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig};
 //! use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
 //! use contrastive_core::train::Objective;
+//! use contrastive_core::Backbone;
 //!
 //! /// A tower that is one linear layer over feature rows.
 //! struct Rows(Linear);
-//! impl Tower for Rows {
+//! impl Backbone for Rows {
 //!     type Input = Tensor;
-//!     fn embed(&self, x: &Tensor, _train: bool) -> Result<Tensor> { self.0.forward(x) }
+//!     fn encode(&self, x: &Tensor, _train: bool) -> Result<Tensor> { self.0.forward(x) }
+//!     fn dim(&self) -> usize { 4 }
 //! }
 //!
 //! let store = ParamStore::new(0, InitScheme::PyTorch);
@@ -28,31 +30,13 @@
 //! # Ok::<(), contrastive_core::Error>(())
 //! ```
 
+use crate::backbone::Backbone;
 use crate::error::{Error, Result};
 use crate::loss::clip_loss;
 use crate::nn::ParamStore;
 use crate::train::{ExtraState, Objective};
 use candle_core::{DType, Tensor, Var};
 use candle_nn::Init;
-
-/// One side of a two-tower model: a batch of its modality in, embeddings (N, D) out.
-pub trait Tower {
-    /// What the tower reads: a graph batch, token ids, images.
-    type Input;
-
-    /// Embeddings (N, D), with dropout and the like on when `train`.
-    fn embed(&self, input: &Self::Input, train: bool) -> candle_core::Result<Tensor>;
-
-    /// State beyond the parameters that an exact resume needs (dropout stream positions).
-    fn extra_state(&self) -> Result<ExtraState> {
-        Ok(ExtraState::default())
-    }
-
-    /// Restores what [`Tower::extra_state`] returned.
-    fn load_extra_state(&mut self, _state: ExtraState) -> Result<()> {
-        Ok(())
-    }
-}
 
 /// CLIP's temperature settings (the paper's defaults).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -106,7 +90,7 @@ pub struct ClipBatch<A, B> {
 }
 
 /// Two towers and a learnable logit scale, trained with CLIP's symmetric InfoNCE.
-pub struct Clip<A: Tower, B: Tower> {
+pub struct Clip<A: Backbone, B: Backbone> {
     a: A,
     b: B,
     store: ParamStore,
@@ -132,7 +116,7 @@ impl LogScale {
 /// The variable name of the log logit scale in the store.
 pub const LOG_SCALE: &str = "logit_scale";
 
-impl<A: Tower, B: Tower> Clip<A, B> {
+impl<A: Backbone, B: Backbone> Clip<A, B> {
     /// Both towers' variables must live in `store`; a learnable log logit scale is added to it
     /// as [`LOG_SCALE`] (f32, shape (1,)), so the optimiser and checkpoints see it.
     pub fn new(a: A, b: B, store: ParamStore, config: ClipConfig) -> Result<Self> {
@@ -171,7 +155,7 @@ impl<A: Tower, B: Tower> Clip<A, B> {
 
     /// Both towers' embeddings of a batch in evaluation mode.
     pub fn embed(&self, batch: &ClipBatch<A::Input, B::Input>) -> candle_core::Result<(Tensor, Tensor)> {
-        Ok((self.a.embed(&batch.a, false)?, self.b.embed(&batch.b, false)?))
+        Ok((self.a.encode(&batch.a, false)?, self.b.encode(&batch.b, false)?))
     }
 
     /// The towers and the store, for saving or evaluation after training.
@@ -180,12 +164,12 @@ impl<A: Tower, B: Tower> Clip<A, B> {
     }
 }
 
-impl<A: Tower, B: Tower> Objective for Clip<A, B> {
+impl<A: Backbone, B: Backbone> Objective for Clip<A, B> {
     type Batch = ClipBatch<A::Input, B::Input>;
 
     fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
-        let za = self.a.embed(&batch.a, true)?;
-        let zb = self.b.embed(&batch.b, true)?;
+        let za = self.a.encode(&batch.a, true)?;
+        let zb = self.b.encode(&batch.b, true)?;
         clip_loss(&za, &zb, self.log_scale.tensor())
     }
 
@@ -229,6 +213,6 @@ impl<A: Tower, B: Tower> Objective for Clip<A, B> {
     }
 
     fn config(&self) -> serde_json::Value {
-        serde_json::json!({ "method": "clip", "clip": self.config })
+        serde_json::json!({ "method": "clip", "clip": self.config, "a": self.a.describe(), "b": self.b.describe() })
     }
 }

@@ -6,7 +6,7 @@
 //! - [`sampling`]: which pairs are positives and negatives ([`sampling::PairMask`]), in-batch and
 //!   supervised layouts, hard-negative mining, MoCo's memory queue.
 //! - [`loss`]: the InfoNCE family written once as a masked InfoNCE, with a fused CPU kernel.
-//! - [`cross_modal`]: CLIP-style training of any two encoders ([`cross_modal::Tower`]s) to agree.
+//! - [`cross_modal`]: CLIP-style training of any two encoders ([`Backbone`]s) to agree.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};

@@ -5,11 +5,12 @@ mod common;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use common::{finite_differences, random_rows, scalar, tensor};
-use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig, Tower, LOG_SCALE};
+use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig, LOG_SCALE};
 use contrastive_core::loss::clip_loss;
 use contrastive_core::nn::{check_gradients, linear, InitScheme, Linear, ParamStore};
 use contrastive_core::optim::{Optimizer, OptimizerConfig};
 use contrastive_core::train::{Objective, Progress};
+use contrastive_core::Backbone;
 
 const A: [[f64; 4]; 3] = [[0.3, -1.2, 0.5, 2.0], [1.1, 0.4, -0.7, 0.2], [-0.5, 0.9, 1.3, -0.8]];
 const B: [[f64; 4]; 3] = [[0.2, -1.0, 0.8, 1.5], [1.4, -0.3, -0.2, 0.6], [-0.9, 1.2, 0.7, -0.1]];
@@ -92,10 +93,13 @@ fn clip_loss_gradients_match_finite_differences() {
 /// A tower of one linear layer over feature rows.
 struct Rows(Linear);
 
-impl Tower for Rows {
+impl Backbone for Rows {
     type Input = Tensor;
-    fn embed(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+    fn encode(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         self.0.forward(x)
+    }
+    fn dim(&self) -> usize {
+        4
     }
 }
 

@@ -11,12 +11,13 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 
 use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
-use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig, Tower};
+use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig};
 use contrastive_core::data::{Collate, Loader, LoaderConfig, ViewPair};
 use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::rng::named_rng;
 use contrastive_core::train::{ExtraState, Trainer, TrainerConfig};
+use contrastive_core::Backbone;
 use contrastive_core::{Error, Result};
 use contrastive_eval::{retrieval_metrics, RetrievalReport};
 use contrastive_examples::assets::Asset;
@@ -102,11 +103,15 @@ struct GraphTower {
     projection: Linear,
 }
 
-impl Tower for GraphTower {
+impl Backbone for GraphTower {
     type Input = GraphBatch;
 
-    fn embed(&self, batch: &GraphBatch, train: bool) -> candle_core::Result<Tensor> {
+    fn encode(&self, batch: &GraphBatch, train: bool) -> candle_core::Result<Tensor> {
         self.projection.forward(&self.gin.forward_t(batch, train)?)
+    }
+
+    fn dim(&self) -> usize {
+        self.projection.weight().dims()[0]
     }
 }
 
@@ -116,12 +121,16 @@ struct SmilesTower {
     projection: Linear,
 }
 
-impl Tower for SmilesTower {
+impl Backbone for SmilesTower {
     type Input = TokenBatch;
 
-    fn embed(&self, t: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
+    fn encode(&self, t: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
         let states = self.bert.forward_t(&t.ids, &t.type_ids, &t.attention_mask, train)?;
         self.projection.forward(&Pooling::Mean.forward_t(&states, &t.attention_mask, train)?)
+    }
+
+    fn dim(&self) -> usize {
+        self.projection.weight().dims()[0]
     }
 
     fn extra_state(&self) -> Result<ExtraState> {

@@ -179,3 +179,17 @@ impl contrastive_core::Embed<crate::Graph> for Gin {
         Ok(self.forward_t(&batch, false)?)
     }
 }
+
+/// GIN as the encoder of GraphCL, CLIP's graph tower or any method over graph batches.
+impl contrastive_core::Backbone for Gin {
+    type Input = GraphBatch;
+    fn encode(&self, batch: &GraphBatch, train: bool) -> Result<Tensor> {
+        self.forward_t(batch, train)
+    }
+    fn dim(&self) -> usize {
+        self.config.output_dim()
+    }
+    fn describe(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null)
+    }
+}

@@ -1,19 +1,19 @@
 //! GraphCL: "Graph Contrastive Learning with Augmentations", You, Chen, Sui, Chen, Wang and Shen,
 //! NeurIPS 2020, arXiv:2010.13902.
 //!
-//! Implemented: a GIN encoder, a projection head (Linear-ReLU-Linear), two augmented views of
+//! Implemented: a GIN encoder (or any graph [`Backbone`], [`GraphCl::with_backbone`]), a projection head (Linear-ReLU-Linear), two augmented views of
 //! each graph, and GraphCL's loss: one direction (first views as anchors, second views as
 //! candidates), cosine similarity at temperature 0.2, the positive left out of the denominator;
 //! or plain NT-Xent over both views as an option. Both are presets of the core masked InfoNCE.
 
-use crate::batch::GraphViews;
+use crate::batch::{GraphBatch, GraphViews};
 use crate::gin::{Gin, GinConfig};
 use candle_core::{DType, Device, Module, Tensor};
 use contrastive_core::loss::{nt_xent, Denominator, MaskedInfoNce};
 use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
 use contrastive_core::sampling::PairMask;
-use contrastive_core::train::Objective;
-use contrastive_core::{Error, Result};
+use contrastive_core::train::{ExtraState, Objective};
+use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Which contrastive loss.
@@ -51,53 +51,79 @@ impl GraphClConfig {
     }
 }
 
-/// The GraphCL objective: variables `encoder.*` and `proj_head.{0,2}.*`.
-pub struct GraphCl {
-    config: GraphClConfig,
+/// The GraphCL objective over any graph [`Backbone`] (this crate's [`Gin`] by default): variables
+/// `encoder.*` and `proj_head.{0,2}.*`.
+pub struct GraphCl<B: Backbone<Input = GraphBatch> = Gin> {
+    temperature: f64,
+    loss: GraphClLoss,
+    /// The GIN's configuration or [`Backbone::describe`], saved with every checkpoint.
+    encoder_config: serde_json::Value,
     store: ParamStore,
-    encoder: Gin,
+    encoder: B,
     head: (Linear, Linear),
 }
 
-impl GraphCl {
-    /// Builds encoder and head with seeded initialisation in `dtype` (f32 to train; f64 for checks).
+impl GraphCl<Gin> {
+    /// Builds the GIN and the head with seeded initialisation in `dtype` (f32 to train; f64 for
+    /// checks).
     pub fn new(config: GraphClConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
         config.validate()?;
+        let mut model =
+            Self::with_backbone(|vb| Gin::new(&config.gin, vb), config.temperature, config.loss, seed, dtype, device)?;
+        model.encoder_config =
+            serde_json::to_value(&config.gin).map_err(|e| Error::config("graphcl.gin", e.to_string()))?;
+        Ok(model)
+    }
+}
+
+impl<B: Backbone<Input = GraphBatch>> GraphCl<B> {
+    /// GraphCL on a user's own graph encoder: `build` makes it under the `VarBuilder` it is given
+    /// (its variables are `encoder.*`), then the head, as wide as [`Backbone::dim`], beside it.
+    pub fn with_backbone(
+        build: impl FnOnce(candle_nn::VarBuilder) -> Result<B>,
+        temperature: f64,
+        loss: GraphClLoss,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return Err(Error::config("graphcl.temperature", format!("must be positive, got {temperature}")));
+        }
         let store = ParamStore::new(seed, InitScheme::PyTorch);
         let vb = store.var_builder(dtype, device);
-        let encoder = Gin::new(&config.gin, vb.pp("encoder"))?;
-        let d = config.gin.output_dim();
+        let encoder = build(vb.pp("encoder"))?;
+        let d = encoder.dim();
         let head = (linear(d, d, vb.pp("proj_head.0"))?, linear(d, d, vb.pp("proj_head.2"))?);
-        Ok(Self { config, store, encoder, head })
+        let encoder_config = encoder.describe();
+        Ok(Self { temperature, loss, encoder_config, store, encoder, head })
     }
 
     /// The encoder.
-    pub fn encoder(&self) -> &Gin {
+    pub fn encoder(&self) -> &B {
         &self.encoder
     }
 
     /// Projections of both views: (z1, z2).
     pub fn project(&self, views: &GraphViews) -> candle_core::Result<(Tensor, Tensor)> {
         let head = |h: Tensor| self.head.1.forward(&self.head.0.forward(&h)?.relu()?);
-        Ok((head(self.encoder.forward_t(&views.first, true)?)?, head(self.encoder.forward_t(&views.second, true)?)?))
+        Ok((head(self.encoder.encode(&views.first, true)?)?, head(self.encoder.encode(&views.second, true)?)?))
     }
 
     /// The loss of projected views.
     pub fn loss_of(&self, z1: &Tensor, z2: &Tensor) -> candle_core::Result<Tensor> {
-        match self.config.loss {
+        match self.loss {
             GraphClLoss::GraphCl => {
-                let loss = MaskedInfoNce {
-                    denominator: Denominator::NegativesOnly,
-                    ..MaskedInfoNce::new(self.config.temperature)
-                };
+                let loss =
+                    MaskedInfoNce { denominator: Denominator::NegativesOnly, ..MaskedInfoNce::new(self.temperature) };
                 loss.loss(z1, z2, &PairMask::cross_view(z1.dim(0)?))
             }
-            GraphClLoss::NtXent => nt_xent(z1, z2, self.config.temperature),
+            GraphClLoss::NtXent => nt_xent(z1, z2, self.temperature),
         }
     }
 }
 
-impl Objective for GraphCl {
+impl<B: Backbone<Input = GraphBatch>> Objective for GraphCl<B> {
     type Batch = GraphViews;
 
     fn loss(&mut self, batch: &GraphViews) -> candle_core::Result<Tensor> {
@@ -110,6 +136,20 @@ impl Objective for GraphCl {
     }
 
     fn config(&self) -> serde_json::Value {
-        serde_json::json!({ "method": "graphcl", "graphcl": self.config })
+        // The shape GraphClConfig serialises to, so checkpoints of either constructor compare.
+        serde_json::json!({ "method": "graphcl", "graphcl": {
+            "gin": self.encoder_config,
+            "temperature": self.temperature,
+            "loss": self.loss,
+        } })
+    }
+
+    /// The backbone's own state (a dropout stream), so a resume is exact.
+    fn extra_state(&self) -> Result<ExtraState> {
+        self.encoder.extra_state()
+    }
+
+    fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
+        self.encoder.load_extra_state(state)
     }
 }

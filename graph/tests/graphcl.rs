@@ -100,3 +100,44 @@ fn every_variable_learns_with_each_readout_and_epsilon() {
         }
     }
 }
+
+/// A graph encoder of the test's own: a linear map of the node features, ReLU, and a sum per
+/// graph. No GIN layer, no message passing: GraphCL trains it all the same.
+struct NodeBag(candle_nn::Linear);
+
+impl contrastive_core::Backbone for NodeBag {
+    type Input = GraphBatch;
+    fn encode(&self, batch: &GraphBatch, _train: bool) -> candle_core::Result<Tensor> {
+        use candle_core::Module;
+        let h = self.0.forward(&batch.x)?.relu()?;
+        Tensor::zeros((batch.num_graphs(), h.dim(1)?), h.dtype(), h.device())?.index_add(&batch.batch, &h, 0)
+    }
+    fn dim(&self) -> usize {
+        8
+    }
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "node_bag": [33, 8] })
+    }
+}
+
+#[test]
+fn graphcl_trains_a_graph_backbone_defined_in_the_test() {
+    use contrastive_graph::GraphClLoss;
+    let fx = fixture();
+    let views = GraphViews { first: batch(&fx, 1), second: batch(&fx, 2) };
+    let build = |vb: candle_nn::VarBuilder| Ok(NodeBag(candle_nn::linear(33, 8, vb.pp("lin"))?));
+    let mut model = GraphCl::with_backbone(build, 0.5, GraphClLoss::NtXent, 2, DType::F64, &Device::Cpu).unwrap();
+    let names: Vec<String> = model.params().all().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"encoder.lin.weight".to_string()) && names.contains(&"proj_head.2.bias".to_string()));
+    assert_eq!(model.config()["graphcl"]["gin"], serde_json::json!({ "node_bag": [33, 8] }));
+    let mut opt = Optimizer::new(OptimizerConfig::adamw(), model.params().trainable()).unwrap();
+    let first = model.loss(&views).unwrap().to_scalar::<f64>().unwrap();
+    let mut last = first;
+    for _ in 0..30 {
+        let loss = model.loss(&views).unwrap();
+        last = loss.to_scalar::<f64>().unwrap();
+        opt.step(&loss.backward().unwrap(), 1e-2).unwrap();
+    }
+    assert!(last < first - 0.1, "loss did not fall: {first} -> {last}");
+    assert!(GraphCl::with_backbone(build, 0.0, GraphClLoss::NtXent, 2, DType::F64, &Device::Cpu).is_err());
+}

@@ -8,13 +8,15 @@
 //!   real seeded dropout and a LayerNorm whose gradients flow.
 //! - [`SentenceEncoder`]: sentences to vectors; loads and saves sentence-transformers folders.
 //! - [`Pooling`]: CLS, CLS + MLP (training only), masked mean.
-//! - [`SimCse`]: unsupervised (two dropout passes) and supervised (entailment positive,
+//! - [`PooledBert`]: a BERT and its pooling as one sentence `Backbone` (token batches in).
+//! - [`SimCse`]: over any sentence `Backbone` ([`PooledBert`] by default), unsupervised (two dropout passes) and supervised (entailment positive,
 //!   contradiction hard negative) SimCSE, an objective for the core `Trainer`.
 
 mod bert;
 mod config;
 mod data;
 mod encoder;
+mod pooled_bert;
 mod pooling;
 mod simcse;
 mod tokenizer;
@@ -25,6 +27,7 @@ pub use data::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFor
 #[cfg(feature = "hub")]
 pub use encoder::download_model_folder;
 pub use encoder::{SentenceEncoder, SentencePooling};
+pub use pooled_bert::PooledBert;
 pub use pooling::Pooling;
 pub use simcse::{CollateSentences, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, Triple};
 pub use tokenizer::{TokenBatch, Tokenizer};

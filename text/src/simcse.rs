@@ -11,6 +11,7 @@
 
 use crate::bert::Bert;
 use crate::config::BertConfig;
+use crate::pooled_bert::PooledBert;
 use crate::pooling::Pooling;
 use crate::tokenizer::{TokenBatch, Tokenizer};
 use candle_core::{DType, Device, Tensor};
@@ -18,7 +19,7 @@ use contrastive_core::data::{Collate, ViewPair};
 use contrastive_core::loss::info_nce;
 use contrastive_core::nn::{InitScheme, ParamStore};
 use contrastive_core::train::{ExtraState, Objective};
-use contrastive_core::{Error, Result};
+use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -97,49 +98,74 @@ impl Collate<ViewPair<Triple>> for CollateSentences {
 
 /// The SimCSE objective: a BERT (variables named as Hugging Face names them) and,
 /// with CLS + MLP pooling, the MLP (`mlp.dense.*`).
-pub struct SimCse {
+pub struct SimCse<B: Backbone<Input = TokenBatch> = PooledBert> {
     config: SimCseConfig,
     store: ParamStore,
-    bert: Bert,
-    pooling: Pooling,
+    encoder: B,
 }
 
-impl SimCse {
+impl SimCse<PooledBert> {
     /// A SimCSE over a BERT of `bert_config`, initialised by `seed` (load pretrained weights into
     /// [`SimCse::params`] with `load_bert_weights`).
     pub fn new(config: SimCseConfig, bert_config: &BertConfig, seed: u64, device: &Device) -> Result<Self> {
-        if !(config.temperature > 0.0 && config.temperature.is_finite()) {
-            return Err(Error::config("simcse.temperature", format!("must be positive, got {}", config.temperature)));
-        }
-        let store = ParamStore::new(seed, InitScheme::Normal { std: 0.02 });
-        let vb = store.var_builder(DType::F32, device);
-        let bert = Bert::new(bert_config, vb.clone(), seed)?;
-        let pooling = match config.pooling {
-            SimCsePooling::ClsMlp => Pooling::cls_mlp(bert_config.hidden_size, vb.pp("mlp"))?,
-            SimCsePooling::Cls => Pooling::Cls,
-            SimCsePooling::Mean => Pooling::Mean,
-        };
-        Ok(Self { config, store, bert, pooling })
+        let pooling = config.pooling;
+        Self::with_backbone(
+            |vb| {
+                let bert = Bert::new(bert_config, vb.clone(), seed)?;
+                let pooling = match pooling {
+                    SimCsePooling::ClsMlp => Pooling::cls_mlp(bert_config.hidden_size, vb.pp("mlp"))?,
+                    SimCsePooling::Cls => Pooling::Cls,
+                    SimCsePooling::Mean => Pooling::Mean,
+                };
+                Ok(PooledBert { bert, pooling })
+            },
+            config,
+            seed,
+            device,
+        )
     }
 
     /// The encoder.
     pub fn bert(&self) -> &Bert {
-        &self.bert
+        &self.encoder.bert
     }
 
     /// The trained BERT and its variables (for a [`crate::SentenceEncoder`]).
     pub fn into_parts(self) -> (Bert, ParamStore) {
-        (self.bert, self.store)
+        (self.encoder.bert, self.store)
+    }
+}
+
+impl<B: Backbone<Input = TokenBatch>> SimCse<B> {
+    /// SimCSE on any sentence backbone: `build` makes it under the store's root `VarBuilder`
+    /// (a BERT keeps the Hub's variable names), initialised with BERT's N(0, 0.02) by `seed`.
+    /// `config.pooling` is the default encoder's; a backbone of its own pools as it likes.
+    pub fn with_backbone(
+        build: impl FnOnce(candle_nn::VarBuilder) -> Result<B>,
+        config: SimCseConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        if !(config.temperature > 0.0 && config.temperature.is_finite()) {
+            return Err(Error::config("simcse.temperature", format!("must be positive, got {}", config.temperature)));
+        }
+        let store = ParamStore::new(seed, InitScheme::Normal { std: 0.02 });
+        let encoder = build(store.var_builder(DType::F32, device))?;
+        Ok(Self { config, store, encoder })
+    }
+
+    /// The sentence backbone.
+    pub fn encoder(&self) -> &B {
+        &self.encoder
     }
 
     /// Sentence vectors of a token batch.
     pub fn embed(&self, tokens: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
-        let states = self.bert.forward_t(&tokens.ids, &tokens.type_ids, &tokens.attention_mask, train)?;
-        self.pooling.forward_t(&states, &tokens.attention_mask, train)
+        self.encoder.encode(tokens, train)
     }
 }
 
-impl Objective for SimCse {
+impl<B: Backbone<Input = TokenBatch>> Objective for SimCse<B> {
     type Batch = SentenceBatch;
 
     fn loss(&mut self, batch: &SentenceBatch) -> candle_core::Result<Tensor> {
@@ -157,14 +183,14 @@ impl Objective for SimCse {
     }
 
     fn extra_state(&self) -> Result<ExtraState> {
-        Ok(ExtraState { tensors: Default::default(), json: self.bert.dropout_state() })
+        self.encoder.extra_state()
     }
 
     fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
-        self.bert.load_dropout_state(&state.json)
+        self.encoder.load_extra_state(state)
     }
 
     fn config(&self) -> serde_json::Value {
-        serde_json::json!({ "method": "simcse", "simcse": self.config, "bert": self.bert.config() })
+        serde_json::json!({ "method": "simcse", "simcse": self.config, "bert": self.encoder.describe() })
     }
 }

@@ -100,6 +100,55 @@ fn unsupervised_simcse_learns_and_resumes_exactly() {
     assert!(last < first - 0.5, "loss did not fall: {first:.3} -> {last:.3}");
 }
 
+/// A sentence encoder of the test's own: the mean of word vectors over real tokens, then a
+/// linear map. No BERT: SimCSE trains it all the same.
+struct WordBag {
+    words: candle_nn::Embedding,
+    out: candle_nn::Linear,
+}
+
+impl contrastive_core::Backbone for WordBag {
+    type Input = TokenBatch;
+    fn encode(&self, t: &TokenBatch, _train: bool) -> candle_core::Result<Tensor> {
+        use candle_core::Module;
+        let mask = t.attention_mask.to_dtype(candle_core::DType::F32)?.unsqueeze(2)?;
+        let summed = self.words.forward(&t.ids)?.broadcast_mul(&mask)?.sum(1)?;
+        self.out.forward(&summed.broadcast_div(&mask.sum(1)?)?)
+    }
+    fn dim(&self) -> usize {
+        8
+    }
+}
+
+#[test]
+fn simcse_trains_a_sentence_backbone_defined_in_the_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tokenizer(tmp.path());
+    let collate = CollateSentences { tokenizer: Arc::clone(&tok), device: Device::Cpu };
+    let lc = LoaderConfig { batch_size: 32, seed: 1, shuffle: true, drop_last: true, threads: 1 };
+    let loader = Loader::new(corpus(), identity(), collate, lc).unwrap();
+    let build = |vb: candle_nn::VarBuilder| {
+        Ok(WordBag {
+            words: candle_nn::embedding(WORDS.len() + 5, 16, vb.pp("words"))?,
+            out: candle_nn::linear(16, 8, vb.pp("out"))?,
+        })
+    };
+    let model =
+        SimCse::with_backbone(build, SimCseConfig { temperature: 0.1, ..SimCseConfig::default() }, 3, &Device::Cpu)
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(config(10), model).unwrap().with_run_dir(dir.path());
+    t.fit(&loader).unwrap();
+    let losses: Vec<f64> =
+        read_history(&dir.path().join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect();
+    assert_eq!(losses.len(), 20);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (first, last) = (mean(&losses[..4]), mean(&losses[16..]));
+    assert!(last < first - 0.3, "loss did not fall: {first:.3} -> {last:.3}");
+    let names: Vec<String> = t.objective().params().all().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"words.weight".to_string()) && names.contains(&"out.bias".to_string()), "{names:?}");
+}
+
 #[test]
 fn supervised_simcse_uses_the_hard_negatives() {
     let tmp = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ pub struct ImageEmbedder<'a, B> {
     device: Device,
 }
 
-impl<'a, B: Backbone> ImageEmbedder<'a, B> {
+impl<'a, B: Backbone<Input = Tensor>> ImageEmbedder<'a, B> {
     /// `backbone` on images normalised by `normalize`, batched on `device`.
     pub fn new(backbone: &'a B, normalize: &'a Normalize, device: &Device) -> Self {
         Self { backbone, normalize, size: None, device: device.clone() }
@@ -39,15 +39,15 @@ impl<'a, B: Backbone> ImageEmbedder<'a, B> {
     }
 }
 
-impl<B: Backbone> Embed<Image> for ImageEmbedder<'_, B> {
+impl<B: Backbone<Input = Tensor>> Embed<Image> for ImageEmbedder<'_, B> {
     fn embed_batch(&self, items: Vec<Image>) -> Result<Tensor> {
         let images = items.into_iter().map(|img| self.prepare(img)).collect::<Result<Vec<_>>>()?;
         let x = stack_images(&images.iter().collect::<Vec<_>>(), &self.device)?;
-        Ok(self.backbone.forward_t(&x, false)?)
+        Ok(self.backbone.encode(&x, false)?)
     }
 }
 
-impl<B: Backbone> Embed<(Image, u32)> for ImageEmbedder<'_, B> {
+impl<B: Backbone<Input = Tensor>> Embed<(Image, u32)> for ImageEmbedder<'_, B> {
     fn embed_batch(&self, items: Vec<(Image, u32)>) -> Result<Tensor> {
         self.embed_batch(items.into_iter().map(|(img, _)| img).collect::<Vec<_>>())
     }

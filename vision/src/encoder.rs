@@ -59,6 +59,10 @@ impl Encoder {
 }
 
 impl contrastive_core::Backbone for Encoder {
+    type Input = Tensor;
+    fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_t(x, train)
+    }
     fn dim(&self) -> usize {
         Encoder::dim(self)
     }

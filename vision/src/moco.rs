@@ -93,7 +93,7 @@ struct Network<B> {
     head: ProjectionHead,
 }
 
-impl<B: Backbone> Network<B> {
+impl<B: Backbone<Input = Tensor>> Network<B> {
     fn new(
         build: &impl Fn(candle_nn::VarBuilder) -> Result<B>,
         head: &ProjectionHeadConfig,
@@ -118,7 +118,7 @@ impl<B: Backbone> Network<B> {
         let mut parts = Vec::with_capacity(groups);
         for start in (0..n).step_by(size) {
             let chunk = x.narrow(0, start, size.min(n - start))?;
-            parts.push(self.head.forward_t(&self.encoder.forward_t(&chunk, true)?, true)?);
+            parts.push(self.head.forward_t(&self.encoder.encode(&chunk, true)?, true)?);
         }
         Tensor::cat(&parts, 0)
     }
@@ -126,7 +126,7 @@ impl<B: Backbone> Network<B> {
 
 /// The MoCo v2 objective. Its trainable store is the query network (`encoder.*`, `head.*`); the
 /// key network and the queue travel in the checkpoint's extra state.
-pub struct MoCo<B: Backbone = Encoder> {
+pub struct MoCo<B: Backbone<Input = Tensor> = Encoder> {
     config: MoCoSettings,
     /// The encoder's configuration or [`Backbone::describe`], saved with every checkpoint.
     encoder_config: serde_json::Value,
@@ -151,7 +151,7 @@ impl MoCo<Encoder> {
     }
 }
 
-impl<B: Backbone> MoCo<B> {
+impl<B: Backbone<Input = Tensor>> MoCo<B> {
     /// MoCo v2 on a user's own encoder: `build` makes it (twice: the query and the key network)
     /// under the `VarBuilder` it is given.
     pub fn with_backbone(
@@ -215,7 +215,7 @@ impl<B: Backbone> MoCo<B> {
     }
 }
 
-impl<B: Backbone> Objective for MoCo<B> {
+impl<B: Backbone<Input = Tensor>> Objective for MoCo<B> {
     type Batch = ViewBatch;
 
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {

@@ -16,7 +16,7 @@ use crate::encoder::{Encoder, EncoderConfig};
 use candle_core::{DType, Device, Tensor};
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{InitScheme, ParamStore, ProjectionHead, ProjectionHeadConfig};
-use contrastive_core::train::Objective;
+use contrastive_core::train::{ExtraState, Objective};
 use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +62,7 @@ impl SimClrConfig {
 
 /// The SimCLR objective over any [`Backbone`] (this crate's [`Encoder`] by default): variables
 /// `encoder.*` and `head.*` in one store.
-pub struct SimClr<B: Backbone = Encoder> {
+pub struct SimClr<B: Backbone<Input = Tensor> = Encoder> {
     head_config: ProjectionHeadConfig,
     temperature: f64,
     /// The encoder's configuration or [`Backbone::describe`], saved with every checkpoint.
@@ -90,7 +90,7 @@ impl SimClr<Encoder> {
     }
 }
 
-impl<B: Backbone> SimClr<B> {
+impl<B: Backbone<Input = Tensor>> SimClr<B> {
     /// SimCLR on a user's own encoder: `build` makes it under the `VarBuilder` it is given (so
     /// its variables are `encoder.*` of this method's store), then the head (`head.input_dim`
     /// must be [`Backbone::dim`]) is built beside it.
@@ -126,13 +126,13 @@ impl<B: Backbone> SimClr<B> {
 
     /// Encoder and head outputs of a batch of images: (h, z).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<(Tensor, Tensor)> {
-        let h = self.encoder.forward_t(x, train)?;
+        let h = self.encoder.encode(x, train)?;
         let z = self.head.forward_t(&h, train)?;
         Ok((h, z))
     }
 }
 
-impl<B: Backbone> Objective for SimClr<B> {
+impl<B: Backbone<Input = Tensor>> Objective for SimClr<B> {
     type Batch = ViewBatch;
 
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
@@ -152,5 +152,14 @@ impl<B: Backbone> Objective for SimClr<B> {
             "head": self.head_config,
             "temperature": self.temperature,
         } })
+    }
+
+    /// The backbone's own state (a dropout stream), so a resume is exact.
+    fn extra_state(&self) -> Result<ExtraState> {
+        self.encoder.extra_state()
+    }
+
+    fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
+        self.encoder.load_extra_state(state)
     }
 }

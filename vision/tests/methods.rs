@@ -233,14 +233,12 @@ impl FlatMlp {
     }
 }
 
-impl ModuleT for FlatMlp {
-    fn forward_t(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+impl contrastive_core::Backbone for FlatMlp {
+    type Input = Tensor;
+    fn encode(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
         use candle_core::Module;
         self.out.forward(&self.hidden.forward(&x.flatten_from(1)?)?.relu()?)
     }
-}
-
-impl contrastive_core::Backbone for FlatMlp {
     fn dim(&self) -> usize {
         16
     }
