@@ -43,7 +43,9 @@ fn collate(samples: Vec<ViewPair<(Vec<f32>, usize)>>) -> Result<(Tensor, Tensor)
 type Aug = fn((Vec<f32>, usize), &mut dyn RngCore) -> Result<(Vec<f32>, usize)>;
 type Col = fn(Vec<ViewPair<(Vec<f32>, usize)>>) -> Result<(Tensor, Tensor)>;
 
-fn loader(threads: usize) -> Loader<Vec<(Vec<f32>, usize)>, TwoViews<Aug>, Col> {
+type PointLoader = Loader<Vec<(Vec<f32>, usize)>, TwoViews<Aug>, Col>;
+
+fn loader(threads: usize) -> PointLoader {
     let config = LoaderConfig { batch_size: 32, seed: 5, shuffle: true, drop_last: true, threads };
     Loader::new(clustered(), noise as Aug, collate as Col, config).unwrap()
 }
