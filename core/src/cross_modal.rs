@@ -186,30 +186,15 @@ impl<A: Backbone, B: Backbone> Objective for Clip<A, B> {
     }
 
     fn extra_state(&self) -> Result<ExtraState> {
-        let (a, b) = (self.a.extra_state()?, self.b.extra_state()?);
-        let mut tensors = std::collections::HashMap::new();
-        for (prefix, state) in [("a.", &a), ("b.", &b)] {
-            tensors.extend(state.tensors.iter().map(|(k, v)| (format!("{prefix}{k}"), v.clone())));
-        }
-        Ok(ExtraState { tensors, json: serde_json::json!({ "a": a.json, "b": b.json }) })
+        let mut state = ExtraState::default();
+        state.insert("a", self.a.extra_state()?);
+        state.insert("b", self.b.extra_state()?);
+        Ok(state)
     }
 
     fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
-        for (prefix, key) in [("a.", "a"), ("b.", "b")] {
-            let tensors = state
-                .tensors
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
-                .collect();
-            let json = state.json.get(key).cloned().unwrap_or(serde_json::Value::Null);
-            let part = ExtraState { tensors, json };
-            if key == "a" {
-                self.a.load_extra_state(part)?;
-            } else {
-                self.b.load_extra_state(part)?;
-            }
-        }
-        Ok(())
+        self.a.load_extra_state(state.part("a"))?;
+        self.b.load_extra_state(state.part("b"))
     }
 
     fn config(&self) -> serde_json::Value {

@@ -257,7 +257,11 @@ impl<B: Backbone<Input = Tensor>> Objective for MoCo<B> {
         if let Some(keys) = self.queue.keys() {
             tensors.insert("queue".into(), keys.clone());
         }
-        Ok(ExtraState { tensors, json: serde_json::json!({ "steps": self.steps }) })
+        let mut state = ExtraState { tensors, json: serde_json::json!({ "steps": self.steps }) };
+        // The backbones' own state (dropout streams), so a resume is exact.
+        state.insert("query_encoder", self.query.encoder.extra_state()?);
+        state.insert("key_encoder", self.key.network().encoder.extra_state()?);
+        Ok(state)
     }
 
     fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
@@ -269,7 +273,8 @@ impl<B: Backbone<Input = Tensor>> Objective for MoCo<B> {
         }
         self.steps = state.json.get("steps").and_then(|v| v.as_u64()).unwrap_or(0);
         self.pending = None;
-        Ok(())
+        self.query.encoder.load_extra_state(state.part("query_encoder"))?;
+        self.key.network_mut().encoder.load_extra_state(state.part("key_encoder"))
     }
 
     fn config(&self) -> serde_json::Value {

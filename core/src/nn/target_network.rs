@@ -97,6 +97,11 @@ impl<N> TargetNetwork<N> {
         &self.network
     }
 
+    /// The network, to restore its own state (a dropout stream) on resume.
+    pub fn network_mut(&mut self) -> &mut N {
+        &mut self.network
+    }
+
     /// Its variables.
     pub fn params(&self) -> &ParamStore {
         &self.store

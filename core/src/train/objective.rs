@@ -66,3 +66,57 @@ pub struct ExtraState {
     /// Saved to `extra.json`.
     pub json: serde_json::Value,
 }
+
+impl ExtraState {
+    /// Adds `part` (a backbone's state, say) under `name`: its tensors as `name.<tensor>`, its
+    /// JSON as the field `name` (self's JSON becomes an object if it is not one).
+    pub fn insert(&mut self, name: &str, part: ExtraState) {
+        self.tensors.extend(part.tensors.into_iter().map(|(k, v)| (format!("{name}.{k}"), v)));
+        if !self.json.is_object() {
+            self.json = serde_json::Value::Object(Default::default());
+        }
+        if let Some(fields) = self.json.as_object_mut() {
+            fields.insert(name.to_string(), part.json);
+        }
+    }
+
+    /// The part [`ExtraState::insert`] put under `name` (empty if there is none: a checkpoint
+    /// written before the part existed).
+    pub fn part(&self, name: &str) -> ExtraState {
+        let prefix = format!("{name}.");
+        let tensors = self
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+            .collect();
+        ExtraState { tensors, json: self.json.get(name).cloned().unwrap_or(serde_json::Value::Null) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExtraState;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn parts_inserted_come_back_out_and_a_missing_part_is_empty() {
+        let t = |v: f32| Tensor::new(&[v], &Device::Cpu).unwrap();
+        let mut state =
+            ExtraState { tensors: [("queue".to_string(), t(1.0))].into(), json: serde_json::json!({ "steps": 3 }) };
+        let part = ExtraState { tensors: [("mask".to_string(), t(2.0))].into(), json: serde_json::json!({ "pos": 7 }) };
+        state.insert("encoder", part);
+        assert_eq!(state.json, serde_json::json!({ "steps": 3, "encoder": { "pos": 7 } }));
+        let mut names: Vec<&String> = state.tensors.keys().collect();
+        names.sort();
+        assert_eq!(names, ["encoder.mask", "queue"]);
+        let back = state.part("encoder");
+        assert_eq!(back.json, serde_json::json!({ "pos": 7 }));
+        assert_eq!(back.tensors["mask"].to_vec1::<f32>().unwrap(), [2.0]);
+        let missing = state.part("other");
+        assert!(missing.tensors.is_empty() && missing.json.is_null());
+        // A state whose JSON is not an object (an older checkpoint's null) takes parts too.
+        let mut bare = ExtraState::default();
+        bare.insert("a", ExtraState { tensors: Default::default(), json: serde_json::json!([1]) });
+        assert_eq!(bare.part("a").json, serde_json::json!([1]));
+    }
+}
