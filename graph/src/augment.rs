@@ -6,7 +6,7 @@
 //! dropped nodes leave the graph (they are not zeroed and still counted by the readout), and the
 //! subgraph grows from its whole frontier, so it reaches nodes many hops from the start.
 
-use crate::graph::Graph;
+use crate::data::Graph;
 use contrastive_core::augment::Augment;
 use contrastive_core::{Error, Result};
 use rand::seq::{IndexedRandom, SliceRandom};

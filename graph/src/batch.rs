@@ -1,6 +1,6 @@
 //! Block-diagonal batches: the graphs' nodes stacked, edges renumbered, a node-to-graph index.
 
-use crate::graph::Graph;
+use crate::data::Graph;
 use candle_core::{Device, Tensor};
 use contrastive_core::data::{Collate, ViewPair};
 use contrastive_core::{Error, Result};

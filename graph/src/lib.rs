@@ -13,16 +13,14 @@
 
 pub mod augment;
 mod batch;
+mod data;
 mod gin;
-mod graph;
 mod graphcl;
-mod tu;
 
 pub use batch::{CollateGraphs, GraphBatch, GraphViews};
+pub use data::{load_tu, Graph, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
 pub use gin::{Epsilon, Gin, GinConfig, Readout};
-pub use graph::Graph;
 pub use graphcl::{GraphCl, GraphClConfig, GraphClLoss};
-pub use tu::{load_tu, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

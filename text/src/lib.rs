@@ -12,24 +12,26 @@
 //! - [`SimCse`]: over any sentence `Backbone` ([`PooledBert`] by default), unsupervised (two dropout passes) and supervised (entailment positive,
 //!   contradiction hard negative) SimCSE, an objective for the core `Trainer`.
 
+mod batch;
 mod bert;
 mod config;
 mod data;
-mod encoder;
 mod pooled_bert;
 mod pooling;
+mod sentence_encoder;
 mod simcse;
 mod tokenizer;
 
+pub use batch::{CollateSentences, SentenceBatch, Triple};
 pub use bert::{load_bert_weights, Bert};
 pub use config::{Activation, BertConfig};
 pub use data::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, Lee50};
-#[cfg(feature = "hub")]
-pub use encoder::download_model_folder;
-pub use encoder::{SentenceEncoder, SentencePooling};
 pub use pooled_bert::PooledBert;
 pub use pooling::Pooling;
-pub use simcse::{CollateSentences, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, Triple};
+#[cfg(feature = "hub")]
+pub use sentence_encoder::download_model_folder;
+pub use sentence_encoder::{SentenceEncoder, SentencePooling};
+pub use simcse::{SimCse, SimCseConfig, SimCsePooling};
 pub use tokenizer::{TokenBatch, Tokenizer};
 
 // The README's example compiles as a doctest.

@@ -1,6 +1,6 @@
 //! Turning images into tensors: stacking and the loader's collate.
 
-use crate::images::Image;
+use crate::data::Image;
 use candle_core::{Device, Tensor};
 use contrastive_core::data::{Collate, ViewPair};
 use contrastive_core::{Error, Result};

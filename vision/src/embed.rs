@@ -3,7 +3,7 @@
 
 use crate::augment::{resized_crop, Normalize};
 use crate::batch::stack_images;
-use crate::images::Image;
+use crate::data::Image;
 use candle_core::{Device, Tensor};
 use contrastive_core::{Backbone, Embed, Result};
 

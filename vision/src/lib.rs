@@ -24,15 +24,12 @@ mod batch_norm;
 mod conv;
 mod conv_bn;
 mod convnet;
+mod data;
 mod embed;
 mod encoder;
 mod global_pool;
-mod idx;
-mod image_folder;
-mod images;
 mod max_pool;
 mod moco;
-mod pixel_csv;
 mod resnet;
 mod simclr;
 mod unfold;
@@ -43,14 +40,14 @@ pub use batch_norm::{batch_norm, BatchNorm};
 pub use conv::{conv2d, conv2d_forward, conv2d_forward_channels_last, Conv2d, ConvGeometry};
 pub use conv_bn::{Activation, ConvBn};
 pub use convnet::{ConvNet, ConvNetConfig};
+pub use data::{
+    load_idx, load_idx_folder, load_pixel_csv, parse_pixel_csv, read_idx_images, read_idx_labels, uci_digits,
+    ColorMode, Image, ImageFolder, InMemoryImages, Unreadable,
+};
 pub use embed::ImageEmbedder;
 pub use encoder::{Encoder, EncoderConfig};
-pub use idx::{load_idx, load_idx_folder, read_idx_images, read_idx_labels};
-pub use image_folder::{ColorMode, ImageFolder, Unreadable};
-pub use images::{Image, InMemoryImages};
 pub use max_pool::MaxPool2d;
 pub use moco::{MoCo, MoCoConfig, MoCoSettings};
-pub use pixel_csv::{load_pixel_csv, parse_pixel_csv, uci_digits};
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 pub use simclr::{SimClr, SimClrConfig};
 pub use weights::{load_encoder_weights, LoadReport};

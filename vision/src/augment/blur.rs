@@ -1,6 +1,6 @@
 //! Gaussian blur with a random sigma (SimCLR, MoCo v2), torchvision's `GaussianBlur`.
 
-use crate::images::Image;
+use crate::data::Image;
 use contrastive_core::augment::Augment;
 use contrastive_core::{Error, Result};
 use rand::{Rng as _, RngCore};

@@ -1,7 +1,7 @@
 //! Pixel-value transforms with torchvision's semantics on float images in [0, 1]: ColorJitter
 //! (brightness, contrast, saturation, hue in random order), grayscale, solarize, normalise.
 
-use crate::images::Image;
+use crate::data::Image;
 use contrastive_core::augment::Augment;
 use contrastive_core::data::Dataset;
 use contrastive_core::{Error, Result};

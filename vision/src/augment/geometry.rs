@@ -1,6 +1,6 @@
 //! Where the view comes from: RandomResizedCrop and horizontal flip, with torchvision's semantics.
 
-use crate::images::Image;
+use crate::data::Image;
 use contrastive_core::augment::Augment;
 use contrastive_core::{Error, Result};
 use rand::{Rng as _, RngCore};

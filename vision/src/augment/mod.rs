@@ -17,7 +17,7 @@ pub use color::{
 };
 pub use geometry::{hflip, resized_crop, HorizontalFlip, RandomResizedCrop};
 
-use crate::images::Image;
+use crate::data::Image;
 use contrastive_core::augment::{Augment, Compose, RandomApply};
 use contrastive_core::Result;
 use rand::RngCore;

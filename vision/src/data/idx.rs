@@ -2,7 +2,7 @@
 //! a big-endian header (magic 0x00000803 for images with three sizes, 0x00000801 for labels with
 //! one), then unsigned bytes.
 
-use crate::images::InMemoryImages;
+use crate::data::InMemoryImages;
 use contrastive_core::{Error, Result};
 use std::io::Read;
 use std::path::Path;

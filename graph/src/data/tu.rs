@@ -3,7 +3,7 @@
 //! `DS_graph_indicator.txt` (the graph of each node), `DS_graph_labels.txt`, and optionally
 //! `DS_node_labels.txt`, `DS_node_attributes.txt`, `DS_edge_labels.txt` (one per line of A).
 
-use crate::graph::Graph;
+use super::graph::Graph;
 use contrastive_core::{Error, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Images as CSV rows of pixel values followed by the label (the UCI optical digits as
 //! scikit-learn ships them: 64 values in 0..16, then the digit), plain or gzipped.
 
-use crate::images::InMemoryImages;
+use crate::data::InMemoryImages;
 use contrastive_core::{Error, Result};
 use std::io::Read;
 use std::path::Path;
@@ -80,7 +80,7 @@ pub fn parse_pixel_csv(
 /// `data/digits.LICENSE`): a dataset that needs no download.
 pub fn uci_digits() -> Result<InMemoryImages> {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&include_bytes!("../data/digits.csv.gz")[..])
+    flate2::read::GzDecoder::new(&include_bytes!("../../data/digits.csv.gz")[..])
         .read_to_string(&mut text)
         .map_err(|e| Error::Data(format!("embedded digits.csv.gz: {e}")))?;
     parse_pixel_csv(&text, "embedded digits.csv.gz", 8, 8, 16.0)

@@ -1,7 +1,7 @@
 //! An ImageFolder: one sub-folder per class (sorted names give the class indices, as
 //! torchvision's `ImageFolder`), PNG and JPEG files decoded lazily when a sample is read.
 
-use crate::images::Image;
+use crate::data::Image;
 use contrastive_core::data::Dataset;
 use contrastive_core::{Error, Result};
 use std::path::{Path, PathBuf};

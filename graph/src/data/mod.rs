@@ -1,0 +1,7 @@
+//! Graphs and where they come from: the graph type and the TU Dortmund reader.
+
+mod graph;
+mod tu;
+
+pub use graph::Graph;
+pub use tu::{load_tu, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
