@@ -9,6 +9,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{Init, ModuleT, VarBuilder};
 use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
+use contrastive_core::with_kernel_float;
 use num_traits::Float;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -405,31 +406,17 @@ impl CustomOp3 for BatchNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = layout_dims(l1);
-        let (y, mean, var) = match s1 {
-            CpuStorage::F32(_) => {
-                let (y, m, v) = forward::<f32>(
-                    contiguous_slice(s1, l1, "BatchNorm")?,
-                    contiguous_slice(s2, l2, "BatchNorm")?,
-                    contiguous_slice(s3, l3, "BatchNorm")?,
-                    dims,
-                    self.eps,
-                    self.relu,
-                );
-                (CpuStorage::F32(y), m, v)
-            }
-            CpuStorage::F64(_) => {
-                let (y, m, v) = forward::<f64>(
-                    contiguous_slice(s1, l1, "BatchNorm")?,
-                    contiguous_slice(s2, l2, "BatchNorm")?,
-                    contiguous_slice(s3, l3, "BatchNorm")?,
-                    dims,
-                    self.eps,
-                    self.relu,
-                );
-                (CpuStorage::F64(y), m, v)
-            }
-            other => bail!("BatchNorm: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+        let (y, mean, var) = with_kernel_float!(s1.dtype(), "BatchNorm", |T| {
+            let (y, m, v) = forward::<T>(
+                contiguous_slice(s1, l1, "BatchNorm")?,
+                contiguous_slice(s2, l2, "BatchNorm")?,
+                contiguous_slice(s3, l3, "BatchNorm")?,
+                dims,
+                self.eps,
+                self.relu,
+            );
+            (<T as candle_core::WithDType>::to_cpu_storage_owned(y), m, v)
+        });
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some((mean, var));
         Ok((y, l1.shape().clone()))
     }
@@ -446,10 +433,8 @@ impl CustomOp3 for BatchNormOp {
         // Through the fused ReLU: the gradient passes where the output is positive.
         let out = if self.relu { Some(res.contiguous()?) } else { None };
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (dx, dw, db) = match x.dtype() {
-            DType::F32 => gradients::<f32>(x, w, &grad, out.as_ref(), stats, self.eps)?,
-            _ => gradients::<f64>(x, w, &grad, out.as_ref(), stats, self.eps)?,
-        };
+        let (dx, dw, db) =
+            with_kernel_float!(x.dtype(), "BatchNorm", |T| gradients::<T>(x, w, &grad, out.as_ref(), stats, self.eps)?);
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }

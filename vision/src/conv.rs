@@ -17,6 +17,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use contrastive_core::kernel::{contiguous_slice, gemm, with_cpu_slice, KernelFloat, Strided, Threads};
+use contrastive_core::with_kernel_float;
 use rayon::prelude::*;
 
 pub(crate) use crate::unfold::Dims;
@@ -420,19 +421,9 @@ impl CustomOp2 for ConvOp {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = self.dims(l1, l2)?;
         let n = l1.dims()[0];
-        let y = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward(
-                contiguous_slice(s1, l1, "conv2d")?,
-                contiguous_slice(s2, l2, "conv2d")?,
-                &d,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward(
-                contiguous_slice(s1, l1, "conv2d")?,
-                contiguous_slice(s2, l2, "conv2d")?,
-                &d,
-            )),
-            other => bail!("conv2d: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+        let y = with_kernel_float!(s1.dtype(), "conv2d", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            self.forward(contiguous_slice(s1, l1, "conv2d")?, contiguous_slice(s2, l2, "conv2d")?, &d,)
+        ));
         let shape = if self.channels_last { (n, d.oh, d.ow, d.o) } else { (n, d.o, d.oh, d.ow) };
         Ok((y, Shape::from(shape)))
     }
@@ -440,9 +431,6 @@ impl CustomOp2 for ConvOp {
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = self.dims(x.layout(), w.layout())?;
         let grad = grad.contiguous()?;
-        match x.dtype() {
-            DType::F32 => self.gradients::<f32>(x, w, &grad, &d),
-            _ => self.gradients::<f64>(x, w, &grad, &d),
-        }
+        with_kernel_float!(x.dtype(), "conv2d", |T| self.gradients::<T>(x, w, &grad, &d))
     }
 }

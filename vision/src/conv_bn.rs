@@ -14,6 +14,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use candle_nn::ModuleT;
 use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
+use contrastive_core::with_kernel_float;
 use std::sync::{Arc, Mutex};
 
 /// What follows the BatchNorm in a [`ConvBn`].
@@ -181,21 +182,14 @@ impl CustomOp3 for ConvBnOp {
         if l2.dims() != [g.out_channels, g.in_channels, g.kernel, g.kernel] || l3.dims() != [2 * g.out_channels] {
             bail!("ConvBn: weight {:?} and γβ {:?} do not fit {g:?}", l2.dims(), l3.dims());
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward(
+        let out = with_kernel_float!(s1.dtype(), "ConvBn", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            self.forward(
                 contiguous_slice(s1, l1, "ConvBn")?,
                 contiguous_slice(s2, l2, "ConvBn")?,
                 contiguous_slice(s3, l3, "ConvBn")?,
                 &d,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward(
-                contiguous_slice(s1, l1, "ConvBn")?,
-                contiguous_slice(s2, l2, "ConvBn")?,
-                contiguous_slice(s3, l3, "ConvBn")?,
-                &d,
-            )),
-            other => bail!("ConvBn: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+            )
+        ));
         Ok((out, Shape::from((n, d.oh, d.ow, d.o))))
     }
 
@@ -210,9 +204,6 @@ impl CustomOp3 for ConvBnOp {
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let Some(saved) = saved.as_ref() else { bail!("ConvBn: backward before forward") };
         let (grad, res) = (grad.contiguous()?, res.contiguous()?);
-        match x.dtype() {
-            DType::F32 => self.gradients::<f32>((x, w, affine), &res, &grad, saved),
-            _ => self.gradients::<f64>((x, w, affine), &res, &grad, saved),
-        }
+        with_kernel_float!(x.dtype(), "ConvBn", |T| self.gradients::<T>((x, w, affine), &res, &grad, saved))
     }
 }

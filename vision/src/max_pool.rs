@@ -2,8 +2,9 @@
 //! == stride, so the ImageNet stem's 3x3 stride-2 pool would refuse to train.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use contrastive_core::kernel::{contiguous_slice, KernelFloat};
+use contrastive_core::with_kernel_float;
 use rayon::prelude::*;
 
 /// Max pooling over square windows with implicit -∞ padding (PyTorch's `MaxPool2d`).
@@ -104,11 +105,9 @@ impl CustomOp1 for MaxPool2d {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l.shape().dims4()?;
         let (oh, ow) = self.out_dims(h, w);
-        let y = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous_slice::<f32>(s, l, "max pool")?, h, w)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous_slice::<f64>(s, l, "max pool")?, h, w)),
-            other => bail!("max pool: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+        let y = with_kernel_float!(s.dtype(), "max pool", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            self.run(contiguous_slice::<T>(s, l, "max pool")?, h, w)
+        ));
         Ok((y, Shape::from((n, c, oh, ow))))
     }
 
@@ -127,21 +126,14 @@ impl CustomOp2 for MaxPoolBackward {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, _, h, w) = l1.shape().dims4()?;
-        let dx = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(self.0.run_backward(
-                contiguous_slice::<f32>(s1, l1, "max pool")?,
-                contiguous_slice::<f32>(s2, l2, "max pool")?,
+        let dx = with_kernel_float!(s1.dtype(), "max pool", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            self.0.run_backward(
+                contiguous_slice::<T>(s1, l1, "max pool")?,
+                contiguous_slice::<T>(s2, l2, "max pool")?,
                 h,
                 w,
-            )),
-            DType::F64 => CpuStorage::F64(self.0.run_backward(
-                contiguous_slice::<f64>(s1, l1, "max pool")?,
-                contiguous_slice::<f64>(s2, l2, "max pool")?,
-                h,
-                w,
-            )),
-            other => bail!("max pool: f32 or f64 expected, got {other:?}"),
-        };
+            )
+        ));
         Ok((dx, l1.shape().clone()))
     }
 }

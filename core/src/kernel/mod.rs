@@ -39,6 +39,34 @@ impl KernelFloat for f64 {
     }
 }
 
+/// Runs `$body` with the type alias `$T` set to the element type `$dtype` names (f32 or f64);
+/// any other type is an error naming `$op`. The one dispatch of every custom op's CPU paths:
+///
+/// ```
+/// use candle_core::{DType, WithDType};
+/// fn bytes(dtype: DType) -> candle_core::Result<usize> {
+///     Ok(contrastive_core::with_kernel_float!(dtype, "demo", |T| std::mem::size_of::<T>()))
+/// }
+/// assert_eq!((bytes(DType::F32).unwrap(), bytes(DType::F64).unwrap()), (4, 8));
+/// assert!(bytes(DType::U8).unwrap_err().to_string().contains("demo: f32 or f64 expected"));
+/// ```
+#[macro_export]
+macro_rules! with_kernel_float {
+    ($dtype:expr, $op:expr, |$T:ident| $body:expr) => {
+        match $dtype {
+            candle_core::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            candle_core::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            other => candle_core::bail!("{}: f32 or f64 expected, got {:?}", $op, other),
+        }
+    };
+}
+
 /// A matrix operand read in place: element (i, j) is `data[i * row_stride + j * col_stride]`, so
 /// a row-major matrix is `(cols, 1)` and its transpose `(1, cols)`.
 #[derive(Clone, Copy, Debug)]

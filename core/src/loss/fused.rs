@@ -16,6 +16,7 @@ use super::Denominator;
 use crate::kernel::{gemm, KernelFloat, Strided, Threads};
 use crate::sampling::{PairMask, RowMask};
 use crate::similarity::NORM_EPS;
+use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use num_traits::Float;
@@ -317,19 +318,18 @@ impl CustomOp1 for FusedInfoNce {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, dim) = dims2(l)?;
-        match s {
-            CpuStorage::F32(_) => Ok(scalar(self.forward::<f32>(contiguous_slice(s, l)?, None, dim)?)),
-            CpuStorage::F64(_) => Ok(scalar(self.forward::<f64>(contiguous_slice(s, l)?, None, dim)?)),
-            other => bail!("fused loss: f32 or f64 embeddings expected, got {:?}", other.dtype()),
-        }
+        with_kernel_float!(s.dtype(), "fused loss", |T| Ok(scalar(self.forward::<T>(
+            contiguous_slice(s, l)?,
+            None,
+            dim
+        )?)))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let g = grad_res.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        let grad = match arg.dtype() {
-            candle_core::DType::F32 => tensor_like(self.backward(self.saved::<f32>(arg, None)?, g as f32).0, arg)?,
-            _ => tensor_like(self.backward(self.saved::<f64>(arg, None)?, g).0, arg)?,
-        };
+        let grad = with_kernel_float!(arg.dtype(), "fused loss", |T| {
+            tensor_like(self.backward(self.saved::<T>(arg, None)?, <T as WithDType>::from_f64(g)).0, arg)?
+        });
         Ok(Some(grad))
     }
 }
@@ -342,19 +342,12 @@ impl CustomOp2 for FusedInfoNce {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, dim) = dims2(l1)?;
         dims2(l2)?;
-        match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                Ok(scalar(self.forward::<f32>(contiguous_slice(s1, l1)?, Some(contiguous_slice(s2, l2)?), dim)?))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                Ok(scalar(self.forward::<f64>(contiguous_slice(s1, l1)?, Some(contiguous_slice(s2, l2)?), dim)?))
-            }
-            _ => bail!(
-                "fused loss: f32 or f64 embeddings of one dtype expected, got {:?} and {:?}",
-                s1.dtype(),
-                s2.dtype()
-            ),
+        if s1.dtype() != s2.dtype() {
+            bail!("fused loss: embeddings of one dtype expected, got {:?} and {:?}", s1.dtype(), s2.dtype());
         }
+        with_kernel_float!(s1.dtype(), "fused loss", |T| {
+            Ok(scalar(self.forward::<T>(contiguous_slice(s1, l1)?, Some(contiguous_slice(s2, l2)?), dim)?))
+        })
     }
 
     fn bwd(
@@ -365,16 +358,10 @@ impl CustomOp2 for FusedInfoNce {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = grad_res.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        let (ga, gc) = match a.dtype() {
-            candle_core::DType::F32 => {
-                let (ga, gc) = self.backward(self.saved::<f32>(a, Some(c))?, g as f32);
-                (tensor_like(ga, a)?, gc.map(|gc| tensor_like(gc, c)).transpose()?)
-            }
-            _ => {
-                let (ga, gc) = self.backward(self.saved::<f64>(a, Some(c))?, g);
-                (tensor_like(ga, a)?, gc.map(|gc| tensor_like(gc, c)).transpose()?)
-            }
-        };
+        let (ga, gc) = with_kernel_float!(a.dtype(), "fused loss", |T| {
+            let (ga, gc) = self.backward(self.saved::<T>(a, Some(c))?, <T as WithDType>::from_f64(g));
+            (tensor_like(ga, a)?, gc.map(|gc| tensor_like(gc, c)).transpose()?)
+        });
         Ok((Some(ga), gc))
     }
 }

@@ -5,6 +5,7 @@
 //! backward are one pass each, and both inputs receive the same masked gradient.
 
 use crate::kernel::{contiguous_slice, with_cpu_slice};
+use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -54,36 +55,19 @@ impl CustomOp2 for AddRelu {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let y = match s1 {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(forward(contiguous_slice(s1, l1, "add_relu")?, contiguous_slice(s2, l2, "add_relu")?))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(forward(contiguous_slice(s1, l1, "add_relu")?, contiguous_slice(s2, l2, "add_relu")?))
-            }
-            other => bail!("add_relu: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+        let y = with_kernel_float!(s1.dtype(), "add_relu", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            forward(contiguous_slice(s1, l1, "add_relu")?, contiguous_slice(s2, l2, "add_relu")?)
+        ));
         Ok((y, l1.shape().clone()))
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (res, grad) = (res.contiguous()?, grad.contiguous()?);
-        let d = match res.dtype() {
-            DType::F32 => Tensor::from_vec(
-                with_cpu_slice(&res, "add_relu", |os: &[f32]| {
-                    with_cpu_slice(&grad, "add_relu", |gs| backward(os, gs))
-                })??,
-                res.dims(),
-                res.device(),
-            )?,
-            _ => Tensor::from_vec(
-                with_cpu_slice(&res, "add_relu", |os: &[f64]| {
-                    with_cpu_slice(&grad, "add_relu", |gs| backward(os, gs))
-                })??,
-                res.dims(),
-                res.device(),
-            )?,
-        };
+        let d = with_kernel_float!(res.dtype(), "add_relu", |T| Tensor::from_vec(
+            with_cpu_slice(&res, "add_relu", |os: &[T]| { with_cpu_slice(&grad, "add_relu", |gs| backward(os, gs)) })??,
+            res.dims(),
+            res.device(),
+        )?);
         // An input that is neither a variable nor computed from one needs no gradient.
         Ok((a.track_op().then(|| d.clone()), b.track_op().then_some(d)))
     }

@@ -4,8 +4,9 @@
 //! derivative in one parallel pass each.
 
 use crate::kernel::{contiguous_slice, with_cpu_slice};
+use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// `x Φ(x) = x (1 + erf(x / √2)) / 2`, elementwise; any device (fused on the CPU for f32/f64).
@@ -81,30 +82,18 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let y = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(contiguous_slice::<f32>(s, l, "gelu")?)),
-            CpuStorage::F64(_) => CpuStorage::F64(forward(contiguous_slice::<f64>(s, l, "gelu")?)),
-            other => bail!("gelu: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+        let y = with_kernel_float!(s.dtype(), "gelu", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            forward(contiguous_slice::<T>(s, l, "gelu")?)
+        ));
         Ok((y, l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
-        let dx = match x.dtype() {
-            DType::F32 => {
-                let d = with_cpu_slice(x, "gelu", |xs: &[f32]| {
-                    with_cpu_slice(&grad, "gelu", |gs: &[f32]| backward(xs, gs))
-                })??;
-                Tensor::from_vec(d, x.dims(), x.device())?
-            }
-            _ => {
-                let d = with_cpu_slice(x, "gelu", |xs: &[f64]| {
-                    with_cpu_slice(&grad, "gelu", |gs: &[f64]| backward(xs, gs))
-                })??;
-                Tensor::from_vec(d, x.dims(), x.device())?
-            }
-        };
+        let dx = with_kernel_float!(x.dtype(), "gelu", |T| {
+            let d = with_cpu_slice(x, "gelu", |xs: &[T]| with_cpu_slice(&grad, "gelu", |gs: &[T]| backward(xs, gs)))??;
+            Tensor::from_vec(d, x.dims(), x.device())?
+        });
         Ok(Some(dx))
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::kernel::KernelFloat;
 use crate::kernel::{contiguous_slice, with_cpu_slice};
+use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType, D};
 use candle_nn::{Init, VarBuilder};
@@ -176,11 +177,9 @@ impl CustomOp3 for LayerNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let y = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, self.eps)),
-            CpuStorage::F64(_) => CpuStorage::F64(forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, self.eps)),
-            other => bail!("LayerNorm: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+        let y = with_kernel_float!(s1.dtype(), "LayerNorm", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, self.eps)
+        ));
         Ok((y, l1.shape().clone()))
     }
 
@@ -192,10 +191,7 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = match x.dtype() {
-            DType::F32 => gradients::<f32>(x, w, grad, self.eps)?,
-            _ => gradients::<f64>(x, w, grad, self.eps)?,
-        };
+        let (dx, dw, db) = with_kernel_float!(x.dtype(), "LayerNorm", |T| gradients::<T>(x, w, grad, self.eps)?);
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }

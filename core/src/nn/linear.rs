@@ -6,6 +6,7 @@
 
 use crate::kernel::KernelFloat;
 use crate::kernel::{contiguous_slice, with_cpu_slice};
+use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -137,33 +138,20 @@ impl CustomOp2 for BiasAdd {
         if l1.dims().len() != 2 || l2.dims() != [l1.dims()[1]] {
             bail!("bias-add: rows {:?} and bias {:?}", l1.dims(), l2.dims());
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(add_rows(contiguous_slice(s1, l1, "bias-add")?, contiguous_slice(s2, l2, "bias-add")?))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(add_rows(contiguous_slice(s1, l1, "bias-add")?, contiguous_slice(s2, l2, "bias-add")?))
-            }
-            other => bail!("bias-add: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+        let out = with_kernel_float!(s1.dtype(), "bias-add", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            add_rows(contiguous_slice(s1, l1, "bias-add")?, contiguous_slice(s2, l2, "bias-add")?)
+        ));
         Ok((out, l1.shape().clone()))
     }
 
     fn bwd(&self, _y: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let width = b.elem_count();
-        let db = match grad.dtype() {
-            DType::F32 => Tensor::from_vec(
-                with_cpu_slice(&grad, "bias-add", |g: &[f32]| column_sums(g, width))?,
-                width,
-                b.device(),
-            )?,
-            _ => Tensor::from_vec(
-                with_cpu_slice(&grad, "bias-add", |g: &[f64]| column_sums(g, width))?,
-                width,
-                b.device(),
-            )?,
-        };
+        let db = with_kernel_float!(grad.dtype(), "bias-add", |T| Tensor::from_vec(
+            with_cpu_slice(&grad, "bias-add", |g: &[T]| column_sums(g, width))?,
+            width,
+            b.device(),
+        )?);
         Ok((Some(grad), Some(db)))
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::kernel::KernelFloat;
 use crate::kernel::{contiguous_slice, with_cpu_slice};
+use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -66,33 +67,22 @@ impl CustomOp1 for Softmax {
         if width == 0 {
             bail!("softmax: empty last dimension in {:?}", l.dims());
         }
-        let y = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(contiguous_slice::<f32>(s, l, "softmax")?, width)),
-            CpuStorage::F64(_) => CpuStorage::F64(forward(contiguous_slice::<f64>(s, l, "softmax")?, width)),
-            other => bail!("softmax: f32 or f64 expected, got {:?}", other.dtype()),
-        };
+        let y = with_kernel_float!(s.dtype(), "softmax", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            forward(contiguous_slice::<T>(s, l, "softmax")?, width)
+        ));
         Ok((y, l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
         let width = y.dim(D::Minus1)?;
-        let dx = match y.dtype() {
-            DType::F32 => Tensor::from_vec(
-                with_cpu_slice(y, "softmax", |ys: &[f32]| {
-                    with_cpu_slice(&grad, "softmax", |gs: &[f32]| backward(ys, gs, width))
-                })??,
-                y.dims(),
-                y.device(),
-            )?,
-            _ => Tensor::from_vec(
-                with_cpu_slice(y, "softmax", |ys: &[f64]| {
-                    with_cpu_slice(&grad, "softmax", |gs: &[f64]| backward(ys, gs, width))
-                })??,
-                y.dims(),
-                y.device(),
-            )?,
-        };
+        let dx = with_kernel_float!(y.dtype(), "softmax", |T| Tensor::from_vec(
+            with_cpu_slice(y, "softmax", |ys: &[T]| {
+                with_cpu_slice(&grad, "softmax", |gs: &[T]| backward(ys, gs, width))
+            })??,
+            y.dims(),
+            y.device(),
+        )?);
         Ok(Some(dx))
     }
 }
