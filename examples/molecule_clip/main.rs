@@ -27,7 +27,6 @@ use contrastive_graph::{load_tu, Epsilon, Gin, GinConfig, Graph, GraphBatch, Rea
 use contrastive_text::{Activation, Bert, BertConfig, Pooling, TokenBatch, Tokenizer};
 use rand::seq::SliceRandom;
 use serde_json::json;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,38 +62,6 @@ struct Cli {
 struct Molecule {
     graph: Graph,
     smiles: String,
-}
-
-/// The SMILES column of `{name}_graph_sources.tsv` (the last one), checked against the graph ids.
-fn read_smiles(path: &Path, graphs: usize) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut smiles = Vec::with_capacity(graphs);
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let (Some(id), Some(s)) = (fields.first(), fields.last().filter(|_| fields.len() >= 2)) else {
-            return Err(Error::Data(format!(
-                "{}:{}: expected tab-separated graph_id ... smiles",
-                path.display(),
-                i + 1
-            )));
-        };
-        if id.trim().parse::<usize>().ok() != Some(smiles.len() + 1) {
-            return Err(Error::Data(format!(
-                "{}:{}: graph_id {id:?}, expected {} (rows in graph order)",
-                path.display(),
-                i + 1,
-                smiles.len() + 1
-            )));
-        }
-        if s.trim().is_empty() {
-            return Err(Error::Data(format!("{}:{}: empty SMILES", path.display(), i + 1)));
-        }
-        smiles.push(s.trim().to_string());
-    }
-    if smiles.len() != graphs {
-        return Err(Error::Data(format!("{}: {} SMILES for {graphs} graphs", path.display(), smiles.len())));
-    }
-    Ok(smiles)
 }
 
 /// The graph side: a GIN (sum readouts of every layer, concatenated) and a linear projection.
@@ -247,7 +214,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     }
     let data = load_tu(&dir, TuOptions::default())?;
     let sources = dir.join(format!("{}_graph_sources.tsv", data.name));
-    let smiles = read_smiles(&sources, data.graphs.len())?;
+    let smiles = contrastive_graph::read_tu_smiles(&sources, data.graphs.len())?;
     let input_dim = data.graphs.first().map_or(1, |g| g.feature_dim);
     let mut molecules: Vec<Molecule> =
         data.graphs.into_iter().zip(smiles).map(|(graph, smiles)| Molecule { graph, smiles }).collect();

@@ -2,9 +2,7 @@
 //! with `train/` and `test/` class folders, or one folder of class folders split 4:1.
 
 use crate::assets::Asset;
-use contrastive_core::data::Dataset;
 use contrastive_core::{Error, Result};
-use contrastive_vision::augment::resized_crop;
 use contrastive_vision::{load_idx_folder, ColorMode, ImageFolder, InMemoryImages, Unreadable};
 use std::path::{Path, PathBuf};
 
@@ -52,28 +50,10 @@ pub fn load_image_data(dir: Option<&Path>) -> Result<ImageData> {
     })
 }
 
-/// Decodes every image of a class-folder tree into memory as RGB, resized to `size` (default: the
-/// first image's size) so that they batch together.
+/// Decodes every image of a class-folder tree into memory as RGB (unreadable files left out
+/// with a warning), resized to `size` (default: the first image's size).
 fn materialise(root: &Path, size: Option<(usize, usize)>) -> Result<InMemoryImages> {
-    let folder = ImageFolder::open(root, ColorMode::Rgb, Unreadable::Skip)?;
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    let mut shape = size;
-    for i in 0..folder.len() {
-        let Ok((img, label)) = folder.get(i) else { continue };
-        let (h, w) = *shape.get_or_insert((img.height, img.width));
-        let img = if (img.height, img.width) == (h, w) {
-            img
-        } else {
-            resized_crop(&img, (0, 0, img.height, img.width), (h, w))?
-        };
-        pixels.extend_from_slice(&img.data);
-        labels.push(label);
-    }
-    let Some((height, width)) = shape else {
-        return Err(Error::Data(format!("{}: no readable image", root.display())));
-    };
-    Ok(InMemoryImages { channels: 3, height, width, pixels, labels })
+    ImageFolder::open(root, ColorMode::Rgb, Unreadable::Skip)?.to_memory(size)
 }
 
 /// The first `n` images of each set, for short runs.

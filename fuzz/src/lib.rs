@@ -27,6 +27,8 @@ pub enum Reader {
     ImageFile,
     /// `graph::load_tu`: the first byte picks the file of a small TU folder the rest replaces.
     TuDataset,
+    /// `graph::read_tu_smiles` of a `graph_sources.tsv` for 2 graphs.
+    TuSmiles,
     /// `text::read_corpus`: the first byte picks lines or documents.
     Corpus,
     /// `text::read_sts_tsv`.
@@ -45,12 +47,13 @@ pub enum Reader {
 
 impl Reader {
     /// Every reader.
-    pub const ALL: [Reader; 12] = [
+    pub const ALL: [Reader; 13] = [
         Reader::IdxImages,
         Reader::IdxLabels,
         Reader::PixelCsv,
         Reader::ImageFile,
         Reader::TuDataset,
+        Reader::TuSmiles,
         Reader::Corpus,
         Reader::StsTsv,
         Reader::Tokenizer,
@@ -102,6 +105,7 @@ impl Reader {
                 let options = contrastive_graph::TuOptions::default();
                 drop(contrastive_graph::load_tu(&tu, options)?);
             }
+            Reader::TuSmiles => drop(contrastive_graph::read_tu_smiles(&file("T_graph_sources.tsv", data)?, 2)?),
             Reader::Corpus => {
                 let (pick, rest) = data.split_first().unwrap_or((&0, &[]));
                 let format = if pick % 2 == 0 {
@@ -157,6 +161,7 @@ impl Reader {
             Reader::TuDataset => {
                 tu_files().iter().enumerate().map(|(i, (_, c))| [&[i as u8][..], c.as_bytes()].concat()).collect()
             }
+            Reader::TuSmiles => vec![b"graph_id\tsource\tsmiles\n1\tchembl\tCCO\n2\tchembl\tc1ccccc1O\n".to_vec()],
             Reader::Corpus => vec![
                 b"\x00First line.\nSecond line here.\n\nThird.\n".to_vec(),
                 b"\x01Running text. It has Sentences! Does it? Yes.".to_vec(),
@@ -184,6 +189,7 @@ impl Reader {
             Reader::PixelCsv => "pixel_csv",
             Reader::ImageFile => "image_file",
             Reader::TuDataset => "tu_dataset",
+            Reader::TuSmiles => "tu_smiles",
             Reader::Corpus => "corpus",
             Reader::StsTsv => "sts_tsv",
             Reader::Tokenizer => "tokenizer",

@@ -18,7 +18,7 @@ mod gin;
 mod graphcl;
 
 pub use batch::{CollateGraphs, GraphBatch, GraphViews};
-pub use data::{load_tu, Graph, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
+pub use data::{load_tu, read_tu_smiles, Graph, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
 pub use gin::{Epsilon, Gin, GinConfig, Readout};
 pub use graphcl::{GraphCl, GraphClConfig, GraphClLoss};
 

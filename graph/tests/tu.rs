@@ -136,3 +136,25 @@ fn the_shipped_bzr163_loads() {
     assert!(bzr.graphs.iter().all(|g| g.feature_dim == 33 && g.num_nodes() > 0));
     assert_eq!(bzr.self_loops_dropped, 0);
 }
+
+#[test]
+fn smiles_of_a_tu_dataset_are_read_in_graph_order_and_bad_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |text: &str| {
+        let path = dir.path().join("M_graph_sources.tsv");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = write("graph_id\tsource\tsmiles\n1\tchembl\tCCO\n2\tchembl\t c1ccccc1O \n");
+    assert_eq!(contrastive_graph::read_tu_smiles(&good, 2).unwrap(), ["CCO", "c1ccccc1O"]);
+    let cases = [
+        ("graph_id\tsmiles\n2\tCCO\n", 1, "M_graph_sources.tsv:2: graph_id \"2\", expected 1"),
+        ("graph_id\tsmiles\n1\tCCO\n2\t \n", 2, "M_graph_sources.tsv:3: empty SMILES"),
+        ("graph_id\tsmiles\n1 CCO\n", 1, "M_graph_sources.tsv:2: expected tab-separated"),
+        ("graph_id\tsmiles\n1\tCCO\n", 3, "1 SMILES for 3 graphs"),
+    ];
+    for (text, graphs, want) in cases {
+        let err = contrastive_graph::read_tu_smiles(&write(text), graphs).unwrap_err().to_string();
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+}

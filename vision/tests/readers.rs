@@ -156,4 +156,16 @@ fn image_folder_decodes_lazily_and_handles_unreadable_files() {
     assert!(gray.data.iter().all(|&v| (v - 128.0 / 255.0).abs() < 0.02)); // JPEG is lossy
     let empty = tempfile::tempdir().unwrap();
     assert!(err(ImageFolder::open(empty.path(), ColorMode::Rgb, Unreadable::Fail)).contains("no class folders"));
+
+    // Into memory: every image at the first one's size (1 x 2), or at a given size, labels kept.
+    let in_memory = skipping.to_memory(None).unwrap();
+    assert_eq!(
+        (in_memory.channels, in_memory.height, in_memory.width, in_memory.labels.clone()),
+        (1, 1, 2, vec![0, 1])
+    );
+    // The 4x4 image of 128 resized to 1 x 2 stays 128 (bilinear of a constant), after ant/a.png.
+    assert!(in_memory.pixels[2..].iter().all(|&v| (v - 128.0 / 255.0).abs() < 0.02), "{:?}", in_memory.pixels);
+    let sized = skipping.to_memory(Some((3, 3))).unwrap();
+    assert_eq!((sized.height, sized.width, sized.pixels.len()), (3, 3, 18));
+    assert_eq!(skipping.labels(), vec![0, 1]);
 }

@@ -1,7 +1,7 @@
 //! An ImageFolder: one sub-folder per class (sorted names give the class indices, as
 //! torchvision's `ImageFolder`), PNG and JPEG files decoded lazily when a sample is read.
 
-use crate::data::Image;
+use crate::data::{Image, InMemoryImages};
 use contrastive_core::data::Dataset;
 use contrastive_core::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -84,6 +84,32 @@ impl ImageFolder {
     /// The image files and their labels.
     pub fn files(&self) -> &[(PathBuf, u32)] {
         &self.files
+    }
+
+    /// Every image decoded into memory, resized (the whole image, bilinear) to `size`, or to the
+    /// first image's size when `None`, so that they batch together. For sets that fit in memory;
+    /// the folder itself reads one image at a time.
+    pub fn to_memory(&self, size: Option<(usize, usize)>) -> Result<InMemoryImages> {
+        let mut pixels = Vec::new();
+        let mut labels = Vec::with_capacity(self.files.len());
+        let mut shape = size;
+        let mut channels = None;
+        for i in 0..self.files.len() {
+            let (img, label) = self.get(i)?;
+            let (h, w) = *shape.get_or_insert((img.height, img.width));
+            channels.get_or_insert(img.channels);
+            let img = if (img.height, img.width) == (h, w) {
+                img
+            } else {
+                crate::augment::resized_crop(&img, (0, 0, img.height, img.width), (h, w))?
+            };
+            pixels.extend_from_slice(&img.data);
+            labels.push(label);
+        }
+        let (Some((height, width)), Some(channels)) = (shape, channels) else {
+            return Err(Error::Data("ImageFolder::to_memory: the folder has no image".into()));
+        };
+        Ok(InMemoryImages { channels, height, width, pixels, labels })
     }
 
     /// The label of every image, in order (what `eval` classifies against).
