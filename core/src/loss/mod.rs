@@ -114,7 +114,14 @@ impl MaskedInfoNce {
     /// mask M x K. Pass the same tensor twice when the anchors are the candidates (joint layout,
     /// SupCon): the fused kernel then needs one matrix product less in the backward pass.
     pub fn loss(&self, anchors: &Tensor, candidates: &Tensor, mask: &PairMask) -> Result<Tensor> {
-        self.validate(anchors, candidates, mask)?;
+        let (m, k, _) = check_pair("masked InfoNCE", anchors, candidates)?;
+        self.validate(m, k, mask)?;
+        self.loss_of_checked(anchors, candidates, mask)
+    }
+
+    /// [`MaskedInfoNce::loss`] of inputs already checked where they entered (a preset checks its
+    /// own shapes and builds the mask from them), so no pair is checked twice on its way.
+    fn loss_of_checked(&self, anchors: &Tensor, candidates: &Tensor, mask: &PairMask) -> Result<Tensor> {
         if self.use_fused(anchors)? {
             let op = fused::FusedInfoNce::new(mask.clone(), self.denominator, self.temperature);
             let shared = anchors.id() == candidates.id();
@@ -127,7 +134,8 @@ impl MaskedInfoNce {
     /// The loss of every anchor, (M,), by the composite form. Anchors without a positive get a
     /// finite value that [`MaskedInfoNce::loss`] leaves out of its mean.
     pub fn per_anchor(&self, anchors: &Tensor, candidates: &Tensor, mask: &PairMask) -> Result<Tensor> {
-        self.validate(anchors, candidates, mask)?;
+        let (m, k, _) = check_pair("masked InfoNCE", anchors, candidates)?;
+        self.validate(m, k, mask)?;
         composite::per_anchor(self, anchors, candidates, mask)
     }
 
@@ -148,7 +156,9 @@ impl MaskedInfoNce {
         }
     }
 
-    fn validate(&self, anchors: &Tensor, candidates: &Tensor, mask: &PairMask) -> Result<()> {
+    /// Checks the settings, and the mask against `m` anchors and `k` candidates whose shapes
+    /// were checked by the caller.
+    fn validate(&self, m: usize, k: usize, mask: &PairMask) -> Result<()> {
         let t = self.temperature;
         if !(t.is_finite() && t > 0.0) {
             bail!("masked InfoNCE: temperature must be finite and > 0, got {t}");
@@ -163,7 +173,6 @@ impl MaskedInfoNce {
                 }
             }
         }
-        let (m, k, _) = check_pair("masked InfoNCE", anchors, candidates)?;
         if (m, k) != (mask.rows(), mask.cols()) {
             bail!(
                 "masked InfoNCE: {m} anchors and {k} candidates need a {m} x {k} mask, got {} x {}",
@@ -208,7 +217,9 @@ fn stack_views(what: &str, z1: &Tensor, z2: &Tensor) -> Result<(Tensor, usize)> 
 
 fn joint(what: &str, z1: &Tensor, z2: &Tensor, spec: MaskedInfoNce) -> Result<Tensor> {
     let (z, n) = stack_views(what, z1, z2)?;
-    spec.loss(&z, &z, &PairMask::joint(n))
+    let mask = PairMask::joint(n);
+    spec.validate(2 * n, 2 * n, &mask)?;
+    spec.loss_of_checked(&z, &z, &mask)
 }
 
 /// SimCLR's NT-Xent: both views are anchors, each against its other view (positive) and the
@@ -246,7 +257,9 @@ pub fn info_nce(query: &Tensor, positive: &Tensor, negatives: Option<&Tensor>, t
         Some(neg) => Tensor::cat(&[positive, neg], 0)?,
         None => positive.clone(),
     };
-    MaskedInfoNce::new(temperature).loss(query, &candidates, &mask)
+    let spec = MaskedInfoNce::new(temperature);
+    spec.validate(n, n + extra, &mask)?;
+    spec.loss_of_checked(query, &candidates, &mask)
 }
 
 /// Decoupled NT-Xent (Yeh et al. 2021): NT-Xent with the positive removed from the denominator;
