@@ -30,11 +30,8 @@ pub fn embed<D: Dataset + ?Sized>(model: &impl Embed<D::Item>, dataset: &D, batc
         let items = (start..end).map(|i| dataset.get(i)).collect::<Result<Vec<_>>>()?;
         let z = model.embed_batch(items)?;
         if z.rank() != 2 || z.dim(0)? != end - start {
-            return Err(Error::Data(format!(
-                "embed: items {start}..{end} gave embeddings of shape {:?}, expected ({}, D)",
-                z.dims(),
-                end - start
-            )));
+            let what = format!("embed: the embeddings of items {start}..{end}");
+            return Err(Error::shape(what, format!("({}, D)", end - start), z.dims()));
         }
         parts.push(z.detach().to_dtype(DType::F32)?);
     }

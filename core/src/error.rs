@@ -38,7 +38,29 @@ pub enum Error {
         /// What is wrong, naming the tensor where there is one.
         message: String,
     },
-    /// Bad input data.
+    /// Bad data in a file, where in it is known: the line (1-based) and the field.
+    #[error("data: {}{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), field.as_ref().map(|f| format!(": field {f}")).unwrap_or_default())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1, when the error is on one.
+        line: Option<usize>,
+        /// The field of that line (a column number from 1, or a name), when the error is in one.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor or batch whose shape is not the one expected.
+    #[error("{what}: expected shape {expected}, found {found:?}")]
+    Shape {
+        /// The tensor or input, as the caller names it.
+        what: String,
+        /// The shape expected, in words where a dimension is free (e.g. `(N, 64)`).
+        expected: String,
+        /// The shape found.
+        found: Vec<usize>,
+    },
+    /// Bad input data that no single file holds (two inputs that disagree, an empty set).
     #[error("data: {0}")]
     Data(String),
     /// A Hugging Face Hub repository or file could not be had (online or from the cache).
@@ -103,6 +125,26 @@ impl Error {
     /// A checkpoint problem in `path`.
     pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Checkpoint { path: path.into(), message: message.into() }
+    }
+
+    /// Bad data in `path`, on `line` (from 1) when the error is on one.
+    pub fn in_file(path: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
+        Error::File { path: path.into(), line, field: None, message: message.into() }
+    }
+
+    /// Bad data in field `field` of line `line` (from 1) of `path`.
+    pub fn in_field(
+        path: impl Into<PathBuf>,
+        line: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::File { path: path.into(), line: Some(line), field: Some(field.into()), message: message.into() }
+    }
+
+    /// A tensor or input `what` of shape `found` where `expected` was wanted.
+    pub fn shape(what: impl Into<String>, expected: impl Into<String>, found: &[usize]) -> Self {
+        Error::Shape { what: what.into(), expected: expected.into(), found: found.to_vec() }
     }
 
     /// An I/O error on `path`.

@@ -48,6 +48,7 @@ fn bad_batch_sizes_empty_sets_and_wrong_row_counts_are_errors() {
     assert!(embed(&good, &points(4), 0).unwrap_err().to_string().contains("batch_size"));
     assert!(embed(&good, &points(0), 8).unwrap_err().to_string().contains("no item"));
     let bad = Fixed { w, drop_last_row: true };
-    let err = embed(&bad, &points(5), 2).unwrap_err().to_string();
-    assert!(err.contains("items 0..2") && err.contains("[1, 2]"), "{err}");
+    let err = embed(&bad, &points(5), 2).unwrap_err();
+    assert!(matches!(&err, contrastive_core::Error::Shape { found, .. } if found == &[1, 2]), "{err:?}");
+    assert!(err.to_string().contains("items 0..2: expected shape (2, D), found [1, 2]"), "{err}");
 }

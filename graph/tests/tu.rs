@@ -76,15 +76,15 @@ fn error_of(files: &[(&str, &str)]) -> String {
 fn broken_files_are_named_with_their_line() {
     let base = |a: &'static str| vec![("A", a), ("graph_indicator", INDICATOR), ("graph_labels", LABELS)];
     let err = error_of(&base("1, 2\n2, 9\n"));
-    assert!(err.contains("TOY_A.txt line 2") && err.contains("node id 9 is outside 1..=5"), "{err}");
+    assert!(err.contains("TOY_A.txt:2") && err.contains("node id 9 is outside 1..=5"), "{err}");
     let err = error_of(&base("1, 2\n3, 4\n"));
-    assert!(err.contains("TOY_A.txt line 2") && err.contains("joins graph 1 and graph 2"), "{err}");
+    assert!(err.contains("TOY_A.txt:2") && err.contains("joins graph 1 and graph 2"), "{err}");
     let err = error_of(&base("1, 2\n2; 3\n"));
-    assert!(err.contains("TOY_A.txt line 2") && err.contains("is not `i, j`"), "{err}");
+    assert!(err.contains("TOY_A.txt:2") && err.contains("is not `i, j`"), "{err}");
     let err = error_of(&[("A", A), ("graph_indicator", "1\n1\n1\nx\n2\n"), ("graph_labels", LABELS)]);
-    assert!(err.contains("TOY_graph_indicator.txt line 4") && err.contains("not an integer"), "{err}");
+    assert!(err.contains("TOY_graph_indicator.txt:4") && err.contains("not an integer"), "{err}");
     let err = error_of(&[("A", A), ("graph_indicator", "1\n1\n3\n3\n3\n"), ("graph_labels", LABELS)]);
-    assert!(err.contains("TOY_graph_indicator.txt line 3") && err.contains("graph id 3"), "{err}");
+    assert!(err.contains("TOY_graph_indicator.txt:3") && err.contains("graph id 3"), "{err}");
     let err = error_of(&[("A", A), ("graph_indicator", INDICATOR), ("graph_labels", "1\n")]);
     assert!(err.contains("TOY_graph_labels.txt") && err.contains("1 labels for 2 graphs"), "{err}");
     let err =
@@ -96,7 +96,7 @@ fn broken_files_are_named_with_their_line() {
         ("graph_labels", LABELS),
         ("node_attributes", "1, 2\n1\n1, 2\n1, 2\n1, 2\n"),
     ]);
-    assert!(err.contains("TOY_node_attributes.txt line 2") && err.contains("1 attributes"), "{err}");
+    assert!(err.contains("TOY_node_attributes.txt:2") && err.contains("1 attributes"), "{err}");
     let root = tempfile::tempdir().unwrap();
     let err = load_tu(&root.path().join("NOPE"), TuOptions::default()).unwrap_err().to_string();
     assert!(err.contains("NOPE_A.txt"), "{err}");
@@ -109,7 +109,7 @@ fn node_labels_beyond_any_category_set_are_refused_with_their_line() {
         let labels = format!("0\n1\n{label}\n2\n2\n");
         let err =
             error_of(&[("A", A), ("graph_indicator", INDICATOR), ("graph_labels", LABELS), ("node_labels", &labels)]);
-        assert!(err.contains("TOY_node_labels.txt line 3"), "{label}: {err}");
+        assert!(err.contains("TOY_node_labels.txt:3"), "{label}: {err}");
         assert!(err.contains(label) || err.contains("not an integer"), "{label}: {err}");
     }
     // The largest allowed label still loads, 4096 classes wide.
@@ -148,13 +148,16 @@ fn smiles_of_a_tu_dataset_are_read_in_graph_order_and_bad_lines_are_named() {
     let good = write("graph_id\tsource\tsmiles\n1\tchembl\tCCO\n2\tchembl\t c1ccccc1O \n");
     assert_eq!(contrastive_graph::read_tu_smiles(&good, 2).unwrap(), ["CCO", "c1ccccc1O"]);
     let cases = [
-        ("graph_id\tsmiles\n2\tCCO\n", 1, "M_graph_sources.tsv:2: graph_id \"2\", expected 1"),
-        ("graph_id\tsmiles\n1\tCCO\n2\t \n", 2, "M_graph_sources.tsv:3: empty SMILES"),
+        ("graph_id\tsmiles\n2\tCCO\n", 1, "M_graph_sources.tsv:2: field graph_id: \"2\", expected 1"),
+        ("graph_id\tsmiles\n1\tCCO\n2\t \n", 2, "M_graph_sources.tsv:3: field smiles: empty"),
         ("graph_id\tsmiles\n1 CCO\n", 1, "M_graph_sources.tsv:2: expected tab-separated"),
         ("graph_id\tsmiles\n1\tCCO\n", 3, "1 SMILES for 3 graphs"),
     ];
     for (text, graphs, want) in cases {
-        let err = contrastive_graph::read_tu_smiles(&write(text), graphs).unwrap_err().to_string();
-        assert!(err.contains(want), "{text:?}: {err}");
+        let err = contrastive_graph::read_tu_smiles(&write(text), graphs).unwrap_err();
+        assert!(err.to_string().contains(want), "{text:?}: {err}");
+        // The place is in fields, not only in the words.
+        let contrastive_core::Error::File { path, line, .. } = &err else { panic!("{err:?}") };
+        assert!(path.ends_with("M_graph_sources.tsv") && line.is_some() == (graphs != 3), "{err:?}");
     }
 }

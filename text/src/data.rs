@@ -81,31 +81,18 @@ pub fn read_sts_tsv(path: &Path) -> Result<Vec<(String, String, f64)>> {
         }
         let fields: Vec<&str> = line.split('\t').collect();
         if fields.len() != 3 {
-            return Err(Error::Data(format!(
-                "{} line {}: {} fields, expected 3 (sentence, sentence, score)",
-                path.display(),
-                i + 1,
-                fields.len()
-            )));
+            let message = format!("{} fields, expected 3 (sentence, sentence, score)", fields.len());
+            return Err(Error::in_file(path, Some(i + 1), message));
         }
         match fields[2].trim().parse::<f64>() {
             Ok(score) if score.is_finite() => pairs.push((fields[0].to_string(), fields[1].to_string(), score)),
-            Ok(score) => {
-                return Err(Error::Data(format!("{} line {}: score {score} is not finite", path.display(), i + 1)))
-            }
+            Ok(score) => return Err(Error::in_field(path, i + 1, "score", format!("{score} is not finite"))),
             Err(_) if i == 0 => continue,
-            Err(_) => {
-                return Err(Error::Data(format!(
-                    "{} line {}: score `{}` is not a number",
-                    path.display(),
-                    i + 1,
-                    fields[2]
-                )))
-            }
+            Err(_) => return Err(Error::in_field(path, i + 1, "score", format!("`{}` is not a number", fields[2]))),
         }
     }
     if pairs.is_empty() {
-        return Err(Error::Data(format!("{}: no sentence pair", path.display())));
+        return Err(Error::in_file(path, None, "no sentence pair"));
     }
     Ok(pairs)
 }
@@ -136,8 +123,7 @@ pub fn read_lee50(dir: &Path) -> Result<Lee50> {
         .map(|(i, l)| {
             l.split_whitespace()
                 .map(|v| {
-                    v.parse::<f64>()
-                        .map_err(|_| Error::Data(format!("{} line {}: `{v}` is not a number", sim.display(), i + 1)))
+                    v.parse::<f64>().map_err(|_| Error::in_file(&sim, Some(i + 1), format!("`{v}` is not a number")))
                 })
                 .collect()
         })

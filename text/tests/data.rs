@@ -36,9 +36,9 @@ fn sts_pairs_and_their_errors() {
     assert_eq!(pairs, [("A cat.".into(), "A feline.".into(), 4.5), ("A car.".into(), "A cloud.".into(), 0.2)]);
     std::fs::write(&path, "A cat.\tA feline.\t4.5\nA car.\tA cloud.\thigh\n").unwrap();
     let err = read_sts_tsv(&path).unwrap_err().to_string();
-    assert!(err.contains("sts.tsv line 2") && err.contains("`high`"), "{err}");
+    assert!(err.contains("sts.tsv:2: field score") && err.contains("`high`"), "{err}");
     std::fs::write(&path, "A cat.\t4.5\n").unwrap();
-    assert!(read_sts_tsv(&path).unwrap_err().to_string().contains("line 1: 2 fields"));
+    assert!(read_sts_tsv(&path).unwrap_err().to_string().contains("sts.tsv:1: 2 fields"));
 }
 
 #[test]

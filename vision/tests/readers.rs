@@ -54,7 +54,7 @@ fn idx_errors_name_the_file_and_field() {
     let p = |name: &str| dir.path().join(name);
     std::fs::write(p("bad-magic"), idx_images(1, 1, 1, &[0], 0x0801)).unwrap();
     let e = err(read_idx_images(&p("bad-magic")));
-    assert!(e.contains("bad-magic") && e.contains("field magic is 0x00000801, expected 0x00000803"), "{e}");
+    assert!(e.contains("bad-magic") && e.contains("field magic: 0x00000801, expected 0x00000803"), "{e}");
     std::fs::write(p("short"), idx_images(3, 2, 2, &[0; 10], 0x0803)).unwrap();
     let e = err(read_idx_images(&p("short")));
     assert!(e.contains("short") && e.contains("3 x 2 x 2 = 12 pixels, the file holds 10"), "{e}");
@@ -115,10 +115,11 @@ fn the_uci_digits_load_with_their_class_counts() {
 
 #[test]
 fn pixel_csv_errors_name_line_and_field() {
-    assert!(err(parse_pixel_csv("1,2,3,4,0\n1,2,3\n", "f.csv", 2, 2, 16.0))
-        .contains("f.csv: line 2 has 3 fields, expected 5"));
-    assert!(err(parse_pixel_csv("1,x,3,4,0\n", "f.csv", 2, 2, 16.0)).contains("line 1, field 2: `x` is not a number"));
-    assert!(err(parse_pixel_csv("1,2,30,4,0\n", "f.csv", 2, 2, 16.0)).contains("line 1, field 3: 30 is outside 0..=16"));
+    assert!(err(parse_pixel_csv("1,2,3,4,0\n1,2,3\n", "f.csv", 2, 2, 16.0)).contains("f.csv:2: 3 fields, expected 5"));
+    assert!(err(parse_pixel_csv("1,x,3,4,0\n", "f.csv", 2, 2, 16.0)).contains("f.csv:1: field 2: `x` is not a number"));
+    assert!(
+        err(parse_pixel_csv("1,2,30,4,0\n", "f.csv", 2, 2, 16.0)).contains("f.csv:1: field 3: 30 is outside 0..=16")
+    );
     assert!(err(parse_pixel_csv("1,2,3,4,-1\n", "f.csv", 2, 2, 16.0)).contains("field 5 (label)"));
     assert!(err(parse_pixel_csv("\n", "f.csv", 2, 2, 16.0)).contains("no image"));
 }

@@ -14,27 +14,19 @@ pub fn read_tu_smiles(path: &Path, graphs: usize) -> Result<Vec<String>> {
     for (i, line) in text.lines().enumerate().skip(1) {
         let fields: Vec<&str> = line.split('\t').collect();
         let (Some(id), Some(s)) = (fields.first(), fields.last().filter(|_| fields.len() >= 2)) else {
-            return Err(Error::Data(format!(
-                "{}:{}: expected tab-separated graph_id ... smiles",
-                path.display(),
-                i + 1
-            )));
+            return Err(Error::in_file(path, Some(i + 1), "expected tab-separated graph_id ... smiles"));
         };
         if id.trim().parse::<usize>().ok() != Some(smiles.len() + 1) {
-            return Err(Error::Data(format!(
-                "{}:{}: graph_id {id:?}, expected {} (rows in graph order)",
-                path.display(),
-                i + 1,
-                smiles.len() + 1
-            )));
+            let message = format!("{id:?}, expected {} (rows in graph order)", smiles.len() + 1);
+            return Err(Error::in_field(path, i + 1, "graph_id", message));
         }
         if s.trim().is_empty() {
-            return Err(Error::Data(format!("{}:{}: empty SMILES", path.display(), i + 1)));
+            return Err(Error::in_field(path, i + 1, "smiles", "empty"));
         }
         smiles.push(s.trim().to_string());
     }
     if smiles.len() != graphs {
-        return Err(Error::Data(format!("{}: {} SMILES for {graphs} graphs", path.display(), smiles.len())));
+        return Err(Error::in_file(path, None, format!("{} SMILES for {graphs} graphs", smiles.len())));
     }
     Ok(smiles)
 }

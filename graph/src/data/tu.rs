@@ -80,7 +80,7 @@ impl Lines {
     }
 
     fn err(&self, line: usize, msg: impl std::fmt::Display) -> Error {
-        Error::Data(format!("{} line {line}: {msg}", self.path.display()))
+        Error::in_file(&self.path, Some(line), msg.to_string())
     }
 
     fn integers(&self) -> Result<Vec<i64>> {

@@ -33,11 +33,8 @@ fn header(reader: &mut dyn Read, path: &Path, fields: &[&str]) -> Result<Vec<u32
     let need = 4 * fields.len();
     let bytes = read_up_to(reader, need as u64, path)?;
     if bytes.len() < need {
-        return Err(Error::Data(format!(
-            "{}: {} bytes, too short for the IDX header ({need} bytes)",
-            path.display(),
-            bytes.len()
-        )));
+        let message = format!("{} bytes, too short for the IDX header ({need} bytes)", bytes.len());
+        return Err(Error::in_file(path, None, message));
     }
     Ok(bytes.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
@@ -48,14 +45,15 @@ fn body(reader: &mut dyn Read, path: &Path, expected: usize, declared: impl Fn(u
     let bytes = read_up_to(reader, expected as u64 + 1, path)?;
     if bytes.len() != expected {
         let holds = if bytes.len() > expected { "more".to_string() } else { bytes.len().to_string() };
-        return Err(Error::Data(format!("{}: {}, the file holds {holds}", path.display(), declared(expected))));
+        return Err(Error::in_file(path, None, format!("{}, the file holds {holds}", declared(expected))));
     }
     Ok(bytes)
 }
 
 fn check_magic(path: &Path, got: u32, want: u32) -> Result<()> {
     if got != want {
-        return Err(Error::Data(format!("{}: field magic is {got:#010x}, expected {want:#010x}", path.display())));
+        let message = format!("{got:#010x}, expected {want:#010x}");
+        return Err(Error::File { path: path.into(), line: None, field: Some("magic".into()), message });
     }
     Ok(())
 }
@@ -67,16 +65,12 @@ pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     check_magic(path, h[0], IMAGES_MAGIC)?;
     let (n, rows, cols) = (h[1] as usize, h[2] as usize, h[3] as usize);
     if n == 0 || rows == 0 || cols == 0 {
-        return Err(Error::Data(format!(
-            "{}: fields count x rows x cols = {n} x {rows} x {cols}: no pixels to read",
-            path.display()
-        )));
+        let message = format!("fields count x rows x cols = {n} x {rows} x {cols}: no pixels to read");
+        return Err(Error::in_file(path, None, message));
     }
     let Some(pixels) = n.checked_mul(rows).and_then(|p| p.checked_mul(cols)) else {
-        return Err(Error::Data(format!(
-            "{}: fields count x rows x cols = {n} x {rows} x {cols} overflow the address space",
-            path.display()
-        )));
+        let message = format!("fields count x rows x cols = {n} x {rows} x {cols} overflow the address space");
+        return Err(Error::in_file(path, None, message));
     };
     let body = body(&mut reader, path, pixels, |p| {
         format!("fields count x rows x cols = {n} x {rows} x {cols} = {p} pixels")

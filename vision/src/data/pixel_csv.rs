@@ -47,30 +47,30 @@ pub fn parse_pixel_csv(
         }
         let values: Vec<&str> = line.split(',').map(str::trim).collect();
         if values.len() != fields {
-            return Err(Error::Data(format!(
-                "{origin}: line {line_no} has {} fields, expected {fields}",
-                values.len()
-            )));
+            let message = format!("{} fields, expected {fields}", values.len());
+            return Err(Error::in_file(origin, Some(line_no), message));
         }
         for (j, v) in values[..fields - 1].iter().enumerate() {
-            let p: f32 = v.parse().map_err(|_| {
-                Error::Data(format!("{origin}: line {line_no}, field {}: `{v}` is not a number", j + 1))
-            })?;
+            let p: f32 = v
+                .parse()
+                .map_err(|_| Error::in_field(origin, line_no, (j + 1).to_string(), format!("`{v}` is not a number")))?;
             if !(0.0..=max_value).contains(&p) {
-                return Err(Error::Data(format!(
-                    "{origin}: line {line_no}, field {}: {p} is outside 0..={max_value}",
-                    j + 1
-                )));
+                return Err(Error::in_field(
+                    origin,
+                    line_no,
+                    (j + 1).to_string(),
+                    format!("{p} is outside 0..={max_value}"),
+                ));
             }
             pixels.push(p / max_value);
         }
         let label = values[fields - 1];
         labels.push(label.parse::<u32>().map_err(|_| {
-            Error::Data(format!("{origin}: line {line_no}, field {fields} (label): `{label}` is not a class index"))
+            Error::in_field(origin, line_no, format!("{fields} (label)"), format!("`{label}` is not a class index"))
         })?);
     }
     if labels.is_empty() {
-        return Err(Error::Data(format!("{origin}: no image")));
+        return Err(Error::in_file(origin, None, "no image"));
     }
     Ok(InMemoryImages { channels: 1, height, width, pixels, labels })
 }
