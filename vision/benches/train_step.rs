@@ -18,9 +18,9 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 
 use candle_core::{DType, Device, ModuleT, Tensor, Var};
 use contrastive_core::loss::nt_xent;
-use contrastive_core::nn::add_relu;
 use contrastive_core::nn::{InitScheme, ParamStore, ProjectionHead, ProjectionHeadConfig};
 use contrastive_core::optim::{Optimizer, OptimizerConfig};
+use contrastive_vision::add_relu;
 use contrastive_vision::{
     batch_norm, conv2d, Activation, ConvBn, ConvGeometry, Encoder, EncoderConfig, ResNetConfig, Stem,
 };

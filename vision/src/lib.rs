@@ -18,6 +18,7 @@
 //! - Methods: [`SimClr`] and [`MoCo`] (v2), objectives for the core `Trainer`, fed by the core
 //!   loader through [`CollateViews`].
 
+mod add_relu;
 pub mod augment;
 mod batch;
 mod batch_norm;
@@ -35,6 +36,7 @@ mod simclr;
 mod unfold;
 mod weights;
 
+pub use add_relu::add_relu;
 pub use batch::{stack_images, CollateViews, ViewBatch};
 pub use batch_norm::{batch_norm, BatchNorm};
 pub use conv::{conv2d, conv2d_forward, conv2d_forward_channels_last, Conv2d, ConvGeometry};

@@ -1,11 +1,11 @@
-//! The convolution, BatchNorm and max-pool kernels against candle's own ops and naive references,
+//! The convolution, BatchNorm, max-pool and residual add-ReLU kernels against candle's own ops and naive references,
 //! in value and gradient; gradient flow through every encoder.
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use contrastive_core::nn::{check_gradients, InitScheme, ParamStore};
 use contrastive_vision::{
-    batch_norm, conv2d, conv2d_forward, conv2d_forward_channels_last, Activation, ConvBn, ConvGeometry, ConvNet,
-    ConvNetConfig, MaxPool2d, ResNet, ResNetConfig, Stem,
+    add_relu, batch_norm, conv2d, conv2d_forward, conv2d_forward_channels_last, Activation, ConvBn, ConvGeometry,
+    ConvNet, ConvNetConfig, MaxPool2d, ResNet, ResNetConfig, Stem,
 };
 use rand::{Rng, SeedableRng};
 
@@ -385,4 +385,36 @@ fn conv_layer_rejects_wrong_channels() {
     let conv = contrastive_vision::conv2d(g, true, store.var_builder(DType::F32, &Device::Cpu)).unwrap();
     let err = conv.forward(&random(&[1, 2, 5, 5], 1, DType::F32)).unwrap_err().to_string();
     assert!(err.contains("2 channels") && err.contains("expects 3"), "{err}");
+}
+
+#[test]
+fn fused_add_relu_matches_candle_in_value_and_both_gradients() {
+    // relu(a + b) against candle's sum then ReLU, values and both gradients, in f32 and f64 (the
+    // random sums stay away from the kink at 0, where the derivative is undefined).
+    for (dtype, tolerance) in [(DType::F32, 1e-6), (DType::F64, 1e-12)] {
+        let run = |fused: bool| {
+            let (a, b) = (
+                Var::from_tensor(&random(&[9, 13], 11, dtype)).unwrap(),
+                Var::from_tensor(&random(&[9, 13], 12, dtype)).unwrap(),
+            );
+            let y = if fused {
+                add_relu(a.as_tensor(), b.as_tensor()).unwrap()
+            } else {
+                (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap()
+            };
+            // A weighted sum, so every element's gradient differs.
+            let w = random(&[9, 13], 13, dtype);
+            let grads = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            (y, grads.get(&a).unwrap().clone(), grads.get(&b).unwrap().clone())
+        };
+        let (ours, theirs) = (run(true), run(false));
+        for (x, y) in [(&ours.0, &theirs.0), (&ours.1, &theirs.1), (&ours.2, &theirs.2)] {
+            assert!(max_abs_diff(x, y) < tolerance, "{dtype:?}: {}", max_abs_diff(x, y));
+        }
+        let values: Vec<f64> = ours.0.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+        assert!(values.iter().any(|&v| v == 0.0) && values.iter().any(|&v| v > 0.0));
+    }
+    let (a, b) = (random(&[9, 13], 1, DType::F32), random(&[13, 9], 2, DType::F32));
+    let err = add_relu(&a, &b).unwrap_err().to_string();
+    assert!(err.contains("[9, 13]") && err.contains("[13, 9]"), "{err}");
 }

@@ -2,7 +2,6 @@
 //! gradients, a linear layer, an exact GELU, a softmax and a residual `relu(a + b)` with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates and target networks, and a
 //! gradient-flow check.
 
-mod add_relu;
 mod dropout;
 mod gelu;
 mod gradient_check;
@@ -14,7 +13,6 @@ mod projection_head;
 mod softmax;
 mod target_network;
 
-pub use add_relu::add_relu;
 pub use dropout::SeededDropout;
 pub use gelu::gelu_erf;
 pub use gradient_check::check_gradients;

@@ -4,10 +4,10 @@
 //! ReLU's backward several more passes (a comparison, a cast, a product). Fused, forward and
 //! backward are one pass each, and both inputs receive the same masked gradient.
 
-use crate::kernel::{contiguous_slice, with_cpu_slice};
-use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use contrastive_core::kernel::{contiguous_slice, with_cpu_slice};
+use contrastive_core::with_kernel_float;
 use rayon::prelude::*;
 
 /// `max(a + b, 0)` elementwise for two tensors of one shape; any device (fused on the CPU for
