@@ -2,6 +2,7 @@
 //! learning papers (GraphCL: 10 folds, C chosen inside each training part).
 
 use crate::linear_probe::{stratified_folds, LinearProbe};
+use crate::summary::MeanStd;
 use candle_core::{Device, Tensor};
 use contrastive_core::{Error, Result};
 
@@ -56,9 +57,7 @@ impl CrossValidation {
             let probe = LinearProbe { seed: self.seed.wrapping_add(f as u64), ..self.probe.clone() };
             fold_accuracy.push(probe.evaluate(&xtr, &ytr, &xte, &yte)?.accuracy);
         }
-        let k = fold_accuracy.len() as f64;
-        let mean = fold_accuracy.iter().sum::<f64>() / k;
-        let std = (fold_accuracy.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / k).sqrt();
+        let MeanStd { mean, std, .. } = MeanStd::of(&fold_accuracy);
         let mut counts = std::collections::HashMap::new();
         labels.iter().for_each(|l| *counts.entry(l).or_insert(0usize) += 1);
         let majority_rate = counts.values().copied().max().unwrap_or(0) as f64 / n.max(1) as f64;

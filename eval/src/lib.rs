@@ -42,6 +42,7 @@ mod lbfgs;
 mod linear_probe;
 mod plot;
 mod retrieval;
+mod summary;
 
 pub use clustering::{ari, nmi};
 pub use correlation::{average_ranks, pearson, spearman};
@@ -55,6 +56,7 @@ pub use plot::{pca_2d, plot_embeddings, plot_history};
 pub use retrieval::{
     approximate_recall, relevant_ranks, retrieval_metrics, ApproximateIndex, HnswConfig, RetrievalReport,
 };
+pub use summary::MeanStd;
 
 // The README's example runs as a doctest.
 #[cfg(doctest)]

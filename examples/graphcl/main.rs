@@ -6,61 +6,23 @@
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
-use candle_core::{DType, Device, Tensor};
-use clap::{Parser, ValueEnum};
-use contrastive_core::augment::{Augment, RandomChoice};
+use candle_core::{DType, Device};
+use clap::Parser;
 use contrastive_core::data::{Loader, LoaderConfig};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Trainer, TrainerConfig};
 use contrastive_core::Result;
-use contrastive_eval::{CrossValidation, LinearProbe};
+use contrastive_eval::{CrossValidation, LinearProbe, MeanStd};
 use contrastive_examples::flags::{at_least_one_u64, below_one, positive, CommonFlags};
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
-use contrastive_graph::augment::{AttrMask, EdgePerturb, NodeDrop, Subgraph};
+use contrastive_graph::augment::AugmentationSet;
 use contrastive_graph::{
-    load_tu, CollateGraphs, Graph, GraphCl, GraphClConfig, GraphClLoss, NodeFeatures, TuDataset, TuOptions,
+    label_degree_histogram, load_tu, CollateGraphs, GraphCl, GraphClConfig, GraphClLoss, NodeFeatures, TuDataset,
+    TuOptions,
 };
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// GraphCL's augmentation sets (one member drawn per graph and view).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-enum Augmentation {
-    /// Node dropping or subgraph (GraphCL's `random2`, the reference's default).
-    Random2,
-    /// + edge perturbation.
-    Random3,
-    /// + attribute masking.
-    Random4,
-    /// Node dropping only.
-    NodeDrop,
-    /// Edge perturbation only.
-    EdgePerturb,
-    /// Subgraph only.
-    Subgraph,
-    /// Attribute masking only.
-    AttrMask,
-}
-
-impl Augmentation {
-    fn build(self, ratio: f64) -> RandomChoice<Graph> {
-        let drop: Box<dyn Augment<Graph>> = Box::new(NodeDrop { ratio });
-        let perturb: Box<dyn Augment<Graph>> = Box::new(EdgePerturb { ratio, add: true });
-        let sub: Box<dyn Augment<Graph>> = Box::new(Subgraph { ratio });
-        let mask: Box<dyn Augment<Graph>> = Box::new(AttrMask { ratio, mean: 0.5, std: 0.5 });
-        RandomChoice(match self {
-            Augmentation::Random2 => vec![drop, sub],
-            Augmentation::Random3 => vec![drop, perturb, sub],
-            Augmentation::Random4 => vec![drop, perturb, sub, mask],
-            Augmentation::NodeDrop => vec![drop],
-            Augmentation::EdgePerturb => vec![perturb],
-            Augmentation::Subgraph => vec![sub],
-            Augmentation::AttrMask => vec![mask],
-        })
-    }
-}
 
 /// GraphCL (You et al. 2020) with the reference recipe: GIN 3 x 32, sum readouts concatenated,
 /// T = 0.2, Adam 0.01, batch 128, 20 epochs, augmentation ratio 0.2, seeds 0-4.
@@ -73,9 +35,9 @@ struct Cli {
     /// TU dataset folder to pretrain on (default: the evaluation set itself, --data).
     #[arg(long, value_name = "DIR")]
     pretrain_data: Option<PathBuf>,
-    /// Augmentations.
-    #[arg(long, value_enum, default_value = "random2")]
-    aug: Augmentation,
+    /// Augmentations: random2, random3, random4, node-drop, edge-perturb, subgraph, attr-mask.
+    #[arg(long, default_value = "random2")]
+    aug: AugmentationSet,
     /// Augmentation ratio.
     #[arg(long, default_value_t = 0.2, value_parser = below_one)]
     aug_ratio: f64,
@@ -93,28 +55,6 @@ struct Cli {
     nt_xent: bool,
 }
 
-/// Node-label counts and degree statistics per graph (the reference's baseline).
-fn histogram_features(data: &TuDataset, classes: usize) -> Result<Tensor> {
-    let mut rows = Vec::new();
-    for g in &data.graphs {
-        let mut h = vec![0f32; classes];
-        for &l in g.node_labels.as_deref().unwrap_or(&[]) {
-            h[(l as usize).min(classes - 1)] += 1.0;
-        }
-        let deg: Vec<f32> = g.adjacency().iter().map(|a| a.len() as f32).collect();
-        let n = deg.len().max(1) as f32;
-        let mean = deg.iter().sum::<f32>() / n;
-        let std = (deg.iter().map(|d| (d - mean).powi(2)).sum::<f32>() / n).sqrt();
-        let (min, max) = (deg.iter().copied().fold(f32::MAX, f32::min), deg.iter().copied().fold(0.0, f32::max));
-        h.extend([g.num_nodes() as f32, g.num_edges() as f32, mean, std, min, max]);
-        h.extend((1..=4).map(|d| deg.iter().filter(|&&x| x == d as f32).count() as f32));
-        h.push(deg.iter().filter(|&&x| x >= 5.0).count() as f32);
-        rows.extend(h);
-    }
-    let width = rows.len() / data.graphs.len().max(1);
-    Ok(Tensor::from_vec(rows, (data.graphs.len(), width), &Device::Cpu)?)
-}
-
 /// The two datasets with one-hot node labels of one width.
 fn load_pair(eval: &PathBuf, pretrain: Option<&PathBuf>) -> Result<(TuDataset, TuDataset)> {
     let e = load_tu(eval, TuOptions::default())?;
@@ -127,12 +67,6 @@ fn load_pair(eval: &PathBuf, pretrain: Option<&PathBuf>) -> Result<(TuDataset, T
         }
         _ => Ok((e, p)),
     }
-}
-
-fn mean_std(v: &[f64]) -> serde_json::Value {
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-    json!({ "mean": m, "std": s, "values": v })
 }
 
 fn run(cli: Cli) -> Result<serde_json::Value> {
@@ -175,7 +109,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         NodeFeatures::LabelOneHot(c) => c,
         _ => 1,
     };
-    let hist = histogram_features(&eval_set, classes)?;
+    let hist = label_degree_histogram(&eval_set.graphs, classes)?;
     let (mut trained, mut untrained, mut baseline, mut graphs_per_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut steps, mut last_losses) = (Vec::new(), Vec::new());
     let mut last_embeddings = None;
@@ -247,9 +181,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         seeds.len()
     );
     for (name, v) in [("GraphCL GIN", &trained), ("untrained GIN", &untrained), ("label histogram", &baseline)] {
-        let m = v.iter().sum::<f64>() / v.len() as f64;
-        let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-        println!("{name:<18} {:>6.2} ± {:.2}", 100.0 * m, 100.0 * s);
+        let s = MeanStd::of(v);
+        println!("{name:<18} {:>6.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std);
     }
     println!("majority class     {:>6.2}", 100.0 * majority);
     Ok(json!({
@@ -261,11 +194,11 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         // Per seed: each seed is one training run.
         "steps": steps,
         "last_loss": last_losses,
-        "graphcl": mean_std(&trained),
-        "untrained": mean_std(&untrained),
-        "histogram": mean_std(&baseline),
+        "graphcl": MeanStd::of(&trained),
+        "untrained": MeanStd::of(&untrained),
+        "histogram": MeanStd::of(&baseline),
         "majority_rate": majority,
-        "train_graphs_per_second": mean_std(&graphs_per_s),
+        "train_graphs_per_second": MeanStd::of(&graphs_per_s),
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     }))
 }

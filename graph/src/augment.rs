@@ -7,7 +7,7 @@
 //! subgraph grows from its whole frontier, so it reaches nodes many hops from the start.
 
 use crate::data::Graph;
-use contrastive_core::augment::Augment;
+use contrastive_core::augment::{Augment, RandomChoice};
 use contrastive_core::{Error, Result};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng as _, RngCore};
@@ -156,5 +156,79 @@ impl Augment<Graph> for Subgraph {
         }
         selected.sort_unstable();
         g.induced(&selected)
+    }
+}
+
+/// GraphCL's augmentation sets: each view of each graph draws one member uniformly
+/// ([`RandomChoice`]). `random2` (node dropping or subgraph) is the reference's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AugmentationSet {
+    /// Node dropping or subgraph (GraphCL's `random2`).
+    Random2,
+    /// Node dropping, edge perturbation or subgraph (`random3`).
+    Random3,
+    /// Any of the four (`random4`).
+    Random4,
+    /// Node dropping only.
+    NodeDrop,
+    /// Edge perturbation only (as many edges added as removed).
+    EdgePerturb,
+    /// Subgraph only.
+    Subgraph,
+    /// Attribute masking only (N(0.5, 0.5²) rows, as the reference).
+    AttrMask,
+}
+
+impl AugmentationSet {
+    /// Every set, in the order above.
+    pub const ALL: [AugmentationSet; 7] = [
+        AugmentationSet::Random2,
+        AugmentationSet::Random3,
+        AugmentationSet::Random4,
+        AugmentationSet::NodeDrop,
+        AugmentationSet::EdgePerturb,
+        AugmentationSet::Subgraph,
+        AugmentationSet::AttrMask,
+    ];
+
+    /// Its name: `random2`, `node-drop`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            AugmentationSet::Random2 => "random2",
+            AugmentationSet::Random3 => "random3",
+            AugmentationSet::Random4 => "random4",
+            AugmentationSet::NodeDrop => "node-drop",
+            AugmentationSet::EdgePerturb => "edge-perturb",
+            AugmentationSet::Subgraph => "subgraph",
+            AugmentationSet::AttrMask => "attr-mask",
+        }
+    }
+
+    /// The augmentation, every member at `ratio`.
+    pub fn build(self, ratio: f64) -> RandomChoice<Graph> {
+        let drop: Box<dyn Augment<Graph>> = Box::new(NodeDrop { ratio });
+        let perturb: Box<dyn Augment<Graph>> = Box::new(EdgePerturb { ratio, add: true });
+        let sub: Box<dyn Augment<Graph>> = Box::new(Subgraph { ratio });
+        let mask: Box<dyn Augment<Graph>> = Box::new(AttrMask { ratio, mean: 0.5, std: 0.5 });
+        RandomChoice(match self {
+            AugmentationSet::Random2 => vec![drop, sub],
+            AugmentationSet::Random3 => vec![drop, perturb, sub],
+            AugmentationSet::Random4 => vec![drop, perturb, sub, mask],
+            AugmentationSet::NodeDrop => vec![drop],
+            AugmentationSet::EdgePerturb => vec![perturb],
+            AugmentationSet::Subgraph => vec![sub],
+            AugmentationSet::AttrMask => vec![mask],
+        })
+    }
+}
+
+impl std::str::FromStr for AugmentationSet {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        AugmentationSet::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = AugmentationSet::ALL.iter().map(|a| a.name()).collect();
+            Error::config("augmentation", format!("`{s}` is not one of {}", names.join(", ")))
+        })
     }
 }

@@ -12,11 +12,13 @@
 //! - [`GraphCl`]: GraphCL's objective for the core `Trainer`.
 
 pub mod augment;
+mod baseline;
 mod batch;
 mod data;
 mod gin;
 mod graphcl;
 
+pub use baseline::label_degree_histogram;
 pub use batch::{CollateGraphs, GraphBatch, GraphViews};
 pub use data::{load_tu, read_tu_smiles, Graph, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
 pub use gin::{Epsilon, Gin, GinConfig, Readout};

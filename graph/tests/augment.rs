@@ -124,3 +124,21 @@ fn graphcl_overfits_bzr163() {
     let (first, last) = (mean(&la[..4]), mean(&la[la.len() - 4..]));
     assert!(last < first - 0.5, "loss did not fall: {first:.3} -> {last:.3}");
 }
+
+#[test]
+fn augmentation_sets_parse_by_name_and_hold_their_members() {
+    use contrastive_graph::augment::AugmentationSet;
+    for set in AugmentationSet::ALL {
+        assert_eq!(set.name().parse::<AugmentationSet>().unwrap(), set);
+        // The serialised name (run records, configs) is the same name.
+        assert_eq!(serde_json::to_value(set).unwrap(), serde_json::json!(set.name()));
+    }
+    let members = |s: AugmentationSet| s.build(0.2).0.len();
+    assert_eq!(
+        AugmentationSet::ALL.map(members),
+        [2, 3, 4, 1, 1, 1, 1],
+        "random2, random3, random4, then the single augmentations"
+    );
+    let err = "random5".parse::<AugmentationSet>().unwrap_err().to_string();
+    assert!(err.contains("`random5`") && err.contains("random2, random3"), "{err}");
+}

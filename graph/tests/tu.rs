@@ -161,3 +161,17 @@ fn smiles_of_a_tu_dataset_are_read_in_graph_order_and_bad_lines_are_named() {
         assert!(path.ends_with("M_graph_sources.tsv") && line.is_some() == (graphs != 3), "{err:?}");
     }
 }
+
+#[test]
+fn the_label_and_degree_baseline_has_its_closed_form() {
+    use contrastive_graph::{label_degree_histogram, Graph};
+    // A path 0 - 1 - 2 with node labels 0, 1, 7 (7 falls in the last of 2 bins): degrees 1, 2, 1.
+    let mut g = Graph::new(vec![0.0; 3], 1, &[(0, 1, 0), (1, 2, 0)], 0).unwrap();
+    g.node_labels = Some(vec![0, 1, 7]);
+    let row = label_degree_histogram(&[g], 2).unwrap().to_vec2::<f32>().unwrap().remove(0);
+    // Mean degree 4/3, population std sqrt(((1/3)^2 * 2 + (2/3)^2) / 3) = sqrt(2) / 3.
+    let want = [1.0, 2.0, 3.0, 2.0, 4.0 / 3.0, 2f32.sqrt() / 3.0, 1.0, 2.0, 2.0, 1.0, 0.0, 0.0, 0.0];
+    assert_eq!(row.len(), want.len());
+    assert!(row.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{row:?}");
+    assert!(label_degree_histogram(&[], 0).is_err());
+}
