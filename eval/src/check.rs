@@ -7,10 +7,10 @@ use contrastive_core::{Error, Result};
 pub(crate) fn embeddings(what: &str, x: &Tensor) -> Result<(usize, usize)> {
     let (n, d) = match x.dims() {
         [n, d] => (*n, *d),
-        other => return Err(Error::Data(format!("{what}: embeddings must be 2-D (N, D), got shape {other:?}"))),
+        other => return Err(Error::shape(format!("{what}: embeddings"), "(N, D)", other)),
     };
     if n == 0 || d == 0 {
-        return Err(Error::Data(format!("{what}: empty embeddings of shape ({n}, {d})")));
+        return Err(Error::shape(format!("{what}: embeddings"), "(N, D) with N, D >= 1", &[n, d]));
     }
     let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     if let Some(at) = values.iter().position(|v| !v.is_finite()) {

@@ -61,7 +61,11 @@ fn bad_input_is_named() {
     let nan = Tensor::new(&[[1f32, f32::NAN]], &dev).unwrap();
     assert!(err(knn.predict(&train, &[0, 1, 0], &nan)).contains("row 0 has a non-finite value"));
     let empty = Tensor::zeros((0, 2), DType::F32, &dev).unwrap();
-    assert!(err(knn.predict(&train, &[0, 1, 0], &empty)).contains("empty embeddings"));
+    let e = knn.predict(&train, &[0, 1, 0], &empty).unwrap_err();
+    assert!(matches!(&e, contrastive_core::Error::Shape { found, .. } if found == &[0, 2]), "{e:?}");
+    assert!(e.to_string().contains("embeddings: expected shape (N, D) with N, D >= 1, found [0, 2]"), "{e}");
+    let flat = Tensor::zeros(4, DType::F32, &dev).unwrap();
+    assert!(err(knn.predict(&train, &[0, 1, 0], &flat)).contains("expected shape (N, D), found [4]"));
     let wide = Tensor::zeros((1, 3), DType::F32, &dev).unwrap();
     assert!(err(knn.predict(&train, &[0, 1, 0], &wide)).contains("width"));
     assert!(err(knn.accuracy(&train, &[0, 1, 0], &train, &[0])).contains("1 labels for 3"));
