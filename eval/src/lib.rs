@@ -45,7 +45,7 @@ mod retrieval;
 mod summary;
 
 pub use clustering::{ari, nmi};
-pub use correlation::{average_ranks, pearson, spearman};
+pub use correlation::{average_ranks, pair_correlation, pearson, spearman, Correlation};
 pub use cross_validation::{CrossValidation, CvReport};
 pub use export::save_embeddings;
 pub use geometry::{alignment, uniformity};

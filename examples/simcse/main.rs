@@ -97,12 +97,8 @@ fn model_folder(init: Option<&str>) -> Result<PathBuf> {
 /// Lee-50 Pearson and Spearman of the encoder's cosine similarities.
 fn lee50(encoder: &SentenceEncoder) -> Result<(f64, f64)> {
     let lee = read_lee50(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/data/lee50"))?;
-    let docs: Vec<&str> = lee.documents.iter().map(String::as_str).collect();
-    let v = contrastive_core::similarity::l2_normalize(&encoder.encode(&docs)?)?;
-    let sims = v.matmul(&v.t()?)?.to_vec2::<f32>()?;
-    let predicted: Vec<f64> = lee.pairs.iter().map(|&(i, j, _)| sims[i][j] as f64).collect();
-    let gold: Vec<f64> = lee.pairs.iter().map(|p| p.2).collect();
-    Ok((contrastive_eval::pearson(&predicted, &gold)?, contrastive_eval::spearman(&predicted, &gold)?))
+    let c = contrastive_eval::pair_correlation(&contrastive_core::embed(encoder, &lee.documents, 64)?, &lee.pairs)?;
+    Ok((c.pearson, c.spearman))
 }
 
 fn run(cli: Cli) -> Result<serde_json::Value> {

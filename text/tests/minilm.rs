@@ -135,13 +135,9 @@ fn sentence_encoder_loads_saves_and_scores_lee50() {
     // Lee-50: cosine of the 50 documents' vectors against the human judgements. Measured with
     // sentence-transformers (`bench/pytorch/embed_eval.py`): Pearson 0.656, Spearman 0.508.
     let lee = read_lee50(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lee50")).unwrap();
-    let docs: Vec<&str> = lee.documents.iter().map(String::as_str).collect();
-    let v = encoder.encode(&docs).unwrap();
-    let sims = v.matmul(&v.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
-    let predicted: Vec<f64> = lee.pairs.iter().map(|&(i, j, _)| sims[i][j] as f64).collect();
-    let gold: Vec<f64> = lee.pairs.iter().map(|p| p.2).collect();
-    let pearson = contrastive_eval::pearson(&predicted, &gold).unwrap();
-    let spearman = contrastive_eval::spearman(&predicted, &gold).unwrap();
+    let v = contrastive_core::embed(&encoder, &lee.documents, 64).unwrap();
+    let c = contrastive_eval::pair_correlation(&v, &lee.pairs).unwrap();
+    let (pearson, spearman) = (c.pearson, c.spearman);
     assert!((pearson - 0.656).abs() < 2e-3 && (spearman - 0.508).abs() < 2e-3, "Lee-50 {pearson:.4} / {spearman:.4}");
     if keep.is_none() {
         std::fs::remove_dir_all(&out).ok();
