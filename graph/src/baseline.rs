@@ -22,7 +22,9 @@ pub fn label_degree_histogram(graphs: &[Graph], classes: usize) -> Result<Tensor
         let n = deg.len().max(1) as f32;
         let mean = deg.iter().sum::<f32>() / n;
         let std = (deg.iter().map(|d| (d - mean).powi(2)).sum::<f32>() / n).sqrt();
-        let (min, max) = (deg.iter().copied().fold(f32::MAX, f32::min), deg.iter().copied().fold(0.0, f32::max));
+        // A graph without nodes has degree statistics of 0, not the fold's starting value.
+        let min = if deg.is_empty() { 0.0 } else { deg.iter().copied().fold(f32::MAX, f32::min) };
+        let max = deg.iter().copied().fold(0.0, f32::max);
         h.extend([g.num_nodes() as f32, g.num_edges() as f32, mean, std, min, max]);
         h.extend((1..=4).map(|d| deg.iter().filter(|&&x| x == d as f32).count() as f32));
         h.push(deg.iter().filter(|&&x| x >= 5.0).count() as f32);

@@ -174,4 +174,8 @@ fn the_label_and_degree_baseline_has_its_closed_form() {
     assert_eq!(row.len(), want.len());
     assert!(row.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{row:?}");
     assert!(label_degree_histogram(&[], 0).is_err());
+    // A graph without nodes: every statistic 0.
+    let empty = Graph::new(vec![], 1, &[], 0).unwrap();
+    let row = label_degree_histogram(&[empty], 2).unwrap().to_vec2::<f32>().unwrap().remove(0);
+    assert!(row.iter().all(|&v| v == 0.0), "{row:?}");
 }
