@@ -18,6 +18,17 @@ where
     }
 }
 
+/// Leaves the sample as it is: the views of a method whose randomness is in the model, as
+/// SimCSE's two passes through dropout.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity;
+
+impl<T> Augment<T> for Identity {
+    fn apply(&self, x: T, _: &mut dyn RngCore) -> Result<T> {
+        Ok(x)
+    }
+}
+
 /// Applies each augmentation in turn.
 pub struct Compose<T>(pub Vec<Box<dyn Augment<T>>>);
 

@@ -2,6 +2,7 @@
 //! path that every modality crate, `eval`, `--save-embeddings` and the examples share. Each
 //! modality says how a batch of its items becomes vectors ([`Embed`]); [`embed`] does the rest.
 
+use crate::backbone::Backbone;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -11,6 +12,22 @@ use candle_core::{DType, Tensor};
 pub trait Embed<T> {
     /// The embeddings of `items`, one row each, in order.
     fn embed_batch(&self, items: Vec<T>) -> Result<Tensor>;
+}
+
+/// Any [`Backbone`] as an [`Embed`]: `input` makes a batch of items into the backbone's input
+/// (a graph batch, a token batch), which is encoded in eval mode. For a model defined in a few
+/// lines, or one tower of a two-tower model, without an `Embed` of its own.
+pub struct BackboneEmbedder<'a, B, F> {
+    /// The encoder.
+    pub backbone: &'a B,
+    /// How a batch of items becomes the backbone's input.
+    pub input: F,
+}
+
+impl<T, B: Backbone, F: Fn(Vec<T>) -> Result<B::Input>> Embed<T> for BackboneEmbedder<'_, B, F> {
+    fn embed_batch(&self, items: Vec<T>) -> Result<Tensor> {
+        Ok(self.backbone.encode(&(self.input)(items)?, false)?)
+    }
 }
 
 /// The embeddings of every item of `dataset`, in its order, `batch_size` items at a time:

@@ -60,7 +60,18 @@ pub enum Error {
         /// The shape found.
         found: Vec<usize>,
     },
-    /// Bad input data that no single file holds (two inputs that disagree, an empty set).
+    /// An index past the end of a dataset, list or table.
+    #[error("{what}: index {index} is out of range for {len} items")]
+    Index {
+        /// What was indexed, as the caller names it.
+        what: String,
+        /// The index asked for.
+        index: usize,
+        /// How many items there are.
+        len: usize,
+    },
+    /// Bad input data that no file, field, shape or index pins down: a content problem of the
+    /// whole input (a single class where a classifier needs two, a constant series, no text).
     #[error("data: {0}")]
     Data(String),
     /// A Hugging Face Hub repository or file could not be had (online or from the cache).
@@ -145,6 +156,11 @@ impl Error {
     /// A tensor or input `what` of shape `found` where `expected` was wanted.
     pub fn shape(what: impl Into<String>, expected: impl Into<String>, found: &[usize]) -> Self {
         Error::Shape { what: what.into(), expected: expected.into(), found: found.to_vec() }
+    }
+
+    /// Index `index` of `what`, which holds `len` items, is out of range.
+    pub fn index(what: impl Into<String>, index: usize, len: usize) -> Self {
+        Error::Index { what: what.into(), index, len }
     }
 
     /// An I/O error on `path`.

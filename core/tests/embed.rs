@@ -52,3 +52,35 @@ fn bad_batch_sizes_empty_sets_and_wrong_row_counts_are_errors() {
     assert!(matches!(&err, contrastive_core::Error::Shape { found, .. } if found == &[1, 2]), "{err:?}");
     assert!(err.to_string().contains("items 0..2: expected shape (2, D), found [1, 2]"), "{err}");
 }
+
+/// Doubles its input in training mode and keeps it in eval mode: which mode `embed` uses shows.
+struct Doubling;
+
+impl contrastive_core::Backbone for Doubling {
+    type Input = Tensor;
+    fn encode(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        if train {
+            x * 2.0
+        } else {
+            Ok(x.clone())
+        }
+    }
+    fn dim(&self) -> usize {
+        3
+    }
+}
+
+#[test]
+fn any_backbone_embeds_through_its_input_function() {
+    let model = contrastive_core::embed::BackboneEmbedder {
+        backbone: &Doubling,
+        input: |items: Vec<[f32; 3]>| -> Result<Tensor> {
+            let n = items.len();
+            Ok(Tensor::from_vec(items.into_iter().flatten().collect::<Vec<f32>>(), (n, 3), &Device::Cpu)?)
+        },
+    };
+    let data = points(7);
+    let z = embed(&model, &data, 3).unwrap().to_vec2::<f32>().unwrap();
+    // Eval mode: the rows are the points themselves, in order.
+    assert_eq!(z, data.iter().map(|p| p.to_vec()).collect::<Vec<_>>());
+}

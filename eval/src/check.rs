@@ -26,7 +26,7 @@ pub(crate) const MAX_CLASS_ID: u32 = (1 << 20) - 1;
 /// Checks that `labels` has one entry per row, each at most [`MAX_CLASS_ID`].
 pub(crate) fn labels(what: &str, labels: &[u32], rows: usize) -> Result<()> {
     if labels.len() != rows {
-        return Err(Error::Data(format!("{what}: {} labels for {rows} embeddings", labels.len())));
+        return Err(Error::shape(format!("{what}: labels"), format!("({rows},), one per embedding"), &[labels.len()]));
     }
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l > MAX_CLASS_ID) {
         return Err(Error::Data(format!(
@@ -36,13 +36,21 @@ pub(crate) fn labels(what: &str, labels: &[u32], rows: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks that embeddings `what` of shape `(n, d)` have the width `width` of `other`.
+pub(crate) fn same_width(what: &str, (n, d): (usize, usize), width: usize, other: &str) -> Result<()> {
+    if d != width {
+        return Err(Error::shape(format!("{what}: embeddings"), format!("(N, {width}) as {other}"), &[n, d]));
+    }
+    Ok(())
+}
+
 /// Checks two equally long, non-empty, finite series.
 pub(crate) fn series(what: &str, x: &[f64], y: &[f64], min_len: usize) -> Result<()> {
     if x.len() != y.len() {
-        return Err(Error::Data(format!("{what}: lengths differ ({} and {})", x.len(), y.len())));
+        return Err(Error::shape(format!("{what}: second series"), format!("({},) as the first", x.len()), &[y.len()]));
     }
     if x.len() < min_len {
-        return Err(Error::Data(format!("{what}: needs at least {min_len} values, got {}", x.len())));
+        return Err(Error::shape(format!("{what}: series"), format!("(>= {min_len},)"), &[x.len()]));
     }
     for (name, s) in [("first", x), ("second", y)] {
         if let Some(i) = s.iter().position(|v| !v.is_finite()) {

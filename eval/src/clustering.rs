@@ -14,10 +14,14 @@ struct Contingency {
 
 fn contingency(what: &str, a: &[u32], b: &[u32]) -> Result<Contingency> {
     if a.len() != b.len() {
-        return Err(Error::Data(format!("{what}: labellings of different lengths ({} and {})", a.len(), b.len())));
+        return Err(Error::shape(
+            format!("{what}: second labelling"),
+            format!("({},) as the first", a.len()),
+            &[b.len()],
+        ));
     }
     if a.is_empty() {
-        return Err(Error::Data(format!("{what}: empty labellings")));
+        return Err(Error::shape(format!("{what}: labellings"), "(N >= 1,)", &[0]));
     }
     let index = |labels: &[u32]| {
         let mut map = HashMap::new();

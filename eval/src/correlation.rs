@@ -20,7 +20,7 @@ pub struct Correlation {
 pub fn pair_correlation(embeddings: &Tensor, pairs: &[(usize, usize, f64)]) -> Result<Correlation> {
     let (n, _) = check::embeddings("pair_correlation", embeddings)?;
     if let Some(&(i, j, _)) = pairs.iter().find(|&&(i, j, _)| i >= n || j >= n) {
-        return Err(Error::Data(format!("pair_correlation: pair ({i}, {j}) is outside the {n} embeddings")));
+        return Err(Error::index(format!("pair_correlation: embeddings, by pair ({i}, {j})"), i.max(j), n));
     }
     let v = l2_normalize(&embeddings.to_dtype(DType::F64)?)?;
     let sims = v.matmul(&v.t()?)?.to_vec2::<f64>()?;
@@ -86,7 +86,10 @@ mod tests {
         let c = pair_correlation(&z, &[(0, 1, 0.0), (0, 2, 0.5), (1, 2, 0.9)]).unwrap();
         assert!((c.pearson - 0.8962581595302718).abs() < 1e-6, "{c:?}");
         assert!((c.spearman - 0.8660254037844387).abs() < 1e-12, "{c:?}");
-        let err = pair_correlation(&z, &[(0, 3, 1.0), (0, 1, 0.0)]).unwrap_err().to_string();
-        assert!(err.contains("pair (0, 3) is outside the 3 embeddings"), "{err}");
+        let err = pair_correlation(&z, &[(0, 3, 1.0), (0, 1, 0.0)]).unwrap_err();
+        assert!(
+            matches!(&err, contrastive_core::Error::Index { what, index: 3, len: 3 } if what.contains("pair (0, 3)")),
+            "{err}"
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! Stratified k-fold cross validation of a linear probe: the protocol of graph contrastive
 //! learning papers (GraphCL: 10 folds, C chosen inside each training part).
 
-use crate::linear_probe::{stratified_folds, LinearProbe};
+use crate::linear_probe::LinearProbe;
 use crate::summary::MeanStd;
 use candle_core::{Device, Tensor};
+use contrastive_core::data::stratified_folds;
 use contrastive_core::{Error, Result};
 
 /// The outer loop: `folds` stratified folds drawn by `seed`; in each, `probe` (with its own inner
@@ -36,7 +37,7 @@ impl CrossValidation {
     pub fn evaluate(&self, x: &Tensor, labels: &[u32]) -> Result<CvReport> {
         let (n, _) = x.dims2()?;
         if labels.len() != n {
-            return Err(Error::Data(format!("cross validation: {n} rows and {} labels", labels.len())));
+            return Err(Error::shape("cross validation: labels", format!("({n},), one per row"), &[labels.len()]));
         }
         if self.folds < 2 {
             return Err(Error::config("cross_validation.folds", format!("must be at least 2, got {}", self.folds)));

@@ -17,8 +17,8 @@ fn npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Result<()> {
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
     header.push('\n');
-    let len =
-        u16::try_from(header.len()).map_err(|_| Error::Data(format!("npy header too long for {}", path.display())))?;
+    let len = u16::try_from(header.len())
+        .map_err(|_| Error::in_file(path, None, "the npy header is longer than 65535 bytes"))?;
     contrastive_core::atomic::write_atomically(path, |tmp| {
         let mut file = std::io::BufWriter::new(std::fs::File::create(tmp).map_err(|e| Error::io(path, e))?);
         let mut write = |bytes: &[u8]| file.write_all(bytes).map_err(|e| Error::io(path, e));

@@ -10,8 +10,9 @@ use contrastive_core::{Error, Result};
 /// normalisation; lower is better. The paper uses α = 2.
 pub fn alignment(z1: &Tensor, z2: &Tensor, alpha: f64) -> Result<f64> {
     let (n, d) = check::embeddings("alignment", z1)?;
-    if check::embeddings("alignment", z2)? != (n, d) {
-        return Err(Error::Data(format!("alignment: the views have shapes {:?} and {:?}", z1.dims(), z2.dims())));
+    let (n2, d2) = check::embeddings("alignment", z2)?;
+    if (n2, d2) != (n, d) {
+        return Err(Error::shape("alignment: second views", format!("({n}, {d}) as the first"), &[n2, d2]));
     }
     let diff = (l2_normalize(&z1.to_dtype(DType::F64)?)? - l2_normalize(&z2.to_dtype(DType::F64)?)?)?;
     let dist = diff.sqr()?.sum(D::Minus1)?.sqrt()?;
@@ -21,9 +22,9 @@ pub fn alignment(z1: &Tensor, z2: &Tensor, alpha: f64) -> Result<f64> {
 /// log E exp(-t ‖f(x) - f(y)‖²) over all pairs of distinct rows, after L2 normalisation; lower
 /// is better. The paper uses t = 2. Computed block by block, stably in the log domain.
 pub fn uniformity(z: &Tensor, t: f64) -> Result<f64> {
-    let (n, _) = check::embeddings("uniformity", z)?;
+    let (n, d) = check::embeddings("uniformity", z)?;
     if n < 2 {
-        return Err(Error::Data("uniformity: needs at least 2 embeddings".into()));
+        return Err(Error::shape("uniformity: embeddings", "(N >= 2, D)", &[n, d]));
     }
     let z = z.to_dtype(DType::F64)?;
     // For unit vectors ‖a - b‖² = 2 - 2 cos(a, b); every term lies in [e^{-4t}, 1].

@@ -43,7 +43,7 @@ impl KMeans {
     pub fn fit(&self, x: &Tensor) -> Result<Clustering> {
         let (n, d) = check::embeddings("k-means", x)?;
         if self.k == 0 || self.k > n {
-            return Err(Error::Data(format!("k-means: k = {} must be between 1 and the {n} samples", self.k)));
+            return Err(Error::config("k-means k", format!("k = {} must be between 1 and the {n} samples", self.k)));
         }
         let x = x.to_dtype(DType::F64)?;
         let values = x.flatten_all()?.to_vec1::<f64>()?;

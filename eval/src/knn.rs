@@ -51,17 +51,21 @@ impl Knn {
     /// follow in index order). `train` (N, D) with `train_labels` (N); `test` (M, D).
     pub fn rank_classes(&self, train: &Tensor, train_labels: &[u32], test: &Tensor) -> Result<Vec<Vec<u32>>> {
         let (n, d) = check::embeddings("kNN train", train)?;
-        let (_, d2) = check::embeddings("kNN test", test)?;
+        let test_shape = check::embeddings("kNN test", test)?;
         check::labels("kNN train", train_labels, n)?;
-        if d != d2 {
-            return Err(Error::Data(format!("kNN: train width {d} and test width {d2} differ")));
-        }
+        check::same_width("kNN test", test_shape, d, "the train embeddings")?;
         if self.k == 0 || self.k > n {
-            return Err(Error::Data(format!("kNN: k = {} must be between 1 and the {n} training samples", self.k)));
+            return Err(Error::config(
+                "kNN k",
+                format!("k = {} must be between 1 and the {n} training samples", self.k),
+            ));
         }
         if let Vote::Weighted { temperature } = self.vote {
             if !(temperature.is_finite() && temperature > 0.0) {
-                return Err(Error::Data(format!("kNN: temperature must be finite and > 0, got {temperature}")));
+                return Err(Error::config(
+                    "kNN vote temperature",
+                    format!("must be finite and > 0, got {temperature}"),
+                ));
             }
         }
         let classes = train_labels.iter().max().map_or(0, |&c| c as usize + 1);

@@ -8,8 +8,9 @@
 //! - [`LinearProbe`]: L2 logistic regression on frozen standardised embeddings (L-BFGS to
 //!   convergence), C chosen by stratified k-fold cross validation; 1% / 10% label variants;
 //!   [`CrossValidation`] scores it over k outer folds (the graph-learning protocol).
-//! - [`retrieval_metrics`]: recall@k, MRR, mAP by exact blocked search; [`ApproximateIndex`]
-//!   (HNSW) and its [`approximate_recall`] against exact search.
+//! - [`retrieval_metrics`]: recall@k, MRR, mAP by exact blocked search; [`paired_retrieval`]
+//!   both ways between paired modalities, against [`RetrievalReport::chance`];
+//!   [`ApproximateIndex`] (HNSW) and its [`approximate_recall`] against exact search.
 //! - [`plot_history`], [`plot_embeddings`] (PCA, [`pca_2d`]): SVG and PNG pictures.
 //! - [`save_embeddings`]: `.npy` files that NumPy and scikit-learn read, to check any figure.
 //! - [`pearson`], [`spearman`]: correlation, as for STS benchmarks.
@@ -45,16 +46,18 @@ mod retrieval;
 mod summary;
 
 pub use clustering::{ari, nmi};
+pub use contrastive_core::data::{stratified_folds, stratified_split, stratified_subset};
 pub use correlation::{average_ranks, pair_correlation, pearson, spearman, Correlation};
 pub use cross_validation::{CrossValidation, CvReport};
 pub use export::save_embeddings;
 pub use geometry::{alignment, uniformity};
 pub use kmeans::{Clustering, KMeans};
 pub use knn::{Knn, KnnAccuracy, Vote};
-pub use linear_probe::{stratified_folds, stratified_subset, LinearProbe, LogisticRegression, ProbeReport};
+pub use linear_probe::{LinearProbe, LogisticRegression, ProbeReport};
 pub use plot::{pca_2d, plot_embeddings, plot_history};
 pub use retrieval::{
-    approximate_recall, relevant_ranks, retrieval_metrics, ApproximateIndex, HnswConfig, RetrievalReport,
+    approximate_recall, paired_retrieval, relevant_ranks, retrieval_metrics, ApproximateIndex, HnswConfig,
+    RetrievalReport,
 };
 pub use summary::MeanStd;
 

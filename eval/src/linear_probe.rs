@@ -8,9 +8,8 @@
 use crate::check;
 use crate::lbfgs::{minimize, Stop};
 use candle_core::{DType, Device, Tensor, D};
-use contrastive_core::rng::keyed_rng;
+use contrastive_core::data::{stratified_folds, stratified_subset};
 use contrastive_core::{Error, Result};
-use rand::seq::SliceRandom;
 
 /// A fitted multinomial logistic regression.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +66,7 @@ impl LogisticRegression {
     fn fit_rows(values: &[f64], n: usize, d: usize, y: &[u32], c: f64, standardise: bool, stop: Stop) -> Result<Self> {
         check::labels("logistic regression", y, n)?;
         if !(c.is_finite() && c > 0.0) {
-            return Err(Error::Data(format!("logistic regression: C must be finite and > 0, got {c}")));
+            return Err(Error::config("logistic regression C", format!("must be finite and > 0, got {c}")));
         }
         let class_ids: Vec<u32> = y.iter().copied().collect::<std::collections::BTreeSet<u32>>().into_iter().collect();
         let classes = class_ids.len();
@@ -116,10 +115,8 @@ impl LogisticRegression {
 
     /// The class scores (N, classes) of `x`, one column per entry of [`Self::classes`].
     pub fn decision_function(&self, x: &Tensor) -> Result<Vec<Vec<f64>>> {
-        let (values, _, d) = rows_f64("logistic regression", x)?;
-        if d != self.dim {
-            return Err(Error::Data(format!("logistic regression: fitted on width {}, given width {d}", self.dim)));
-        }
+        let (values, n, d) = rows_f64("logistic regression", x)?;
+        check::same_width("logistic regression input", (n, d), self.dim, "the embeddings it was fitted on")?;
         Ok(values
             .chunks(d)
             .map(|row| {
@@ -180,47 +177,6 @@ fn objective(
     Ok(ce + reg)
 }
 
-/// The indices of each class's samples, in order, by ascending class (one pass, whatever the ids).
-fn members_by_class(labels: &[u32]) -> std::collections::BTreeMap<u32, Vec<usize>> {
-    let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = std::collections::BTreeMap::new();
-    for (i, &l) in labels.iter().enumerate() {
-        by_class.entry(l).or_default().push(i);
-    }
-    by_class
-}
-
-/// The fold (0..k) of each sample: within each class, samples are shuffled by `seed` and dealt
-/// to the folds in turn, so every fold holds each class in proportion.
-pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Vec<usize> {
-    let mut folds = vec![0; labels.len()];
-    let mut offset = 0;
-    for (class, mut members) in members_by_class(labels) {
-        members.shuffle(&mut keyed_rng(seed, &[10, u64::from(class)]));
-        for (j, &i) in members.iter().enumerate() {
-            // Continuing the deal across classes keeps the fold sizes within one of each other.
-            folds[i] = (offset + j) % k.max(1);
-        }
-        offset += members.len();
-    }
-    folds
-}
-
-/// A stratified subset of about `fraction` of the samples (at least one of each class), chosen by
-/// `seed`: the label-efficient protocols (1% and 10% of the labels).
-pub fn stratified_subset(labels: &[u32], fraction: f64, seed: u64) -> Result<Vec<usize>> {
-    if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(Error::Data(format!("stratified subset: fraction must be in (0, 1], got {fraction}")));
-    }
-    let mut keep = Vec::new();
-    for (class, mut members) in members_by_class(labels) {
-        members.shuffle(&mut keyed_rng(seed, &[11, u64::from(class)]));
-        let take = ((members.len() as f64 * fraction).round() as usize).max(1);
-        keep.extend_from_slice(&members[..take.min(members.len())]);
-    }
-    keep.sort_unstable();
-    Ok(keep)
-}
-
 /// The linear-probe protocol.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinearProbe {
@@ -276,12 +232,10 @@ impl LinearProbe {
     ) -> Result<ProbeReport> {
         let (values, n, d) = rows_f64("linear probe train", train)?;
         check::labels("linear probe train", train_labels, n)?;
-        let (_, d2) = check::embeddings("linear probe test", test)?;
-        if d != d2 {
-            return Err(Error::Data(format!("linear probe: train width {d} and test width {d2} differ")));
-        }
+        let test_shape = check::embeddings("linear probe test", test)?;
+        check::same_width("linear probe test", test_shape, d, "the train embeddings")?;
         if self.c_grid.is_empty() {
-            return Err(Error::Data("linear probe: the C grid is empty".into()));
+            return Err(Error::config("linear probe c_grid", "is empty"));
         }
         let stop = Stop { grad_tol: self.tol, max_iter: self.max_iter };
         let mut cv_accuracy = Vec::with_capacity(self.c_grid.len());

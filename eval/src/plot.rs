@@ -144,7 +144,7 @@ impl Figure for HistoryFigure {
 pub fn pca_2d(x: &Tensor) -> Result<Vec<[f64; 2]>> {
     let (n, d) = check::embeddings("pca", x)?;
     if n < 2 {
-        return Err(Error::Data("pca: needs at least 2 rows".into()));
+        return Err(Error::shape("pca: embeddings", "(N >= 2, D)", &[n, d]));
     }
     let x = x.to_dtype(DType::F64)?;
     let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?;

@@ -24,27 +24,62 @@ pub struct RetrievalReport {
     pub map: f64,
 }
 
+impl RetrievalReport {
+    /// What a uniformly random ranking of a corpus of `n` items scores when each query has one
+    /// relevant item: recall@k = min(k, n) / n, and MRR = mAP = H(n) / n (H the harmonic number),
+    /// the mean of 1 / rank over the n equally likely ranks. The baseline a trained model's
+    /// retrieval is read against.
+    pub fn chance(n: usize, ks: &[usize]) -> Result<Self> {
+        if n == 0 {
+            return Err(Error::config("retrieval chance n", "the corpus must hold at least 1 item"));
+        }
+        if let Some(&k) = ks.iter().find(|&&k| k == 0) {
+            return Err(Error::config("retrieval ks", format!("k = {k} must be at least 1")));
+        }
+        let recall_at = ks.iter().map(|&k| (k, k.min(n) as f64 / n as f64)).collect();
+        let mrr = (1..=n).map(|r| 1.0 / r as f64).sum::<f64>() / n as f64;
+        Ok(Self { recall_at, mrr, map: mrr })
+    }
+
+    /// Recall@`k`, where `k` was one of the cut-offs asked for.
+    pub fn recall(&self, k: usize) -> Option<f64> {
+        self.recall_at.iter().find(|(kk, _)| *kk == k).map(|&(_, v)| v)
+    }
+}
+
+/// Retrieval both ways between paired embeddings, row i of `a` and row i of `b` being one item
+/// (a molecule's graph and its SMILES string, an image and its caption): (a to b, b to a), each
+/// query's one relevant item its own row.
+pub fn paired_retrieval(a: &Tensor, b: &Tensor, ks: &[usize]) -> Result<(RetrievalReport, RetrievalReport)> {
+    let (n, _) = check::embeddings("paired retrieval a", a)?;
+    let (m, d) = check::embeddings("paired retrieval b", b)?;
+    if m != n {
+        return Err(Error::shape(
+            "paired retrieval b: embeddings",
+            format!("({n}, D) as a, one row per pair"),
+            &[m, d],
+        ));
+    }
+    let relevant: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![i]).collect();
+    Ok((retrieval_metrics(a, b, &relevant, ks)?, retrieval_metrics(b, a, &relevant, ks)?))
+}
+
 /// The rank (1-based) of every relevant item of every query among the whole corpus, by cosine
 /// similarity, ties going to the lower corpus index. Two passes over blocks: the relevant items'
 /// similarities, then how many corpus items beat them.
 pub fn relevant_ranks(queries: &Tensor, corpus: &Tensor, relevant: &[Vec<u32>]) -> Result<Vec<Vec<usize>>> {
     let (m, d) = check::embeddings("retrieval queries", queries)?;
     let (n, d2) = check::embeddings("retrieval corpus", corpus)?;
-    if d != d2 {
-        return Err(Error::Data(format!("retrieval: query width {d} and corpus width {d2} differ")));
-    }
+    check::same_width("retrieval corpus", (n, d2), d, "the queries")?;
     if relevant.len() != m {
-        return Err(Error::Data(format!(
-            "retrieval: relevance lists for {} queries, {m} queries given",
-            relevant.len()
-        )));
+        return Err(Error::shape("retrieval: relevance lists", format!("({m},), one per query"), &[relevant.len()]));
     }
     for (q, rel) in relevant.iter().enumerate() {
         if rel.is_empty() {
             return Err(Error::Data(format!("retrieval: query {q} has no relevant item")));
         }
         if let Some(&bad) = rel.iter().find(|&&r| r as usize >= n) {
-            return Err(Error::Data(format!("retrieval: query {q} names corpus item {bad}, the corpus has {n}")));
+            return Err(Error::index(format!("retrieval corpus, by the relevance list of query {q}"), bad as usize, n));
         }
     }
     let block = BlockSize::default();
@@ -85,7 +120,7 @@ pub fn retrieval_metrics(
     ks: &[usize],
 ) -> Result<RetrievalReport> {
     if let Some(&k) = ks.iter().find(|&&k| k == 0) {
-        return Err(Error::Data(format!("retrieval: k = {k} must be at least 1")));
+        return Err(Error::config("retrieval ks", format!("k = {k} must be at least 1")));
     }
     let ranks = relevant_ranks(queries, corpus, relevant)?;
     let m = ranks.len() as f64;
@@ -176,17 +211,12 @@ impl ApproximateIndex {
     /// The (approximately) `k` most similar corpus rows of each query, best first.
     pub fn search(&self, queries: &Tensor, k: usize) -> Result<Vec<Vec<u32>>> {
         let (points, dim) = unit_rows("approximate index queries", queries)?;
-        if dim != self.dim {
-            return Err(Error::Data(format!(
-                "approximate index: built on width {}, queried with width {dim}",
-                self.dim
-            )));
-        }
+        check::same_width("approximate index queries", (points.len(), dim), self.dim, "the corpus it was built on")?;
         if k == 0 || k > self.ef_search {
-            return Err(Error::Data(format!(
-                "approximate index: k = {k} must be between 1 and ef_search = {}",
-                self.ef_search
-            )));
+            return Err(Error::config(
+                "approximate index k",
+                format!("k = {k} must be between 1 and ef_search = {}", self.ef_search),
+            ));
         }
         let mut search = instant_distance::Search::default();
         Ok(points.iter().map(|p| self.map.search(p, &mut search).take(k).map(|item| *item.value).collect()).collect())

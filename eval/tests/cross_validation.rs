@@ -34,5 +34,9 @@ fn cross_validation_scores_every_fold() {
     assert!(report.mean < 0.8 && report.std > 0.0, "{report:?}");
     let bad = CrossValidation { folds: 1, ..cv.clone() };
     assert!(bad.evaluate(&x, &noise).unwrap_err().to_string().contains("cross_validation.folds"));
-    assert!(cv.evaluate(&x, &noise[..10]).unwrap_err().to_string().contains("80 rows and 10 labels"));
+    assert!(cv
+        .evaluate(&x, &noise[..10])
+        .unwrap_err()
+        .to_string()
+        .contains("labels: expected shape (80,), one per row, found [10]"));
 }

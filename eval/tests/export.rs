@@ -32,5 +32,5 @@ fn embeddings_and_labels_round_trip_through_npy() {
     let labels: Vec<i64> = data.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
     assert_eq!(labels, vec![4, 0, 7]);
     let e = save_embeddings(&x, Some(&[1]), &dir.path().join("bad")).unwrap_err().to_string();
-    assert!(e.contains("1 labels for 3"), "{e}");
+    assert!(e.contains("labels: expected shape (3,), one per embedding, found [1]"), "{e}");
 }

@@ -54,7 +54,7 @@ fn history_and_embedding_plots_are_written_as_svg_and_png() {
     assert!(svg.matches("<circle").count() >= 60);
     assert!(files[1].exists());
     let e = plot_embeddings(&x, &labels[..5], "x", &dir.path().join("bad")).unwrap_err().to_string();
-    assert!(e.contains("5 labels for 60"), "{e}");
+    assert!(e.contains("labels: expected shape (60,), one per embedding, found [5]"), "{e}");
     assert!(plot_history(&[], &dir.path().join("empty")).unwrap_err().to_string().contains("no loss record"));
 }
 

@@ -56,7 +56,8 @@ fn bad_input_is_named() {
     let dev = Device::Cpu;
     let train = Tensor::new(&[[1f32, 0.], [0., 1.], [1., 1.]], &dev).unwrap();
     let knn = Knn { k: 2, vote: Vote::Majority, ..Default::default() };
-    assert!(err(knn.predict(&train, &[0, 1], &train)).contains("2 labels for 3 embeddings"));
+    assert!(err(knn.predict(&train, &[0, 1], &train))
+        .contains("kNN train: labels: expected shape (3,), one per embedding, found [2]"));
     assert!(err(Knn { k: 4, ..knn }.predict(&train, &[0, 1, 0], &train)).contains("k = 4"));
     let nan = Tensor::new(&[[1f32, f32::NAN]], &dev).unwrap();
     assert!(err(knn.predict(&train, &[0, 1, 0], &nan)).contains("row 0 has a non-finite value"));
@@ -67,16 +68,17 @@ fn bad_input_is_named() {
     let flat = Tensor::zeros(4, DType::F32, &dev).unwrap();
     assert!(err(knn.predict(&train, &[0, 1, 0], &flat)).contains("expected shape (N, D), found [4]"));
     let wide = Tensor::zeros((1, 3), DType::F32, &dev).unwrap();
-    assert!(err(knn.predict(&train, &[0, 1, 0], &wide)).contains("width"));
-    assert!(err(knn.accuracy(&train, &[0, 1, 0], &train, &[0])).contains("1 labels for 3"));
-    assert!(err(pearson(&[1.0, 2.0], &[1.0])).contains("lengths differ"));
+    assert!(err(knn.predict(&train, &[0, 1, 0], &wide)).contains("as the train embeddings"));
+    assert!(err(knn.accuracy(&train, &[0, 1, 0], &train, &[0]))
+        .contains("expected shape (3,), one per embedding, found [1]"));
+    assert!(err(pearson(&[1.0, 2.0], &[1.0])).contains("second series: expected shape (2,) as the first, found [1]"));
     assert!(err(pearson(&[1.0, 1.0], &[1.0, 2.0])).contains("constant"));
     assert!(err(spearman(&[1.0, 1.0], &[1.0, 2.0])).contains("spearman"));
     assert!(err(pearson(&[1.0, f64::NAN], &[1.0, 2.0])).contains("index 1"));
-    assert!(err(pearson(&[1.0], &[1.0])).contains("at least 2"));
-    assert!(err(ari(&[0, 1], &[0])).contains("different lengths"));
-    assert!(err(nmi(&[], &[])).contains("empty"));
-    assert!(err(alignment(&train, &wide, 2.0)).contains("shapes"));
+    assert!(err(pearson(&[1.0], &[1.0])).contains("expected shape (>= 2,), found [1]"));
+    assert!(err(ari(&[0, 1], &[0])).contains("second labelling: expected shape (2,) as the first, found [1]"));
+    assert!(err(nmi(&[], &[])).contains("expected shape (N >= 1,), found [0]"));
+    assert!(err(alignment(&train, &wide, 2.0)).contains("second views: expected shape"));
     assert!(err(uniformity(&nan, 2.0)).contains("non-finite"));
 }
 
@@ -131,13 +133,14 @@ fn linear_probe_rejects_bad_input() {
     let probe = LinearProbe::default();
     let single = vec![1u32; 20];
     assert!(err(probe.evaluate(&train, &single, &train, &single)).contains("single class (1)"));
-    assert!(err(probe.evaluate(&train, &tl[..5], &train, &tl)).contains("5 labels for 20"));
+    assert!(err(probe.evaluate(&train, &tl[..5], &train, &tl))
+        .contains("expected shape (20,), one per embedding, found [5]"));
     let rare: Vec<u32> = (0..20).map(|i| if i == 0 { 2 } else { i % 2 }).collect();
     assert!(err(probe.evaluate(&train, &rare, &train, &rare)).contains("the rarest has 1"));
     let narrow = Tensor::zeros((3, 4), DType::F32, &Device::Cpu).unwrap();
-    assert!(err(probe.evaluate(&train, &tl, &narrow, &[0, 1, 0])).contains("width"));
+    assert!(err(probe.evaluate(&train, &tl, &narrow, &[0, 1, 0])).contains("as the train embeddings"));
     assert!(err(stratified_subset(&tl, 0.0, 0)).contains("fraction"));
-    assert!(err(LogisticRegression::fit(&train, &tl, -1.0, true)).contains("C must be"));
+    assert!(err(LogisticRegression::fit(&train, &tl, -1.0, true)).contains("logistic regression C: must be finite"));
 }
 
 #[test]
@@ -179,11 +182,12 @@ fn retrieval_invariants() {
     let r = retrieval_metrics(&q, &corpus, &rel, &ks).unwrap();
     assert!(r.recall_at.windows(2).all(|w| w[0].1 <= w[1].1));
     assert!(r.recall_at.last().unwrap().1 <= 1.0 && r.mrr > 0.0 && r.map > 0.0);
-    assert!(err(retrieval_metrics(&q, &corpus, &rel[..3], &[1])).contains("3 queries"));
+    assert!(err(retrieval_metrics(&q, &corpus, &rel[..3], &[1]))
+        .contains("relevance lists: expected shape (30,), one per query, found [3]"));
     assert!(err(retrieval_metrics(&queries, &corpus, &[vec![3], vec![], vec![1], vec![2]], &[1]))
         .contains("query 1 has no relevant"));
     assert!(err(retrieval_metrics(&queries, &corpus, &[vec![3], vec![500], vec![1], vec![2]], &[1]))
-        .contains("corpus item 500"));
+        .contains("query 1: index 500 is out of range for"));
     assert!(err(retrieval_metrics(&queries, &corpus, &relevant, &[0])).contains("k = 0"));
 }
 
@@ -199,5 +203,37 @@ fn approximate_index_recall_is_above_its_floor() {
     let idx = Tensor::new(&[17u32], &Device::Cpu).unwrap();
     assert_eq!(index.search(&corpus.index_select(&idx, 0).unwrap(), 1).unwrap(), vec![vec![17]]);
     assert!(err(index.search(&queries, 101)).contains("ef_search = 100"));
-    assert!(err(index.search(&random(5, 2, 8), 5)).contains("width 8"));
+    assert!(err(index.search(&random(5, 2, 8), 5)).contains("found [2, 8]"));
+}
+
+#[test]
+fn paired_retrieval_of_unrelated_embeddings_scores_chance() {
+    // Chance in closed form: recall@k = k / n, MRR = mAP = H(n) / n; H(8) = 761/280.
+    let chance = RetrievalReport::chance(8, &[1, 3, 10]).unwrap();
+    assert_eq!(chance.recall_at, vec![(1, 0.125), (3, 0.375), (10, 1.0)]);
+    assert!((chance.mrr - 761.0 / 280.0 / 8.0).abs() < 1e-15 && chance.map == chance.mrr);
+    assert_eq!(chance.recall(3), Some(0.375));
+    assert_eq!(chance.recall(2), None);
+    assert!(RetrievalReport::chance(0, &[1]).is_err() && RetrievalReport::chance(5, &[0]).is_err());
+    // Independent pairs of random vectors rank their partner uniformly: 400 draws of 8 pairs
+    // (3,200 queries each way) land within 0.03 of chance (five standard errors of recall@1).
+    let (mut r1, mut r3, mut mrr) = (0.0, 0.0, 0.0);
+    let draws = 400;
+    for t in 0..draws {
+        let (a, b) = (random(1000 + 2 * t, 8, 16), random(1001 + 2 * t, 8, 16));
+        let (ab, ba) = paired_retrieval(&a, &b, &[1, 3]).unwrap();
+        for r in [ab, ba] {
+            r1 += r.recall(1).unwrap() / (2 * draws) as f64;
+            r3 += r.recall(3).unwrap() / (2 * draws) as f64;
+            mrr += r.mrr / (2 * draws) as f64;
+        }
+    }
+    assert!((r1 - 0.125).abs() < 0.03 && (r3 - 0.375).abs() < 0.03, "{r1} {r3}");
+    assert!((mrr - chance.mrr).abs() < 0.03, "{mrr} vs {}", chance.mrr);
+    // Identical pairs find each other first; rows that do not pair up are refused.
+    let a = random(7, 6, 4);
+    let (ab, _) = paired_retrieval(&a, &a, &[1]).unwrap();
+    assert_eq!((ab.recall(1), ab.mrr), (Some(1.0), 1.0));
+    let e = err(paired_retrieval(&a, &random(8, 5, 4), &[1]));
+    assert!(e.contains("expected shape (6, D) as a, one row per pair, found [5, 4]"), "{e}");
 }

@@ -99,7 +99,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let path = dir.join("augment_preview.png");
     contrastive_core::atomic::write_atomically(&path, |tmp| {
-        canvas.save(tmp).map_err(|e| Error::Data(format!("{}: cannot write the PNG: {e}", path.display())))
+        canvas.save(tmp).map_err(|e| Error::io(&path, std::io::Error::other(format!("cannot write the PNG: {e}"))))
     })?;
     eprintln!("wrote {} ({} images, {} views each, recipe {:?})", path.display(), rows, cli.views, cli.recipe);
     Ok(json!({ "example": "augment_preview", "png": path.display().to_string(), "images": rows, "views": cli.views }))

@@ -17,7 +17,7 @@ use contrastive_examples::flags::{at_least_one_u64, below_one, positive, CommonF
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::augment::AugmentationSet;
 use contrastive_graph::{
-    label_degree_histogram, load_tu, CollateGraphs, GraphCl, GraphClConfig, GraphClLoss, NodeFeatures, TuDataset,
+    label_degree_histogram, load_tu, load_tu_aligned, CollateGraphs, GraphCl, GraphClConfig, GraphClLoss, NodeFeatures,
     TuOptions,
 };
 use serde_json::json;
@@ -55,20 +55,6 @@ struct Cli {
     nt_xent: bool,
 }
 
-/// The two datasets with one-hot node labels of one width.
-fn load_pair(eval: &PathBuf, pretrain: Option<&PathBuf>) -> Result<(TuDataset, TuDataset)> {
-    let e = load_tu(eval, TuOptions::default())?;
-    let Some(p) = pretrain else { return Ok((e.clone(), e)) };
-    let p = load_tu(p, TuOptions::default())?;
-    match (e.features, p.features) {
-        (NodeFeatures::LabelOneHot(a), NodeFeatures::LabelOneHot(b)) if a != b => {
-            let options = TuOptions { node_label_classes: Some(a.max(b)) };
-            Ok((load_tu(eval, options)?, load_tu(pretrain.unwrap_or(eval), options)?))
-        }
-        _ => Ok((e, p)),
-    }
-}
-
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
@@ -79,7 +65,17 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         .data
         .clone()
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../graph/data/BZR163")));
-    let (eval_set, pretrain_set) = load_pair(&data_dir, cli.pretrain_data.as_ref())?;
+    // Pretraining on another dataset: both are read with one node-feature width.
+    let (eval_set, pretrain_set) = match &cli.pretrain_data {
+        Some(p) => {
+            let [eval, pretrain] = load_tu_aligned([&data_dir, p])?;
+            (eval, pretrain)
+        }
+        None => {
+            let set = load_tu(&data_dir, TuOptions::default())?;
+            (set.clone(), set)
+        }
+    };
     let labels = eval_set.labels();
     let input_dim = eval_set.graphs.first().map_or(1, |g| g.feature_dim);
     eprintln!(

@@ -11,15 +11,17 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 
 use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
+use contrastive_core::augment::Identity;
 use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig};
 use contrastive_core::data::{Collate, Loader, LoaderConfig, ViewPair};
+use contrastive_core::embed::{embed, BackboneEmbedder};
 use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::rng::named_rng;
 use contrastive_core::train::{ExtraState, Trainer, TrainerConfig};
 use contrastive_core::Backbone;
 use contrastive_core::{Error, Result};
-use contrastive_eval::{retrieval_metrics, RetrievalReport};
+use contrastive_eval::{paired_retrieval, RetrievalReport};
 use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
@@ -116,52 +118,33 @@ struct CollateMolecules {
     tokenizer: Arc<Tokenizer>,
 }
 
-impl CollateMolecules {
-    fn batch(&self, molecules: &[&Molecule]) -> Result<ClipBatch<GraphBatch, TokenBatch>> {
-        let graphs: Vec<&Graph> = molecules.iter().map(|m| &m.graph).collect();
-        let smiles: Vec<&str> = molecules.iter().map(|m| m.smiles.as_str()).collect();
-        Ok(ClipBatch { a: GraphBatch::new(&graphs, &Device::Cpu)?, b: self.tokenizer.encode(&smiles, &Device::Cpu)? })
-    }
-}
-
 impl Collate<ViewPair<Molecule>> for CollateMolecules {
     type Batch = ClipBatch<GraphBatch, TokenBatch>;
 
     fn collate(&self, samples: Vec<ViewPair<Molecule>>) -> Result<Self::Batch> {
         // No augmentation: the pair is the molecule's two modalities, not two views.
-        self.batch(&samples.iter().map(|s| &s.first).collect::<Vec<_>>())
+        let graphs: Vec<&Graph> = samples.iter().map(|s| &s.first.graph).collect();
+        let smiles: Vec<&str> = samples.iter().map(|s| s.first.smiles.as_str()).collect();
+        Ok(ClipBatch { a: GraphBatch::new(&graphs, &Device::Cpu)?, b: self.tokenizer.encode(&smiles, &Device::Cpu)? })
     }
 }
 
 /// Both towers' embeddings (eval mode) of `molecules`, 250 at a time.
-fn embed_all(model: &MoleculeClip, collate: &CollateMolecules, molecules: &[Molecule]) -> Result<(Tensor, Tensor)> {
-    let (mut g, mut s) = (Vec::new(), Vec::new());
-    for chunk in molecules.chunks(250) {
-        let (a, b) = model.embed(&collate.batch(&chunk.iter().collect::<Vec<_>>())?)?;
-        g.push(a);
-        s.push(b);
-    }
-    Ok((Tensor::cat(&g, 0)?, Tensor::cat(&s, 0)?))
-}
-
-/// Graph-to-SMILES and SMILES-to-graph retrieval: molecule i's item is i.
-fn retrieval(graphs: &Tensor, smiles: &Tensor) -> Result<(RetrievalReport, RetrievalReport)> {
-    let relevant: Vec<Vec<u32>> = (0..graphs.dim(0)? as u32).map(|i| vec![i]).collect();
+fn embed_both(model: &MoleculeClip, tokenizer: &Tokenizer, molecules: &[Molecule]) -> Result<(Tensor, Tensor)> {
+    let graphs = |ms: Vec<Molecule>| GraphBatch::new(&ms.iter().map(|m| &m.graph).collect::<Vec<_>>(), &Device::Cpu);
+    let smiles =
+        |ms: Vec<Molecule>| tokenizer.encode(&ms.iter().map(|m| m.smiles.as_str()).collect::<Vec<_>>(), &Device::Cpu);
     Ok((
-        retrieval_metrics(graphs, smiles, &relevant, &[1, 10])?,
-        retrieval_metrics(smiles, graphs, &relevant, &[1, 10])?,
+        embed(&BackboneEmbedder { backbone: model.tower_a(), input: graphs }, molecules, 250)?,
+        embed(&BackboneEmbedder { backbone: model.tower_b(), input: smiles }, molecules, 250)?,
     ))
 }
 
-fn figures(r: &RetrievalReport) -> serde_json::Value {
-    let at = |k: usize| r.recall_at.iter().find(|(kk, _)| *kk == k).map_or(f64::NAN, |&(_, v)| v);
-    json!({ "recall_at_1": at(1), "recall_at_10": at(10), "mrr": r.mrr })
-}
+/// The retrieval cut-offs reported: recall@1 and recall@10.
+const KS: [usize; 2] = [1, 10];
 
-/// What a random ranking of n items scores: recall@k = k / n, MRR = H(n) / n.
-fn chance(n: usize) -> serde_json::Value {
-    let harmonic: f64 = (1..=n).map(|k| 1.0 / k as f64).sum();
-    json!({ "recall_at_1": 1.0 / n as f64, "recall_at_10": (10.0 / n as f64).min(1.0), "mrr": harmonic / n as f64 })
+fn figures(r: &RetrievalReport) -> serde_json::Value {
+    json!({ "recall_at_1": r.recall(1), "recall_at_10": r.recall(10), "mrr": r.mrr })
 }
 
 fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64) -> Result<MoleculeClip> {
@@ -206,11 +189,14 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         None => Asset::Wehi10k.require("--data with a TU folder (the shipped examples/molecule_clip/data/WEHI1200)")?,
     };
     if !dir.is_dir() {
-        return Err(Error::Data(format!(
-            "{}: no such folder. Pass --data with a TU folder that has a {{name}}_graph_sources.tsv \
-             (`scripts/fetch-assets wehi10k`, or the 1,200 molecules of examples/molecule_clip/data/WEHI1200)",
-            dir.display()
-        )));
+        return Err(Error::config(
+            "--data",
+            format!(
+                "{}: no such folder. Pass a TU folder that has a {{name}}_graph_sources.tsv \
+                 (`scripts/fetch-assets wehi10k`, or the 1,200 molecules of examples/molecule_clip/data/WEHI1200)",
+                dir.display()
+            ),
+        ));
     }
     let data = load_tu(&dir, TuOptions::default())?;
     let sources = dir.join(format!("{}_graph_sources.tsv", data.name));
@@ -244,26 +230,21 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         holdout.len(),
         tokenizer.vocab_size()
     );
-    let collate = Arc::new(CollateMolecules { tokenizer: Arc::clone(&tokenizer) });
     let model = build(&cli, input_dim, &tokenizer, flags.seed)?;
-    let (g0, s0) = embed_all(&model, &collate, &holdout)?;
-    let untrained = retrieval(&g0, &s0)?;
+    let (g0, s0) = embed_both(&model, &tokenizer, &holdout)?;
+    let untrained = paired_retrieval(&g0, &s0, &KS)?;
 
     let batch_size = flags.batch_size.unwrap_or(256);
     let epochs = flags.epochs.unwrap_or(if flags.quick { 1 } else { 30 });
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
-    let identity = |m: Molecule, _: &mut dyn rand::RngCore| Ok(m);
     let loader =
-        Loader::new(train.clone(), identity, CollateMolecules { tokenizer: Arc::clone(&tokenizer) }, loader_config)?;
+        Loader::new(train.clone(), Identity, CollateMolecules { tokenizer: Arc::clone(&tokenizer) }, loader_config)?;
     let steps_per_epoch = loader.batches_per_epoch();
-    // The schedule spans the run: --max-steps shortens it as it shortens the run.
-    let total_steps = flags.max_steps.map_or(epochs * steps_per_epoch, |m| m.min(epochs * steps_per_epoch));
-    let trainer_config = TrainerConfig {
+    let mut trainer_config = TrainerConfig {
         epochs,
         max_steps: flags.max_steps,
         lr: cli.lr,
-        schedule: Schedule::WarmupLinear { warmup_steps: steps_per_epoch.min(total_steps), total_steps },
         optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.98, eps: 1e-6, weight_decay: 0.1 },
         clip_grad_norm: Some(1.0),
         checkpoint_every: Some(steps_per_epoch * 5),
@@ -271,12 +252,15 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         progress: true,
         ..TrainerConfig::default()
     };
+    // The schedule spans the run: --max-steps shortens it as it shortens the run.
+    let total_steps = trainer_config.total_steps(steps_per_epoch);
+    trainer_config.schedule = Schedule::WarmupLinear { warmup_steps: steps_per_epoch.min(total_steps), total_steps };
     let mut trainer = Trainer::new(trainer_config, model)?;
     // Held-out graph-to-SMILES recall@1 after every epoch, in the history and its plot.
-    let (monitor_collate, monitor_set) = (Arc::clone(&collate), holdout.clone());
+    let (monitor_tokenizer, monitor_set) = (Arc::clone(&tokenizer), holdout.clone());
     trainer.add_evaluation("holdout_graph_to_smiles_r1", 1, move |model, _| {
-        let (g, s) = embed_all(model, &monitor_collate, &monitor_set)?;
-        Ok(figures(&retrieval(&g, &s)?.0)["recall_at_1"].as_f64().unwrap_or(f64::NAN))
+        let (g, s) = embed_both(model, &monitor_tokenizer, &monitor_set)?;
+        Ok(paired_retrieval(&g, &s, &[1])?.0.recall_at[0].1)
     });
     let mut trainer = flags.start(trainer)?;
     let fit_started = Instant::now();
@@ -284,8 +268,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     flags.stop_if_interrupted(&summary)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();
     let model = trainer.into_objective();
-    let (g, s) = embed_all(&model, &collate, &holdout)?;
-    let trained = retrieval(&g, &s)?;
+    let (g, s) = embed_both(&model, &tokenizer, &holdout)?;
+    let trained = paired_retrieval(&g, &s, &KS)?;
     if let Some(run_dir) = flags.run_dir() {
         plot_run(&run_dir, None)?;
         tokenizer.save(&run_dir.join("smiles_tokenizer.json"))?;
@@ -297,7 +281,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         save_embeddings(path, &Tensor::cat(&[&g, &s], 0)?, &labels)?;
     }
 
-    let chance = chance(holdout_n);
+    let chance = figures(&RetrievalReport::chance(holdout_n, &KS)?);
     println!("{}: {holdout_n} held-out molecules          R@1     R@10    MRR", data.name);
     for (direction, t, u) in
         [("graph -> SMILES", &trained.0, &untrained.0), ("SMILES -> graph", &trained.1, &untrained.1)]

@@ -14,7 +14,7 @@ use contrastive_core::data::{Loader, LoaderConfig};
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
-use contrastive_eval::{stratified_folds, Knn, LinearProbe, Vote};
+use contrastive_eval::{stratified_split, Knn, LinearProbe, Vote};
 use contrastive_examples::flags::CommonFlags;
 use contrastive_examples::image_eval::{raw_pixels, score};
 use contrastive_examples::pretrained::resolve_init;
@@ -45,8 +45,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     }
     let started = Instant::now();
     let digits = uci_digits()?;
-    let folds = stratified_folds(&digits.labels, 5, flags.seed);
-    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..digits.labels.len()).partition(|&i| folds[i] == 0);
+    let (train_idx, test_idx) = stratified_split(&digits.labels, 5, flags.seed);
     let (train, test) = (digits.select(&train_idx)?, digits.select(&test_idx)?);
     eprintln!("UCI digits: {} training and {} held-out images of 8x8", train.labels.len(), test.labels.len());
 

@@ -9,8 +9,7 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 
 use candle_core::Device;
 use clap::{Parser, ValueEnum};
-use contrastive_core::augment::Augment;
-use contrastive_core::data::{Loader, LoaderConfig};
+use contrastive_core::data::LoaderConfig;
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::rng::named_rng;
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
@@ -19,8 +18,8 @@ use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
 use contrastive_examples::report::{finish, plot_run};
 use contrastive_text::{
-    load_bert_weights, read_corpus, read_lee50, BertConfig, CollateSentences, CorpusFormat, SentenceEncoder,
-    SentencePooling, SimCse, SimCseConfig, SimCsePooling, Tokenizer,
+    load_bert_weights, read_corpus, read_lee50, sentence_loader, BertConfig, CollateSentences, CorpusFormat,
+    SentenceEncoder, SentencePooling, SimCse, SimCseConfig, SimCsePooling, Tokenizer,
 };
 use rand::seq::SliceRandom;
 use serde_json::json;
@@ -67,29 +66,14 @@ struct Cli {
     export: Option<PathBuf>,
 }
 
-fn same_sentence() -> impl Augment<String> {
-    |s: String, _: &mut dyn rand::RngCore| Ok(s)
-}
-
+/// The model folder of `--init` (a folder or a Hub repository id), or the fetched MiniLM.
 fn model_folder(init: Option<&str>) -> Result<PathBuf> {
     let dir = match init {
-        Some(i) if Path::new(i).is_dir() => PathBuf::from(i),
-        #[cfg(feature = "hub")]
-        Some(i) if !Path::new(i).exists() => {
-            let repo = contrastive_core::hub::HubRepo::parse(i)
-                .map_err(|e| Error::Data(format!("--init {i}: no such folder, and {e}")))?;
-            contrastive_text::download_model_folder(&repo)?
-        }
-        Some(i) => {
-            return Err(Error::Data(format!(
-                "--init {i}: not a model folder (config.json, model.safetensors, tokenizer.json){}",
-                if cfg!(feature = "hub") { "" } else { "; a Hub repository id needs the `hub` feature" }
-            )))
-        }
+        Some(spec) => contrastive_text::model_folder(spec)?,
         None => return Asset::MiniLm.require("--init DIR with a BERT or sentence-transformers folder"),
     };
     if !dir.join("model.safetensors").exists() {
-        return Err(Error::Data(format!("{}: no model.safetensors (--init needs a model folder)", dir.display())));
+        return Err(Error::in_file(&dir, None, "no model.safetensors (--init needs a model folder)"));
     }
     Ok(dir)
 }
@@ -113,10 +97,10 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         None => Asset::Sotu.require("--data with a text file or a folder of .txt files")?,
     };
     if !data.exists() {
-        return Err(Error::Data(format!(
-            "{}: no such file or folder; pass --data with a text file or a folder of .txt files",
-            data.display()
-        )));
+        return Err(Error::config(
+            "--data",
+            format!("{}: no such file or folder; pass a text file or a folder of .txt files", data.display()),
+        ));
     }
     let format = match cli.format {
         Format::Documents => CorpusFormat::Documents,
@@ -136,39 +120,19 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     load_bert_weights(model.params(), &model_dir.join("model.safetensors"), &device)?;
     let tokenizer = Arc::new(Tokenizer::from_file(&model_dir.join("tokenizer.json"), cli.max_length)?);
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 16 } else { 64 });
-    // The two views are the sentence itself: dropout makes them differ. A sentence that occurs
-    // twice must not be its own in-batch negative: copies are kept out of one batch.
-    let keys: Vec<u64> = sentences
-        .iter()
-        .map(|s| {
-            let mut h = std::hash::DefaultHasher::new();
-            std::hash::Hash::hash(s, &mut h);
-            std::hash::Hasher::finish(&h)
-        })
-        .collect();
     let loader_config = LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: 1 };
-    let loader = Loader::new(
-        sentences,
-        same_sentence(),
-        CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() },
-        loader_config,
-    )?
-    .with_distinct_keys(keys)?;
+    let collate = CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() };
+    let loader = sentence_loader(sentences, collate, loader_config)?;
 
     let before_encoder = SentenceEncoder::from_folder(&model_dir, &device)?;
     let before = lee50(&before_encoder)?;
     eprintln!("Lee-50 before: Pearson {:.4}, Spearman {:.4}", before.0, before.1);
     drop(before_encoder);
 
-    let epochs = flags.epochs.unwrap_or(1);
-    // The schedule spans the run: --max-steps shortens it as it shortens the run.
-    let total =
-        flags.max_steps.map_or(epochs * loader.batches_per_epoch(), |m| m.min(epochs * loader.batches_per_epoch()));
-    let trainer_config = TrainerConfig {
-        epochs,
+    let mut trainer_config = TrainerConfig {
+        epochs: flags.epochs.unwrap_or(1),
         max_steps: flags.max_steps,
         lr: cli.lr,
-        schedule: Schedule::WarmupLinear { warmup_steps: 0, total_steps: total },
         optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
         clip_grad_norm: Some(1.0),
         checkpoint_every: Some(100),
@@ -176,6 +140,9 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         progress: true,
         ..TrainerConfig::default()
     };
+    // The schedule spans the run: --max-steps shortens it as it shortens the run.
+    let total_steps = trainer_config.total_steps(loader.batches_per_epoch());
+    trainer_config.schedule = Schedule::WarmupLinear { warmup_steps: 0, total_steps };
     let mut trainer = flags.start(Trainer::new(trainer_config, model)?)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;

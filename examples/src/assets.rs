@@ -58,11 +58,11 @@ impl Asset {
         if dir.join(self.marker()).is_file() {
             return Ok(dir);
         }
-        Err(Error::Data(format!(
-            "{} is missing: fetch it with `scripts/fetch-assets {}`, or pass {instead}",
-            dir.display(),
-            self.fetch_name()
-        )))
+        Err(Error::in_file(
+            &dir,
+            None,
+            format!("missing: fetch it with `scripts/fetch-assets {}`, or pass {instead}", self.fetch_name()),
+        ))
     }
 }
 

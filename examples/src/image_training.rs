@@ -2,7 +2,6 @@
 //! final evaluation, exports and the figures.
 
 use crate::flags::CommonFlags;
-use crate::image_data::{truncate, ImageData};
 use crate::image_eval::{raw_pixels, score, Scores};
 use crate::pretrained::resolve_init;
 use crate::report::{plot_run, save_embeddings};
@@ -13,7 +12,9 @@ use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{Knn, LinearProbe};
 use contrastive_vision::augment::{Normalize, ViewAugmentation};
-use contrastive_vision::{load_encoder_weights, CollateViews, Encoder, ImageEmbedder, InMemoryImages, ViewBatch};
+use contrastive_vision::{
+    load_encoder_weights, CollateViews, Encoder, ImageEmbedder, ImageSplit, InMemoryImages, ViewBatch,
+};
 use serde_json::json;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -47,7 +48,7 @@ fn features(encoder: &Encoder, images: &InMemoryImages, normalize: &Normalize) -
 pub fn train_and_evaluate<O>(
     flags: &CommonFlags,
     spec: &RunSpec,
-    data: ImageData,
+    data: ImageSplit,
     mut objective: O,
     encoder: fn(&O) -> &Encoder,
     after_init: fn(&mut O) -> Result<()>,
@@ -59,7 +60,7 @@ where
 {
     let started = Instant::now();
     let (train, test) =
-        if flags.quick { (truncate(&data.train, 2000)?, truncate(&data.test, 500)?) } else { (data.train, data.test) };
+        if flags.quick { (data.train.head(2000), data.test.head(500)) } else { (data.train, data.test) };
     let epochs = flags.epochs.unwrap_or(if flags.quick { 1 } else { spec.epochs });
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 64 } else { spec.batch_size });
     eprintln!(
@@ -114,7 +115,7 @@ where
     // The kNN monitor runs on a subset after every epoch; its time is kept out of the training time.
     let monitor_time = Rc::new(Cell::new(0.0));
     {
-        let (mon_train, mon_test) = (truncate(&train, 10_000)?, truncate(&test, 2_000)?);
+        let (mon_train, mon_test) = (train.head(10_000), test.head(2_000));
         let norm = normalize.clone();
         let spent = Rc::clone(&monitor_time);
         let knn = Knn { k: knn.k.min(mon_train.labels.len()), ..knn };

@@ -12,7 +12,7 @@ pub fn resolve_init(init: &str) -> Result<PathBuf> {
         return Ok(path);
     }
     if path.exists() {
-        return Err(Error::Data(format!("--init {init}: not a file (expected a .safetensors file)")));
+        return Err(Error::config("--init", format!("{init}: not a file (expected a .safetensors file)")));
     }
     hub(init)
 }
@@ -20,14 +20,17 @@ pub fn resolve_init(init: &str) -> Result<PathBuf> {
 #[cfg(feature = "hub")]
 fn hub(init: &str) -> Result<PathBuf> {
     let repo = contrastive_core::hub::HubRepo::parse(init)
-        .map_err(|e| Error::Data(format!("--init {init}: no such file, and {e}")))?;
-    repo.get("model.safetensors").map_err(|e| Error::Data(format!("--init {init}: {e}")))
+        .map_err(|e| Error::config("--init", format!("{init}: no such file, and {e}")))?;
+    repo.get("model.safetensors")
 }
 
 #[cfg(not(feature = "hub"))]
 fn hub(init: &str) -> Result<PathBuf> {
-    Err(Error::Data(format!(
-        "--init {init}: no such file. To load a Hugging Face Hub repository, build with the `hub` feature \
+    Err(Error::config(
+        "--init",
+        format!(
+            "{init}: no such file. To load a Hugging Face Hub repository, build with the `hub` feature \
          (the default: leave out --no-default-features)"
-    )))
+        ),
+    ))
 }

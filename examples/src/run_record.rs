@@ -29,8 +29,8 @@ impl RunRecord {
     pub fn new(example: &str, flags: &impl Serialize) -> Result<Self> {
         match serde_json::to_value(flags) {
             Ok(serde_json::Value::Object(flags)) => Ok(Self { example: example.to_string(), flags }),
-            Ok(other) => Err(Error::Data(format!("{example}: the flags are not a set of fields: {other}"))),
-            Err(e) => Err(Error::Data(format!("{example}: cannot record the flags: {e}"))),
+            Ok(other) => Err(Error::config(format!("{example} flags"), format!("not a set of fields: {other}"))),
+            Err(e) => Err(Error::config(format!("{example} flags"), format!("cannot be recorded: {e}"))),
         }
     }
 

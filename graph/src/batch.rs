@@ -30,13 +30,18 @@ impl GraphBatch {
         let mut offset = 0u32;
         for (gi, g) in graphs.iter().enumerate() {
             if g.feature_dim != d {
-                return Err(Error::Data(format!(
-                    "GraphBatch: graph {gi} has {} features per node, graph 0 has {d}",
-                    g.feature_dim
-                )));
+                return Err(Error::shape(
+                    format!("GraphBatch: the node features of graph {gi}"),
+                    format!("(N, {d}) as graph 0"),
+                    &[g.num_nodes(), g.feature_dim],
+                ));
             }
             if g.num_nodes() == 0 {
-                return Err(Error::Data(format!("GraphBatch: graph {gi} has no node")));
+                return Err(Error::shape(
+                    format!("GraphBatch: the node features of graph {gi}"),
+                    format!("(N >= 1, {d})"),
+                    &[0, g.feature_dim],
+                ));
             }
             x.extend_from_slice(&g.features);
             for (u, v, _) in g.edges() {

@@ -20,7 +20,7 @@ mod graphcl;
 
 pub use baseline::label_degree_histogram;
 pub use batch::{CollateGraphs, GraphBatch, GraphViews};
-pub use data::{load_tu, read_tu_smiles, Graph, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
+pub use data::{load_tu, load_tu_aligned, read_tu_smiles, Graph, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
 pub use gin::{Epsilon, Gin, GinConfig, Readout};
 pub use graphcl::{GraphCl, GraphClConfig, GraphClLoss};
 

@@ -78,5 +78,9 @@ fn batches_are_block_diagonal_and_symmetric() {
         assert_eq!(u < 3, v < 3, "edge {u}->{v} crosses graphs");
     }
     let err = GraphBatch::new(&[&a, &Graph::new(vec![1.0; 4], 4, &[], 0).unwrap()], &Device::Cpu).unwrap_err();
-    assert!(err.to_string().contains("graph 1 has 4 features per node, graph 0 has 3"), "{err}");
+    assert!(
+        matches!(&err, contrastive_core::Error::Shape { what, expected, found }
+            if what.contains("graph 1") && expected == "(N, 3) as graph 0" && found == &[1, 4]),
+        "{err}"
+    );
 }

@@ -179,3 +179,30 @@ fn the_label_and_degree_baseline_has_its_closed_form() {
     let row = label_degree_histogram(&[empty], 2).unwrap().to_vec2::<f32>().unwrap().remove(0);
     assert!(row.iter().all(|&v| v == 0.0), "{row:?}");
 }
+
+#[test]
+fn datasets_read_together_share_one_node_feature_width() {
+    // TOY's node labels run to 2 (width 3); the shipped BZR163's to 6 (width 7).
+    let (_root, toy) =
+        dataset(&[("A", A), ("graph_indicator", INDICATOR), ("graph_labels", LABELS), ("node_labels", NODE_LABELS)]);
+    let bzr = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/BZR163");
+    let [t, b] = contrastive_graph::load_tu_aligned([&toy, &bzr]).unwrap();
+    assert_eq!((t.features, b.features), (NodeFeatures::LabelOneHot(7), NodeFeatures::LabelOneHot(7)));
+    assert_eq!((t.graphs[0].feature_dim, b.graphs[0].feature_dim), (7, 7));
+    assert_eq!(t.graphs[0].feature_row(1)[..3], [0.0, 1.0, 0.0]);
+    // Alone, each keeps its own width.
+    let [alone] = contrastive_graph::load_tu_aligned([&toy]).unwrap();
+    assert_eq!(alone.graphs[0].feature_dim, 3);
+    // Attributes (width 2) cannot be aligned with one-hot labels: both folders are named.
+    let (_r2, attributed) = dataset(&[
+        ("A", A),
+        ("graph_indicator", INDICATOR),
+        ("graph_labels", LABELS),
+        ("node_attributes", "0.5, 1\n1, 2\n1.5, 3\n2, 4\n2.5, 5\n"),
+    ]);
+    let e = contrastive_graph::load_tu_aligned([&toy, &attributed]).unwrap_err();
+    assert!(
+        matches!(&e, contrastive_core::Error::Shape { expected, found, .. } if expected.starts_with("(N, 3) as") && found == &[3, 2]),
+        "{e}"
+    );
+}

@@ -3,8 +3,10 @@
 
 use crate::tokenizer::{TokenBatch, Tokenizer};
 use candle_core::Device;
-use contrastive_core::data::{Collate, ViewPair};
+use contrastive_core::augment::Identity;
+use contrastive_core::data::{Collate, Loader, LoaderConfig, TwoViews, ViewPair};
 use contrastive_core::Result;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 /// A batch: the sentences, and for supervised SimCSE their entailments and contradictions.
@@ -52,4 +54,25 @@ impl Collate<ViewPair<Triple>> for CollateSentences {
             hard_negatives: Some(self.tokenizer.encode(&column(|t| &t.2), &self.device)?),
         })
     }
+}
+
+/// The loader of unsupervised SimCSE: each sentence is its own positive (both views are the text
+/// itself; dropout makes them differ), and copies of a sentence are kept out of one batch, so that
+/// no sentence meets itself as an in-batch negative (`Loader::with_distinct_keys` on a hash of
+/// the text).
+pub fn sentence_loader(
+    sentences: Vec<String>,
+    collate: CollateSentences,
+    config: LoaderConfig,
+) -> Result<Loader<Vec<String>, TwoViews<Identity>, CollateSentences>> {
+    let keys = sentences
+        .iter()
+        .map(|s| {
+            // SipHash with fixed keys: the same keys on every run and machine.
+            let mut h = DefaultHasher::new();
+            s.hash(&mut h);
+            h.finish()
+        })
+        .collect();
+    Loader::new(sentences, Identity, collate, config)?.with_distinct_keys(keys)
 }

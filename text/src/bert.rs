@@ -115,15 +115,15 @@ impl Bert {
         let positions = state.get("dropout_positions").and_then(|v| v.as_array()).cloned().unwrap_or_default();
         let dropouts = self.dropouts();
         if positions.len() != dropouts.len() {
-            return Err(Error::Data(format!(
-                "checkpoint has {} dropout positions, the model has {} dropout layers",
-                positions.len(),
-                dropouts.len()
-            )));
+            return Err(Error::checkpoint(
+                "extra.json",
+                format!("{} dropout positions, the model has {} dropout layers", positions.len(), dropouts.len()),
+            ));
         }
         for (d, p) in dropouts.iter().zip(positions) {
-            let p: u128 =
-                p.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::Data("bad dropout position".into()))?;
+            let p: u128 = p.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                Error::checkpoint("extra.json", format!("dropout position {p} is not a decimal integer"))
+            })?;
             d.set_position(p);
         }
         Ok(())

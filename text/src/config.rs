@@ -55,8 +55,13 @@ impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let config: BertConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::Data(format!("{}: not a BERT config: {e}", path.display())))?;
-        config.validate().map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::Json { path: path.into(), message: format!("not a BERT config: {e}") })?;
+        config.validate().map_err(|e| match e {
+            Error::Config { field, message } => {
+                Error::File { path: path.into(), line: None, field: Some(field), message }
+            }
+            other => other,
+        })?;
         Ok(config)
     }
 

@@ -59,13 +59,11 @@ pub fn read_corpus(path: &Path, format: CorpusFormat, chars: (usize, usize)) -> 
         out.extend(sentences.into_iter().filter(|s| (chars.0..=chars.1).contains(&s.chars().count())));
     }
     if out.is_empty() {
-        return Err(Error::Data(format!(
-            "{}: no sentence of {} to {} characters in {} file(s)",
-            path.display(),
-            chars.0,
-            chars.1,
-            files.len()
-        )));
+        return Err(Error::in_file(
+            path,
+            None,
+            format!("no sentence of {} to {} characters in {} file(s)", chars.0, chars.1, files.len()),
+        ));
     }
     Ok(out)
 }
@@ -129,12 +127,18 @@ pub fn read_lee50(dir: &Path) -> Result<Lee50> {
         })
         .collect::<Result<_>>()?;
     let n = documents.len();
-    if rows.len() != n || rows.iter().any(|r| r.len() != n) {
-        return Err(Error::Data(format!(
-            "{}: expected a {n} x {n} matrix for the {n} documents of {}",
-            sim.display(),
-            cor.display()
-        )));
+    let wrong_row = rows.iter().position(|r| r.len() != n);
+    if rows.len() != n || wrong_row.is_some() {
+        // Rows count the non-empty lines.
+        let found = match wrong_row {
+            Some(i) => format!("row {} has {} values", i + 1, rows[i].len()),
+            None => format!("{} rows", rows.len()),
+        };
+        return Err(Error::in_file(
+            &sim,
+            None,
+            format!("expected a {n} x {n} matrix for the {n} documents of {}; {found}", cor.display()),
+        ));
     }
     let pairs = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).map(|(i, j)| (i, j, rows[i][j])).collect();
     Ok(Lee50 { documents, pairs })

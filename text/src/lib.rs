@@ -22,7 +22,7 @@ mod sentence_encoder;
 mod simcse;
 mod tokenizer;
 
-pub use batch::{CollateSentences, SentenceBatch, Triple};
+pub use batch::{sentence_loader, CollateSentences, SentenceBatch, Triple};
 pub use bert::{load_bert_weights, Bert};
 pub use config::{Activation, BertConfig};
 pub use data::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, Lee50};
@@ -30,7 +30,7 @@ pub use pooled_bert::PooledBert;
 pub use pooling::Pooling;
 #[cfg(feature = "hub")]
 pub use sentence_encoder::download_model_folder;
-pub use sentence_encoder::{SentenceEncoder, SentencePooling};
+pub use sentence_encoder::{model_folder, SentenceEncoder, SentencePooling};
 pub use simcse::{SimCse, SimCseConfig, SimCsePooling};
 pub use tokenizer::{TokenBatch, Tokenizer};
 

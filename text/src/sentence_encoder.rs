@@ -33,7 +33,35 @@ pub struct SentenceEncoder {
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Data(format!("{}: not valid JSON: {e}", path.display())))
+    serde_json::from_str(&text).map_err(|e| Error::Json { path: path.into(), message: e.to_string() })
+}
+
+/// The model folder `spec` names: a local folder as it is, or (with the `hub` feature) a Hugging
+/// Face Hub repository id, `owner/name` or `owner/name@revision`, whose files
+/// [`download_model_folder`] fetches once into the Hub cache. Anything else is an error that says
+/// which of the two was expected.
+pub fn model_folder(spec: &str) -> Result<std::path::PathBuf> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let not_a_folder = |why: String| {
+        Error::config(
+            "model",
+            format!("{spec}: not a model folder (config.json, model.safetensors, tokenizer.json){why}"),
+        )
+    };
+    if path.exists() {
+        return Err(not_a_folder(String::new()));
+    }
+    #[cfg(feature = "hub")]
+    {
+        let repo = contrastive_core::hub::HubRepo::parse(spec)
+            .map_err(|e| not_a_folder(format!(", and not a Hub repository id: {e}")))?;
+        download_model_folder(&repo)
+    }
+    #[cfg(not(feature = "hub"))]
+    Err(not_a_folder("; a Hub repository id needs the `hub` feature".into()))
 }
 
 /// Fetches (once, into the Hub cache) the files [`SentenceEncoder::from_folder`] reads and returns
@@ -86,14 +114,14 @@ impl SentenceEncoder {
     /// `sentence_bert_config.json` (maximum length; default 256). A missing file is named.
     pub fn from_folder(dir: &Path, device: &Device) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::Data(format!("{}: not a model folder", dir.display())));
+            return Err(Error::in_file(dir, None, "not a model folder"));
         }
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
         let bert = Bert::new(&config, store.var_builder(DType::F32, device), 0)?;
         let weights = ["model.safetensors", "pytorch_model.bin"].iter().map(|f| dir.join(f)).find(|p| p.exists());
         let Some(weights) = weights else {
-            return Err(Error::Data(format!("{}: neither model.safetensors nor pytorch_model.bin", dir.display())));
+            return Err(Error::in_file(dir, None, "neither model.safetensors nor pytorch_model.bin in this folder"));
         };
         load_bert_weights(&store, &weights, device)?;
         let max_length = match read_json(&dir.join("sentence_bert_config.json")) {
@@ -106,7 +134,7 @@ impl SentenceEncoder {
         } else if dir.join("vocab.txt").exists() {
             Tokenizer::from_vocab(&dir.join("vocab.txt"), max_length)?
         } else {
-            return Err(Error::Data(format!("{}: neither tokenizer.json nor vocab.txt", dir.display())));
+            return Err(Error::in_file(dir, None, "neither tokenizer.json nor vocab.txt in this folder"));
         };
         let pooling = match read_json(&dir.join("1_Pooling/config.json")) {
             Ok(v) if v.get("pooling_mode_cls_token").and_then(|b| b.as_bool()) == Some(true) => SentencePooling::Cls,
@@ -170,11 +198,12 @@ impl SentenceEncoder {
         std::fs::create_dir_all(dir.join("1_Pooling")).map_err(|e| Error::io(dir, e))?;
         let write = |name: &str, v: serde_json::Value| -> Result<()> {
             let path = dir.join(name);
-            let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Data(format!("{name}: {e}")))?;
+            let text = serde_json::to_string_pretty(&v)
+                .map_err(|e| Error::Json { path: path.clone(), message: e.to_string() })?;
             contrastive_core::atomic::write_bytes_atomically(&path, text.as_bytes())
         };
-        let mut config =
-            serde_json::to_value(self.bert.config()).map_err(|e| Error::Data(format!("config.json: {e}")))?;
+        let mut config = serde_json::to_value(self.bert.config())
+            .map_err(|e| Error::Json { path: dir.join("config.json"), message: e.to_string() })?;
         if let Some(o) = config.as_object_mut() {
             o.insert("model_type".into(), json!("bert"));
             o.insert("architectures".into(), json!(["BertModel"]));

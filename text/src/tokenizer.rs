@@ -34,12 +34,11 @@ impl Tokenizer {
         // JSON syntax first: tokenizers 0.23 panics on some truncated files (its decoder helper
         // unwraps a parse error), and serde_json names the line and column.
         serde_json::from_str::<serde_json::Value>(&text)
-            .map_err(|e| Error::Data(format!("{}: not a tokenizer.json: {e}", path.display())))?;
+            .map_err(|e| Error::Json { path: path.into(), message: format!("not a tokenizer.json: {e}") })?;
         // Any other panic of the parser on a well-formed but odd file is an error too.
-        let parsed = std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>()).map_err(|_| {
-            Error::Data(format!("{}: not a tokenizer.json (the tokenizers parser failed)", path.display()))
-        })?;
-        let inner = parsed.map_err(|e| Error::Data(format!("{}: not a tokenizer.json: {e}", path.display())))?;
+        let parsed = std::panic::catch_unwind(|| text.parse::<tokenizers::Tokenizer>())
+            .map_err(|_| Error::in_file(path, None, "not a tokenizer.json (the tokenizers parser failed)"))?;
+        let inner = parsed.map_err(|e| Error::in_file(path, None, format!("not a tokenizer.json: {e}")))?;
         Self::wrap(inner, max_length, path)
     }
 
@@ -53,16 +52,16 @@ impl Tokenizer {
         let model = WordPiece::from_file(&path.to_string_lossy())
             .unk_token("[UNK]".into())
             .build()
-            .map_err(|e| Error::Data(format!("{}: not a WordPiece vocab.txt: {e}", path.display())))?;
+            .map_err(|e| Error::in_file(path, None, format!("not a WordPiece vocab.txt: {e}")))?;
         let id = |t: &str| {
             tokenizers::Model::token_to_id(&model, t)
-                .ok_or_else(|| Error::Data(format!("{}: no `{t}` token", path.display())))
+                .ok_or_else(|| Error::in_file(path, None, format!("no `{t}` token")))
         };
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         let mut inner = tokenizers::Tokenizer::new(model);
         inner
             .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
-            .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?
+            .map_err(|e| Error::in_file(path, None, e.to_string()))?
             .with_pre_tokenizer(Some(BertPreTokenizer))
             .with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
         Self::wrap(inner, max_length, path)
@@ -122,7 +121,7 @@ impl Tokenizer {
         }));
         inner
             .with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
-            .map_err(|e| Error::Data(format!("{}: cannot set truncation: {e}", origin.display())))?;
+            .map_err(|e| Error::config("max_length", format!("cannot set truncation for {}: {e}", origin.display())))?;
         Ok(Self { inner, max_length, warned: AtomicBool::new(false) })
     }
 
@@ -133,7 +132,7 @@ impl Tokenizer {
         contrastive_core::atomic::write_atomically(path, |tmp| {
             plain
                 .save(tmp, true)
-                .map_err(|e| Error::Data(format!("{}: cannot write the tokenizer: {e}", path.display())))
+                .map_err(|e| Error::io(path, std::io::Error::other(format!("cannot write the tokenizer: {e}"))))
         })
     }
 

@@ -3,7 +3,7 @@
 //! negatives, and errors name their cause.
 
 use candle_core::{Device, Tensor};
-use contrastive_core::augment::Augment;
+use contrastive_core::augment::Identity;
 use contrastive_core::data::{Loader, LoaderConfig};
 use contrastive_core::loss::info_nce;
 use contrastive_core::nn::check_gradients;
@@ -52,10 +52,6 @@ fn corpus() -> Vec<String> {
         .collect()
 }
 
-fn identity() -> impl Augment<String> {
-    |s: String, _: &mut dyn rand::RngCore| Ok(s)
-}
-
 fn config(epochs: usize) -> TrainerConfig {
     TrainerConfig {
         epochs,
@@ -71,13 +67,40 @@ fn config(epochs: usize) -> TrainerConfig {
 }
 
 #[test]
+fn the_sentence_loader_keeps_copies_of_a_sentence_out_of_one_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tokenizer(tmp.path());
+    // 16 distinct sentences, one of them 6 times and another 4 times: 24 in all, 6 batches of 4.
+    let mut sentences: Vec<String> = corpus()[..16].to_vec();
+    sentences.extend(std::iter::repeat_n(corpus()[0].clone(), 5));
+    sentences.extend(std::iter::repeat_n(corpus()[1].clone(), 3));
+    let collate = CollateSentences { tokenizer: Arc::clone(&tok), device: Device::Cpu };
+    let lc = LoaderConfig { batch_size: 4, seed: 5, shuffle: true, drop_last: true, threads: 1 };
+    let loader = sentence_loader(sentences.clone(), collate, lc).unwrap();
+    for epoch in 0..5 {
+        let order = loader.order(epoch);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..24).collect::<Vec<_>>(), "every sentence once per epoch");
+        for batch in order.chunks(4) {
+            let texts: std::collections::BTreeSet<&str> = batch.iter().map(|&i| sentences[i].as_str()).collect();
+            assert_eq!(texts.len(), 4, "epoch {epoch}: a sentence twice in {batch:?}");
+        }
+    }
+    // Its batches are the sentence itself, tokenized once (the positive is a second dropout pass).
+    let batch = loader.epoch(0).next().unwrap().unwrap();
+    assert_eq!(batch.anchors.ids.dims()[0], 4);
+    assert!(batch.positives.is_none() && batch.hard_negatives.is_none());
+}
+
+#[test]
 fn unsupervised_simcse_learns_and_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let tok = tokenizer(tmp.path());
     let loader = || {
         let collate = CollateSentences { tokenizer: Arc::clone(&tok), device: Device::Cpu };
         let lc = LoaderConfig { batch_size: 32, seed: 1, shuffle: true, drop_last: true, threads: 1 };
-        Loader::new(corpus(), identity(), collate, lc).unwrap()
+        Loader::new(corpus(), Identity, collate, lc).unwrap()
     };
     let run = |dir: &Path, epochs: usize, resume: bool| {
         let model =
@@ -126,7 +149,7 @@ fn simcse_trains_a_sentence_backbone_defined_in_the_test() {
     let tok = tokenizer(tmp.path());
     let collate = CollateSentences { tokenizer: Arc::clone(&tok), device: Device::Cpu };
     let lc = LoaderConfig { batch_size: 32, seed: 1, shuffle: true, drop_last: true, threads: 1 };
-    let loader = Loader::new(corpus(), identity(), collate, lc).unwrap();
+    let loader = Loader::new(corpus(), Identity, collate, lc).unwrap();
     let build = |vb: candle_nn::VarBuilder| {
         Ok(WordBag {
             words: candle_nn::embedding(WORDS.len() + 5, 16, vb.pp("words"))?,

@@ -23,10 +23,12 @@ pub fn stack_images(images: &[&Image], device: &Device) -> Result<Tensor> {
     let mut data = Vec::with_capacity(images.len() * first.data.len());
     for (i, img) in images.iter().enumerate() {
         if (img.channels, img.height, img.width) != shape {
-            return Err(Error::Data(format!(
-                "image {i} of the batch is {}x{}x{}, the first is {}x{}x{}: resize or crop them to one size",
-                img.channels, img.height, img.width, shape.0, shape.1, shape.2
-            )));
+            // Resize or crop them to one size first.
+            return Err(Error::shape(
+                format!("image {i} of the batch"),
+                format!("({}, {}, {}) as image 0", shape.0, shape.1, shape.2),
+                &[img.channels, img.height, img.width],
+            ));
         }
         data.extend_from_slice(&img.data);
     }

@@ -63,7 +63,7 @@ fn idx_errors_name_the_file_and_field() {
     std::fs::write(p("labels"), idx_labels(&[1, 2])).unwrap();
     std::fs::write(p("images"), idx_images(3, 1, 1, &[0, 0, 0], 0x0803)).unwrap();
     let e = err(load_idx(&p("images"), &p("labels")));
-    assert!(e.contains("holds 3 images") && e.contains("holds 2 labels"), "{e}");
+    assert!(e.contains("labels: 2 labels, but") && e.contains("images holds 3 images"), "{e}");
     let mut bad_gz = gz(&idx_labels(&[1]));
     bad_gz.truncate(bad_gz.len() / 2);
     std::fs::write(p("cut.gz"), bad_gz).unwrap();
@@ -169,4 +169,47 @@ fn image_folder_decodes_lazily_and_handles_unreadable_files() {
     let sized = skipping.to_memory(Some((3, 3))).unwrap();
     assert_eq!((sized.height, sized.width, sized.pixels.len()), (3, 3, 18));
     assert_eq!(skipping.labels(), vec![0, 1]);
+}
+
+#[test]
+fn image_split_reads_each_layout() {
+    // IDX files: the standard split.
+    let idx = tempfile::tempdir().unwrap();
+    std::fs::write(idx.path().join("train-images-idx3-ubyte"), idx_images(2, 1, 1, &[0, 255], 0x0803)).unwrap();
+    std::fs::write(idx.path().join("train-labels-idx1-ubyte"), idx_labels(&[0, 1])).unwrap();
+    std::fs::write(idx.path().join("t10k-images-idx3-ubyte.gz"), gz(&idx_images(1, 1, 1, &[9], 0x0803))).unwrap();
+    std::fs::write(idx.path().join("t10k-labels-idx1-ubyte"), idx_labels(&[1])).unwrap();
+    let s = ImageSplit::open(idx.path()).unwrap();
+    assert_eq!((s.train.labels.clone(), s.test.labels.clone()), (vec![0, 1], vec![1]));
+    assert!(s.source.starts_with("IDX files"), "{}", s.source);
+
+    // train/ and test/ class folders: the test images take the training images' size.
+    let tt = tempfile::tempdir().unwrap();
+    let png = |path: std::path::PathBuf, w: u32, h: u32| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::RgbImage::from_pixel(w, h, image::Rgb([10, 20, 30])).save(path).unwrap();
+    };
+    png(tt.path().join("train/a/1.png"), 4, 2);
+    png(tt.path().join("train/b/2.png"), 8, 8);
+    png(tt.path().join("test/a/3.png"), 3, 3);
+    let s = ImageSplit::open(tt.path()).unwrap();
+    assert_eq!((s.train.channels, s.train.height, s.train.width, s.train.labels.clone()), (3, 2, 4, vec![0, 1]));
+    assert_eq!((s.test.height, s.test.width, s.test.labels.clone()), (2, 4, vec![0]));
+
+    // One folder of class folders: 4:1 with each class in proportion (10 and 5 images -> 2 and 1
+    // held out), the two parts disjoint and together the whole.
+    let one = tempfile::tempdir().unwrap();
+    for i in 0..15 {
+        png(one.path().join(format!("{}/{i:02}.png", if i < 10 { "x" } else { "y" })), 2, 2);
+    }
+    let s = ImageSplit::open(one.path()).unwrap();
+    let count = |labels: &[u32], c: u32| labels.iter().filter(|&&l| l == c).count();
+    assert_eq!((count(&s.test.labels, 0), count(&s.test.labels, 1)), (2, 1));
+    assert_eq!((count(&s.train.labels, 0), count(&s.train.labels, 1)), (8, 4));
+
+    // A path that is not a folder is named.
+    let e = err(ImageSplit::open(&one.path().join("x/00.png")));
+    assert!(e.contains("00.png") && e.contains("not a folder"), "{e}");
+    assert_eq!(s.train.head(3).labels, s.train.labels[..3].to_vec());
+    assert_eq!(s.train.head(100).labels.len(), 12);
 }

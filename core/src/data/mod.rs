@@ -2,8 +2,10 @@
 //! views in parallel and prepares the next batch while the current step runs, and
 //! [`BatchSource`], what the `Trainer` draws batches from.
 
+mod split;
 mod views;
 
+pub use split::{stratified_folds, stratified_split, stratified_subset};
 pub use views::{CropSet, MultiCrop, TwoViews, ViewPair, Views};
 
 use crate::augment::Augment;
@@ -34,9 +36,7 @@ impl<T: Clone + Send + Sync> Dataset for [T] {
         <[T]>::len(self)
     }
     fn get(&self, index: usize) -> Result<T> {
-        <[T]>::get(self, index)
-            .cloned()
-            .ok_or_else(|| Error::Data(format!("index {index} out of {}", <[T]>::len(self))))
+        <[T]>::get(self, index).cloned().ok_or_else(|| Error::index("dataset", index, <[T]>::len(self)))
     }
 }
 

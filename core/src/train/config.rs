@@ -53,6 +53,14 @@ fn yes() -> bool {
 }
 
 impl TrainerConfig {
+    /// The steps a run of this configuration takes over a source of `batches_per_epoch`
+    /// batches: every epoch's, or `max_steps` when that is fewer. What a schedule that spans the
+    /// run ends at.
+    pub fn total_steps(&self, batches_per_epoch: usize) -> usize {
+        let all = self.epochs * batches_per_epoch;
+        self.max_steps.map_or(all, |max| all.min(max))
+    }
+
     /// Checks every field, naming the one that is wrong.
     pub fn validate(&self) -> Result<()> {
         if !(self.lr.is_finite() && self.lr > 0.0) {

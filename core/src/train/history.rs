@@ -31,7 +31,8 @@ pub struct HistoryRecord {
 
 pub(super) fn append_history(file: &mut Option<std::fs::File>, record: &HistoryRecord) -> Result<()> {
     if let Some(f) = file {
-        let line = serde_json::to_string(record).map_err(|e| Error::Data(e.to_string()))?;
+        let line = serde_json::to_string(record)
+            .map_err(|e| Error::Json { path: "history.jsonl".into(), message: e.to_string() })?;
         writeln!(f, "{line}").map_err(|e| Error::io("history.jsonl", e))?;
     }
     Ok(())

@@ -235,10 +235,7 @@ impl<O: Objective> Trainer<O> {
     /// on batches from `source` (a [`Loader`](crate::data::Loader) or any other [`BatchSource`]).
     pub fn fit<S: BatchSource<Batch = O::Batch>>(&mut self, source: &S) -> Result<Summary> {
         let per_epoch = source.batches_per_epoch();
-        let mut total = self.config.epochs * per_epoch;
-        if let Some(max) = self.config.max_steps {
-            total = total.min(max);
-        }
+        let total = self.config.total_steps(per_epoch);
         if self.state.step == 0 && self.state.samples_seen == 0 {
             self.state.seed = source.seed();
             self.state.batch_size = source.batch_size();

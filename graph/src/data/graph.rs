@@ -25,10 +25,11 @@ impl Graph {
     /// edge_label)` between node indices below `n`.
     pub fn new(features: Vec<f32>, feature_dim: usize, edges: &[(usize, usize, u32)], label: u32) -> Result<Self> {
         if feature_dim == 0 || features.len() % feature_dim != 0 {
-            return Err(Error::Data(format!(
-                "graph: {} feature values do not make rows of {feature_dim}",
-                features.len()
-            )));
+            return Err(Error::shape(
+                "graph features",
+                format!("(N * {feature_dim}) with a width above 0"),
+                &[features.len()],
+            ));
         }
         let n = features.len() / feature_dim;
         let mut structure = UnGraph::with_capacity(n, edges.len());
@@ -37,7 +38,7 @@ impl Graph {
         }
         for &(u, v, l) in edges {
             if u >= n || v >= n {
-                return Err(Error::Data(format!("graph: edge ({u}, {v}) names a node beyond the {n} nodes")));
+                return Err(Error::index(format!("graph nodes, by edge ({u}, {v})"), u.max(v), n));
             }
             structure.add_edge(NodeIndex::new(u), NodeIndex::new(v), l);
         }

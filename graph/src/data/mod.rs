@@ -6,4 +6,4 @@ mod tu;
 
 pub use graph::Graph;
 pub use smiles::read_tu_smiles;
-pub use tu::{load_tu, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};
+pub use tu::{load_tu, load_tu_aligned, NodeFeatures, TuDataset, TuOptions, MAX_NODE_LABEL};

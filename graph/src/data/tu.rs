@@ -51,6 +51,35 @@ impl TuDataset {
     }
 }
 
+/// Several TU datasets read with one node-feature width, so that a model pretrained on one reads
+/// the others (pretrain on a large set, evaluate on a small one): one-hot node labels take the
+/// width of the widest of them. Datasets whose features still differ in width (attributes of
+/// different lengths, node labels against degrees) are an error naming both folders.
+pub fn load_tu_aligned<const N: usize>(dirs: [&Path; N]) -> Result<[TuDataset; N]> {
+    let read = |options: TuOptions| dirs.iter().map(|d| load_tu(d, options)).collect::<Result<Vec<_>>>();
+    let mut sets = read(TuOptions::default())?;
+    let label_widths = || {
+        sets.iter().filter_map(|s| match s.features {
+            NodeFeatures::LabelOneHot(c) => Some(c),
+            _ => None,
+        })
+    };
+    let widest = label_widths().max();
+    if label_widths().any(|c| Some(c) != widest) {
+        sets = read(TuOptions { node_label_classes: widest })?;
+    }
+    let width = |s: &TuDataset| s.graphs.first().map_or(0, |g| g.feature_dim);
+    if let Some((i, s)) = sets.iter().enumerate().find(|(_, s)| width(s) != width(&sets[0])) {
+        return Err(Error::shape(
+            format!("node features of {}", dirs[i].display()),
+            format!("(N, {}) as those of {}", width(&sets[0]), dirs[0].display()),
+            &[s.graphs.first().map_or(0, |g| g.num_nodes()), width(s)],
+        ));
+    }
+    // One dataset per folder, so the count always matches.
+    sets.try_into().map_err(|v: Vec<TuDataset>| Error::shape("aligned TU datasets", format!("({N},)"), &[v.len()]))
+}
+
 /// Degrees above this share the last one-hot class when a dataset has neither labels nor
 /// attributes.
 const MAX_DEGREE_CLASS: usize = 10;
@@ -95,21 +124,24 @@ pub fn load_tu(dir: &Path, options: TuOptions) -> Result<TuDataset> {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Data(format!("{}: not a dataset folder", dir.display())))?
+        .ok_or_else(|| Error::in_file(dir, None, "not a dataset folder"))?
         .to_string();
     let file = |part: &str| dir.join(format!("{name}_{part}.txt"));
     if !file("A").exists() {
-        return Err(Error::Data(format!(
-            "{}: no {name}_A.txt; a TU dataset folder holds <name>_A.txt, <name>_graph_indicator.txt and \
-             <name>_graph_labels.txt",
-            dir.display()
-        )));
+        return Err(Error::in_file(
+            dir,
+            None,
+            format!(
+                "no {name}_A.txt; a TU dataset folder holds <name>_A.txt, <name>_graph_indicator.txt and \
+                 <name>_graph_labels.txt"
+            ),
+        ));
     }
     let indicator_file = Lines::read(file("graph_indicator"))?;
     let indicator = indicator_file.integers()?;
     let nodes = indicator.len();
     if nodes == 0 {
-        return Err(Error::Data(format!("{}: no nodes", indicator_file.path.display())));
+        return Err(Error::in_file(&indicator_file.path, None, "no nodes"));
     }
     // Graph ids are 1..=G; nodes of one graph must be contiguous (the format's convention).
     let mut graph_of = Vec::with_capacity(nodes);
@@ -133,12 +165,11 @@ pub fn load_tu(dir: &Path, options: TuOptions) -> Result<TuDataset> {
     let labels_file = Lines::read(file("graph_labels"))?;
     let raw_labels = labels_file.integers()?;
     if raw_labels.len() != graphs_n {
-        return Err(Error::Data(format!(
-            "{}: {} labels for {graphs_n} graphs (from {})",
-            labels_file.path.display(),
-            raw_labels.len(),
-            indicator_file.path.display()
-        )));
+        return Err(Error::in_file(
+            &labels_file.path,
+            None,
+            format!("{} labels for {graphs_n} graphs (from {})", raw_labels.len(), indicator_file.path.display()),
+        ));
     }
     let classes: Vec<i64> = raw_labels.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
     let labels: Vec<u32> = raw_labels.iter().map(|l| classes.binary_search(l).unwrap_or(0) as u32).collect();
@@ -177,15 +208,16 @@ pub fn load_tu(dir: &Path, options: TuOptions) -> Result<TuDataset> {
         let label = match &edge_labels {
             Some((f, v)) => {
                 let l = *v.get(k).ok_or_else(|| {
-                    Error::Data(format!(
-                        "{}: fewer edge labels ({}) than edges in {}",
-                        f.path.display(),
-                        v.len(),
-                        a_file.path.display()
-                    ))
+                    Error::in_file(
+                        &f.path,
+                        None,
+                        format!("fewer edge labels ({}) than edges in {}", v.len(), a_file.path.display()),
+                    )
                 })?;
-                u32::try_from(l)
-                    .map_err(|_| Error::Data(format!("{}: edge label {l} is negative", f.path.display())))?
+                u32::try_from(l).map_err(|_| {
+                    let line = f.rows().nth(k).map_or(0, |(line, _)| line);
+                    f.err(line, format!("edge label {l} is negative"))
+                })?
             }
             None => 0,
         };
@@ -201,7 +233,7 @@ pub fn load_tu(dir: &Path, options: TuOptions) -> Result<TuDataset> {
     if let Some((f, v)) = &edge_labels {
         let edges = a_file.rows().count();
         if v.len() != edges {
-            return Err(Error::Data(format!("{}: {} edge labels for {edges} edges", f.path.display(), v.len())));
+            return Err(Error::in_file(&f.path, None, format!("{} edge labels for {edges} edges", v.len())));
         }
     }
 
@@ -210,7 +242,7 @@ pub fn load_tu(dir: &Path, options: TuOptions) -> Result<TuDataset> {
         Some(f) => {
             let v = f.integers()?;
             if v.len() != nodes {
-                return Err(Error::Data(format!("{}: {} node labels for {nodes} nodes", f.path.display(), v.len())));
+                return Err(Error::in_file(&f.path, None, format!("{} node labels for {nodes} nodes", v.len())));
             }
             if let Some((line, _)) = v.iter().zip(f.rows()).find(|(l, _)| **l < 0).map(|(_, r)| r) {
                 return Err(f.err(line, "negative node label"));
@@ -248,11 +280,7 @@ pub fn load_tu(dir: &Path, options: TuOptions) -> Result<TuDataset> {
                 rows.push(row);
             }
             if rows.len() != nodes {
-                return Err(Error::Data(format!(
-                    "{}: {} attribute rows for {nodes} nodes",
-                    f.path.display(),
-                    rows.len()
-                )));
+                return Err(Error::in_file(&f.path, None, format!("{} attribute rows for {nodes} nodes", rows.len())));
             }
             Some(rows)
         }

@@ -28,9 +28,10 @@ fn reflect(i: isize, n: usize) -> usize {
 /// `gaussian_blur(img, [kernel, kernel], [sigma, sigma])`.
 pub fn gaussian_blur(img: &Image, kernel: usize, sigma: f64) -> Result<Image> {
     if kernel % 2 == 0 || sigma <= 0.0 {
-        return Err(Error::Data(format!(
-            "gaussian_blur: kernel must be odd and sigma positive, got {kernel}, {sigma}"
-        )));
+        return Err(Error::config(
+            "gaussian_blur",
+            format!("the kernel must be odd and sigma positive, got {kernel}, {sigma}"),
+        ));
     }
     let k = taps(kernel, sigma);
     let r = (kernel / 2) as isize;

@@ -229,11 +229,11 @@ impl Normalize {
             if i == 0 {
                 sums = vec![(0.0, 0.0); img.channels];
             } else if img.channels != sums.len() {
-                return Err(Error::Data(format!(
-                    "Normalize::fit: image {i} has {} channels, image 0 has {}",
-                    img.channels,
-                    sums.len()
-                )));
+                return Err(Error::shape(
+                    format!("Normalize::fit: image {i}"),
+                    format!("({}, H, W) as image 0", sums.len()),
+                    &[img.channels, img.height, img.width],
+                ));
             }
             let plane = img.height * img.width;
             for (c, (s, s2)) in sums.iter_mut().enumerate() {
@@ -264,12 +264,15 @@ impl Normalize {
         let n = img.height * img.width;
         for c in 0..img.channels {
             let (Some(m), Some(s)) = (pick(&self.mean, c), pick(&self.std, c)) else {
-                return Err(Error::Data(format!(
-                    "normalize: {} means and {} stds for an image of {} channels",
-                    self.mean.len(),
-                    self.std.len(),
-                    img.channels
-                )));
+                return Err(Error::config(
+                    "normalize",
+                    format!(
+                        "{} means and {} stds for an image of {} channels (give 1 or one per channel)",
+                        self.mean.len(),
+                        self.std.len(),
+                        img.channels
+                    ),
+                ));
             };
             for v in &mut img.data[c * n..(c + 1) * n] {
                 *v = (*v - m) / s;

@@ -14,10 +14,11 @@ pub fn resized_crop(
     (out_h, out_w): (usize, usize),
 ) -> Result<Image> {
     if height == 0 || width == 0 || top + height > img.height || left + width > img.width || out_h == 0 || out_w == 0 {
-        return Err(Error::Data(format!(
-            "resized_crop: region top {top} left {left} {height}x{width} to {out_h}x{out_w} does not fit a {}x{} image",
-            img.height, img.width
-        )));
+        return Err(Error::shape(
+            format!("resized_crop: the image under region top {top} left {left} {height}x{width} (to {out_h}x{out_w})"),
+            format!("(C, >= {}, >= {}) with a non-empty region and output", top + height, left + width),
+            &[img.channels, img.height, img.width],
+        ));
     }
     // Source coordinate of each output row/column: (o + 0.5)·scale - 0.5, clamped at 0 as PyTorch does.
     let taps = |out: usize, size: usize| -> Vec<(usize, usize, f32)> {

@@ -22,7 +22,7 @@ fn read_up_to(reader: &mut dyn Read, limit: u64, path: &Path) -> Result<Vec<u8>>
     let mut out = Vec::new();
     reader.take(limit).read_to_end(&mut out).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
-            Error::Data(format!("{}: not a valid gzip stream: {e}", path.display()))
+            Error::in_file(path, None, format!("not a valid gzip stream: {e}"))
         }
         _ => Error::io(path, e),
     })?;
@@ -91,12 +91,11 @@ pub fn load_idx(images: &Path, labels: &Path) -> Result<InMemoryImages> {
     let (n, rows, cols, pixels) = read_idx_images(images)?;
     let labels_bytes = read_idx_labels(labels)?;
     if labels_bytes.len() != n {
-        return Err(Error::Data(format!(
-            "{} holds {n} images but {} holds {} labels",
-            images.display(),
-            labels.display(),
-            labels_bytes.len()
-        )));
+        return Err(Error::in_file(
+            labels,
+            None,
+            format!("{} labels, but {} holds {n} images", labels_bytes.len(), images.display()),
+        ));
     }
     Ok(InMemoryImages {
         channels: 1,
@@ -115,7 +114,7 @@ pub fn load_idx_folder(dir: &Path) -> Result<(InMemoryImages, InMemoryImages)> {
             .into_iter()
             .map(|name| dir.join(name))
             .find(|p| p.exists())
-            .ok_or_else(|| Error::Data(format!("{}: no {stem} or {stem}.gz", dir.display())))
+            .ok_or_else(|| Error::in_file(dir, None, format!("no {stem} or {stem}.gz in this folder")))
     };
     let train = load_idx(&find("train-images-idx3-ubyte")?, &find("train-labels-idx1-ubyte")?)?;
     let test = load_idx(&find("t10k-images-idx3-ubyte")?, &find("t10k-labels-idx1-ubyte")?)?;

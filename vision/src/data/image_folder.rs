@@ -50,7 +50,7 @@ impl ImageFolder {
         };
         let class_dirs: Vec<PathBuf> = read_dir(root)?.into_iter().filter(|p| p.is_dir()).collect();
         if class_dirs.is_empty() {
-            return Err(Error::Data(format!("{}: no class folders (expected root/<class>/<image>)", root.display())));
+            return Err(Error::in_file(root, None, "no class folders (expected root/<class>/<image>)"));
         }
         let mut classes = Vec::new();
         let mut files = Vec::new();
@@ -71,7 +71,7 @@ impl ImageFolder {
             }
         }
         if files.is_empty() {
-            return Err(Error::Data(format!("{}: no PNG or JPEG images in the class folders", root.display())));
+            return Err(Error::in_file(root, None, "no PNG or JPEG images in the class folders"));
         }
         Ok(Self { classes, files, mode })
     }
@@ -126,17 +126,14 @@ impl Dataset for ImageFolder {
     }
 
     fn get(&self, index: usize) -> Result<(Image, u32)> {
-        let (path, label) = self
-            .files
-            .as_slice()
-            .get(index)
-            .ok_or_else(|| Error::Data(format!("image index {index} out of {}", self.files.len())))?;
+        let (path, label) =
+            self.files.as_slice().get(index).ok_or_else(|| Error::index("image folder", index, self.files.len()))?;
         let decoded = image::ImageReader::open(path)
             .map_err(|e| Error::io(path, e))?
             .with_guessed_format()
             .map_err(|e| Error::io(path, e))?
             .decode()
-            .map_err(|e| Error::Data(format!("{}: cannot decode: {e}", path.display())))?;
+            .map_err(|e| Error::in_file(path, None, format!("cannot decode: {e}")))?;
         let (w, h) = (decoded.width() as usize, decoded.height() as usize);
         let image = match self.mode {
             ColorMode::Grayscale => {

@@ -20,11 +20,11 @@ impl Image {
     /// An image from channel-first data; the length must match the shape.
     pub fn new(channels: usize, height: usize, width: usize, data: Vec<f32>) -> Result<Self> {
         if data.len() != channels * height * width {
-            return Err(Error::Data(format!(
-                "image of {channels} x {height} x {width} needs {} values, got {}",
-                channels * height * width,
-                data.len()
-            )));
+            return Err(Error::shape(
+                "image data",
+                format!("({}) for {channels} x {height} x {width}", channels * height * width),
+                &[data.len()],
+            ));
         }
         Ok(Self { channels, height, width, data })
     }
@@ -56,6 +56,12 @@ impl InMemoryImages {
         self.labels.iter().max().map_or(0, |&m| m as usize + 1)
     }
 
+    /// The first `n` images (all of them when there are fewer), for short runs.
+    pub fn head(&self, n: usize) -> Self {
+        let n = n.min(self.labels.len());
+        Self { pixels: self.pixels[..n * self.image_len()].to_vec(), labels: self.labels[..n].to_vec(), ..*self }
+    }
+
     /// The images at `indices`, as a new set (a train/test split, a subset).
     pub fn select(&self, indices: &[usize]) -> Result<Self> {
         let len = self.image_len();
@@ -63,7 +69,7 @@ impl InMemoryImages {
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             if i >= self.labels.len() {
-                return Err(Error::Data(format!("image index {i} out of {}", self.labels.len())));
+                return Err(Error::index("images", i, self.labels.len()));
             }
             pixels.extend_from_slice(&self.pixels[i * len..(i + 1) * len]);
             labels.push(self.labels[i]);
@@ -85,7 +91,7 @@ impl Dataset for InMemoryImages {
             .pixels
             .as_slice()
             .get(index * len..(index + 1) * len)
-            .ok_or_else(|| Error::Data(format!("image index {index} out of {}", self.labels.len())))?;
+            .ok_or_else(|| Error::index("images", index, self.labels.len()))?;
         Ok((
             Image { channels: self.channels, height: self.height, width: self.width, data: data.to_vec() },
             self.labels[index],

@@ -14,10 +14,10 @@ pub fn load_pixel_csv(path: &Path, height: usize, width: usize, max_value: f32) 
         let mut s = String::new();
         flate2::read::GzDecoder::new(raw.as_slice())
             .read_to_string(&mut s)
-            .map_err(|e| Error::Data(format!("{}: not a valid gzip text: {e}", path.display())))?;
+            .map_err(|e| Error::in_file(path, None, format!("not a valid gzip text: {e}")))?;
         s
     } else {
-        String::from_utf8(raw).map_err(|e| Error::Data(format!("{}: not UTF-8: {e}", path.display())))?
+        String::from_utf8(raw).map_err(|e| Error::in_file(path, None, format!("not UTF-8: {e}")))?
     };
     parse_pixel_csv(&text, &path.display().to_string(), height, width, max_value)
 }
@@ -31,12 +31,13 @@ pub fn parse_pixel_csv(
     max_value: f32,
 ) -> Result<InMemoryImages> {
     if !(max_value.is_finite() && max_value > 0.0) {
-        return Err(Error::Data(format!("{origin}: max_value must be finite and > 0, got {max_value}")));
+        return Err(Error::config("max_value", format!("must be finite and > 0, got {max_value} (reading {origin})")));
     }
     let Some(fields) = height.checked_mul(width).filter(|&p| p > 0 && p < 1 << 28).map(|p| p + 1) else {
-        return Err(Error::Data(format!(
-            "{origin}: images of {height} x {width} pixels: each side must be at least 1 and a line at most 2^28 fields"
-        )));
+        return Err(Error::config(
+            "height, width",
+            format!("images of {height} x {width} pixels: each side must be at least 1 and a line at most 2^28 fields (reading {origin})"),
+        ));
     };
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
@@ -82,6 +83,6 @@ pub fn uci_digits() -> Result<InMemoryImages> {
     let mut text = String::new();
     flate2::read::GzDecoder::new(&include_bytes!("../../data/digits.csv.gz")[..])
         .read_to_string(&mut text)
-        .map_err(|e| Error::Data(format!("embedded digits.csv.gz: {e}")))?;
+        .map_err(|e| Error::in_file("embedded digits.csv.gz", None, e.to_string()))?;
     parse_pixel_csv(&text, "embedded digits.csv.gz", 8, 8, 16.0)
 }
