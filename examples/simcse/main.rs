@@ -9,17 +9,19 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 
 use candle_core::Device;
 use clap::{Parser, ValueEnum};
-use contrastive_core::data::LoaderConfig;
+use contrastive_core::augment::Identity;
+use contrastive_core::data::{BatchSource, Loader, LoaderConfig, StreamLoader, TwoViews};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::rng::named_rng;
-use contrastive_core::train::{Objective, Trainer, TrainerConfig};
+use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
 use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
 use contrastive_examples::report::{finish, plot_run};
 use contrastive_text::{
-    load_bert_weights, read_corpus, read_lee50, sentence_loader, BertConfig, CollateSentences, CorpusFormat,
-    SentenceEncoder, SentencePooling, SimCse, SimCseConfig, SimCsePooling, Tokenizer,
+    load_bert_weights, read_corpus, read_lee50, sentence_loader, sentence_stream, BertConfig, CollateSentences,
+    CorpusFormat, SentenceBatch, SentenceEncoder, SentencePooling, SimCse, SimCseConfig, SimCsePooling, TextCorpus,
+    Tokenizer,
 };
 use rand::seq::SliceRandom;
 use serde_json::json;
@@ -35,6 +37,8 @@ enum Format {
     Documents,
     /// One sentence per line.
     Lines,
+    /// One JSON object per line (`.jsonl`), the sentence in the --field field.
+    Jsonl,
 }
 
 /// Unsupervised SimCSE (Gao et al. 2021) with the sentence-transformers reference recipe: batch
@@ -49,9 +53,19 @@ struct Cli {
     /// How the --data files hold sentences.
     #[arg(long, value_enum, default_value = "documents")]
     format: Format,
-    /// Sentences to train on (drawn by --seed).
+    /// The field that holds the sentence in --format jsonl.
+    #[arg(long, default_value = "text")]
+    field: String,
+    /// Sentences to train on (drawn by --seed into memory).
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one())]
     sentences: usize,
+    /// Train on every sentence of --data, streamed a window at a time (a corpus larger than
+    /// memory; plain or gzipped), instead of drawing --sentences.
+    #[arg(long)]
+    stream: bool,
+    /// With --stream: sentences shuffled together (more mixes better and holds more in memory).
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one())]
+    window: usize,
     /// Learning rate (AdamW, decaying linearly to 0).
     #[arg(long, default_value_t = 3e-5, value_parser = positive)]
     lr: f64,
@@ -105,13 +119,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let format = match cli.format {
         Format::Documents => CorpusFormat::Documents,
         Format::Lines => CorpusFormat::Lines,
+        Format::Jsonl => CorpusFormat::JsonLines { field: cli.field.clone() },
     };
-    let mut sentences = read_corpus(&data, format, (40, 300))?;
-    sentences.shuffle(&mut named_rng(flags.seed, "simcse-corpus"));
-    let wanted = if flags.quick { cli.sentences.min(256) } else { cli.sentences };
-    sentences.truncate(wanted);
-    eprintln!("simcse: {} sentences from {}; model {}", sentences.len(), data.display(), model_dir.display());
-
     // Everything that can fail on the inputs (config, weights, tokenizer, batch size against the
     // corpus) is checked before the minutes of evaluation.
     let bert_config = BertConfig::from_file(&model_dir.join("config.json"))?;
@@ -122,33 +131,29 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 16 } else { 64 });
     let loader_config = LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: 1 };
     let collate = CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() };
-    let loader = sentence_loader(sentences, collate, loader_config)?;
+    let source = if cli.stream {
+        let corpus = TextCorpus::open(&data, format, (40, 300))?;
+        eprintln!("simcse: {} sentences streamed from {}; model {}", corpus.len(), data.display(), model_dir.display());
+        Source::Stream(sentence_stream(corpus, collate, loader_config, cli.window)?)
+    } else {
+        let mut sentences = read_corpus(&data, format, (40, 300))?;
+        sentences.shuffle(&mut named_rng(flags.seed, "simcse-corpus"));
+        let wanted = if flags.quick { cli.sentences.min(256) } else { cli.sentences };
+        sentences.truncate(wanted);
+        eprintln!("simcse: {} sentences from {}; model {}", sentences.len(), data.display(), model_dir.display());
+        Source::Memory(sentence_loader(sentences, collate, loader_config)?)
+    };
 
     let before_encoder = SentenceEncoder::from_folder(&model_dir, &device)?;
     let before = lee50(&before_encoder)?;
     eprintln!("Lee-50 before: Pearson {:.4}, Spearman {:.4}", before.0, before.1);
     drop(before_encoder);
 
-    let mut trainer_config = TrainerConfig {
-        epochs: flags.epochs.unwrap_or(1),
-        max_steps: flags.max_steps,
-        lr: cli.lr,
-        optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
-        clip_grad_norm: Some(1.0),
-        checkpoint_every: Some(100),
-        keep_last: 2,
-        progress: true,
-        ..TrainerConfig::default()
+    let (summary, model, train_seconds) = match &source {
+        Source::Memory(loader) => train(&cli, model, loader)?,
+        Source::Stream(loader) => train(&cli, model, loader)?,
     };
-    // The schedule spans the run: --max-steps shortens it as it shortens the run.
-    let total_steps = trainer_config.total_steps(loader.batches_per_epoch());
-    trainer_config.schedule = Schedule::WarmupLinear { warmup_steps: 0, total_steps };
-    let mut trainer = flags.start(Trainer::new(trainer_config, model)?)?;
-    let fit_started = Instant::now();
-    let summary = trainer.fit(&loader)?;
-    flags.stop_if_interrupted(&summary)?;
-    let train_seconds = fit_started.elapsed().as_secs_f64();
-    let (bert, store) = trainer.into_objective().into_parts();
+    let (bert, store) = model.into_parts();
     let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256)?;
     let encoder = SentenceEncoder::new(bert, store, eval_tokenizer, SentencePooling::Mean, true, &device);
     let after = lee50(&encoder)?;
@@ -174,6 +179,40 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "lee50_after": { "pearson": after.0, "spearman": after.1 },
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     }))
+}
+
+/// The sentences in memory, or streamed from a corpus of any size.
+enum Source {
+    Memory(Loader<Vec<String>, TwoViews<Identity>, CollateSentences>),
+    Stream(StreamLoader<TextCorpus, TwoViews<Identity>, CollateSentences>),
+}
+
+/// The reference recipe's training run on `loader`: (summary, trained model, seconds).
+fn train<S: BatchSource<Batch = SentenceBatch>>(
+    cli: &Cli,
+    model: SimCse,
+    loader: &S,
+) -> Result<(Summary, SimCse, f64)> {
+    let flags = &cli.common;
+    let mut trainer_config = TrainerConfig {
+        epochs: flags.epochs.unwrap_or(1),
+        max_steps: flags.max_steps,
+        lr: cli.lr,
+        optimizer: OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 },
+        clip_grad_norm: Some(1.0),
+        checkpoint_every: Some(100),
+        keep_last: 2,
+        progress: true,
+        ..TrainerConfig::default()
+    };
+    // The schedule spans the run: --max-steps shortens it as it shortens the run.
+    let total_steps = trainer_config.total_steps(loader.batches_per_epoch());
+    trainer_config.schedule = Schedule::WarmupLinear { warmup_steps: 0, total_steps };
+    let mut trainer = flags.start(Trainer::new(trainer_config, model)?)?;
+    let fit_started = Instant::now();
+    let summary = trainer.fit(loader)?;
+    flags.stop_if_interrupted(&summary)?;
+    Ok((summary, trainer.into_objective(), fit_started.elapsed().as_secs_f64()))
 }
 
 fn main() {

@@ -1,10 +1,11 @@
 //! Sentences to token batches for the loader: single sentences (unsupervised SimCSE) and
 //! (anchor, entailment, contradiction) triples (supervised SimCSE).
 
+use crate::data::TextCorpus;
 use crate::tokenizer::{TokenBatch, Tokenizer};
 use candle_core::Device;
 use contrastive_core::augment::Identity;
-use contrastive_core::data::{Collate, Loader, LoaderConfig, TwoViews, ViewPair};
+use contrastive_core::data::{Collate, Loader, LoaderConfig, StreamLoader, TwoViews, ViewPair};
 use contrastive_core::Result;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -65,14 +66,28 @@ pub fn sentence_loader(
     collate: CollateSentences,
     config: LoaderConfig,
 ) -> Result<Loader<Vec<String>, TwoViews<Identity>, CollateSentences>> {
-    let keys = sentences
-        .iter()
-        .map(|s| {
-            // SipHash with fixed keys: the same keys on every run and machine.
-            let mut h = DefaultHasher::new();
-            s.hash(&mut h);
-            h.finish()
-        })
-        .collect();
+    let keys = sentences.iter().map(|s| sentence_key(s)).collect();
     Loader::new(sentences, Identity, collate, config)?.with_distinct_keys(keys)
+}
+
+/// [`sentence_loader`] for a corpus of any size: the sentences stream from `corpus` a window of
+/// at least `window` sentences at a time (shuffled within the window, the blocks of the corpus
+/// in a seeded order), copies of a sentence kept out of one batch. Memory holds one window,
+/// whatever the corpus's size; tokenization runs beside the training step.
+pub fn sentence_stream(
+    corpus: TextCorpus,
+    collate: CollateSentences,
+    config: LoaderConfig,
+    window: usize,
+) -> Result<StreamLoader<TextCorpus, TwoViews<Identity>, CollateSentences>> {
+    StreamLoader::new(corpus, TwoViews(Identity), collate, config, window)?
+        .with_distinct_keys(|s: &String| sentence_key(s))
+}
+
+/// A sentence's key for keeping copies apart: SipHash with fixed keys, the same on every run and
+/// machine.
+fn sentence_key(s: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }

@@ -1,7 +1,9 @@
 //! Sentence data: the splitting rule, corpora, STS TSV and Lee-50, good and bad; a BPE tokenizer
 //! trained on SMILES.
 
-use contrastive_text::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, Tokenizer};
+use contrastive_core::data::{Blocks, LoaderConfig, StreamLoader, TwoViews, ViewPair};
+use contrastive_text::{read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, TextCorpus, Tokenizer};
+use std::io::Write;
 use std::path::Path;
 
 #[test]
@@ -74,4 +76,123 @@ fn bpe_trained_on_smiles_merges_frequent_substrings_and_round_trips() {
     assert_eq!(ids, loaded.encode(&["c1ccccc1O", "CCO"], &Device::Cpu).unwrap().ids.to_vec2::<u32>().unwrap());
     assert!(Tokenizer::train_bpe(&[], 40, 32).is_err());
     assert!(Tokenizer::train_bpe(&texts, 5, 32).err().unwrap().to_string().contains("vocab_size"));
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// Line i of a generated corpus: words that say i, of varying length.
+fn line(i: usize) -> String {
+    format!("sentence number {i} says {} and ends here.", "word ".repeat(i % 13))
+}
+
+#[test]
+fn a_large_corpus_is_indexed_in_blocks_and_reads_back_exactly() {
+    // 6,000 lines (about 400 KB): many blocks, plain and gzipped, one sentence a line.
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..6000).map(|i| line(i) + "\n").collect();
+    std::fs::write(dir.path().join("big.txt"), &text).unwrap();
+    std::fs::write(dir.path().join("big.txt.gz"), gzip(text.as_bytes())).unwrap();
+    let want: Vec<String> = (0..6000).map(|i| line(i).split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    for name in ["big.txt", "big.txt.gz"] {
+        let corpus = TextCorpus::open(&dir.path().join(name), CorpusFormat::Lines, (0, 1000)).unwrap();
+        assert_eq!(corpus.len(), 6000);
+        assert!(corpus.block_lens().len() > 10, "{name}: {} blocks", corpus.block_lens().len());
+        let runs = corpus.runs();
+        assert_eq!(runs.len(), if name.ends_with(".gz") { 1 } else { corpus.block_lens().len() }, "{name}");
+        let all: Vec<String> = (0..corpus.block_lens().len()).flat_map(|b| corpus.read_block(b).unwrap()).collect();
+        assert_eq!(all, want, "{name}");
+        // Out of order: a gzip block after a later one restarts the stream, and still reads right.
+        let last = corpus.block_lens().len() - 1;
+        let (late, early) = (corpus.read_block(last).unwrap(), corpus.read_block(1).unwrap());
+        assert_eq!(late.last(), want.last());
+        assert_eq!(early.len(), corpus.block_lens()[1]);
+    }
+    // A folder holds both files (sorted: big.txt, big.txt.gz): every sentence twice, read back in
+    // memory by read_corpus.
+    assert_eq!(read_corpus(dir.path(), CorpusFormat::Lines, (0, 1000)).unwrap().len(), 12_000);
+
+    // Streamed: every sentence once per epoch, the gzip file's blocks read in order, and a resume
+    // from batch 40 equals the rest of the epoch.
+    let corpus = TextCorpus::open(&dir.path().join("big.txt.gz"), CorpusFormat::Lines, (0, 1000)).unwrap();
+    let config = LoaderConfig { batch_size: 64, seed: 3, shuffle: true, drop_last: true, threads: 2 };
+    let same = |s: String, _: &mut dyn rand::RngCore| Ok(s);
+    let collate = |b: Vec<ViewPair<String>>| Ok(b.into_iter().map(|v| v.first).collect::<Vec<String>>());
+    let loader = StreamLoader::new(corpus, TwoViews(same), collate, config, 1000).unwrap();
+    let epoch: Vec<Vec<String>> = loader.epoch_from(0, 0).map(|b| b.unwrap()).collect();
+    assert_eq!(epoch.len(), 6000 / 64);
+    let mut seen: Vec<&String> = epoch.iter().flatten().collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 64 * (6000 / 64), "no sentence twice");
+    let resumed: Vec<Vec<String>> = loader.epoch_from(0, 40).map(|b| b.unwrap()).collect();
+    assert_eq!(resumed, epoch[40..].to_vec());
+}
+
+#[test]
+fn documents_split_across_blocks_as_the_whole_text_splits() {
+    // Running text of about 200 KB whose sentences run over line ends: cut into blocks only
+    // where a sentence ends, so the sentences equal those of the whole text.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!("The {i}th part runs on"));
+        text.push_str(if i % 3 == 0 { "\nover a line end. " } else { " to its end. " });
+        if i % 5 == 0 {
+            text.push('\n');
+        }
+    }
+    let path = dir.path().join("doc.txt");
+    std::fs::write(&path, &text).unwrap();
+    let corpus = TextCorpus::open(&path, CorpusFormat::Documents, (1, 1000)).unwrap();
+    assert!(corpus.block_lens().len() > 5);
+    let all: Vec<String> = (0..corpus.block_lens().len()).flat_map(|b| corpus.read_block(b).unwrap()).collect();
+    assert_eq!(all, split_sentences(&text));
+}
+
+#[test]
+fn json_lines_name_the_field_and_bad_lines_name_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.jsonl");
+    std::fs::write(&path, "{\"text\": \"  a first   sentence\", \"id\": 1}\n\n{\"text\": \"the second one\"}\n")
+        .unwrap();
+    let format = || CorpusFormat::JsonLines { field: "text".into() };
+    assert_eq!(read_corpus(&path, format(), (1, 100)).unwrap(), ["a first sentence", "the second one"]);
+    let cases = [
+        ("{\"text\": \"ok\"}\n{\"body\": \"x\"}\n", "c.jsonl:2: field text: missing"),
+        ("{\"text\": 3}\n", "c.jsonl:1: field text: a number, not a string"),
+        ("[1, 2]\n", "c.jsonl:1: field text: the line is not a JSON object"),
+        ("{\"text\": \"ok\"}\n{\"text\": \"cut\n", "c.jsonl:2: not a JSON line"),
+    ];
+    for (content, want) in cases {
+        std::fs::write(&path, content).unwrap();
+        let e = TextCorpus::open(&path, format(), (1, 100)).err().unwrap().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    // A folder of JSON lines reads the .jsonl files only; an empty file is an error naming it.
+    std::fs::write(&path, "{\"text\": \"from the folder\"}\n").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not json\n").unwrap();
+    assert_eq!(read_corpus(dir.path(), format(), (1, 100)).unwrap(), ["from the folder"]);
+    std::fs::write(&path, "").unwrap();
+    let e = TextCorpus::open(&path, format(), (1, 100)).err().unwrap().to_string();
+    assert!(e.contains("c.jsonl") && e.contains("no sentence"), "{e}");
+}
+
+#[test]
+fn invalid_utf8_is_replaced_and_a_changed_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.txt");
+    std::fs::write(&path, b"caf\xe9 au lait\nplain line\n").unwrap();
+    assert_eq!(read_corpus(&path, CorpusFormat::Lines, (1, 100)).unwrap(), ["caf\u{fffd} au lait", "plain line"]);
+    // A file cut after it was indexed: the read names it.
+    let text: String = (0..3000).map(|i| line(i) + "\n").collect();
+    std::fs::write(&path, &text).unwrap();
+    let corpus = TextCorpus::open(&path, CorpusFormat::Lines, (0, 1000)).unwrap();
+    std::fs::write(&path, &text[..1000]).unwrap();
+    let last = corpus.block_lens().len() - 1;
+    let e = corpus.read_block(last).unwrap_err().to_string();
+    assert!(e.contains("latin1.txt") && e.contains("the file changed"), "{e}");
 }

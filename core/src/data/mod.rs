@@ -3,9 +3,11 @@
 //! [`BatchSource`], what the `Trainer` draws batches from.
 
 mod split;
+mod stream;
 mod views;
 
 pub use split::{stratified_folds, stratified_split, stratified_subset};
+pub use stream::{Blocks, StreamLoader};
 pub use views::{CropSet, MultiCrop, TwoViews, ViewPair, Views};
 
 use crate::augment::Augment;

@@ -1,16 +1,27 @@
-//! Sentence data: a corpus from text files, STS-style pairs with scores, and the Lee-50 document
+//! Sentence data: corpora from text files (in memory with [`read_corpus`], or indexed and read a
+//! block at a time with [`TextCorpus`]), STS-style pairs with scores, and the Lee-50 document
 //! similarity set (Lee, Pincombe and Welsh 2005).
 
+mod corpus;
+
+pub use corpus::TextCorpus;
+
+use contrastive_core::data::Blocks;
 use contrastive_core::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How a corpus file holds its sentences.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CorpusFormat {
     /// One sentence per line.
     Lines,
     /// Running text, split into sentences after `.`, `!` or `?` followed by space and a capital.
     Documents,
+    /// One JSON object per line (`.jsonl`), the sentence in the string field `field`.
+    JsonLines {
+        /// The field that holds the text, e.g. `text`.
+        field: String,
+    },
 }
 
 /// Splits running text into sentences: whitespace runs collapse to one space, and a sentence ends
@@ -34,36 +45,15 @@ pub fn split_sentences(text: &str) -> Vec<String> {
     sentences
 }
 
-/// Sentences of a file, or of every `.txt` file of a folder (sorted by name), kept when their
-/// length in characters is within `chars` (inclusive). An empty result is an error naming the path.
+/// Sentences of a file, or of every file of a folder that fits the format (see [`TextCorpus`]),
+/// kept when their length in characters is within `chars` (inclusive), all in memory. An empty
+/// result is an error naming the path. For a corpus larger than memory, open a [`TextCorpus`] and
+/// train through `contrastive_core::data::StreamLoader`.
 pub fn read_corpus(path: &Path, format: CorpusFormat, chars: (usize, usize)) -> Result<Vec<String>> {
-    let files: Vec<PathBuf> = if path.is_dir() {
-        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| Error::io(path, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-            .collect();
-        f.sort();
-        f
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let mut out = Vec::new();
-    for file in &files {
-        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let sentences = match format {
-            CorpusFormat::Lines => text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect(),
-            CorpusFormat::Documents => split_sentences(&text),
-        };
-        out.extend(sentences.into_iter().filter(|s| (chars.0..=chars.1).contains(&s.chars().count())));
-    }
-    if out.is_empty() {
-        return Err(Error::in_file(
-            path,
-            None,
-            format!("no sentence of {} to {} characters in {} file(s)", chars.0, chars.1, files.len()),
-        ));
+    let corpus = TextCorpus::open(path, format, chars)?;
+    let mut out = Vec::with_capacity(corpus.len());
+    for b in 0..corpus.block_lens().len() {
+        out.extend(corpus.read_block(b)?);
     }
     Ok(out)
 }
