@@ -6,6 +6,7 @@ use crate::backbone::Backbone;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};
+use rayon::prelude::*;
 
 /// A model that turns a batch of items (images, sentences, graphs) into their embeddings,
 /// (items, D), in eval mode (no dropout, running BatchNorm statistics).
@@ -31,7 +32,7 @@ impl<T, B: Backbone, F: Fn(Vec<T>) -> Result<B::Input>> Embed<T> for BackboneEmb
 }
 
 /// The embeddings of every item of `dataset`, in its order, `batch_size` items at a time:
-/// (len, D) f32, detached from any graph. An empty dataset or a batch size of 0 is an error, as
+/// (len, D) f32, detached from any graph. The items of a batch are read on rayon's threads. An empty dataset or a batch size of 0 is an error, as
 /// is a model that returns a row count other than its batch's.
 pub fn embed<D: Dataset + ?Sized>(model: &impl Embed<D::Item>, dataset: &D, batch_size: usize) -> Result<Tensor> {
     if batch_size == 0 {
@@ -44,7 +45,8 @@ pub fn embed<D: Dataset + ?Sized>(model: &impl Embed<D::Item>, dataset: &D, batc
     let mut parts = Vec::with_capacity(n.div_ceil(batch_size));
     for start in (0..n).step_by(batch_size) {
         let end = (start + batch_size).min(n);
-        let items = (start..end).map(|i| dataset.get(i)).collect::<Result<Vec<_>>>()?;
+        // Items are read in parallel: decoding image files is most of the work here.
+        let items = (start..end).into_par_iter().map(|i| dataset.get(i)).collect::<Result<Vec<_>>>()?;
         let z = model.embed_batch(items)?;
         if z.rank() != 2 || z.dim(0)? != end - start {
             let what = format!("embed: the embeddings of items {start}..{end}");

@@ -11,11 +11,11 @@ use contrastive_core::data::Dataset;
 use contrastive_core::rng::sample_rng;
 use contrastive_core::{Error, Result};
 use contrastive_examples::flags::{at_least_one, CommonFlags};
-use contrastive_examples::image_data::load_image_data;
+use contrastive_examples::image_data::{load_image_data, sample_of};
 use contrastive_examples::recipe::Recipe;
 use contrastive_examples::report::finish;
 use contrastive_vision::augment::Normalize;
-use contrastive_vision::{uci_digits, Image, InMemoryImages};
+use contrastive_vision::{uci_digits, Image, InMemoryImages, Unreadable};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -59,7 +59,10 @@ fn paint(canvas: &mut image::RgbImage, img: &Image, x0: usize, y0: usize, zoom: 
 fn run(cli: Cli) -> Result<serde_json::Value> {
     cli.common.setup()?;
     let images: InMemoryImages = match &cli.common.data {
-        Some(dir) => load_image_data(Some(dir))?.train,
+        // Only the images shown are decoded; files of any size are resized to the first one's.
+        Some(path) => {
+            sample_of(&load_image_data(Some(path), Unreadable::Skip)?.train, cli.images.max(1))?.to_memory(None)?
+        }
         None => uci_digits()?,
     };
     let (h, w) = (images.height, images.width);

@@ -1,4 +1,4 @@
-//! MoCo v2 on Fashion-MNIST (or any IDX folder or image folder): train, monitor, evaluate.
+//! MoCo v2 on Fashion-MNIST (or any IDX folder, image folder or list of image files, read lazily): train, monitor, evaluate.
 //!
 //!     cargo run --release -p contrastive-examples --bin moco -- --epochs 2 --out runs/moco
 
@@ -9,11 +9,10 @@ use candle_core::Device;
 use clap::Parser;
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_examples::flags::{at_least_one, positive, unit_interval, CommonFlags};
-use contrastive_examples::image_data::load_image_data;
+use contrastive_examples::image_data::{fit_normalize, load_image_data, ImageFlags};
 use contrastive_examples::image_training::{train_and_evaluate, RunSpec};
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
 use contrastive_examples::report::finish;
-use contrastive_vision::augment::Normalize;
 use contrastive_vision::{Encoder, MoCo, MoCoConfig, MoCoSettings};
 
 /// MoCo v2 (Chen et al. 2020): query and momentum key encoders, a queue of keys, InfoNCE at
@@ -24,6 +23,9 @@ struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     common: CommonFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    images: ImageFlags,
     /// Keys in the queue.
     #[arg(long, default_value_t = 16384, value_parser = at_least_one())]
     queue_size: usize,
@@ -53,10 +55,11 @@ struct Cli {
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("moco", &cli)?;
-    let data = load_image_data(cli.common.data.as_deref())?;
-    let normalize = Normalize::fit(&data.train)?;
-    let augmentation = cli.recipe.build((data.train.height, data.train.width), normalize.clone());
-    let encoder = cli.encoder.config(data.train.channels);
+    let data = load_image_data(cli.common.data.as_deref(), cli.images.unreadable())?;
+    let size = cli.images.size(&data, cli.recipe);
+    let normalize = fit_normalize(&data.train)?;
+    let augmentation = cli.recipe.build(size, normalize.clone());
+    let encoder = cli.encoder.config(data.train.channels());
     let width = encoder.dim();
     let config = MoCoConfig {
         encoder,
@@ -72,7 +75,18 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let model = MoCo::new(config, cli.common.seed, &Device::Cpu)?;
     let spec = RunSpec { method: "moco_v2", epochs: 2, batch_size: 256, lr: cli.lr };
     let encoder_of: fn(&MoCo) -> &Encoder = MoCo::encoder;
-    train_and_evaluate(&cli.common, &spec, data, model, encoder_of, |m| m.sync_key_network(), augmentation, normalize)
+    train_and_evaluate(
+        &cli.common,
+        &cli.images,
+        &spec,
+        data,
+        size,
+        model,
+        encoder_of,
+        |m| m.sync_key_network(),
+        augmentation,
+        normalize,
+    )
 }
 
 fn main() {

@@ -1,4 +1,4 @@
-//! SimCLR on Fashion-MNIST (or any IDX folder or image folder): train, monitor, evaluate.
+//! SimCLR on Fashion-MNIST (or any IDX folder, image folder or list of image files, read lazily): train, monitor, evaluate.
 //!
 //!     cargo run --release -p contrastive-examples --bin simclr -- --epochs 2 --out runs/simclr
 
@@ -9,11 +9,10 @@ use candle_core::Device;
 use clap::Parser;
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_examples::flags::{positive, CommonFlags};
-use contrastive_examples::image_data::load_image_data;
+use contrastive_examples::image_data::{fit_normalize, load_image_data, ImageFlags};
 use contrastive_examples::image_training::{train_and_evaluate, RunSpec};
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
 use contrastive_examples::report::finish;
-use contrastive_vision::augment::Normalize;
 use contrastive_vision::{Encoder, SimClr, SimClrConfig};
 
 /// SimCLR (Chen et al. 2020) with the PyTorch reference recipe by default: the small ConvNet, head
@@ -24,6 +23,9 @@ struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     common: CommonFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    images: ImageFlags,
     /// NT-Xent temperature.
     #[arg(long, default_value_t = 0.5, value_parser = positive)]
     temperature: f64,
@@ -41,10 +43,11 @@ struct Cli {
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("simclr", &cli)?;
-    let data = load_image_data(cli.common.data.as_deref())?;
-    let normalize = Normalize::fit(&data.train)?;
-    let augmentation = cli.recipe.build((data.train.height, data.train.width), normalize.clone());
-    let encoder = cli.encoder.config(data.train.channels);
+    let data = load_image_data(cli.common.data.as_deref(), cli.images.unreadable())?;
+    let size = cli.images.size(&data, cli.recipe);
+    let normalize = fit_normalize(&data.train)?;
+    let augmentation = cli.recipe.build(size, normalize.clone());
+    let encoder = cli.encoder.config(data.train.channels());
     let width = encoder.dim();
     let head = ProjectionHeadConfig {
         input_dim: width,
@@ -58,7 +61,18 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let model = SimClr::new(config, cli.common.seed, &Device::Cpu)?;
     let spec = RunSpec { method: "simclr", epochs: 2, batch_size: 256, lr: cli.lr };
     let encoder_of: fn(&SimClr) -> &Encoder = SimClr::encoder;
-    train_and_evaluate(&cli.common, &spec, data, model, encoder_of, |_| Ok(()), augmentation, normalize)
+    train_and_evaluate(
+        &cli.common,
+        &cli.images,
+        &spec,
+        data,
+        size,
+        model,
+        encoder_of,
+        |_| Ok(()),
+        augmentation,
+        normalize,
+    )
 }
 
 fn main() {

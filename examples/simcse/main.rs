@@ -131,9 +131,16 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 16 } else { 64 });
     let loader_config = LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: 1 };
     let collate = CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() };
+    let corpus_started = Instant::now();
     let source = if cli.stream {
         let corpus = TextCorpus::open(&data, format, (40, 300))?;
-        eprintln!("simcse: {} sentences streamed from {}; model {}", corpus.len(), data.display(), model_dir.display());
+        eprintln!(
+            "simcse: {} sentences streamed from {} (indexed in {:.1} s); model {}",
+            corpus.len(),
+            data.display(),
+            corpus_started.elapsed().as_secs_f64(),
+            model_dir.display()
+        );
         Source::Stream(sentence_stream(corpus, collate, loader_config, cli.window)?)
     } else {
         let mut sentences = read_corpus(&data, format, (40, 300))?;
@@ -143,6 +150,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         eprintln!("simcse: {} sentences from {}; model {}", sentences.len(), data.display(), model_dir.display());
         Source::Memory(sentence_loader(sentences, collate, loader_config)?)
     };
+    let corpus_seconds = corpus_started.elapsed().as_secs_f64();
 
     let before_encoder = SentenceEncoder::from_folder(&model_dir, &device)?;
     let before = lee50(&before_encoder)?;
@@ -173,6 +181,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "steps": summary.steps,
         "batch_size": batch_size,
         "last_loss": summary.last_loss,
+        "corpus_seconds": (corpus_seconds * 100.0).round() / 100.0,
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
         "steps_per_second": if train_seconds > 0.0 { summary.steps as f64 / train_seconds } else { 0.0 },
         "lee50_before": { "pearson": before.0, "spearman": before.1 },

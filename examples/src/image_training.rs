@@ -2,21 +2,25 @@
 //! final evaluation, exports and the figures.
 
 use crate::flags::CommonFlags;
+use crate::image_data::{sample_of, ImageFlags};
 use crate::image_eval::{raw_pixels, score, Scores};
 use crate::pretrained::resolve_init;
 use crate::report::{plot_run, save_embeddings};
 use candle_core::{Device, Tensor};
-use contrastive_core::data::{Loader, LoaderConfig};
+use contrastive_core::data::{Dataset, Loader, LoaderConfig};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{Knn, LinearProbe};
 use contrastive_vision::augment::{Normalize, ViewAugmentation};
 use contrastive_vision::{
-    load_encoder_weights, CollateViews, Encoder, ImageEmbedder, ImageSplit, InMemoryImages, ViewBatch,
+    load_encoder_weights, CollateViews, Encoder, ImageEmbedder, ImageSet, ImageSplit, InMemoryImages, Resized,
+    ViewBatch,
 };
 use serde_json::json;
 use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -39,16 +43,34 @@ pub fn protocols(quick: bool) -> (Knn, LinearProbe) {
     (Knn::default(), probe)
 }
 
-fn features(encoder: &Encoder, images: &InMemoryImages, normalize: &Normalize) -> Result<Tensor> {
-    contrastive_core::embed(&ImageEmbedder::new(encoder, normalize, &Device::Cpu), images, 500)
+fn features(encoder: &Encoder, images: &ImageSet, normalize: &Normalize, size: (usize, usize)) -> Result<Tensor> {
+    // Resized as each file is read: a batch never holds the files at their own size.
+    contrastive_core::embed(&ImageEmbedder::new(encoder, normalize, &Device::Cpu), &Resized { images, size }, 500)
 }
 
-/// Trains `objective` on `data` and evaluates its encoder; returns the run's figures.
+/// The raw-pixel baseline: the images themselves as features, or for image files of any size,
+/// 32x32 thumbnails of at most 10,000 (train) and 2,000 (test) of them, since every pixel of a
+/// large set would not fit in memory.
+fn raw_baseline(train: &ImageSet, test: &ImageSet, knn: &Knn, probe: &LinearProbe) -> Result<Scores> {
+    let flat = |set: &ImageSet, cap: usize| -> Result<InMemoryImages> {
+        match set {
+            ImageSet::Memory(m) => Ok(m.clone()),
+            ImageSet::Files(_) => sample_of(set, cap)?.to_memory(Some((32, 32))),
+        }
+    };
+    let (a, b) = (flat(train, 10_000)?, flat(test, 2_000)?);
+    score(&raw_pixels(&a)?, &a.labels, &raw_pixels(&b)?, &b.labels, knn, probe)
+}
+
+/// Trains `objective` on `data` (views of `size`) and evaluates its encoder; returns the run's
+/// figures.
 #[allow(clippy::too_many_arguments)]
 pub fn train_and_evaluate<O>(
     flags: &CommonFlags,
+    image_flags: &ImageFlags,
     spec: &RunSpec,
     data: ImageSplit,
+    size: (usize, usize),
     mut objective: O,
     encoder: fn(&O) -> &Encoder,
     after_init: fn(&mut O) -> Result<()>,
@@ -59,18 +81,22 @@ where
     O: Objective<Batch = ViewBatch> + 'static,
 {
     let started = Instant::now();
-    let (train, test) =
-        if flags.quick { (data.train.head(2000), data.test.head(500)) } else { (data.train, data.test) };
+    let (train, test) = if flags.quick {
+        (sample_of(&data.train, 2000)?, sample_of(&data.test, 500)?)
+    } else {
+        (data.train, data.test)
+    };
     let epochs = flags.epochs.unwrap_or(if flags.quick { 1 } else { spec.epochs });
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 64 } else { spec.batch_size });
+    let stored = match train.size() {
+        Some((h, w)) => format!("{}x{}x{} in memory", train.channels(), h, w),
+        None => format!("files of any size read as {} channels, views {}x{}", train.channels(), size.0, size.1),
+    };
     eprintln!(
-        "{}: {} training and {} evaluation images of {}x{}x{} from {}",
+        "{}: {} training and {} evaluation images ({stored}) from {}",
         spec.method,
-        train.labels.len(),
-        test.labels.len(),
-        train.channels,
-        train.height,
-        train.width,
+        train.len(),
+        test.len(),
         data.source
     );
     if let Some(init) = &flags.init {
@@ -84,18 +110,31 @@ where
             report.ignored.len()
         );
     }
+    // What the evaluations see: every image unless --eval-images caps them.
+    let (eval_train, eval_test) = match image_flags.eval_images {
+        Some(n) => (sample_of(&train, n)?, sample_of(&test, (n / 4).max(1))?),
+        None => (train.clone(), test.clone()),
+    };
+    let labelled = eval_train.labelled() && !eval_test.is_empty();
     let (knn, probe) = protocols(flags.quick);
     // A folder of fewer training images than kNN's k still evaluates: k is cut to the set.
-    let knn = Knn { k: knn.k.min(train.labels.len()), ..knn };
-    let baseline = |x: &Tensor, y: &Tensor| score(x, &train.labels, y, &test.labels, &knn, &probe);
-    let raw = baseline(&raw_pixels(&train)?, &raw_pixels(&test)?)?;
-    eprintln!("raw pixels: kNN {:.2}%, linear {:.2}%", raw.knn, raw.linear);
-    let initial = baseline(
-        &features(encoder(&objective), &train, &normalize)?,
-        &features(encoder(&objective), &test, &normalize)?,
-    )?;
+    let knn = Knn { k: knn.k.min(eval_train.len()), ..knn };
+    let (train_labels, test_labels) = (eval_train.labels(), eval_test.labels());
+    let score_features = |enc: &Encoder| -> Result<(Scores, Tensor)> {
+        let (a, b) = (features(enc, &eval_train, &normalize, size)?, features(enc, &eval_test, &normalize, size)?);
+        Ok((score(&a, &train_labels, &b, &test_labels, &knn, &probe)?, b))
+    };
     let initial_name = if flags.init.is_some() { "initial" } else { "untrained" };
-    eprintln!("{initial_name} encoder: kNN {:.2}%, linear {:.2}%", initial.knn, initial.linear);
+    let (raw, initial) = if labelled {
+        let raw = raw_baseline(&eval_train, &eval_test, &knn, &probe)?;
+        eprintln!("raw pixels: kNN {:.2}%, linear {:.2}%", raw.knn, raw.linear);
+        let initial = score_features(encoder(&objective))?.0;
+        eprintln!("{initial_name} encoder: kNN {:.2}%, linear {:.2}%", initial.knn, initial.linear);
+        (Some(raw), Some(initial))
+    } else {
+        eprintln!("the images have no labels: training only, no kNN or linear evaluation");
+        (None, None)
+    };
 
     let config = TrainerConfig {
         epochs,
@@ -110,26 +149,29 @@ where
     };
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
-    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: Device::Cpu }, loader_config)?;
+    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: Device::Cpu }, loader_config)?
+        .with_prefetch(image_flags.prefetch)?;
     let mut trainer = flags.start(Trainer::new(config, objective)?)?;
     // The kNN monitor runs on a subset after every epoch; its time is kept out of the training time.
     let monitor_time = Rc::new(Cell::new(0.0));
-    {
-        let (mon_train, mon_test) = (train.head(10_000), test.head(2_000));
+    if labelled {
+        let (mon_train, mon_test) = (sample_of(&eval_train, 10_000)?, sample_of(&eval_test, 2_000)?);
+        let (mon_train_labels, mon_test_labels) = (mon_train.labels(), mon_test.labels());
         let norm = normalize.clone();
         let spent = Rc::clone(&monitor_time);
-        let knn = Knn { k: knn.k.min(mon_train.labels.len()), ..knn };
+        let knn = Knn { k: knn.k.min(mon_train.len()), ..knn };
         trainer.add_evaluation("knn_monitor", 1, move |o: &mut O, progress| {
             let epoch = progress.epoch;
             let t = Instant::now();
-            let (a, b) = (features(encoder(o), &mon_train, &norm)?, features(encoder(o), &mon_test, &norm)?);
-            let acc = knn.accuracy(&a, &mon_train.labels, &b, &mon_test.labels)?.top1;
+            let (a, b) =
+                (features(encoder(o), &mon_train, &norm, size)?, features(encoder(o), &mon_test, &norm, size)?);
+            let acc = knn.accuracy(&a, &mon_train_labels, &b, &mon_test_labels)?.top1;
             eprintln!(
                 "epoch {}: kNN monitor {:.2}% ({} train / {} test images)",
                 epoch + 1,
                 100.0 * acc,
-                mon_train.labels.len(),
-                mon_test.labels.len()
+                mon_train.len(),
+                mon_test.len()
             );
             spent.set(spent.get() + t.elapsed().as_secs_f64());
             Ok(100.0 * acc)
@@ -142,26 +184,37 @@ where
     let train_seconds = fit_started.elapsed().as_secs_f64() - monitor_time.get();
     let steps = summary.steps - steps_before;
     let objective = trainer.into_objective();
-    let (train_f, test_f) =
-        (features(encoder(&objective), &train, &normalize)?, features(encoder(&objective), &test, &normalize)?);
-    let trained: Scores = score(&train_f, &train.labels, &test_f, &test.labels, &knn, &probe)?;
-    eprintln!("trained encoder: kNN {:.2}%, linear {:.2}%", trained.knn, trained.linear);
+    let (trained, exported, exported_labels) = if labelled {
+        let (trained, test_f) = score_features(encoder(&objective))?;
+        eprintln!("trained encoder: kNN {:.2}%, linear {:.2}%", trained.knn, trained.linear);
+        (Some(trained), test_f, &test_labels)
+    } else {
+        (None, features(encoder(&objective), &eval_train, &normalize, size)?, &train_labels)
+    };
     if let Some(path) = &flags.save_embeddings {
-        save_embeddings(path, &test_f, &test.labels)?;
-        eprintln!("embeddings of the {} evaluation images: {}", test.labels.len(), path.display());
+        save_embeddings(path, &exported, exported_labels)?;
+        let which = if labelled { "evaluation" } else { "training" };
+        eprintln!("embeddings of the {} {which} images: {}", exported_labels.len(), path.display());
     }
     if let Some(dir) = flags.run_dir() {
         let title = format!("{} test embeddings (PCA)", spec.method);
-        for f in plot_run(&dir, Some((&test_f, &test.labels, &title)))? {
+        let scatter = labelled.then_some((&exported, exported_labels.as_slice(), title.as_str()));
+        for f in plot_run(&dir, scatter)? {
             eprintln!("plot: {}", f.display());
         }
+    }
+    let skipped: BTreeSet<PathBuf> = train.skipped().into_iter().chain(test.skipped()).collect();
+    if !skipped.is_empty() {
+        eprintln!("{} unreadable image files were skipped (each named in a warning above)", skipped.len());
     }
     let images = steps * batch_size;
     Ok(json!({
         "method": spec.method,
         "data": data.source,
-        "train_images": train.labels.len(),
-        "test_images": test.labels.len(),
+        "train_images": train.len(),
+        "test_images": test.len(),
+        "image_size": [size.0, size.1],
+        "skipped_files": skipped.len(),
         "epochs": epochs,
         "batch_size": batch_size,
         "steps": steps,

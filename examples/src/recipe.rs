@@ -25,6 +25,16 @@ impl Recipe {
             Recipe::MocoV2 => ViewAugmentation::moco_v2(size, normalize),
         }
     }
+
+    /// The side its paper trains at, for image files of any size: the reference's small images
+    /// 32, SimCLR's STL-10 runs 96, MoCo v2's ImageNet 224.
+    pub fn default_side(self) -> usize {
+        match self {
+            Recipe::Reference => 32,
+            Recipe::Simclr => 96,
+            Recipe::MocoV2 => 224,
+        }
+    }
 }
 
 /// Which encoder the image examples train.

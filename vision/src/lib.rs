@@ -44,7 +44,7 @@ pub use conv_bn::{Activation, ConvBn};
 pub use convnet::{ConvNet, ConvNetConfig};
 pub use data::{
     load_idx, load_idx_folder, load_pixel_csv, parse_pixel_csv, read_idx_images, read_idx_labels, uci_digits,
-    ColorMode, Image, ImageFolder, ImageSplit, InMemoryImages, Unreadable,
+    ColorMode, Image, ImageFolder, ImageSet, ImageSplit, InMemoryImages, Resized, Unreadable,
 };
 pub use embed::ImageEmbedder;
 pub use encoder::{Encoder, EncoderConfig};

@@ -117,6 +117,8 @@ impl Default for LoaderConfig {
 /// count.
 pub struct Loader<D: Dataset, V, C> {
     inner: Arc<Inner<D, V, C>>,
+    /// Batches made ahead of the consumer.
+    prefetch: usize,
 }
 
 struct Inner<D, V, C> {
@@ -168,7 +170,7 @@ where
             .thread_name(|i| format!("loader-{i}"))
             .build()
             .map_err(|e| Error::config("loader.threads", e.to_string()))?;
-        Ok(Self { inner: Arc::new(Inner { dataset, views, collate, config, pool, distinct_keys: None }) })
+        Ok(Self { inner: Arc::new(Inner { dataset, views, collate, config, pool, distinct_keys: None }), prefetch: 1 })
     }
 
     /// Keeps samples with equal keys (the same sentence, say: in-batch negatives must not be
@@ -184,6 +186,17 @@ where
         let inner = Arc::get_mut(&mut self.inner)
             .ok_or_else(|| Error::config("loader.distinct_keys", "set them before the first epoch starts"))?;
         inner.distinct_keys = Some(keys);
+        Ok(self)
+    }
+
+    /// Prepares up to `depth` batches ahead of the one the step consumes (default 1): more
+    /// smooths out slow batches (large files, a busy disk) at the cost of their memory. Batches
+    /// are the same whatever the depth.
+    pub fn with_prefetch(mut self, depth: usize) -> Result<Self> {
+        if depth == 0 {
+            return Err(Error::config("loader.prefetch", "must be at least 1 batch"));
+        }
+        self.prefetch = depth;
         Ok(self)
     }
 
@@ -225,10 +238,11 @@ where
         }
     }
 
-    /// The batches of `epoch` from batch `start` on, prepared one ahead on a background thread.
+    /// The batches of `epoch` from batch `start` on, prepared ahead on a background thread
+    /// ([`Self::with_prefetch`]).
     pub fn epoch_from(&self, epoch: usize, start: usize) -> Batches<C::Batch> {
         let order = self.order(epoch);
-        let (tx, rx) = sync_channel(1);
+        let (tx, rx) = sync_channel(self.prefetch);
         let inner = Arc::clone(&self.inner);
         let batches = self.batches_per_epoch();
         std::thread::spawn(move || {

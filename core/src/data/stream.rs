@@ -41,6 +41,8 @@ type KeyFn<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 /// so batches do not depend on the thread count.
 pub struct StreamLoader<B: Blocks, V, C> {
     inner: Arc<Inner<B, V, C>>,
+    /// Batches made ahead of the consumer.
+    prefetch: usize,
 }
 
 struct Inner<B: Blocks, V, C> {
@@ -97,7 +99,10 @@ where
             .thread_name(|i| format!("stream-{i}"))
             .build()
             .map_err(|e| Error::config("loader.threads", e.to_string()))?;
-        Ok(Self { inner: Arc::new(Inner { blocks, starts, len, views, collate, config, window, pool, keys: None }) })
+        Ok(Self {
+            inner: Arc::new(Inner { blocks, starts, len, views, collate, config, window, pool, keys: None }),
+            prefetch: 1,
+        })
     }
 
     /// Keeps items with equal `key` (the same sentence: a copy of the positive must not be an
@@ -108,6 +113,17 @@ where
         let inner = Arc::get_mut(&mut self.inner)
             .ok_or_else(|| Error::config("loader.distinct_keys", "set them before the first epoch starts"))?;
         inner.keys = Some(Arc::new(key));
+        Ok(self)
+    }
+
+    /// Prepares up to `depth` batches ahead of the one the step consumes (default 1): more
+    /// smooths out slow batches (large files, a busy disk) at the cost of their memory. Batches
+    /// are the same whatever the depth.
+    pub fn with_prefetch(mut self, depth: usize) -> Result<Self> {
+        if depth == 0 {
+            return Err(Error::config("loader.prefetch", "must be at least 1 batch"));
+        }
+        self.prefetch = depth;
         Ok(self)
     }
 
@@ -131,9 +147,10 @@ where
         self.inner.windows(epoch)
     }
 
-    /// The batches of `epoch` from batch `start` on, made one ahead on a background thread.
+    /// The batches of `epoch` from batch `start` on, made ahead on a background thread
+    /// ([`Self::with_prefetch`]).
     pub fn epoch_from(&self, epoch: usize, start: usize) -> Batches<C::Batch> {
-        let (tx, rx) = sync_channel(1);
+        let (tx, rx) = sync_channel(self.prefetch);
         let inner = Arc::clone(&self.inner);
         let batches = self.batches_per_epoch();
         std::thread::spawn(move || {

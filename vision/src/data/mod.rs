@@ -7,10 +7,12 @@ mod idx;
 mod image_folder;
 mod images;
 mod pixel_csv;
+mod resized;
 mod split;
 
 pub use idx::{load_idx, load_idx_folder, read_idx_images, read_idx_labels};
 pub use image_folder::{ColorMode, ImageFolder, Unreadable};
 pub use images::{Image, InMemoryImages};
 pub use pixel_csv::{load_pixel_csv, parse_pixel_csv, uci_digits};
-pub use split::ImageSplit;
+pub use resized::Resized;
+pub use split::{ImageSet, ImageSplit};
