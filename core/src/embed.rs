@@ -32,9 +32,27 @@ impl<T, B: Backbone, F: Fn(Vec<T>) -> Result<B::Input>> Embed<T> for BackboneEmb
 }
 
 /// The embeddings of every item of `dataset`, in its order, `batch_size` items at a time:
-/// (len, D) f32, detached from any graph. The items of a batch are read on rayon's threads. An empty dataset or a batch size of 0 is an error, as
-/// is a model that returns a row count other than its batch's.
+/// (len, D) f32, detached from any graph. The items of a batch are read on rayon's threads. An
+/// empty dataset or a batch size of 0 is an error, as is a model that returns a row count other
+/// than its batch's. For a dataset whose embeddings do not fit in memory, [`embed_each`].
 pub fn embed<D: Dataset + ?Sized>(model: &impl Embed<D::Item>, dataset: &D, batch_size: usize) -> Result<Tensor> {
+    let mut parts = Vec::with_capacity(dataset.len().div_ceil(batch_size.max(1)));
+    embed_each(model, dataset, batch_size, |_, z| {
+        parts.push(z);
+        Ok(())
+    })?;
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
+/// As [`embed`], but each batch's embeddings (rows, D) f32 go to `sink(first_item, embeddings)`
+/// as soon as they are computed, in order, and nothing is kept: the path for writing embeddings
+/// of a dataset of any size to disk.
+pub fn embed_each<D: Dataset + ?Sized>(
+    model: &impl Embed<D::Item>,
+    dataset: &D,
+    batch_size: usize,
+    mut sink: impl FnMut(usize, Tensor) -> Result<()>,
+) -> Result<()> {
     if batch_size == 0 {
         return Err(Error::config("embed.batch_size", "must be at least 1"));
     }
@@ -42,7 +60,6 @@ pub fn embed<D: Dataset + ?Sized>(model: &impl Embed<D::Item>, dataset: &D, batc
     if n == 0 {
         return Err(Error::Data("embed: the dataset has no item".into()));
     }
-    let mut parts = Vec::with_capacity(n.div_ceil(batch_size));
     for start in (0..n).step_by(batch_size) {
         let end = (start + batch_size).min(n);
         // Items are read in parallel: decoding image files is most of the work here.
@@ -52,7 +69,7 @@ pub fn embed<D: Dataset + ?Sized>(model: &impl Embed<D::Item>, dataset: &D, batc
             let what = format!("embed: the embeddings of items {start}..{end}");
             return Err(Error::shape(what, format!("({}, D)", end - start), z.dims()));
         }
-        parts.push(z.detach().to_dtype(DType::F32)?);
+        sink(start, z.detach().to_dtype(DType::F32)?)?;
     }
-    Ok(Tensor::cat(&parts, 0)?)
+    Ok(())
 }

@@ -50,7 +50,7 @@ pub mod similarity;
 pub mod train;
 
 pub use backbone::Backbone;
-pub use embed::{embed, Embed};
+pub use embed::{embed, embed_each, Embed};
 pub use error::{Error, Result};
 
 // The README's example runs as a doctest.

@@ -128,28 +128,91 @@ impl Similarity {
     /// The `k` most similar rows of `corpus` for every row of `queries`, computed block by block
     /// (ties go to the lower corpus index).
     pub fn top_k(self, queries: &Tensor, corpus: &Tensor, k: usize, block: BlockSize) -> Result<TopK> {
-        let (m, n, _) = check_pair("top_k", queries, corpus)?;
-        if k == 0 || k > n {
-            bail!("top_k: k = {k} must be between 1 and the corpus size {n}");
+        let mut running = RunningTopK::new(self, queries, k, block)?;
+        running.add(corpus)?;
+        running.finish()
+    }
+}
+
+/// The `k` most similar rows of a corpus that arrives in parts (shards read one at a time from
+/// disk), for every query: only the queries, one part and the candidates are ever held. Corpus
+/// rows are numbered across the parts in the order they were added. The same result as
+/// [`Similarity::top_k`] over the parts concatenated.
+pub struct RunningTopK {
+    similarity: Similarity,
+    queries: Tensor,
+    block: BlockSize,
+    k: usize,
+    best: Vec<Candidates>,
+    seen: usize,
+}
+
+impl RunningTopK {
+    /// Starts a search for the `k` best of each row of `queries` (M, D).
+    pub fn new(similarity: Similarity, queries: &Tensor, k: usize, block: BlockSize) -> Result<Self> {
+        let m = match queries.dims() {
+            [m, _] => *m,
+            other => bail!("top_k: the queries must be 2-D (N, D), got shape {other:?}"),
+        };
+        if k == 0 {
+            bail!("top_k: k must be at least 1");
         }
+        if block.rows == 0 || block.cols == 0 {
+            bail!("top_k: block size must be positive, got {block:?}");
+        }
+        // Normalised once, not once per part.
+        let queries = match similarity {
+            Similarity::Cosine => l2_normalize(queries)?,
+            Similarity::Dot => queries.clone(),
+        };
+        let best = (0..m).map(|_| Candidates::new(k)).collect();
+        Ok(Self { similarity, queries, block, k, best, seen: 0 })
+    }
+
+    /// Offers the next `part` (K, D) of the corpus; its rows are numbered from the rows seen so far.
+    pub fn add(&mut self, part: &Tensor) -> Result<()> {
+        let (_, k, _) = check_pair("top_k", &self.queries, part)?;
+        if self.seen + k > u32::MAX as usize {
+            bail!("top_k: a corpus of more than {} rows", u32::MAX);
+        }
+        let part = match self.similarity {
+            Similarity::Cosine => l2_normalize(part)?,
+            Similarity::Dot => part.clone(),
+        };
         // Each query keeps a buffer of candidates and the value of its k-th best so far: a later
         // candidate at or below it can never enter (it also loses ties, having a larger index),
         // so most are rejected by one comparison. Rows are independent: rayon takes them.
-        let mut best: Vec<Candidates> = (0..m).map(|_| Candidates::new(k)).collect();
-        self.for_each_block(queries, corpus, block, |r0, c0, sim| {
+        let (best, offset) = (&mut self.best, self.seen);
+        Similarity::Dot.for_each_block(&self.queries, &part, self.block, |r0, c0, sim| {
             let cols = sim.dim(1)?;
             let values = sim.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             best[r0..r0 + values.len() / cols.max(1)].par_iter_mut().zip(values.par_chunks(cols.max(1))).for_each(
                 |(keep, row)| {
                     for (c, &v) in row.iter().enumerate() {
-                        keep.offer(v, (c0 + c) as u32);
+                        keep.offer(v, (offset + c0 + c) as u32);
                     }
                 },
             );
             Ok(())
         })?;
+        self.seen += k;
+        Ok(())
+    }
+
+    /// Corpus rows offered so far.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// The `k` best of each query, best first; an error if fewer than `k` corpus rows were offered.
+    pub fn finish(self) -> Result<TopK> {
+        let k = self.k;
+        if k > self.seen {
+            bail!("top_k: k = {k} must be between 1 and the corpus size {}", self.seen);
+        }
+        let m = self.best.len();
         let mut out = TopK { k, indices: Vec::with_capacity(m * k), values: Vec::with_capacity(m * k) };
-        for keep in best {
+        for keep in self.best {
             for (v, i) in keep.into_sorted() {
                 out.values.push(v);
                 out.indices.push(i);

@@ -74,3 +74,29 @@ fn top_k_matches_brute_force_whatever_the_block_size() {
     let e = Similarity::Dot.matrix(&q, &random(7, 3, 5)).unwrap_err().to_string();
     assert!(e.contains("widths differ"), "{e}");
 }
+
+#[test]
+fn a_corpus_in_parts_gives_the_top_k_of_the_whole() {
+    let (q, c) = (random(8, 23, 7), random(9, 101, 7));
+    for similarity in [Similarity::Cosine, Similarity::Dot] {
+        let whole = similarity.top_k(&q, &c, 9, BlockSize { rows: 5, cols: 8 }).unwrap();
+        // Uneven parts, one of a single row, offered in order.
+        let mut running =
+            contrastive_core::similarity::RunningTopK::new(similarity, &q, 9, BlockSize { rows: 5, cols: 8 }).unwrap();
+        for (start, len) in [(0, 30), (30, 1), (31, 64), (95, 6)] {
+            running.add(&c.narrow(0, start, len).unwrap()).unwrap();
+        }
+        assert_eq!(running.seen(), 101);
+        let parts = running.finish().unwrap();
+        assert_eq!(parts.indices, whole.indices, "{similarity:?}");
+        for (a, b) in parts.values.iter().zip(&whole.values) {
+            assert!((a - b).abs() < 1e-6, "{similarity:?}: {a} against {b}");
+        }
+    }
+    // Fewer rows offered than k, and a part of another width, are errors that say so.
+    let mut running =
+        contrastive_core::similarity::RunningTopK::new(Similarity::Cosine, &q, 9, BlockSize::default()).unwrap();
+    running.add(&c.narrow(0, 0, 4).unwrap()).unwrap();
+    assert!(running.add(&random(1, 3, 5)).unwrap_err().to_string().contains("widths differ"));
+    assert!(running.finish().unwrap_err().to_string().contains("corpus size 4"));
+}

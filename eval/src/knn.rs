@@ -2,9 +2,9 @@
 //! InstDisc (Wu et al. 2018, arXiv:1805.01978) as lightly's `knn_predict` computes it, and the
 //! plain majority vote of scikit-learn's `KNeighborsClassifier(metric="cosine")`.
 
-use crate::check;
+use crate::{check, ApproximateIndex, EmbeddingShards};
 use candle_core::Tensor;
-use contrastive_core::similarity::{BlockSize, Similarity};
+use contrastive_core::similarity::{BlockSize, Similarity, TopK};
 use contrastive_core::{Error, Result};
 
 /// How the k neighbours vote.
@@ -54,6 +54,36 @@ impl Knn {
         let test_shape = check::embeddings("kNN test", test)?;
         check::labels("kNN train", train_labels, n)?;
         check::same_width("kNN test", test_shape, d, "the train embeddings")?;
+        self.check(n)?;
+        let top = Similarity::Cosine.top_k(test, train, self.k, self.block)?;
+        self.rank_neighbours(&top, train_labels)
+    }
+
+    /// As [`Knn::rank_classes`], with the training embeddings and labels in a set of shards on
+    /// disk, searched exactly one shard at a time: for training sets that do not fit in memory.
+    pub fn rank_classes_in_shards(&self, train: &EmbeddingShards, test: &Tensor) -> Result<Vec<Vec<u32>>> {
+        let labels = train.labels()?;
+        self.check(train.len())?;
+        let top = train.top_k(Similarity::Cosine, test, self.k, self.block)?;
+        self.rank_neighbours(&top, &labels)
+    }
+
+    /// As [`Knn::rank_classes`], with the neighbours found by an HNSW index over the training
+    /// embeddings (approximate, for sets where exact search is too slow); `train_labels` in the
+    /// index's row order. The index's `ef_search` must be at least `k`.
+    pub fn rank_classes_approximate(
+        &self,
+        index: &ApproximateIndex,
+        train_labels: &[u32],
+        test: &Tensor,
+    ) -> Result<Vec<Vec<u32>>> {
+        check::labels("kNN train", train_labels, index.len())?;
+        self.check(index.len())?;
+        let top = index.top_k(test, self.k)?;
+        self.rank_neighbours(&top, train_labels)
+    }
+
+    fn check(&self, n: usize) -> Result<()> {
         if self.k == 0 || self.k > n {
             return Err(Error::config(
                 "kNN k",
@@ -68,23 +98,30 @@ impl Knn {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The vote of each query's neighbours (`top`, cosine similarities), classes best first.
+    fn rank_neighbours(&self, top: &TopK, train_labels: &[u32]) -> Result<Vec<Vec<u32>>> {
         let classes = train_labels.iter().max().map_or(0, |&c| c as usize + 1);
-        let top = Similarity::Cosine.top_k(test, train, self.k, self.block)?;
-        let m = test.dims()[0];
-        Ok((0..m)
+        let m = top.indices.len().checked_div(top.k).unwrap_or(0);
+        (0..m)
             .map(|q| {
                 let mut scores = vec![0.0f64; classes];
                 for (&i, &s) in top.indices_of(q).iter().zip(top.values_of(q)) {
-                    scores[train_labels[i as usize] as usize] += match self.vote {
+                    let label = train_labels
+                        .get(i as usize)
+                        .ok_or_else(|| Error::index("kNN neighbour", i as usize, train_labels.len()))?;
+                    scores[*label as usize] += match self.vote {
                         Vote::Weighted { temperature } => (f64::from(s) / temperature).exp(),
                         Vote::Majority => 1.0,
                     };
                 }
                 let mut order: Vec<u32> = (0..classes as u32).collect();
                 order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
-                order
+                Ok(order)
             })
-            .collect())
+            .collect()
     }
 
     /// The predicted class of every test row.
@@ -101,11 +138,38 @@ impl Knn {
         test_labels: &[u32],
     ) -> Result<KnnAccuracy> {
         check::labels("kNN test", test_labels, test.dims().first().copied().unwrap_or(0))?;
-        let ranked = self.rank_classes(train, train_labels, test)?;
+        KnnAccuracy::of(&self.rank_classes(train, train_labels, test)?, test_labels)
+    }
+
+    /// As [`Knn::accuracy`], the training set in shards on disk (see [`Knn::rank_classes_in_shards`]).
+    pub fn accuracy_in_shards(
+        &self,
+        train: &EmbeddingShards,
+        test: &Tensor,
+        test_labels: &[u32],
+    ) -> Result<KnnAccuracy> {
+        check::labels("kNN test", test_labels, test.dims().first().copied().unwrap_or(0))?;
+        KnnAccuracy::of(&self.rank_classes_in_shards(train, test)?, test_labels)
+    }
+}
+
+impl KnnAccuracy {
+    /// The accuracy of classes ranked best first against the true labels.
+    pub fn of(ranked: &[Vec<u32>], test_labels: &[u32]) -> Result<Self> {
+        if ranked.len() != test_labels.len() || ranked.is_empty() {
+            return Err(Error::config(
+                "kNN accuracy",
+                format!(
+                    "{} ranked rows for {} labels (both must be equal and non-zero)",
+                    ranked.len(),
+                    test_labels.len()
+                ),
+            ));
+        }
         let m = ranked.len() as f64;
         let hits = |within: usize| {
             ranked.iter().zip(test_labels).filter(|(r, l)| r.iter().take(within).any(|c| c == *l)).count() as f64 / m
         };
-        Ok(KnnAccuracy { top1: hits(1), top5: hits(5) })
+        Ok(Self { top1: hits(1), top5: hits(5) })
     }
 }

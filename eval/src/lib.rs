@@ -13,6 +13,10 @@
 //!   [`ApproximateIndex`] (HNSW) and its [`approximate_recall`] against exact search.
 //! - [`plot_history`], [`plot_embeddings`] (PCA, [`pca_2d`]): SVG and PNG pictures.
 //! - [`save_embeddings`]: `.npy` files that NumPy and scikit-learn read, to check any figure.
+//! - [`ShardWriter`], [`EmbeddingShards`]: embeddings of a dataset of any size on disk, written
+//!   and read a safetensors shard at a time; exact search over them
+//!   ([`EmbeddingShards::top_k`], [`Knn::rank_classes_in_shards`]) and HNSW
+//!   ([`ApproximateIndex::build_from_shards`]).
 //! - [`pearson`], [`spearman`]: correlation, as for STS benchmarks.
 //! - [`KMeans`] (k-means++, seeded restarts), [`nmi`], [`ari`]: agreement of a clustering with
 //!   the labels.
@@ -43,6 +47,7 @@ mod lbfgs;
 mod linear_probe;
 mod plot;
 mod retrieval;
+mod shards;
 mod summary;
 
 pub use clustering::{ari, nmi};
@@ -59,6 +64,7 @@ pub use retrieval::{
     approximate_recall, paired_retrieval, relevant_ranks, retrieval_metrics, ApproximateIndex, HnswConfig,
     RetrievalReport,
 };
+pub use shards::{EmbeddingShards, ShardEntry, ShardIndex, ShardWriter, INDEX_FILE as SHARD_INDEX_FILE};
 pub use summary::MeanStd;
 
 // The README's example runs as a doctest.

@@ -7,9 +7,9 @@
 //! builder, so the index is a function of the data and the seed. [`approximate_recall`] reports
 //! how much of the exact top-k it finds.
 
-use crate::check;
+use crate::{check, EmbeddingShards};
 use candle_core::{DType, Tensor};
-use contrastive_core::similarity::{l2_normalize, BlockSize, Similarity};
+use contrastive_core::similarity::{l2_normalize, BlockSize, Similarity, TopK};
 use contrastive_core::{Error, Result};
 
 /// Ranking quality over a query set.
@@ -199,13 +199,71 @@ impl ApproximateIndex {
     /// Builds the index over the rows of `corpus` (N, D).
     pub fn build(corpus: &Tensor, config: HnswConfig) -> Result<Self> {
         let (points, dim) = unit_rows("approximate index corpus", corpus)?;
+        Ok(Self::from_points(points, dim, config))
+    }
+
+    /// Builds the index over a set of embedding shards, read one at a time (the index itself holds
+    /// every row: N x D f32 plus the graph); rows keep their order across the shards.
+    pub fn build_from_shards(shards: &EmbeddingShards, config: HnswConfig) -> Result<Self> {
+        let mut points = Vec::with_capacity(shards.len());
+        for shard in shards.iter() {
+            points.extend(unit_rows("approximate index corpus", &shard?.0)?.0);
+        }
+        Ok(Self::from_points(points, shards.dim(), config))
+    }
+
+    fn from_points(points: Vec<Unit>, dim: usize, config: HnswConfig) -> Self {
         let ids = (0..points.len() as u32).collect();
         let map = instant_distance::Builder::default()
             .ef_construction(config.ef_construction)
             .ef_search(config.ef_search)
             .seed(config.seed)
             .build(points, ids);
-        Ok(Self { map, dim, ef_search: config.ef_search })
+        Self { map, dim, ef_search: config.ef_search }
+    }
+
+    /// Corpus rows indexed.
+    pub fn len(&self) -> usize {
+        self.map.values.len()
+    }
+
+    /// Whether the index has no row.
+    pub fn is_empty(&self) -> bool {
+        self.map.values.is_empty()
+    }
+
+    /// The (approximately) `k` most similar corpus rows of each query, best first, with their
+    /// cosine similarities.
+    pub fn top_k(&self, queries: &Tensor, k: usize) -> Result<TopK> {
+        let (points, dim) = unit_rows("approximate index queries", queries)?;
+        check::same_width("approximate index queries", (points.len(), dim), self.dim, "the corpus it was built on")?;
+        if k == 0 || k > self.ef_search || k > self.len() {
+            return Err(Error::config(
+                "approximate index k",
+                format!(
+                    "k = {k} must be between 1 and ef_search = {} and the {} rows indexed",
+                    self.ef_search,
+                    self.len()
+                ),
+            ));
+        }
+        let mut search = instant_distance::Search::default();
+        let mut top =
+            TopK { k, indices: Vec::with_capacity(points.len() * k), values: Vec::with_capacity(points.len() * k) };
+        for p in &points {
+            let before = top.indices.len();
+            for item in self.map.search(p, &mut search).take(k) {
+                top.indices.push(*item.value);
+                top.values.push(1.0 - item.distance);
+            }
+            if top.indices.len() - before < k {
+                return Err(Error::Data(format!(
+                    "approximate index: a query reached only {} of {k} neighbours",
+                    top.indices.len() - before
+                )));
+            }
+        }
+        Ok(top)
     }
 
     /// The (approximately) `k` most similar corpus rows of each query, best first.

@@ -37,8 +37,9 @@ pub struct CommonFlags {
     #[arg(long, value_name = "PATH_OR_REPO")]
     pub init: Option<String>,
     /// Write the evaluation set's embeddings (`embeddings` (N, D) f32) and labels (`labels` (N)
-    /// i64) to this safetensors file.
-    #[arg(long, value_name = "FILE")]
+    /// i64) to this `.safetensors` file, or, for any other path, to a folder of safetensors shards
+    /// with an `index.json`, written as they are computed (for image files, streamed from them).
+    #[arg(long, value_name = "FILE_OR_DIR")]
     pub save_embeddings: Option<PathBuf>,
     /// A short run for CI: little data, few steps.
     #[arg(long)]
@@ -116,7 +117,7 @@ impl CommonFlags {
 
     /// Checks the paths a run will need before any work, so that a wrong one is found at once:
     /// `--resume DIR` must hold a checkpoint (graphcl, with a folder per seed, checks each),
-    /// `--save-embeddings FILE` must name a file, not a folder, and the run folder must take this
+    /// `--save-embeddings` must be writable without touching other files, and the run folder must take this
     /// run ([`Self::claim_run_dir`]). `flags` is the example's whole parsed command line.
     pub fn check_paths(&self, example: &str, flags: &impl Serialize) -> contrastive_core::Result<()> {
         if let Some(dir) = &self.resume {
@@ -136,13 +137,19 @@ impl CommonFlags {
         }
     }
 
-    /// `--save-embeddings FILE` must name a file, not a folder.
+    /// `--save-embeddings FILE.safetensors` must not be a folder; `--save-embeddings DIR` (any
+    /// other path: shards) must be new, empty or an earlier set of shards.
     pub fn check_outputs(&self) -> contrastive_core::Result<()> {
-        if let Some(file) = &self.save_embeddings {
-            if file.is_dir() || file.as_os_str().to_string_lossy().ends_with('/') {
+        if let Some(path) = &self.save_embeddings {
+            if crate::report::saves_shards(path) {
+                contrastive_eval::ShardWriter::check_target(path)?;
+            } else if path.is_dir() {
                 return Err(contrastive_core::Error::config(
                     "--save-embeddings",
-                    format!("{} is a folder; name the .safetensors file to write", file.display()),
+                    format!(
+                        "{} is a folder; name a .safetensors file, or a folder without that extension for shards",
+                        path.display()
+                    ),
                 ));
             }
         }

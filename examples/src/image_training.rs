@@ -5,13 +5,13 @@ use crate::flags::CommonFlags;
 use crate::image_data::{sample_of, ImageFlags};
 use crate::image_eval::{raw_pixels, score, Scores};
 use crate::pretrained::resolve_init;
-use crate::report::{plot_run, save_embeddings};
+use crate::report::{plot_run, save_embeddings, saves_shards, ROWS_PER_SHARD};
 use candle_core::{Device, Tensor};
 use contrastive_core::data::{Dataset, Loader, LoaderConfig};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::Result;
-use contrastive_eval::{Knn, LinearProbe};
+use contrastive_eval::{Knn, LinearProbe, ShardWriter};
 use contrastive_vision::augment::{Normalize, ViewAugmentation};
 use contrastive_vision::{
     load_encoder_weights, CollateViews, Encoder, ImageEmbedder, ImageSet, ImageSplit, InMemoryImages, Resized,
@@ -20,7 +20,7 @@ use contrastive_vision::{
 use serde_json::json;
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -46,6 +46,30 @@ pub fn protocols(quick: bool) -> (Knn, LinearProbe) {
 fn features(encoder: &Encoder, images: &ImageSet, normalize: &Normalize, size: (usize, usize)) -> Result<Tensor> {
     // Resized as each file is read: a batch never holds the files at their own size.
     contrastive_core::embed(&ImageEmbedder::new(encoder, normalize, &Device::Cpu), &Resized { images, size }, 500)
+}
+
+/// Writes the embeddings of `images` to `path`: a `.safetensors` file (computed whole), or a
+/// folder of shards written a batch at a time.
+fn save_image_embeddings(
+    encoder: &Encoder,
+    images: &ImageSet,
+    normalize: &Normalize,
+    size: (usize, usize),
+    path: &Path,
+) -> Result<()> {
+    let labels = images.labels();
+    if !saves_shards(path) {
+        return save_embeddings(path, &features(encoder, images, normalize, size)?, &labels);
+    }
+    let mut writer = ShardWriter::create(path, ROWS_PER_SHARD)?;
+    let model = ImageEmbedder::new(encoder, normalize, &Device::Cpu);
+    let labelled = images.labelled();
+    contrastive_core::embed_each(&model, &Resized { images, size }, 500, |start, z| {
+        let n = z.dim(0)?;
+        writer.push(&z, labelled.then(|| &labels[start..start + n]))
+    })?;
+    writer.finish()?;
+    Ok(())
 }
 
 /// The raw-pixel baseline: the images themselves as features, or for image files of any size,
@@ -184,21 +208,26 @@ where
     let train_seconds = fit_started.elapsed().as_secs_f64() - monitor_time.get();
     let steps = summary.steps - steps_before;
     let objective = trainer.into_objective();
-    let (trained, exported, exported_labels) = if labelled {
+    let (trained, exported) = if labelled {
         let (trained, test_f) = score_features(encoder(&objective))?;
         eprintln!("trained encoder: kNN {:.2}%, linear {:.2}%", trained.knn, trained.linear);
-        (Some(trained), test_f, &test_labels)
+        (Some(trained), Some(test_f))
     } else {
-        (None, features(encoder(&objective), &eval_train, &normalize, size)?, &train_labels)
+        (None, None)
     };
     if let Some(path) = &flags.save_embeddings {
-        save_embeddings(path, &exported, exported_labels)?;
-        let which = if labelled { "evaluation" } else { "training" };
-        eprintln!("embeddings of the {} {which} images: {}", exported_labels.len(), path.display());
+        match &exported {
+            Some(test_f) => save_embeddings(path, test_f, &test_labels)?,
+            // Without labels nothing was embedded yet: the training images are, as they are
+            // written (a folder of shards never holds them all).
+            None => save_image_embeddings(encoder(&objective), &eval_train, &normalize, size, path)?,
+        }
+        let (which, n) = if labelled { ("evaluation", test_labels.len()) } else { ("training", eval_train.len()) };
+        eprintln!("embeddings of the {n} {which} images: {}", path.display());
     }
     if let Some(dir) = flags.run_dir() {
         let title = format!("{} test embeddings (PCA)", spec.method);
-        let scatter = labelled.then_some((&exported, exported_labels.as_slice(), title.as_str()));
+        let scatter = exported.as_ref().map(|x| (x, test_labels.as_slice(), title.as_str()));
         for f in plot_run(&dir, scatter)? {
             eprintln!("plot: {}", f.display());
         }

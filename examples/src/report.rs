@@ -6,8 +6,24 @@ use contrastive_core::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Writes `embeddings` (N, D) f32 and `labels` (N) i64 to a safetensors file.
+/// Rows per shard when `--save-embeddings` names a folder: 65,536 rows of 512 f32 are 128 MiB.
+pub const ROWS_PER_SHARD: usize = 65_536;
+
+/// Whether `--save-embeddings PATH` asks for a folder of shards (any path but a `.safetensors`
+/// file), written as the embeddings are computed, rather than one file.
+pub fn saves_shards(path: &Path) -> bool {
+    path.extension().is_none_or(|e| e != "safetensors")
+}
+
+/// Writes `embeddings` (N, D) f32 and `labels` (N) i64 to a safetensors file or, if `path` is not
+/// a `.safetensors` file, to a folder of shards ([`contrastive_eval::ShardWriter`]).
 pub fn save_embeddings(path: &Path, embeddings: &Tensor, labels: &[u32]) -> Result<()> {
+    if saves_shards(path) {
+        let mut writer = contrastive_eval::ShardWriter::create(path, ROWS_PER_SHARD)?;
+        writer.push(embeddings, Some(labels))?;
+        writer.finish()?;
+        return Ok(());
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }

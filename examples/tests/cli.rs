@@ -236,3 +236,73 @@ fn ctrl_c_saves_and_prints_the_command_that_resumes() {
 fn stdout_has_json(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with('{'))
 }
+
+#[test]
+fn simclr_trains_from_image_files_of_any_size_and_counts_the_unreadable_ones() {
+    let assets = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("images");
+    let made = run(
+        env!("CARGO_BIN_EXE_synth_data"),
+        &[
+            "images",
+            "--out",
+            data.to_str().unwrap(),
+            "--images",
+            "90",
+            "--classes",
+            "3",
+            "--min-side",
+            "16",
+            "--max-side",
+            "70",
+        ],
+        assets.path(),
+    );
+    assert_eq!(final_json(&made)["images"], 90);
+    // A truncated JPEG and an empty file among them.
+    let good = std::fs::read(data.join("class0/00000000.jpg")).unwrap();
+    std::fs::write(data.join("class1/truncated.jpg"), &good[..good.len() / 2]).unwrap();
+    std::fs::write(data.join("class2/empty.png"), b"").unwrap();
+    let common = ["--quick", "--max-steps", "2", "--batch-size", "16", "--image-size", "24", "--threads", "2"];
+    let folder = [&["--data", data.to_str().unwrap()][..], &common[..]].concat();
+    let out = run(env!("CARGO_BIN_EXE_simclr"), &folder, assets.path());
+    let json = final_json(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((json["steps"].as_u64(), json["image_size"].clone()), (Some(2), serde_json::json!([24, 24])));
+    // 92 files, the empty one left out at once: 91 listed, split 4:1 by class.
+    assert_eq!(json["train_images"].as_u64().unwrap() + json["test_images"].as_u64().unwrap(), 91);
+    assert!(json["trained"]["knn"].as_f64().is_some(), "{json}");
+    // The truncated file is found when read (every image is read by the evaluations).
+    assert_eq!(json["skipped_files"], 2, "{stderr}");
+    assert!(stderr.contains("2 unreadable image files were skipped"), "{stderr}");
+    assert!(stderr.contains("truncated.jpg") && stderr.contains("empty.png"), "{stderr}");
+
+    // Asked to stop, the run ends at the first bad file, naming it.
+    let out = run(env!("CARGO_BIN_EXE_simclr"), &[&folder[..], &["--stop-on-unreadable"]].concat(), assets.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("empty.png") && stderr.contains("0 bytes"), "{stderr}");
+
+    // A list of paths without labels trains without evaluating; --save-embeddings DIR writes
+    // every training image's embedding in shards as they are computed.
+    let list = dir.path().join("list.txt");
+    let paths: Vec<String> = (0..40).map(|i| format!("images/class{}/{i:08}.jpg", i % 3)).collect();
+    std::fs::write(&list, paths.join("\n")).unwrap();
+    let shards = dir.path().join("embeddings");
+    let listed =
+        [&["--data", list.to_str().unwrap(), "--save-embeddings", shards.to_str().unwrap()][..], &common[..]].concat();
+    let out = run(env!("CARGO_BIN_EXE_simclr"), &listed, assets.path());
+    let json = final_json(&out);
+    assert_eq!((json["train_images"].as_u64(), json["steps"].as_u64()), (Some(40), Some(2)));
+    assert!(json["trained"].is_null() && json["untrained"].is_null(), "{json}");
+    let set = contrastive_eval::EmbeddingShards::open(&shards).unwrap();
+    assert_eq!((set.len(), set.labelled()), (40, false));
+    let x = set.to_tensor().unwrap().to_vec2::<f32>().unwrap();
+    assert!(x.iter().flatten().all(|v| v.is_finite()) && x[0] != x[1]);
+    // A folder holding other files is refused before any training.
+    std::fs::write(shards.join("notes.txt"), b"mine").unwrap();
+    let out = run(env!("CARGO_BIN_EXE_simclr"), &listed, assets.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() != Some(0) && stderr.contains("notes.txt"), "{stderr}");
+}

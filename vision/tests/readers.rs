@@ -344,6 +344,15 @@ fn unreadable_files_are_skipped_lazily_or_stop_the_read() {
     .unwrap();
     let e = err(strict.get(1));
     assert!(e.contains("1.jpg") && e.contains("cannot decode"), "{e}");
+    // A JPEG cut inside its scan, which the decoder would fill with gray, is refused too.
+    let noisy = image::RgbImage::from_fn(48, 48, |x, y| image::Rgb([(x * 37 % 251) as u8, (y * 91 % 253) as u8, 7]));
+    let mut full = Vec::new();
+    noisy.write_to(&mut std::io::Cursor::new(&mut full), image::ImageFormat::Jpeg).unwrap();
+    std::fs::write(class.join("1.jpg"), &full[..full.len() * 9 / 10]).unwrap();
+    let e = err(strict.get(1));
+    assert!(e.contains("1.jpg") && e.contains("truncated JPEG"), "{e}");
+    std::fs::write(class.join("1.jpg"), &full).unwrap();
+    assert_eq!(strict.get(1).unwrap().0.width, 48);
 
     // A set in which nothing decodes says so.
     let bad = tempfile::tempdir().unwrap();

@@ -85,11 +85,29 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Whether `bytes` are a JPEG cut short: the decoder fills a missing end with gray rather than
+/// failing (PIL refuses such files), so the end-of-image marker is looked for after the start of
+/// the last scan (entropy-coded data cannot hold a marker, and an embedded thumbnail's end comes
+/// before the main image's scans).
+fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    match bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) {
+        Some(scan) => !bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        // No scan at all: the decoder reports what is missing.
+        None => false,
+    }
+}
+
 /// Decodes one file into channel-first f32 in [0, 1].
 pub(crate) fn decode(path: &Path, mode: ColorMode) -> Result<Image> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.is_empty() {
         return Err(Error::in_file(path, None, "empty file (0 bytes)"));
+    }
+    if jpeg_is_truncated(&bytes) {
+        return Err(Error::in_file(path, None, "truncated JPEG (no end-of-image marker after the last scan)"));
     }
     let decoded = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
