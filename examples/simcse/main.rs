@@ -132,6 +132,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let loader_config = LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: 1 };
     let collate = CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() };
     let corpus_started = Instant::now();
+    let mut left_out = None;
     let source = if cli.stream {
         let corpus = TextCorpus::open(&data, format, (40, 300))?;
         eprintln!(
@@ -141,6 +142,16 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             corpus_started.elapsed().as_secs_f64(),
             model_dir.display()
         );
+        let left = corpus.left_out();
+        if let Some((file, line)) = &left.first_too_long {
+            eprintln!(
+                "left out: {} sentences over 300 characters (the first at {}:{line}), {} under 40",
+                left.too_long,
+                file.display(),
+                left.too_short
+            );
+        }
+        left_out = Some(json!({"too_short": left.too_short, "too_long": left.too_long}));
         Source::Stream(sentence_stream(corpus, collate, loader_config, cli.window)?)
     } else {
         let mut sentences = read_corpus(&data, format, (40, 300))?;
@@ -157,10 +168,18 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     eprintln!("Lee-50 before: Pearson {:.4}, Spearman {:.4}", before.0, before.1);
     drop(before_encoder);
 
+    let fit_started = started.elapsed().as_secs_f64();
     let (summary, model, train_seconds) = match &source {
         Source::Memory(loader) => train(&cli, model, loader)?,
         Source::Stream(loader) => train(&cli, model, loader)?,
     };
+    if tokenizer.truncated() > 0 {
+        eprintln!(
+            "{} training sentences were longer than --max-length {} tokens and cut to it (as SimCSE does)",
+            tokenizer.truncated(),
+            cli.max_length
+        );
+    }
     let (bert, store) = model.into_parts();
     let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256)?;
     let encoder = SentenceEncoder::new(bert, store, eval_tokenizer, SentencePooling::Mean, true, &device);
@@ -182,7 +201,13 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "batch_size": batch_size,
         "last_loss": summary.last_loss,
         "corpus_seconds": (corpus_seconds * 100.0).round() / 100.0,
+        "left_out": left_out,
+        "truncated_sentences": tokenizer.truncated(),
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
+        // From the program's start: corpus, model, the evaluation before training.
+        "training_started_seconds": (fit_started * 10.0).round() / 10.0,
+        // ... and the first step.
+        "first_step_seconds": summary.first_step_seconds.map(|s| ((fit_started + s) * 10.0).round() / 10.0),
         "steps_per_second": if train_seconds > 0.0 { summary.steps as f64 / train_seconds } else { 0.0 },
         "lee50_before": { "pearson": before.0, "spearman": before.1 },
         "lee50_after": { "pearson": after.0, "spearman": after.1 },

@@ -154,17 +154,25 @@ fn simclr_evaluates_an_image_folder_smaller_than_knn_k() {
 }
 
 #[test]
-fn save_embeddings_into_a_folder_fails_before_any_work() {
+fn save_embeddings_where_it_cannot_write_fails_before_any_work() {
     let assets = tempfile::tempdir().unwrap();
     let folder = tempfile::tempdir().unwrap();
+    // A folder of someone's files (shards never go among them), and a folder named like a file.
+    std::fs::write(folder.path().join("thesis.tex"), b"mine").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let named_like_a_file = elsewhere.path().join("embeddings.safetensors");
+    std::fs::create_dir(&named_like_a_file).unwrap();
     for binary in [env!("CARGO_BIN_EXE_quickstart"), env!("CARGO_BIN_EXE_graphcl"), env!("CARGO_BIN_EXE_simclr")] {
-        let out = run(binary, &["--quick", "--save-embeddings", folder.path().to_str().unwrap()], assets.path());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
-        assert!(stderr.contains("--save-embeddings") && stderr.contains("is a folder"), "{binary}: {stderr}");
-        // Found before the data: simclr has no Fashion-MNIST here and must not get that far.
-        assert!(!stderr.contains("fetch-assets"), "{binary}: {stderr}");
+        for (target, says) in [(folder.path(), "thesis.tex"), (named_like_a_file.as_path(), "is a folder")] {
+            let out = run(binary, &["--quick", "--save-embeddings", target.to_str().unwrap()], assets.path());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
+            assert!(stderr.contains(says), "{binary}: {stderr}");
+            // Found before the data: simclr has no Fashion-MNIST here and must not get that far.
+            assert!(!stderr.contains("fetch-assets"), "{binary}: {stderr}");
+        }
     }
+    assert_eq!(std::fs::read(folder.path().join("thesis.tex")).unwrap(), b"mine");
 }
 
 #[test]

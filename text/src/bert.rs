@@ -140,6 +140,19 @@ impl Bert {
     /// Hidden states (B, L, H) of token ids (B, L) with their type ids and attention mask (1 for
     /// tokens, 0 for padding); dropout is on when `train`.
     pub fn forward_t(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.run(ids, type_ids, mask, train, false)
+    }
+
+    /// Hidden states for inference (eval mode, no gradient): each layer's output is cut from the
+    /// graph, so only one layer's activations are alive at a time. With trainable variables,
+    /// `forward_t(.., false)` keeps every layer's until the result is dropped: 4.6 GB for 64
+    /// sentences of 256 tokens through MiniLM, where this peaks at one layer's.
+    pub fn forward_inference(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.run(ids, type_ids, mask, false, true)
+    }
+
+    fn run(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor, train: bool, detach: bool) -> Result<Tensor> {
+        let cut = |t: Tensor| if detach { t.detach() } else { t };
         let (b, l) = ids.dims2()?;
         if l > self.config.max_position_embeddings {
             candle_core::bail!("BERT: {l} tokens, the model takes at most {}", self.config.max_position_embeddings);
@@ -147,12 +160,12 @@ impl Bert {
         let positions = Tensor::arange(0u32, l as u32, ids.device())?.unsqueeze(0)?.broadcast_as((b, l))?;
         let x = (self.word.forward(ids)? + self.position.forward(&positions.contiguous()?)?)?
             .add(&self.token_type.forward(type_ids)?)?;
-        let mut h = self.embedding_dropout.forward_t(&self.embedding_norm.forward(&x)?, train)?;
+        let mut h = cut(self.embedding_dropout.forward_t(&self.embedding_norm.forward(&x)?, train)?);
         // Padding gets a large negative score before the softmax (finite, so no NaN appears).
         let dtype = h.dtype();
         let bias = ((mask.to_dtype(dtype)? - 1.0)? * 1e4)?.reshape((b, 1, 1, l))?;
         for layer in &self.layers {
-            h = layer.forward(&h, &bias, train, self)?;
+            h = cut(layer.forward(&h, &bias, train, self)?);
         }
         Ok(h)
     }

@@ -183,7 +183,7 @@ impl SentenceEncoder {
 
     fn encode_batch(&self, sentences: &[&str]) -> Result<Tensor> {
         let batch = self.tokenizer.encode(sentences, &self.device)?;
-        let states = self.bert.forward_t(&batch.ids, &batch.type_ids, &batch.attention_mask, false)?;
+        let states = self.bert.forward_inference(&batch.ids, &batch.type_ids, &batch.attention_mask)?;
         let pooled = match self.pooling {
             SentencePooling::Mean => Pooling::Mean.forward_t(&states, &batch.attention_mask, false)?,
             SentencePooling::Cls => Pooling::Cls.forward_t(&states, &batch.attention_mask, false)?,

@@ -6,7 +6,7 @@
 use candle_core::{Device, Tensor};
 use contrastive_core::{Error, Result};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokenizers::{PaddingParams, PaddingStrategy, TruncationParams};
 
 /// Token ids, type ids and attention mask of a batch, each (B, L) u32.
@@ -24,7 +24,8 @@ pub struct TokenBatch {
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     max_length: usize,
-    warned: AtomicBool,
+    /// Sentences cut to `max_length` so far.
+    truncated: AtomicUsize,
 }
 
 impl Tokenizer {
@@ -122,7 +123,7 @@ impl Tokenizer {
         inner
             .with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
             .map_err(|e| Error::config("max_length", format!("cannot set truncation for {}: {e}", origin.display())))?;
-        Ok(Self { inner, max_length, warned: AtomicBool::new(false) })
+        Ok(Self { inner, max_length, truncated: AtomicUsize::new(0) })
     }
 
     /// Writes the tokenizer as `tokenizer.json` (with its truncation; padding is set per batch).
@@ -141,6 +142,11 @@ impl Tokenizer {
         self.max_length
     }
 
+    /// How many sentences [`Tokenizer::encode`] has cut to the maximum length so far.
+    pub fn truncated(&self) -> usize {
+        self.truncated.load(Ordering::Relaxed)
+    }
+
     /// Tokenizes a batch of sentences (at least one) onto `device`.
     pub fn encode(&self, sentences: &[&str], device: &Device) -> Result<TokenBatch> {
         if sentences.is_empty() {
@@ -148,8 +154,16 @@ impl Tokenizer {
         }
         let encodings =
             self.inner.encode_batch(sentences.to_vec(), true).map_err(|e| Error::Data(format!("tokenizer: {e}")))?;
-        if encodings.iter().any(|e| !e.get_overflowing().is_empty()) && !self.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(max_length = self.max_length, "sentences longer than the maximum length are truncated");
+        let cut: Vec<usize> = (0..encodings.len()).filter(|&i| !encodings[i].get_overflowing().is_empty()).collect();
+        if let Some(&first) = cut.first() {
+            if self.truncated.fetch_add(cut.len(), Ordering::Relaxed) == 0 {
+                let start: String = sentences[first].chars().take(60).collect();
+                tracing::warn!(
+                    max_length = self.max_length,
+                    first = %start,
+                    "sentences longer than the maximum length are truncated (Tokenizer::truncated counts them)"
+                );
+            }
         }
         let l = encodings[0].get_ids().len();
         let b = encodings.len();

@@ -196,3 +196,46 @@ fn invalid_utf8_is_replaced_and_a_changed_file_is_named() {
     let e = corpus.read_block(last).unwrap_err().to_string();
     assert!(e.contains("latin1.txt") && e.contains("the file changed"), "{e}");
 }
+
+#[test]
+fn sentences_out_of_bounds_are_counted_and_the_first_too_long_is_named() {
+    // 40,000 lines (about 2.5 MB: many batches of blocks counted in parallel); every 1000th is
+    // 400 characters, every 7th 3 characters, every 11th blank.
+    let dir = tempfile::tempdir().unwrap();
+    let text_of = |i: usize| match i {
+        _ if i % 1000 == 999 => "x".repeat(400),
+        _ if i % 7 == 3 => "abc".to_string(),
+        _ if i % 11 == 5 => String::new(),
+        _ => line(i),
+    };
+    let lines: Vec<String> = (0..40_000).map(text_of).collect();
+    let path = dir.path().join("bounds.txt");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let collapse = |s: &String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let kept: Vec<String> = lines.iter().map(collapse).filter(|s| (10..=300).contains(&s.len())).collect();
+    let too_long = lines.iter().filter(|s| s.len() > 300).count();
+    let too_short = lines.iter().filter(|s| (1..10).contains(&s.len())).count();
+    let corpus = TextCorpus::open(&path, CorpusFormat::Lines, (10, 300)).unwrap();
+    assert_eq!(corpus.len(), kept.len());
+    let all: Vec<String> = (0..corpus.block_lens().len()).flat_map(|b| corpus.read_block(b).unwrap()).collect();
+    assert_eq!(all, kept);
+    let left = corpus.left_out();
+    assert_eq!((left.too_long, left.too_short), (too_long, too_short));
+    assert_eq!(left.first_too_long, Some((path.clone(), 1000)));
+
+    // JSON lines: the first too long record's own line.
+    let json: String = lines.iter().map(|s| format!("{{\"text\": {:?}}}\n", s)).collect();
+    let jsonl = dir.path().join("bounds.jsonl");
+    std::fs::write(&jsonl, json).unwrap();
+    let corpus = TextCorpus::open(&jsonl, CorpusFormat::JsonLines { field: "text".into() }, (10, 300)).unwrap();
+    assert_eq!((corpus.len(), corpus.left_out().first_too_long.clone()), (kept.len(), Some((jsonl, 1000))));
+
+    // A file without line breaks past MAX_LINE_BYTES is refused at its line, not read whole.
+    let binary = dir.path().join("dump.txt");
+    let mut f = std::fs::File::create(&binary).unwrap();
+    f.write_all(b"first line\nsecond line\n").unwrap();
+    f.write_all(&vec![b'a'; contrastive_text::MAX_LINE_BYTES + 10]).unwrap();
+    drop(f);
+    let e = TextCorpus::open(&binary, CorpusFormat::Lines, (1, 300)).err().unwrap().to_string();
+    assert!(e.contains("dump.txt:3:") && e.contains("16 MiB"), "{e}");
+}

@@ -315,3 +315,25 @@ fn pytorch_pickles_with_old_names_load_as_safetensors_do() {
     };
     assert_eq!(out("tiny_bert.bin"), out("tiny_bert.safetensors"));
 }
+
+#[test]
+fn inference_gives_the_eval_pass_without_a_graph() {
+    use candle_core::DType;
+    use contrastive_core::nn::{InitScheme, ParamStore};
+    let config =
+        BertConfig { vocab_size: 29, hidden_size: 8, intermediate_size: 16, num_attention_heads: 2, ..tiny_bert(0.1) };
+    let store = ParamStore::new(3, InitScheme::Normal { std: 0.02 });
+    let bert = Bert::new(&config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
+    let ids = Tensor::new(&[[2u32, 7, 9, 3], [4, 5, 0, 0]], &Device::Cpu).unwrap();
+    let mask = Tensor::new(&[[1u32, 1, 1, 1], [1, 1, 0, 0]], &Device::Cpu).unwrap();
+    let types = ids.zeros_like().unwrap();
+    let eval = bert.forward_t(&ids, &types, &mask, false).unwrap();
+    let inference = bert.forward_inference(&ids, &types, &mask).unwrap();
+    assert_eq!(eval.to_vec3::<f32>().unwrap(), inference.to_vec3::<f32>().unwrap());
+    // The eval pass reaches the variables (a gradient flows); inference holds no graph.
+    let vars = store.trainable();
+    let grads = eval.sum_all().unwrap().backward().unwrap();
+    assert!(vars.iter().any(|(_, v)| grads.get(v.as_tensor()).is_some()));
+    let grads = inference.sum_all().unwrap().backward().unwrap();
+    assert!(vars.iter().all(|(_, v)| grads.get(v.as_tensor()).is_none()));
+}

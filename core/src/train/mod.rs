@@ -55,6 +55,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// The checkpoint written last, if any.
     pub checkpoint: Option<PathBuf>,
+    /// Seconds from the start of this call to the end of its first step (the loader's start and
+    /// first batch included), if a step was taken.
+    pub first_step_seconds: Option<f64>,
 }
 
 type Evaluation<O> = (String, usize, Box<dyn FnMut(&mut O, &Progress) -> Result<f64>>);
@@ -258,7 +261,13 @@ impl<O: Objective> Trainer<O> {
         let bar = progress_bar(self.config.progress, total as u64, self.state.step as u64);
         let started = Instant::now();
         let elapsed_before = self.state.elapsed_s;
-        let mut summary = Summary { steps: self.state.step, last_loss: None, interrupted: false, checkpoint: None };
+        let mut summary = Summary {
+            steps: self.state.step,
+            last_loss: None,
+            interrupted: false,
+            checkpoint: None,
+            first_step_seconds: None,
+        };
         let mut last_saved = None;
         let mut saved_at = None;
         'epochs: while self.state.step < total {
@@ -302,6 +311,7 @@ impl<O: Objective> Trainer<O> {
                 self.state.samples_seen += batch_len;
                 self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
                 summary.last_loss = Some(value);
+                summary.first_step_seconds.get_or_insert(started.elapsed().as_secs_f64());
                 let record = HistoryRecord {
                     step: self.state.step,
                     epoch,

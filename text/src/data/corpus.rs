@@ -5,6 +5,7 @@
 use super::{split_sentences, CorpusFormat};
 use contrastive_core::data::Blocks;
 use contrastive_core::{Error, Result};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -23,6 +24,25 @@ struct Block {
     offset: u64,
     bytes: usize,
     first_line: usize,
+}
+
+/// A line longer than this is not a sentence, a document's paragraph or a JSON record: the file
+/// is binary or has no line breaks, and reading on would hold all of it in memory.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Blocks whose sentences are counted together on rayon's threads while the file is indexed.
+const BLOCKS_PER_BATCH: usize = 32;
+
+/// What opening a corpus left out, so that nothing is dropped unseen: sentences outside the
+/// length bounds, and where the first too long one is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Sentences (or lines) shorter than the lower bound, blank lines aside.
+    pub too_short: usize,
+    /// Sentences longer than the upper bound.
+    pub too_long: usize,
+    /// The file and line of the first too long one (for documents, the line its block starts on).
+    pub first_too_long: Option<(PathBuf, usize)>,
 }
 
 /// A gzip stream positioned at `offset` of its decompressed text.
@@ -49,6 +69,7 @@ pub struct TextCorpus {
     chars: (usize, usize),
     blocks: Vec<Block>,
     lens: Vec<usize>,
+    left_out: LeftOut,
     cursors: Mutex<HashMap<usize, GzCursor>>,
 }
 
@@ -63,10 +84,19 @@ impl TextCorpus {
             chars,
             blocks: Vec::new(),
             lens: Vec::new(),
+            left_out: LeftOut::default(),
             cursors: Mutex::new(HashMap::new()),
         };
         for f in 0..corpus.files.len() {
             corpus.index_file(f)?;
+        }
+        if let Some((file, line)) = &corpus.left_out.first_too_long {
+            tracing::warn!(
+                sentences = corpus.left_out.too_long,
+                first = %format!("{}:{line}", file.display()),
+                "sentences longer than {} characters left out",
+                chars.1
+            );
         }
         if corpus.lens.is_empty() {
             return Err(Error::in_file(
@@ -88,6 +118,11 @@ impl TextCorpus {
         self.lens.iter().sum()
     }
 
+    /// What the length bounds left out.
+    pub fn left_out(&self) -> &LeftOut {
+        &self.left_out
+    }
+
     /// Whether no sentence is kept (never, for an opened corpus).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -107,34 +142,42 @@ impl TextCorpus {
         Ok((reader, gz))
     }
 
-    /// One pass over a file: block boundaries (where the format allows a cut) and their counts.
+    /// One pass over a file: block boundaries (where the format allows a cut) and their counts,
+    /// the counting of a batch of blocks spread over rayon's threads. Running text is read a line
+    /// at a time (a block ends only where a sentence does); see [`Self::index_lines`] for the rest.
     fn index_file(&mut self, file: usize) -> Result<()> {
         let (mut reader, gz) = self.open_text(file)?;
         self.gzip.push(gz);
         let path = self.files[file].clone();
+        if !matches!(self.format, CorpusFormat::Documents) {
+            return self.index_lines(file, &mut *reader, gz);
+        }
         let (mut block, mut line) = (Vec::with_capacity(2 * BLOCK_BYTES), Vec::new());
         let (mut offset, mut block_offset, mut line_no, mut block_line) = (0u64, 0u64, 0usize, 1usize);
         let (mut sentence_ended, mut bad_utf8) = (false, None::<(usize, usize)>);
+        let mut pending: Vec<(Block, Vec<u8>)> = Vec::with_capacity(BLOCKS_PER_BATCH);
         loop {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| read_error(&path, gz, e))?;
+            let n = read_line(&mut reader, &mut line).map_err(|e| read_error(&path, gz, e))?;
             if n == 0 {
                 break;
             }
             line_no += 1;
+            if n > MAX_LINE_BYTES {
+                return Err(too_long_line(&path, line_no));
+            }
             let text = String::from_utf8_lossy(&line);
             if let std::borrow::Cow::Owned(_) = text {
                 bad_utf8 = Some(bad_utf8.map_or((line_no, 1), |(first, count)| (first, count + 1)));
             }
             let starts_sentence = text.trim_start().starts_with(|c: char| c.is_ascii_uppercase());
-            let cut = block.len() >= BLOCK_BYTES
-                && match self.format {
-                    CorpusFormat::Documents => sentence_ended && starts_sentence,
-                    _ => true,
-                };
-            if cut {
-                self.push_block(file, block_offset, &block, block_line)?;
-                block.clear();
+            // Running text is cut only between sentences.
+            if block.len() >= BLOCK_BYTES && sentence_ended && starts_sentence {
+                let bytes = std::mem::replace(&mut block, Vec::with_capacity(2 * BLOCK_BYTES));
+                pending.push((Block { file, offset: block_offset, bytes: bytes.len(), first_line: block_line }, bytes));
+                if pending.len() == BLOCKS_PER_BATCH {
+                    self.count_blocks(std::mem::take(&mut pending))?;
+                }
                 (block_offset, block_line) = (offset, line_no);
             }
             if !text.trim().is_empty() {
@@ -144,30 +187,146 @@ impl TextCorpus {
             offset += n as u64;
         }
         if !block.is_empty() {
-            self.push_block(file, block_offset, &block, block_line)?;
+            pending.push((Block { file, offset: block_offset, bytes: block.len(), first_line: block_line }, block));
         }
+        self.count_blocks(pending)?;
         if let Some((first, count)) = bad_utf8 {
             tracing::warn!(file = %path.display(), first_line = first, lines = count, "invalid UTF-8 replaced by U+FFFD");
         }
         Ok(())
     }
 
-    fn push_block(&mut self, file: usize, offset: u64, bytes: &[u8], first_line: usize) -> Result<()> {
-        let count = self.sentences(file, bytes, first_line)?.len();
-        if count > 0 {
-            self.blocks.push(Block { file, offset, bytes: bytes.len(), first_line });
-            self.lens.push(count);
+    /// [`Self::index_file`] for a sentence or a record a line, where a block may end at any line
+    /// break: the one sequential pass only looks for line breaks (and counts them, for line
+    /// numbers); decoding, UTF-8 checks and parsing happen in [`Self::count_blocks`], in parallel.
+    fn index_lines(&mut self, file: usize, reader: &mut dyn BufRead, gz: bool) -> Result<()> {
+        let path = self.files[file].clone();
+        let mut buf: Vec<u8> = Vec::with_capacity(2 << 20);
+        let (mut start, mut offset, mut lines_before) = (0usize, 0u64, 0usize);
+        let mut pending: Vec<(Block, Vec<u8>)> = Vec::with_capacity(BLOCKS_PER_BATCH);
+        let mut bad_utf8 = (None::<usize>, 0usize);
+        let mut emit = |this: &mut Self, bytes: &[u8], offset: &mut u64, lines_before: &mut usize| -> Result<()> {
+            let block = Block { file, offset: *offset, bytes: bytes.len(), first_line: *lines_before + 1 };
+            *offset += bytes.len() as u64;
+            *lines_before += bytes.iter().filter(|&&b| b == b'\n').count();
+            pending.push((block, bytes.to_vec()));
+            if pending.len() == BLOCKS_PER_BATCH {
+                let (first, count) = this.count_blocks(std::mem::take(&mut pending))?;
+                bad_utf8 = (bad_utf8.0.or(first), bad_utf8.1 + count);
+            }
+            Ok(())
+        };
+        loop {
+            // Cut every block the buffer holds: at the first line break after BLOCK_BYTES.
+            while buf.len() - start >= BLOCK_BYTES {
+                let Some(p) = buf[start + BLOCK_BYTES - 1..].iter().position(|&b| b == b'\n') else {
+                    check_last_line(&path, &buf[start..], lines_before)?;
+                    break;
+                };
+                let end = start + BLOCK_BYTES + p;
+                emit(self, &buf[start..end], &mut offset, &mut lines_before)?;
+                start = end;
+            }
+            buf.drain(..start);
+            start = 0;
+            let data = reader.fill_buf().map_err(|e| read_error(&path, gz, e))?;
+            if data.is_empty() {
+                break;
+            }
+            let n = data.len();
+            buf.extend_from_slice(data);
+            reader.consume(n);
+        }
+        if !buf.is_empty() {
+            check_last_line(&path, &buf, lines_before)?;
+            emit(self, &buf, &mut offset, &mut lines_before)?;
+        }
+        let (first, count) = self.count_blocks(pending)?;
+        bad_utf8 = (bad_utf8.0.or(first), bad_utf8.1 + count);
+        if let (Some(first), count) = bad_utf8 {
+            tracing::warn!(file = %path.display(), first_line = first, lines = count, "invalid UTF-8 replaced by U+FFFD");
         }
         Ok(())
     }
 
+    /// Counts the kept sentences of blocks (in parallel) and records them in order; blocks
+    /// without one are left out of the index.
+    /// Returns the first line with invalid UTF-8 among them and how many lines have it.
+    fn count_blocks(&mut self, blocks: Vec<(Block, Vec<u8>)>) -> Result<(Option<usize>, usize)> {
+        let counted = blocks
+            .into_par_iter()
+            .map(|(block, bytes)| {
+                let lengths: Vec<(usize, usize)> = match self.format {
+                    // Only lengths are needed here: counted without building the strings.
+                    CorpusFormat::Lines => {
+                        String::from_utf8_lossy(&bytes).lines().map(collapsed_chars).enumerate().collect()
+                    }
+                    _ => self
+                        .candidates(block.file, &bytes, block.first_line)?
+                        .into_iter()
+                        .map(|(k, s)| (k, s.chars().count()))
+                        .collect(),
+                };
+                Ok((self.tally(&lengths), invalid_utf8_lines(&bytes, block.first_line), block))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut bad = (None, 0);
+        for (tally, (first_bad, bad_lines), block) in counted {
+            bad = (bad.0.or(first_bad), bad.1 + bad_lines);
+            self.left_out.too_short += tally.too_short;
+            self.left_out.too_long += tally.too_long;
+            if self.left_out.first_too_long.is_none() {
+                if let Some(k) = tally.first_too_long {
+                    let line = match self.format {
+                        CorpusFormat::Documents => block.first_line,
+                        _ => block.first_line + k,
+                    };
+                    self.left_out.first_too_long = Some((self.files[block.file].clone(), line));
+                }
+            }
+            if tally.kept > 0 {
+                self.blocks.push(block);
+                self.lens.push(tally.kept);
+            }
+        }
+        Ok(bad)
+    }
+
+    /// Kept, too short and too long candidates, given as (line in the block, length in
+    /// characters), blank ones aside, and the line of the first too long one.
+    fn tally(&self, lengths: &[(usize, usize)]) -> Tally {
+        let mut tally = Tally::default();
+        for &(k, n) in lengths {
+            if n > self.chars.1 {
+                tally.too_long += 1;
+                tally.first_too_long.get_or_insert(k);
+            } else if n >= self.chars.0 {
+                tally.kept += 1;
+            } else if n > 0 {
+                tally.too_short += 1;
+            }
+        }
+        tally
+    }
+
     /// The kept sentences of a block's bytes.
     fn sentences(&self, file: usize, bytes: &[u8], first_line: usize) -> Result<Vec<String>> {
+        let candidates = self.candidates(file, bytes, first_line)?;
+        Ok(candidates
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| (self.chars.0..=self.chars.1).contains(&s.chars().count()))
+            .collect())
+    }
+
+    /// Every sentence of a block's bytes, whitespace collapsed, each with its line's index in the
+    /// block (documents: 0), before the length bounds.
+    fn candidates(&self, file: usize, bytes: &[u8], first_line: usize) -> Result<Vec<(usize, String)>> {
         let text = String::from_utf8_lossy(bytes);
         let collapse = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        let candidates: Vec<String> = match &self.format {
-            CorpusFormat::Lines => text.lines().map(collapse).collect(),
-            CorpusFormat::Documents => split_sentences(&text),
+        Ok(match &self.format {
+            CorpusFormat::Lines => text.lines().map(collapse).enumerate().collect(),
+            CorpusFormat::Documents => split_sentences(&text).into_iter().map(|s| (0, s)).collect(),
             CorpusFormat::JsonLines { field } => {
                 let mut out = Vec::new();
                 for (k, line) in text.lines().enumerate() {
@@ -194,12 +353,11 @@ impl TextCorpus {
                             return Err(Error::in_field(&self.files[file], at, field, what));
                         }
                     };
-                    out.push(collapse(s));
+                    out.push((k, collapse(s)));
                 }
                 out
             }
-        };
-        Ok(candidates.into_iter().filter(|s| (self.chars.0..=self.chars.1).contains(&s.chars().count())).collect())
+        })
     }
 
     /// The bytes of `block` from a gzip file, continuing the file's stream when it stands there.
@@ -224,6 +382,90 @@ impl TextCorpus {
         cursor.offset = block.offset + block.bytes as u64;
         cursors.insert(block.file, cursor);
         Ok(bytes)
+    }
+}
+
+/// The length in characters of `s` with whitespace runs collapsed to one space and trimmed, as
+/// the sentence is kept; without building it.
+fn collapsed_chars(s: &str) -> usize {
+    let (mut chars, mut words) = (0usize, 0usize);
+    for word in s.split_whitespace() {
+        chars += word.chars().count();
+        words += 1;
+    }
+    chars + words.saturating_sub(1)
+}
+
+/// A line past [`MAX_LINE_BYTES`], at `line` of `path`.
+fn too_long_line(path: &Path, line: usize) -> Error {
+    Error::in_file(
+        path,
+        Some(line),
+        format!(
+            "a line longer than {} MiB: not text of sentences, paragraphs or JSON records \
+             (a binary file, or one without line breaks?)",
+            MAX_LINE_BYTES >> 20
+        ),
+    )
+}
+
+/// An error if the unfinished last line of `bytes` (which follow `lines_before` lines) is
+/// already longer than [`MAX_LINE_BYTES`].
+fn check_last_line(path: &Path, bytes: &[u8], lines_before: usize) -> Result<()> {
+    let last = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if bytes.len() - last > MAX_LINE_BYTES {
+        let line = lines_before + bytes[..last].iter().filter(|&&b| b == b'\n').count() + 1;
+        return Err(too_long_line(path, line));
+    }
+    Ok(())
+}
+
+/// The first line of `bytes` (numbered from `first_line`) that is not valid UTF-8, and how many
+/// are not.
+fn invalid_utf8_lines(bytes: &[u8], first_line: usize) -> (Option<usize>, usize) {
+    if std::str::from_utf8(bytes).is_ok() {
+        return (None, 0);
+    }
+    let bad: Vec<usize> = bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| std::str::from_utf8(line).is_err())
+        .map(|(k, _)| first_line + k)
+        .collect();
+    (bad.first().copied(), bad.len())
+}
+
+/// Kept and left-out counts of one block.
+#[derive(Default)]
+struct Tally {
+    kept: usize,
+    too_short: usize,
+    too_long: usize,
+    first_too_long: Option<usize>,
+}
+
+/// Reads up to and including the next `\n` into `line`, as `read_until` does, but stops adding
+/// bytes beyond [`MAX_LINE_BYTES`] (the count returned goes on, so the caller sees the length):
+/// a file without line breaks is never held whole.
+fn read_line(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if line.len() <= MAX_LINE_BYTES {
+            line.extend_from_slice(&buf[..take]);
+        }
+        reader.consume(take);
+        total += take;
+        if done || total > MAX_LINE_BYTES {
+            return Ok(total);
+        }
     }
 }
 

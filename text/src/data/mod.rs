@@ -4,7 +4,7 @@
 
 mod corpus;
 
-pub use corpus::TextCorpus;
+pub use corpus::{LeftOut, TextCorpus, MAX_LINE_BYTES};
 
 use contrastive_core::data::Blocks;
 use contrastive_core::{Error, Result};
