@@ -416,3 +416,67 @@ fn a_target_network_starts_as_a_copy_and_follows_by_its_schedule() {
     let e = TargetNetwork::new(&online, build, Momentum::Constant(1.5), DType::F64, &dev).err().unwrap().to_string();
     assert!(e.contains("momentum"), "{e}");
 }
+
+/// Values and gradients of `f` for `vars`, with the fused kernels and with the device-generic path
+/// forced on this thread, within `tol` (f64 inputs; the issue asks 1e-5, f64 allows far less).
+fn kernels_against_generic(what: &str, vars: &[&Var], f: impl Fn() -> Tensor, tol: f64) {
+    let run = |generic: bool| {
+        contrastive_core::kernel::with_generic_ops(generic, || {
+            assert_eq!(
+                contrastive_core::kernel::OpPath::on(&Device::Cpu),
+                if generic {
+                    contrastive_core::kernel::OpPath::Generic
+                } else {
+                    contrastive_core::kernel::OpPath::Kernels
+                }
+            );
+            let y = f();
+            let grads = weighted_sum(&y).backward().unwrap();
+            let g: Vec<Rows> = vars
+                .iter()
+                .map(|v| rows_of(&grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().unsqueeze(0).unwrap()))
+                .collect();
+            (rows_of(&y.flatten_all().unwrap().unsqueeze(0).unwrap()), g)
+        })
+    };
+    let ((y1, g1), (y2, g2)) = (run(false), run(true));
+    let d = max_abs_diff(&y1, &y2);
+    assert!(d < tol, "{what}: outputs differ by {d}");
+    for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+        let d = max_abs_diff(a, b);
+        assert!(d < tol, "{what}: gradient of input {i} differs by {d}");
+    }
+}
+
+type Rows = Vec<Vec<f64>>;
+
+#[test]
+fn every_op_gives_the_same_values_and_gradients_on_the_generic_path() {
+    let x = Var::from_tensor(&tensor(&random_rows(3, 12, 20, 2.0), DType::F64)).unwrap();
+    kernels_against_generic("softmax", &[&x], || softmax_last_dim(x.as_tensor()).unwrap(), 1e-12);
+    kernels_against_generic("GELU", &[&x], || gelu_erf(x.as_tensor()).unwrap(), 1e-12);
+    let w: Vec<f64> = (0..20).map(|i| 0.5 + 0.05 * i as f64).collect();
+    let b: Vec<f64> = (0..20).map(|i| 0.1 * i as f64 - 1.0).collect();
+    let (wv, bv, ln) = ln_from(&w, &b, DType::F64);
+    kernels_against_generic("LayerNorm", &[&x, &wv, &bv], || ln.forward(x.as_tensor()).unwrap(), 1e-10);
+    let weight = Var::from_tensor(&tensor(&random_rows(4, 7, 20, 1.0), DType::F64)).unwrap();
+    let bias = Var::from_tensor(&tensor(&random_rows(5, 1, 7, 1.0), DType::F64).squeeze(0).unwrap()).unwrap();
+    let lin = Linear::new(weight.as_tensor().clone(), Some(bias.as_tensor().clone()));
+    kernels_against_generic("Linear", &[&x, &weight, &bias], || lin.forward(x.as_tensor()).unwrap(), 1e-10);
+    // The InfoNCE family: NT-Xent (one shared set), and one-directional InfoNCE with negatives.
+    let z1 = Var::from_tensor(&tensor(&random_rows(6, 8, 5, 1.0), DType::F64)).unwrap();
+    let z2 = Var::from_tensor(&tensor(&random_rows(7, 8, 5, 1.0), DType::F64)).unwrap();
+    let queue = Var::from_tensor(&tensor(&random_rows(8, 11, 5, 1.0), DType::F64)).unwrap();
+    kernels_against_generic(
+        "NT-Xent",
+        &[&z1, &z2],
+        || contrastive_core::loss::nt_xent(z1.as_tensor(), z2.as_tensor(), 0.5).unwrap(),
+        1e-10,
+    );
+    kernels_against_generic(
+        "InfoNCE with a queue",
+        &[&z1, &z2, &queue],
+        || contrastive_core::loss::info_nce(z1.as_tensor(), z2.as_tensor(), Some(queue.as_tensor()), 0.2).unwrap(),
+        1e-10,
+    );
+}

@@ -50,9 +50,17 @@ pub fn plot_run(run_dir: &Path, embeddings: Option<(&Tensor, &[u32], &str)>) -> 
     Ok(written)
 }
 
-/// Prints the run's figures as one JSON object: the last line on stdout.
+/// Prints the run's figures as one JSON object: the last line on stdout. An object gains
+/// `device` (where the tensors were: every example runs on the CPU today) and `ops`, the path the
+/// custom ops took (`"kernels"`, or `"generic"` under `CONTRASTIVE_GENERIC_OPS=1`).
 pub fn print_final(figures: &serde_json::Value) {
-    println!("{}", serde_json::to_string(figures).unwrap_or_else(|_| "{}".to_string()));
+    let mut figures = figures.clone();
+    if let Some(map) = figures.as_object_mut() {
+        let device = candle_core::Device::Cpu;
+        map.entry("device").or_insert_with(|| "cpu".into());
+        map.entry("ops").or_insert_with(|| contrastive_core::kernel::OpPath::on(&device).name().into());
+    }
+    println!("{}", serde_json::to_string(&figures).unwrap_or_else(|_| "{}".to_string()));
 }
 
 /// Ends an example: its figures as the last line on stdout, or the error on stderr and exit

@@ -314,3 +314,29 @@ fn simclr_trains_from_image_files_of_any_size_and_counts_the_unreadable_ones() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() != Some(0) && stderr.contains("notes.txt"), "{stderr}");
 }
+
+#[test]
+fn the_generic_op_path_trains_the_quickstart_to_the_same_figures() {
+    let assets = tempfile::tempdir().unwrap();
+    let quickstart = |generic: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
+        command.args(["--quick"]).env("CONTRASTIVE_ASSETS", assets.path()).env("RUST_LOG", "warn");
+        if generic {
+            command.env("CONTRASTIVE_GENERIC_OPS", "1");
+        } else {
+            command.env_remove("CONTRASTIVE_GENERIC_OPS");
+        }
+        final_json(&command.output().unwrap())
+    };
+    let (kernels, generic) = (quickstart(false), quickstart(true));
+    assert_eq!((kernels["ops"].as_str(), kernels["device"].as_str()), (Some("kernels"), Some("cpu")), "{kernels}");
+    assert_eq!(generic["ops"], "generic", "{generic}");
+    // The two paths agree per op to 1e-10 (the crates' tests), but Adam's first steps move each
+    // weight by about the learning rate whatever the sign of a near-zero gradient, so runs part
+    // by rounding: 25 steps on 360 test digits differed by 1.39 points (5 digits) when measured.
+    // The full quickstart (300 steps) agrees within 1 point (the README).
+    for figure in ["knn", "linear"] {
+        let (a, b) = (kernels["trained"][figure].as_f64().unwrap(), generic["trained"][figure].as_f64().unwrap());
+        assert!((a - b).abs() <= 3.0, "{figure}: kernels {a}, generic {b}");
+    }
+}

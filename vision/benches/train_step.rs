@@ -58,7 +58,9 @@ fn conv_block(c: &mut Criterion) {
     group.finish();
 }
 
-fn simclr_step(c: &mut Criterion, name: &str, config: EncoderConfig, input: [usize; 4], seconds: u64) {
+/// One SimCLR step (two views, head, NT-Xent, AdamW); `generic`: every custom op on the
+/// device-generic path (candle's tensor ops), the cost of the fallback on the CPU.
+fn simclr_step(c: &mut Criterion, name: &str, config: EncoderConfig, input: [usize; 4], seconds: u64, generic: bool) {
     let store = ParamStore::new(0, InitScheme::PyTorch);
     let vb = store.var_builder(DType::F32, &Device::Cpu);
     let encoder = Encoder::new(&config, vb.pp("encoder")).unwrap();
@@ -81,10 +83,12 @@ fn simclr_step(c: &mut Criterion, name: &str, config: EncoderConfig, input: [usi
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(seconds));
     group.bench_function(name, |b| {
         b.iter(|| {
-            let z1 = head.forward_t(&encoder.forward_t(&v1, true).unwrap(), true).unwrap();
-            let z2 = head.forward_t(&encoder.forward_t(&v2, true).unwrap(), true).unwrap();
-            let grads = nt_xent(&z1, &z2, 0.5).unwrap().backward().unwrap();
-            opt.step(&grads, 1e-3).unwrap();
+            contrastive_core::kernel::with_generic_ops(generic, || {
+                let z1 = head.forward_t(&encoder.forward_t(&v1, true).unwrap(), true).unwrap();
+                let z2 = head.forward_t(&encoder.forward_t(&v2, true).unwrap(), true).unwrap();
+                let grads = nt_xent(&z1, &z2, 0.5).unwrap().backward().unwrap();
+                opt.step(&grads, 1e-3).unwrap();
+            })
         })
     });
     group.finish();
@@ -92,9 +96,10 @@ fn simclr_step(c: &mut Criterion, name: &str, config: EncoderConfig, input: [usi
 
 fn steps(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
-    simclr_step(c, "convnet_simclr_step_b256_28x28", EncoderConfig::default(), [256, 1, 28, 28], 30);
+    simclr_step(c, "convnet_simclr_step_b256_28x28", EncoderConfig::default(), [256, 1, 28, 28], 30, false);
+    simclr_step(c, "convnet_simclr_step_b256_28x28_generic", EncoderConfig::default(), [256, 1, 28, 28], 30, true);
     let resnet = EncoderConfig::ResNet(ResNetConfig::resnet18(Stem::Cifar));
-    simclr_step(c, "resnet18_simclr_step_b64_32x32", resnet, [64, 3, 32, 32], 40);
+    simclr_step(c, "resnet18_simclr_step_b64_32x32", resnet, [64, 3, 32, 32], 40, false);
 }
 
 criterion_group!(benches, conv_block, steps);

@@ -5,7 +5,7 @@
 //! backward are one pass each, and both inputs receive the same masked gradient.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use contrastive_core::kernel::{contiguous_slice, with_cpu_slice};
 use contrastive_core::with_kernel_float;
 use rayon::prelude::*;
@@ -16,7 +16,7 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.dims() != b.dims() {
         bail!("add_relu: shapes {:?} and {:?} differ", a.dims(), b.dims());
     }
-    let fused = matches!(a.device(), Device::Cpu) && matches!(a.dtype(), DType::F32 | DType::F64);
+    let fused = contrastive_core::kernel::runs_kernel(a);
     if fused && a.dtype() == b.dtype() {
         a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
     } else {

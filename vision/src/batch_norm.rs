@@ -6,7 +6,7 @@
 //! the two sums and one for the input gradient. Off the CPU, candle-nn's composite form runs.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, Var, WithDType};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{Init, ModuleT, VarBuilder};
 use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
 use contrastive_core::with_kernel_float;
@@ -84,9 +84,7 @@ impl BatchNorm {
         if count < 2 {
             bail!("BatchNorm in training needs more than one value per channel, got input {:?}", x.dims());
         }
-        let fused = matches!(x.device(), Device::Cpu)
-            && matches!(x.dtype(), DType::F32 | DType::F64)
-            && self.weight.dtype() == x.dtype();
+        let fused = contrastive_core::kernel::runs_kernel(x) && self.weight.dtype() == x.dtype();
         let (y, mean, var) = if fused {
             let stats = Arc::new(Mutex::new(None));
             let op = BatchNormOp { eps: self.eps, relu, stats: Arc::clone(&stats) };

@@ -14,7 +14,7 @@
 //! transposed. Weights keep PyTorch's (O, C, k, k) layout in both.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use contrastive_core::kernel::{contiguous_slice, gemm, with_cpu_slice, KernelFloat, Strided, Threads};
 use contrastive_core::with_kernel_float;
@@ -132,7 +132,7 @@ impl Conv2d {
 }
 
 fn runs_fused(x: &Tensor, weight: &Tensor) -> bool {
-    matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && weight.dtype() == x.dtype()
+    contrastive_core::kernel::runs_kernel(x) && weight.dtype() == x.dtype()
 }
 
 /// Convolution of `x` (N, C, H, W) with `weight` (O, C, k, k): the im2col op on the CPU in f32 and
@@ -141,8 +141,23 @@ pub fn conv2d_forward(x: &Tensor, weight: &Tensor, geometry: ConvGeometry) -> Re
     if runs_fused(x, weight) {
         x.contiguous()?.apply_op2(&weight.contiguous()?, ConvOp { geometry, channels_last: false })
     } else {
-        x.conv2d(weight, geometry.padding, geometry.stride, 1, 1)
+        conv2d_generic(x, weight, geometry)
     }
+}
+
+/// The device-generic convolution of (N, C, H, W): candle's conv2d on an input padded here and
+/// cut to the rows and columns the windows reach, so that (extent - kernel) is a multiple of the
+/// stride. candle's conv2d backward gives the input gradient a wrong shape otherwise (9 columns
+/// at stride 2, say).
+fn conv2d_generic(x: &Tensor, weight: &Tensor, geometry: ConvGeometry) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (k, s, p) = (geometry.kernel, geometry.stride, geometry.padding);
+    if h + 2 * p < k || w + 2 * p < k {
+        bail!("convolution: input {:?} is smaller than the kernel {k} with padding {p}", x.dims());
+    }
+    let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    let x = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+    x.narrow(2, 0, (oh - 1) * s + k)?.narrow(3, 0, (ow - 1) * s + k)?.conv2d(weight, 0, s, 1, 1)
 }
 
 /// Convolution of channels-last `x` (N, H, W, C) with `weight` (O, C, k, k), giving (N, OH, OW, O):
@@ -151,7 +166,7 @@ pub fn conv2d_forward_channels_last(x: &Tensor, weight: &Tensor, geometry: ConvG
     if runs_fused(x, weight) {
         x.contiguous()?.apply_op2(&weight.contiguous()?, ConvOp { geometry, channels_last: true })
     } else {
-        x.permute((0, 3, 1, 2))?.conv2d(weight, geometry.padding, geometry.stride, 1, 1)?.permute((0, 2, 3, 1))
+        conv2d_generic(&x.permute((0, 3, 1, 2))?, weight, geometry)?.permute((0, 2, 3, 1))
     }
 }
 

@@ -11,7 +11,7 @@
 use crate::batch_norm::{self, BatchNorm};
 use crate::conv::{self, Conv2d, ConvGeometry, Dims};
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use candle_nn::ModuleT;
 use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
 use contrastive_core::with_kernel_float;
@@ -71,8 +71,7 @@ impl ConvBn {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let fused = train
             && self.conv.bias().is_none()
-            && matches!(x.device(), Device::Cpu)
-            && matches!(x.dtype(), DType::F32 | DType::F64)
+            && contrastive_core::kernel::runs_kernel(x)
             && [self.conv.weight(), &self.bn.weight, &self.bn.bias].iter().all(|t| t.dtype() == x.dtype());
         let relu = self.activation == Activation::Relu;
         if !fused {

@@ -28,7 +28,52 @@ impl MaxPool2d {
         if h + 2 * self.padding < self.kernel || w + 2 * self.padding < self.kernel {
             bail!("max pool: input {:?} is smaller than the window {}", x.dims(), self.kernel);
         }
-        x.contiguous()?.apply_op1(*self)
+        if contrastive_core::kernel::runs_kernel(x) {
+            x.contiguous()?.apply_op1(*self)
+        } else {
+            self.forward_generic(x)
+        }
+    }
+
+    /// The device-generic path, in candle's tensor ops: the padded input's k² strided windows
+    /// (gathered by `index_select`), their maximum, and the gradient routed to the first window
+    /// that holds it, as the kernel and PyTorch do (candle's `maximum` would split it on ties, and
+    /// ties are everywhere after a ReLU).
+    fn forward_generic(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let (oh, ow) = self.out_dims(h, w);
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let x = if p > 0 {
+            let minus_inf =
+                |shape: (usize, usize, usize, usize)| Tensor::ones(shape, x.dtype(), x.device())? * f64::NEG_INFINITY;
+            let x = Tensor::cat(&[&minus_inf((n, c, h, p))?, x, &minus_inf((n, c, h, p))?], 3)?;
+            Tensor::cat(&[&minus_inf((n, c, p, w + 2 * p))?, &x, &minus_inf((n, c, p, w + 2 * p))?], 2)?
+        } else {
+            x.clone()
+        };
+        let positions = |o: usize, offset: usize| {
+            Tensor::from_vec((0..o).map(|i| (i * s + offset) as u32).collect::<Vec<_>>(), o, x.device())
+        };
+        let mut windows = Vec::with_capacity(k * k);
+        for ky in 0..k {
+            let rows = x.index_select(&positions(oh, ky)?, 2)?;
+            for kx in 0..k {
+                windows.push(rows.index_select(&positions(ow, kx)?, 3)?);
+            }
+        }
+        let mut max = windows[0].detach();
+        for window in &windows[1..] {
+            max = max.maximum(&window.detach())?;
+        }
+        let zeros = max.zeros_like()?;
+        let mut taken = max.ne(&max)?; // all false (the maximum of a real window is never NaN)
+        let mut y = zeros.clone();
+        for window in &windows {
+            let first = window.detach().eq(&max)?.mul(&taken.eq(0u8)?)?;
+            y = (y + first.where_cond(window, &zeros)?)?;
+            taken = taken.maximum(&first)?;
+        }
+        Ok(y)
     }
 
     fn out_dims(&self, h: usize, w: usize) -> (usize, usize) {

@@ -418,3 +418,108 @@ fn fused_add_relu_matches_candle_in_value_and_both_gradients() {
     let err = add_relu(&a, &b).unwrap_err().to_string();
     assert!(err.contains("[9, 13]") && err.contains("[13, 9]"), "{err}");
 }
+
+/// The outputs of `f` and the gradients of a weighted sum of them for `vars`, with the kernels
+/// and with the device-generic path forced (on this thread), must agree within `tol`.
+fn kernels_against_generic(what: &str, vars: &[&Var], f: impl Fn(bool) -> Tensor, tol: f64) {
+    let run = |generic: bool| {
+        contrastive_core::kernel::with_generic_ops(generic, || {
+            let y = f(generic);
+            let weights = random(y.dims(), 99, y.dtype());
+            let grads = (&y * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let g: Vec<Tensor> = vars.iter().map(|v| grads.get(v.as_tensor()).unwrap().clone()).collect();
+            (y, g)
+        })
+    };
+    let ((y1, g1), (y2, g2)) = (run(false), run(true));
+    let d = max_abs_diff(&y1, &y2);
+    assert!(d < tol, "{what}: outputs differ by {d}");
+    for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+        let d = max_abs_diff(a, b);
+        assert!(d < tol, "{what}: gradient of input {i} differs by {d}");
+    }
+}
+
+#[test]
+fn every_layer_gives_the_same_values_and_gradients_on_the_generic_path() {
+    for &(cin, cout, k, s, p, side) in &GEOMETRIES {
+        let g = ConvGeometry { in_channels: cin, out_channels: cout, kernel: k, stride: s, padding: p };
+        // One more column than rows: at stride 2 the stride does not divide the padded width.
+        let x = Var::from_tensor(&random(&[2, cin, side, side + 1], 1, DType::F64)).unwrap();
+        let w = Var::from_tensor(&random(&[cout, cin, k, k], 2, DType::F64)).unwrap();
+        kernels_against_generic(
+            &format!("conv {g:?}"),
+            &[&x, &w],
+            |_| conv2d_forward(x.as_tensor(), w.as_tensor(), g).unwrap(),
+            1e-10,
+        );
+        let xl = Var::from_tensor(&to_channels_last(x.as_tensor())).unwrap();
+        kernels_against_generic(
+            &format!("channels-last conv {g:?}"),
+            &[&xl, &w],
+            |_| conv2d_forward_channels_last(xl.as_tensor(), w.as_tensor(), g).unwrap(),
+            1e-10,
+        );
+    }
+    // Conv + BatchNorm (+ ReLU) in training, and BatchNorm alone: one block per path, built from
+    // one seed, so that both start from the same variables and running statistics.
+    for activation in [Activation::Relu, Activation::Identity] {
+        let g = ConvGeometry { in_channels: 3, out_channels: 5, kernel: 3, stride: 2, padding: 1 };
+        let build = || {
+            let store = ParamStore::new(5, InitScheme::PyTorch);
+            let vb = store.var_builder(DType::F64, &Device::Cpu);
+            let block =
+                ConvBn::new(conv2d(g, false, vb.pp("conv")).unwrap(), batch_norm(5, vb.pp("bn")).unwrap(), activation);
+            (store, block)
+        };
+        let (a, b) = (build(), build());
+        let x = Var::from_tensor(&random(&[3, 8, 8, 3], 3, DType::F64)).unwrap();
+        kernels_against_generic(
+            &format!("conv-BatchNorm {activation:?}"),
+            &[&x],
+            |generic| if generic { &b.1 } else { &a.1 }.forward_t(x.as_tensor(), true).unwrap(),
+            1e-10,
+        );
+        for (va, vb) in a.0.trainable().iter().zip(b.0.trainable().iter()) {
+            assert_eq!(va.0, vb.0);
+        }
+        let (ra, rb) = (a.1.bn().running_var(), b.1.bn().running_var());
+        assert!(max_abs_diff(ra, rb) < 1e-12, "running statistics of both paths");
+    }
+    for relu in [false, true] {
+        let build = || {
+            let store = ParamStore::new(6, InitScheme::PyTorch);
+            batch_norm(4, store.var_builder(DType::F64, &Device::Cpu).pp("bn")).unwrap()
+        };
+        let (a, b) = (build(), build());
+        let x = Var::from_tensor(&random(&[6, 4, 3, 3], 4, DType::F64).affine(2.0, 0.5).unwrap()).unwrap();
+        kernels_against_generic(
+            &format!("BatchNorm relu {relu}"),
+            &[&x],
+            |generic| {
+                let bn = if generic { &b } else { &a };
+                if relu { bn.forward_relu_t(x.as_tensor(), true) } else { bn.forward_t(x.as_tensor(), true) }.unwrap()
+            },
+            1e-10,
+        );
+    }
+    let (a, b) = (
+        Var::from_tensor(&random(&[4, 6, 5], 7, DType::F32)).unwrap(),
+        Var::from_tensor(&random(&[4, 6, 5], 8, DType::F32)).unwrap(),
+    );
+    kernels_against_generic("add-ReLU", &[&a, &b], |_| add_relu(a.as_tensor(), b.as_tensor()).unwrap(), 1e-6);
+    // Max pooling after a ReLU: windows full of tied zeros, whose gradient goes to the first.
+    for pool in [
+        MaxPool2d { kernel: 3, stride: 2, padding: 1 },
+        MaxPool2d { kernel: 2, stride: 2, padding: 0 },
+        MaxPool2d { kernel: 3, stride: 1, padding: 0 },
+    ] {
+        let x = Var::from_tensor(&random(&[2, 3, 9, 9], 9, DType::F32)).unwrap();
+        kernels_against_generic(
+            &format!("{pool:?}"),
+            &[&x],
+            |_| pool.forward(&x.as_tensor().relu().unwrap()).unwrap(),
+            1e-6,
+        );
+    }
+}

@@ -41,7 +41,7 @@ pub use clip::clip_loss;
 
 use crate::sampling::{labels_to_vec, PairMask};
 use crate::similarity::check_pair;
-use candle_core::{bail, DType, Device, Result, Tensor};
+use candle_core::{bail, Result, Tensor};
 
 /// Which candidates make up the denominator of an anchor's softmax.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -140,11 +140,13 @@ impl MaskedInfoNce {
     }
 
     fn use_fused(&self, anchors: &Tensor) -> Result<bool> {
-        let applies = matches!(anchors.device(), Device::Cpu)
-            && matches!(anchors.dtype(), DType::F32 | DType::F64)
+        // An explicit `Kernel::Fused` runs wherever the kernel can; `Auto` also yields to a forced
+        // generic path (`contrastive_core::kernel::set_generic_ops`).
+        let applies = matches!(anchors.device(), candle_core::Device::Cpu)
+            && matches!(anchors.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
             && self.estimator == NegativeEstimator::Plain;
         match self.kernel {
-            Kernel::Auto => Ok(applies),
+            Kernel::Auto => Ok(applies && crate::kernel::runs_kernel(anchors)),
             Kernel::Composite => Ok(false),
             Kernel::Fused if applies => Ok(true),
             Kernel::Fused => bail!(

@@ -6,7 +6,7 @@ use crate::kernel::KernelFloat;
 use crate::kernel::{contiguous_slice, with_cpu_slice};
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor, WithDType, D};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor, WithDType, D};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
@@ -57,10 +57,7 @@ impl Module for LayerNorm {
         if self.weight.dims() != [h] || self.bias.dims() != [h] {
             bail!("LayerNorm: input width {h}, weight {:?}, bias {:?}", self.weight.dims(), self.bias.dims());
         }
-        let fused = matches!(x.device(), Device::Cpu)
-            && matches!(x.dtype(), DType::F32 | DType::F64)
-            && self.weight.dtype() == x.dtype()
-            && self.bias.dtype() == x.dtype();
+        let fused = crate::kernel::runs_kernel(x) && self.weight.dtype() == x.dtype() && self.bias.dtype() == x.dtype();
         if !fused {
             return self.forward_composite(x);
         }

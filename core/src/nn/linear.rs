@@ -8,7 +8,7 @@ use crate::kernel::KernelFloat;
 use crate::kernel::{contiguous_slice, with_cpu_slice};
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Device, Layout, Module, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
@@ -85,7 +85,7 @@ impl Module for Linear {
 }
 
 fn fused(y: &Tensor, b: &Tensor) -> bool {
-    matches!(y.device(), Device::Cpu) && matches!(y.dtype(), DType::F32 | DType::F64) && b.dtype() == y.dtype()
+    crate::kernel::runs_kernel(y) && b.dtype() == y.dtype()
 }
 
 /// Rows per task in the bias gradient: fixed, so that the summation order (and so the result)

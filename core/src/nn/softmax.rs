@@ -6,13 +6,13 @@ use crate::kernel::KernelFloat;
 use crate::kernel::{contiguous_slice, with_cpu_slice};
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, D};
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 /// `exp(x - max) / Σ exp(x - max)` along the last dimension; any device (fused on the CPU for
 /// f32/f64, candle-nn's composite `softmax` elsewhere).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.rank() > 0 {
+    if crate::kernel::runs_kernel(x) && x.rank() > 0 {
         x.contiguous()?.apply_op1(Softmax)
     } else {
         candle_nn::ops::softmax(x, D::Minus1)
