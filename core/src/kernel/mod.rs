@@ -7,7 +7,9 @@ mod exp;
 mod path;
 
 pub use cpu::{contiguous_slice, with_cpu_slice};
-pub use path::{generic_ops_forced, runs_kernel, set_generic_ops, with_generic_ops, OpPath, GENERIC_OPS_ENV};
+pub use path::{
+    generic_ops_forced, path_differences, runs_kernel, set_generic_ops, with_generic_ops, OpPath, GENERIC_OPS_ENV,
+};
 
 use candle_core::WithDType;
 pub(crate) use exp::{exp_shifted_sum_f32, exp_shifted_sum_f64};

@@ -5,7 +5,7 @@
 //! whole process, or by [`with_generic_ops`] for one closure on the calling thread (what tests
 //! comparing the two paths use, so that other tests running beside them are not switched).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -88,4 +88,35 @@ pub fn generic_ops_forced() -> bool {
 /// dtype): a CPU tensor of f32 or f64, the generic path not forced.
 pub fn runs_kernel(x: &Tensor) -> bool {
     matches!(x.dtype(), DType::F32 | DType::F64) && OpPath::on(x.device()) == OpPath::Kernels
+}
+
+/// How far an op's two paths are apart: `f(generic)` runs once with the kernels and once with the
+/// generic path forced on this thread (the flag lets `f` pick a separate copy of a stateful
+/// layer); returns the largest absolute difference of the outputs and, for each of `vars`, of
+/// the gradients of a weighted sum of the output (weights sin(0), sin(1), ..., so every entry
+/// counts). For testing an op's generic path against its kernel.
+pub fn path_differences(vars: &[&Var], f: impl Fn(bool) -> Result<Tensor>) -> Result<(f64, Vec<f64>)> {
+    let run = |generic: bool| -> Result<(Tensor, Vec<Tensor>)> {
+        with_generic_ops(generic, || {
+            let y = f(generic)?;
+            let weights = Tensor::arange(0.0, y.elem_count() as f64, y.device())?.sin()?.reshape(y.shape())?;
+            let grads = (&y * weights.to_dtype(y.dtype())?)?.sum_all()?.backward()?;
+            let g = vars
+                .iter()
+                .map(|v| {
+                    grads
+                        .get(v.as_tensor())
+                        .cloned()
+                        .ok_or_else(|| candle_core::Error::Msg("no gradient reached a variable".into()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((y, g))
+        })
+    };
+    let max_diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
+        (a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()
+    };
+    let ((y1, g1), (y2, g2)) = (run(false)?, run(true)?);
+    let grads = g1.iter().zip(&g2).map(|(a, b)| max_diff(a, b)).collect::<Result<Vec<_>>>()?;
+    Ok((max_diff(&y1, &y2)?, grads))
 }
