@@ -35,6 +35,7 @@ pub mod augment;
 mod backbone;
 pub mod cross_modal;
 pub mod data;
+pub mod device;
 pub mod embed;
 pub mod error;
 #[cfg(feature = "hub")]

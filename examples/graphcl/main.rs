@@ -6,7 +6,7 @@
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use clap::Parser;
 use contrastive_core::data::{Loader, LoaderConfig};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
@@ -58,6 +58,7 @@ struct Cli {
 fn run(cli: Cli) -> Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
+    let device = flags.device()?;
     flags.check_outputs()?;
     flags.claim_run_dir("graphcl", &cli)?;
     let started = Instant::now();
@@ -115,7 +116,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             loss: if cli.nt_xent { GraphClLoss::NtXent } else { GraphClLoss::GraphCl },
             ..GraphClConfig::paper(input_dim)
         };
-        let model = GraphCl::new(config, seed, DType::F32, &Device::Cpu)?;
+        let model = GraphCl::new(config, seed, DType::F32, &device)?;
         let before = contrastive_core::embed(model.encoder(), &eval_set.graphs, 512)?;
         untrained.push(cv(seed).evaluate(&before, &labels)?.mean);
         baseline.push(cv(seed).evaluate(&hist, &labels)?.mean);
@@ -126,7 +127,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         let loader = Loader::new(
             pretrain_set.graphs.clone(),
             cli.aug.build(cli.aug_ratio),
-            CollateGraphs { device: Device::Cpu },
+            CollateGraphs { device: device.clone() },
             loader_config,
         )?;
         let trainer_config = TrainerConfig {

@@ -5,7 +5,6 @@
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
-use candle_core::Device;
 use clap::Parser;
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_examples::flags::{at_least_one, positive, unit_interval, CommonFlags};
@@ -72,7 +71,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
             bn_groups: cli.bn_groups,
         },
     };
-    let model = MoCo::new(config, cli.common.seed, &Device::Cpu)?;
+    let model = MoCo::new(config, cli.common.seed, &cli.common.device()?)?;
     let spec = RunSpec { method: "moco_v2", epochs: 2, batch_size: 256, lr: cli.lr };
     let encoder_of: fn(&MoCo) -> &Encoder = MoCo::encoder;
     train_and_evaluate(

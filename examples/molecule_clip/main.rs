@@ -116,6 +116,7 @@ type MoleculeClip = Clip<GraphTower, SmilesTower>;
 /// A batch of molecules as a graph batch and a token batch, row i of each the same molecule.
 struct CollateMolecules {
     tokenizer: Arc<Tokenizer>,
+    device: Device,
 }
 
 impl Collate<ViewPair<Molecule>> for CollateMolecules {
@@ -125,15 +126,20 @@ impl Collate<ViewPair<Molecule>> for CollateMolecules {
         // No augmentation: the pair is the molecule's two modalities, not two views.
         let graphs: Vec<&Graph> = samples.iter().map(|s| &s.first.graph).collect();
         let smiles: Vec<&str> = samples.iter().map(|s| s.first.smiles.as_str()).collect();
-        Ok(ClipBatch { a: GraphBatch::new(&graphs, &Device::Cpu)?, b: self.tokenizer.encode(&smiles, &Device::Cpu)? })
+        Ok(ClipBatch { a: GraphBatch::new(&graphs, &self.device)?, b: self.tokenizer.encode(&smiles, &self.device)? })
     }
 }
 
 /// Both towers' embeddings (eval mode) of `molecules`, 250 at a time.
-fn embed_both(model: &MoleculeClip, tokenizer: &Tokenizer, molecules: &[Molecule]) -> Result<(Tensor, Tensor)> {
-    let graphs = |ms: Vec<Molecule>| GraphBatch::new(&ms.iter().map(|m| &m.graph).collect::<Vec<_>>(), &Device::Cpu);
+fn embed_both(
+    model: &MoleculeClip,
+    tokenizer: &Tokenizer,
+    molecules: &[Molecule],
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let graphs = |ms: Vec<Molecule>| GraphBatch::new(&ms.iter().map(|m| &m.graph).collect::<Vec<_>>(), device);
     let smiles =
-        |ms: Vec<Molecule>| tokenizer.encode(&ms.iter().map(|m| m.smiles.as_str()).collect::<Vec<_>>(), &Device::Cpu);
+        |ms: Vec<Molecule>| tokenizer.encode(&ms.iter().map(|m| m.smiles.as_str()).collect::<Vec<_>>(), device);
     Ok((
         embed(&BackboneEmbedder { backbone: model.tower_a(), input: graphs }, molecules, 250)?,
         embed(&BackboneEmbedder { backbone: model.tower_b(), input: smiles }, molecules, 250)?,
@@ -147,9 +153,9 @@ fn figures(r: &RetrievalReport) -> serde_json::Value {
     json!({ "recall_at_1": r.recall(1), "recall_at_10": r.recall(10), "mrr": r.mrr })
 }
 
-fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64) -> Result<MoleculeClip> {
+fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64, device: &Device) -> Result<MoleculeClip> {
     let store = ParamStore::new(seed, InitScheme::PyTorch);
-    let vb = store.var_builder(DType::F32, &Device::Cpu);
+    let vb = store.var_builder(DType::F32, device);
     let gin_config = GinConfig {
         input_dim,
         hidden_dim: 64,
@@ -230,16 +236,21 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         holdout.len(),
         tokenizer.vocab_size()
     );
-    let model = build(&cli, input_dim, &tokenizer, flags.seed)?;
-    let (g0, s0) = embed_both(&model, &tokenizer, &holdout)?;
+    let device = flags.device()?;
+    let model = build(&cli, input_dim, &tokenizer, flags.seed, &device)?;
+    let (g0, s0) = embed_both(&model, &tokenizer, &holdout, &device)?;
     let untrained = paired_retrieval(&g0, &s0, &KS)?;
 
     let batch_size = flags.batch_size.unwrap_or(256);
     let epochs = flags.epochs.unwrap_or(if flags.quick { 1 } else { 30 });
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
-    let loader =
-        Loader::new(train.clone(), Identity, CollateMolecules { tokenizer: Arc::clone(&tokenizer) }, loader_config)?;
+    let loader = Loader::new(
+        train.clone(),
+        Identity,
+        CollateMolecules { tokenizer: Arc::clone(&tokenizer), device: device.clone() },
+        loader_config,
+    )?;
     let steps_per_epoch = loader.batches_per_epoch();
     let mut trainer_config = TrainerConfig {
         epochs,
@@ -257,9 +268,9 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     trainer_config.schedule = Schedule::WarmupLinear { warmup_steps: steps_per_epoch.min(total_steps), total_steps };
     let mut trainer = Trainer::new(trainer_config, model)?;
     // Held-out graph-to-SMILES recall@1 after every epoch, in the history and its plot.
-    let (monitor_tokenizer, monitor_set) = (Arc::clone(&tokenizer), holdout.clone());
+    let (monitor_tokenizer, monitor_set, monitor_device) = (Arc::clone(&tokenizer), holdout.clone(), device.clone());
     trainer.add_evaluation("holdout_graph_to_smiles_r1", 1, move |model, _| {
-        let (g, s) = embed_both(model, &monitor_tokenizer, &monitor_set)?;
+        let (g, s) = embed_both(model, &monitor_tokenizer, &monitor_set, &monitor_device)?;
         Ok(paired_retrieval(&g, &s, &[1])?.0.recall_at[0].1)
     });
     let mut trainer = flags.start(trainer)?;
@@ -268,7 +279,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     flags.stop_if_interrupted(&summary)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();
     let model = trainer.into_objective();
-    let (g, s) = embed_both(&model, &tokenizer, &holdout)?;
+    let (g, s) = embed_both(&model, &tokenizer, &holdout, &device)?;
     let trained = paired_retrieval(&g, &s, &KS)?;
     if let Some(run_dir) = flags.run_dir() {
         plot_run(&run_dir, None)?;

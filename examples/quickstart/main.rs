@@ -7,7 +7,6 @@
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
-use candle_core::Device;
 use clap::Parser;
 use contrastive_core::augment::{Compose, RandomApply};
 use contrastive_core::data::{Loader, LoaderConfig};
@@ -71,7 +70,8 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         batch_norm: true,
         output_batch_norm: false,
     };
-    let model = SimClr::new(SimClrConfig { encoder, head, temperature: 0.2 }, flags.seed, &Device::Cpu)?;
+    let device = flags.device()?;
+    let model = SimClr::new(SimClrConfig { encoder, head, temperature: 0.2 }, flags.seed, &device)?;
     if let Some(init) = &flags.init {
         let path = resolve_init(init)?;
         load_encoder_weights(model.params(), &path, "encoder.")?;
@@ -80,7 +80,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let knn = Knn { k: 20, vote: Vote::Weighted { temperature: 0.1 }, ..Knn::default() };
     let probe = LinearProbe { seed: flags.seed, ..LinearProbe::default() };
     let features = |m: &SimClr, x: &contrastive_vision::InMemoryImages| {
-        contrastive_core::embed(&ImageEmbedder::new(m.encoder(), &normalize, &Device::Cpu), x, 512)
+        contrastive_core::embed(&ImageEmbedder::new(m.encoder(), &normalize, &device), x, 512)
     };
     let raw = score(&raw_pixels(&train)?, &train.labels, &raw_pixels(&test)?, &test.labels, &knn, &probe)?;
     let untrained =
@@ -100,7 +100,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     };
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
-    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: Device::Cpu }, loader_config)?;
+    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: device.clone() }, loader_config)?;
     let mut trainer = flags.start(Trainer::new(config, model)?)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;

@@ -5,7 +5,6 @@
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
-use candle_core::Device;
 use clap::Parser;
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_examples::flags::{positive, CommonFlags};
@@ -58,7 +57,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         output_batch_norm: false,
     };
     let config = SimClrConfig { encoder, head, temperature: cli.temperature };
-    let model = SimClr::new(config, cli.common.seed, &Device::Cpu)?;
+    let model = SimClr::new(config, cli.common.seed, &cli.common.device()?)?;
     let spec = RunSpec { method: "simclr", epochs: 2, batch_size: 256, lr: cli.lr };
     let encoder_of: fn(&SimClr) -> &Encoder = SimClr::encoder;
     train_and_evaluate(

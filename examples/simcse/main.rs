@@ -7,7 +7,6 @@
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
-use candle_core::Device;
 use clap::{Parser, ValueEnum};
 use contrastive_core::augment::Identity;
 use contrastive_core::data::{BatchSource, Loader, LoaderConfig, StreamLoader, TwoViews};
@@ -104,7 +103,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     flags.setup()?;
     flags.check_paths("simcse", &cli)?;
     let started = Instant::now();
-    let device = Device::Cpu;
+    let device = flags.device()?;
     let model_dir = model_folder(flags.init.as_deref())?;
     let data = match &flags.data {
         Some(d) => d.clone(),

@@ -26,6 +26,11 @@ pub struct CommonFlags {
     /// Worker threads (0: all cores; more than the machine has are cut to that, with a warning).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Where the model and each batch live: cpu, cuda, cuda:N, metal, metal:N (GPUs need a build
+    /// with `--features cuda` or `metal`). Data is read and augmented on the CPU and each batch
+    /// moves once.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: contrastive_core::device::DeviceSpec,
     /// Folder for checkpoints, history.jsonl and plots (none: nothing is written).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -44,6 +49,15 @@ pub struct CommonFlags {
     /// A short run for CI: little data, few steps.
     #[arg(long)]
     pub quick: bool,
+}
+
+/// The device this run opened, for the final JSON.
+static OPENED: std::sync::OnceLock<(contrastive_core::device::DeviceSpec, candle_core::Device)> =
+    std::sync::OnceLock::new();
+
+/// The device the run opened with [`CommonFlags::device`] (the CPU if it opened none).
+pub fn opened_device() -> (contrastive_core::device::DeviceSpec, candle_core::Device) {
+    OPENED.get().cloned().unwrap_or((contrastive_core::device::DeviceSpec::Cpu, candle_core::Device::Cpu))
 }
 
 /// A count flag that must be at least 1 (clap names the flag and the range when it is not).
@@ -108,6 +122,14 @@ impl CommonFlags {
                 .map_err(|e| contrastive_core::Error::config("--threads", e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// The device `--device` names, opened (an error that says which feature a GPU needs); the
+    /// final JSON reports it.
+    pub fn device(&self) -> contrastive_core::Result<candle_core::Device> {
+        let device = self.device.open()?;
+        let _ = OPENED.set((self.device, device.clone()));
+        Ok(device)
     }
 
     /// `--threads`, at most the cores this machine has (0: all of them).

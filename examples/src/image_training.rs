@@ -43,9 +43,15 @@ pub fn protocols(quick: bool) -> (Knn, LinearProbe) {
     (Knn::default(), probe)
 }
 
-fn features(encoder: &Encoder, images: &ImageSet, normalize: &Normalize, size: (usize, usize)) -> Result<Tensor> {
+fn features(
+    encoder: &Encoder,
+    images: &ImageSet,
+    normalize: &Normalize,
+    size: (usize, usize),
+    device: &Device,
+) -> Result<Tensor> {
     // Resized as each file is read: a batch never holds the files at their own size.
-    contrastive_core::embed(&ImageEmbedder::new(encoder, normalize, &Device::Cpu), &Resized { images, size }, 500)
+    contrastive_core::embed(&ImageEmbedder::new(encoder, normalize, device), &Resized { images, size }, 500)
 }
 
 /// Writes the embeddings of `images` to `path`: a `.safetensors` file (computed whole), or a
@@ -55,14 +61,15 @@ fn save_image_embeddings(
     images: &ImageSet,
     normalize: &Normalize,
     size: (usize, usize),
+    device: &Device,
     path: &Path,
 ) -> Result<()> {
     let labels = images.labels();
     if !saves_shards(path) {
-        return save_embeddings(path, &features(encoder, images, normalize, size)?, &labels);
+        return save_embeddings(path, &features(encoder, images, normalize, size, device)?, &labels);
     }
     let mut writer = ShardWriter::create(path, ROWS_PER_SHARD)?;
-    let model = ImageEmbedder::new(encoder, normalize, &Device::Cpu);
+    let model = ImageEmbedder::new(encoder, normalize, device);
     let labelled = images.labelled();
     contrastive_core::embed_each(&model, &Resized { images, size }, 500, |start, z| {
         let n = z.dim(0)?;
@@ -105,6 +112,8 @@ where
     O: Objective<Batch = ViewBatch> + 'static,
 {
     let started = Instant::now();
+    // The model's device (its variables are there); each batch moves to it once, after collation.
+    let device = flags.device()?;
     let (train, test) = if flags.quick {
         (sample_of(&data.train, 2000)?, sample_of(&data.test, 500)?)
     } else {
@@ -145,7 +154,10 @@ where
     let knn = Knn { k: knn.k.min(eval_train.len()), ..knn };
     let (train_labels, test_labels) = (eval_train.labels(), eval_test.labels());
     let score_features = |enc: &Encoder| -> Result<(Scores, Tensor)> {
-        let (a, b) = (features(enc, &eval_train, &normalize, size)?, features(enc, &eval_test, &normalize, size)?);
+        let (a, b) = (
+            features(enc, &eval_train, &normalize, size, &device)?,
+            features(enc, &eval_test, &normalize, size, &device)?,
+        );
         Ok((score(&a, &train_labels, &b, &test_labels, &knn, &probe)?, b))
     };
     let initial_name = if flags.init.is_some() { "initial" } else { "untrained" };
@@ -173,7 +185,7 @@ where
     };
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
-    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: Device::Cpu }, loader_config)?
+    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: device.clone() }, loader_config)?
         .with_prefetch(image_flags.prefetch)?;
     let mut trainer = flags.start(Trainer::new(config, objective)?)?;
     // The kNN monitor runs on a subset after every epoch; its time is kept out of the training time.
@@ -181,14 +193,16 @@ where
     if labelled {
         let (mon_train, mon_test) = (sample_of(&eval_train, 10_000)?, sample_of(&eval_test, 2_000)?);
         let (mon_train_labels, mon_test_labels) = (mon_train.labels(), mon_test.labels());
-        let norm = normalize.clone();
+        let (norm, dev) = (normalize.clone(), device.clone());
         let spent = Rc::clone(&monitor_time);
         let knn = Knn { k: knn.k.min(mon_train.len()), ..knn };
         trainer.add_evaluation("knn_monitor", 1, move |o: &mut O, progress| {
             let epoch = progress.epoch;
             let t = Instant::now();
-            let (a, b) =
-                (features(encoder(o), &mon_train, &norm, size)?, features(encoder(o), &mon_test, &norm, size)?);
+            let (a, b) = (
+                features(encoder(o), &mon_train, &norm, size, &dev)?,
+                features(encoder(o), &mon_test, &norm, size, &dev)?,
+            );
             let acc = knn.accuracy(&a, &mon_train_labels, &b, &mon_test_labels)?.top1;
             eprintln!(
                 "epoch {}: kNN monitor {:.2}% ({} train / {} test images)",
@@ -220,7 +234,7 @@ where
             Some(test_f) => save_embeddings(path, test_f, &test_labels)?,
             // Without labels nothing was embedded yet: the training images are, as they are
             // written (a folder of shards never holds them all).
-            None => save_image_embeddings(encoder(&objective), &eval_train, &normalize, size, path)?,
+            None => save_image_embeddings(encoder(&objective), &eval_train, &normalize, size, &device, path)?,
         }
         let (which, n) = if labelled { ("evaluation", test_labels.len()) } else { ("training", eval_train.len()) };
         eprintln!("embeddings of the {n} {which} images: {}", path.display());

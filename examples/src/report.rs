@@ -51,13 +51,14 @@ pub fn plot_run(run_dir: &Path, embeddings: Option<(&Tensor, &[u32], &str)>) -> 
 }
 
 /// Prints the run's figures as one JSON object: the last line on stdout. An object gains
-/// `device` (where the tensors were: every example runs on the CPU today) and `ops`, the path the
-/// custom ops took (`"kernels"`, or `"generic"` under `CONTRASTIVE_GENERIC_OPS=1`).
+/// `device` (`--device`: where the model and batches were) and `ops`, the path the custom ops
+/// took there (`"kernels"` on the CPU, `"generic"` elsewhere or under
+/// `CONTRASTIVE_GENERIC_OPS=1`).
 pub fn print_final(figures: &serde_json::Value) {
     let mut figures = figures.clone();
     if let Some(map) = figures.as_object_mut() {
-        let device = candle_core::Device::Cpu;
-        map.entry("device").or_insert_with(|| "cpu".into());
+        let (spec, device) = crate::flags::opened_device();
+        map.entry("device").or_insert_with(|| spec.to_string().into());
         map.entry("ops").or_insert_with(|| contrastive_core::kernel::OpPath::on(&device).name().into());
     }
     println!("{}", serde_json::to_string(&figures).unwrap_or_else(|_| "{}".to_string()));

@@ -10,10 +10,11 @@ use std::path::Path;
 /// The file in the run folder.
 pub const FILE: &str = "run.json";
 
-/// Flags a resumed run may change: how long it trains, where it writes, how many threads, and
+/// Flags a resumed run may change: how long it trains, where it writes, how many threads, on
+/// which device, and
 /// where it starts from (a resume starts from its checkpoint).
 pub const MAY_CHANGE: &[&str] =
-    &["epochs", "max_steps", "threads", "out", "resume", "init", "save_embeddings", "export"];
+    &["epochs", "max_steps", "threads", "device", "out", "resume", "init", "save_embeddings", "export"];
 
 /// What `run.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

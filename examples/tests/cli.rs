@@ -340,3 +340,15 @@ fn the_generic_op_path_trains_the_quickstart_to_the_same_figures() {
         assert!((a - b).abs() <= 3.0, "{figure}: kernels {a}, generic {b}");
     }
 }
+
+#[test]
+fn a_device_this_build_cannot_drive_is_named_with_its_feature() {
+    let assets = tempfile::tempdir().unwrap();
+    let out = run(env!("CARGO_BIN_EXE_quickstart"), &["--quick", "--device", "cuda:1"], assets.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cuda:1") && stderr.contains("--features cuda"), "{stderr}");
+    let out = run(env!("CARGO_BIN_EXE_simclr"), &["--quick", "--device", "tpu"], assets.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("cpu, cuda, cuda:N, metal or metal:N"), "{stderr}");
+}
