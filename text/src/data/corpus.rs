@@ -2,6 +2,7 @@
 //! starts, and how many sentences it holds), then read a block at a time, so that a corpus of
 //! gigabytes trains through `contrastive_core::data::StreamLoader` in the memory of one window.
 
+use super::lines::{check_last_line, collapsed_chars, invalid_utf8_lines, read_line, too_long_line, MAX_LINE_BYTES};
 use super::{split_sentences, CorpusFormat};
 use contrastive_core::data::Blocks;
 use contrastive_core::{Error, Result};
@@ -25,10 +26,6 @@ struct Block {
     bytes: usize,
     first_line: usize,
 }
-
-/// A line longer than this is not a sentence, a document's paragraph or a JSON record: the file
-/// is binary or has no line breaks, and reading on would hold all of it in memory.
-pub const MAX_LINE_BYTES: usize = 16 << 20;
 
 /// Blocks whose sentences are counted together on rayon's threads while the file is indexed.
 const BLOCKS_PER_BATCH: usize = 32;
@@ -385,56 +382,6 @@ impl TextCorpus {
     }
 }
 
-/// The length in characters of `s` with whitespace runs collapsed to one space and trimmed, as
-/// the sentence is kept; without building it.
-fn collapsed_chars(s: &str) -> usize {
-    let (mut chars, mut words) = (0usize, 0usize);
-    for word in s.split_whitespace() {
-        chars += word.chars().count();
-        words += 1;
-    }
-    chars + words.saturating_sub(1)
-}
-
-/// A line past [`MAX_LINE_BYTES`], at `line` of `path`.
-fn too_long_line(path: &Path, line: usize) -> Error {
-    Error::in_file(
-        path,
-        Some(line),
-        format!(
-            "a line longer than {} MiB: not text of sentences, paragraphs or JSON records \
-             (a binary file, or one without line breaks?)",
-            MAX_LINE_BYTES >> 20
-        ),
-    )
-}
-
-/// An error if the unfinished last line of `bytes` (which follow `lines_before` lines) is
-/// already longer than [`MAX_LINE_BYTES`].
-fn check_last_line(path: &Path, bytes: &[u8], lines_before: usize) -> Result<()> {
-    let last = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if bytes.len() - last > MAX_LINE_BYTES {
-        let line = lines_before + bytes[..last].iter().filter(|&&b| b == b'\n').count() + 1;
-        return Err(too_long_line(path, line));
-    }
-    Ok(())
-}
-
-/// The first line of `bytes` (numbered from `first_line`) that is not valid UTF-8, and how many
-/// are not.
-fn invalid_utf8_lines(bytes: &[u8], first_line: usize) -> (Option<usize>, usize) {
-    if std::str::from_utf8(bytes).is_ok() {
-        return (None, 0);
-    }
-    let bad: Vec<usize> = bytes
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| std::str::from_utf8(line).is_err())
-        .map(|(k, _)| first_line + k)
-        .collect();
-    (bad.first().copied(), bad.len())
-}
-
 /// Kept and left-out counts of one block.
 #[derive(Default)]
 struct Tally {
@@ -442,31 +389,6 @@ struct Tally {
     too_short: usize,
     too_long: usize,
     first_too_long: Option<usize>,
-}
-
-/// Reads up to and including the next `\n` into `line`, as `read_until` does, but stops adding
-/// bytes beyond [`MAX_LINE_BYTES`] (the count returned goes on, so the caller sees the length):
-/// a file without line breaks is never held whole.
-fn read_line(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(total);
-        }
-        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
-        if line.len() <= MAX_LINE_BYTES {
-            line.extend_from_slice(&buf[..take]);
-        }
-        reader.consume(take);
-        total += take;
-        if done || total > MAX_LINE_BYTES {
-            return Ok(total);
-        }
-    }
 }
 
 fn read_error(path: &Path, gz: bool, e: std::io::Error) -> Error {

@@ -3,8 +3,10 @@
 //! similarity set (Lee, Pincombe and Welsh 2005).
 
 mod corpus;
+mod lines;
 
-pub use corpus::{LeftOut, TextCorpus, MAX_LINE_BYTES};
+pub use corpus::{LeftOut, TextCorpus};
+pub use lines::MAX_LINE_BYTES;
 
 use contrastive_core::data::Blocks;
 use contrastive_core::{Error, Result};
