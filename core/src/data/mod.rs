@@ -327,16 +327,28 @@ fn distinct_batches(order: &[usize], keys: &[u64], batch_size: usize) -> Vec<usi
         });
         queues[q].push_back(i);
     }
+    // A heap of the queues by (most samples left, earliest next sample): each batch pops the
+    // first `batch_size`, so an epoch costs n log n, not a sort of every queue per batch.
+    let rank = |q: usize, queues: &[std::collections::VecDeque<usize>]| {
+        (queues[q].len(), std::cmp::Reverse(position[queues[q][0]]), q)
+    };
+    let mut heap: std::collections::BinaryHeap<_> = (0..queues.len()).map(|q| rank(q, &queues)).collect();
     let mut out = Vec::with_capacity(order.len());
-    let mut live: Vec<usize> = (0..queues.len()).collect();
-    while !live.is_empty() {
-        live.sort_by_key(|&q| {
-            (std::cmp::Reverse(queues[q].len()), queues[q].front().map_or(usize::MAX, |&i| position[i]))
-        });
-        for &q in live.iter().take(batch_size.max(1)) {
+    let mut taken = Vec::with_capacity(batch_size.max(1));
+    while !heap.is_empty() {
+        taken.clear();
+        while taken.len() < batch_size.max(1) {
+            let Some((_, _, q)) = heap.pop() else { break };
+            taken.push(q);
+        }
+        for &q in &taken {
             out.extend(queues[q].pop_front());
         }
-        live.retain(|&q| !queues[q].is_empty());
+        for &q in &taken {
+            if !queues[q].is_empty() {
+                heap.push(rank(q, &queues));
+            }
+        }
     }
     out
 }
