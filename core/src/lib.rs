@@ -33,6 +33,7 @@ pub mod alloc;
 pub mod atomic;
 pub mod augment;
 mod backbone;
+pub mod collective;
 pub mod cross_modal;
 pub mod data;
 pub mod device;

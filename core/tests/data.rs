@@ -2,7 +2,7 @@
 //! errors; the augmentation combinators.
 
 use contrastive_core::augment::{Augment, Compose, RandomApply, RandomChoice};
-use contrastive_core::data::{Loader, LoaderConfig, TwoViews, ViewPair};
+use contrastive_core::data::{Loader, LoaderConfig, Shard, TwoViews, ViewPair};
 use contrastive_core::{Error, Result};
 use rand::{Rng, RngCore};
 
@@ -194,4 +194,37 @@ fn distinct_keys_follow_the_documented_rule_at_any_skew() {
     let n = 1_000_000;
     let keyed = loader(n, 64, 1, 5, true).with_distinct_keys((0..n as u64).collect()).unwrap();
     assert_eq!(keyed.order(0), loader(n, 64, 1, 5, true).order(0));
+}
+
+#[test]
+fn shards_split_each_global_batch_in_rank_order() {
+    // Three processes with batches of 4 take, batch by batch, the rank-th third of
+    // what one process takes with batches of 12, with the same views (augmentation keyed by the
+    // sample, not the process); keys are kept apart over the whole global batch.
+    let keys: Vec<u64> = (0..120).map(|i| (i % 50) as u64).collect();
+    let whole = loader(120, 12, 1, 9, true).with_distinct_keys(keys.clone()).unwrap();
+    let global = epoch(&whole, 1);
+    let shards: Vec<Vec<Batch>> = (0..3)
+        .map(|rank| {
+            let l = loader(120, 4, 1, 9, true)
+                .with_distinct_keys(keys.clone())
+                .unwrap()
+                .with_shard(Shard { rank, world_size: 3 })
+                .unwrap();
+            assert_eq!(l.batches_per_epoch(), 10);
+            epoch(&l, 1)
+        })
+        .collect();
+    assert_eq!(global.len(), 10);
+    for (b, batch) in global.iter().enumerate() {
+        let joined: Vec<_> = (0..3).flat_map(|r| shards[r][b].iter().cloned()).collect();
+        assert_eq!(&joined, batch, "global batch {b}");
+    }
+    let err = |l: Result<TestLoader>| l.err().unwrap().to_string();
+    let no_drop = err(loader(120, 4, 1, 9, false).with_shard(Shard { rank: 0, world_size: 2 }));
+    assert!(no_drop.contains("loader.drop_last"), "{no_drop}");
+    let too_big = err(loader(120, 40, 1, 9, true).with_shard(Shard { rank: 0, world_size: 4 }));
+    assert!(too_big.contains("40 per process x 4 processes") && too_big.contains("120 samples"), "{too_big}");
+    let bad_rank = err(loader(120, 4, 1, 9, true).with_shard(Shard { rank: 2, world_size: 2 }));
+    assert!(bad_rank.contains("rank 2 of a world of 2"), "{bad_rank}");
 }

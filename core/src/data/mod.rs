@@ -121,6 +121,20 @@ pub struct Loader<D: Dataset, V, C> {
     prefetch: usize,
 }
 
+/// Which part of every global batch a process trains on: its rank and the number of processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This process's rank, from 0.
+    pub rank: usize,
+    /// The number of processes.
+    pub world_size: usize,
+}
+
+impl Shard {
+    /// A process alone: the whole batch.
+    pub const WHOLE: Shard = Shard { rank: 0, world_size: 1 };
+}
+
 struct Inner<D, V, C> {
     dataset: D,
     views: V,
@@ -129,6 +143,8 @@ struct Inner<D, V, C> {
     pool: rayon::ThreadPool,
     /// A key per sample; samples with equal keys are kept out of one batch.
     distinct_keys: Option<Vec<u64>>,
+    /// This process's part of each global batch.
+    shard: Shard,
 }
 
 impl<D, A, C> Loader<D, TwoViews<A>, C>
@@ -170,7 +186,10 @@ where
             .thread_name(|i| format!("loader-{i}"))
             .build()
             .map_err(|e| Error::config("loader.threads", e.to_string()))?;
-        Ok(Self { inner: Arc::new(Inner { dataset, views, collate, config, pool, distinct_keys: None }), prefetch: 1 })
+        Ok(Self {
+            inner: Arc::new(Inner { dataset, views, collate, config, pool, distinct_keys: None, shard: Shard::WHOLE }),
+            prefetch: 1,
+        })
     }
 
     /// Keeps samples with equal keys (the same sentence, say: in-batch negatives must not be
@@ -200,6 +219,46 @@ where
         Ok(self)
     }
 
+    /// Makes this loader one process's share of a data-parallel run: the epoch's order is the
+    /// one a single process would follow with batches of `batch_size x world_size` (the global
+    /// batch, copies of a key kept out of it), and batch `b` of rank `r` is the `r`-th
+    /// `batch_size` samples of global batch `b`. Augmentations are keyed by the sample, so the
+    /// views are those of the single process. Needs `drop_last` when there are several processes
+    /// (every process takes full batches).
+    pub fn with_shard(mut self, shard: Shard) -> Result<Self> {
+        if shard.world_size == 0 || shard.rank >= shard.world_size {
+            return Err(Error::config(
+                "loader.shard",
+                format!("rank {} of a world of {}", shard.rank, shard.world_size),
+            ));
+        }
+        let (n, b) = (self.inner.dataset.len(), self.inner.config.batch_size);
+        if shard.world_size > 1 && !self.inner.config.drop_last {
+            return Err(Error::config(
+                "loader.drop_last",
+                "must be on for several processes: each takes a full share of every global batch",
+            ));
+        }
+        if shard.world_size > 1 && n < b * shard.world_size {
+            return Err(Error::config(
+                "loader.batch_size",
+                format!(
+                    "{b} per process x {} processes is larger than the dataset ({n} samples): no global batch would be made",
+                    shard.world_size
+                ),
+            ));
+        }
+        let inner = Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| Error::config("loader.shard", "set it before the first epoch starts"))?;
+        inner.shard = shard;
+        Ok(self)
+    }
+
+    /// This loader's share of the global batches.
+    pub fn shard(&self) -> Shard {
+        self.inner.shard
+    }
+
     /// Its configuration.
     pub fn config(&self) -> &LoaderConfig {
         &self.inner.config
@@ -212,7 +271,7 @@ where
 
     /// Batches per epoch.
     pub fn batches_per_epoch(&self) -> usize {
-        let (n, b) = (self.inner.dataset.len(), self.inner.config.batch_size);
+        let (n, b) = (self.inner.dataset.len(), self.inner.config.batch_size * self.inner.shard.world_size);
         if self.inner.config.drop_last {
             n / b
         } else {
@@ -233,7 +292,7 @@ where
             order.shuffle(&mut shuffle_rng(self.inner.config.seed, epoch));
         }
         match &self.inner.distinct_keys {
-            Some(keys) => distinct_batches(&order, keys, self.inner.config.batch_size),
+            Some(keys) => distinct_batches(&order, keys, self.inner.config.batch_size * self.inner.shard.world_size),
             None => order,
         }
     }
@@ -246,9 +305,11 @@ where
         let inner = Arc::clone(&self.inner);
         let batches = self.batches_per_epoch();
         std::thread::spawn(move || {
+            let (b_size, shard) = (inner.config.batch_size, inner.shard);
             for b in start..batches {
-                let b_size = inner.config.batch_size;
-                let indices = &order[b * b_size..((b + 1) * b_size).min(order.len())];
+                // This rank's share of global batch b (the whole batch for one process).
+                let from = (b * shard.world_size + shard.rank) * b_size;
+                let indices = &order[from..(from + b_size).min(order.len())];
                 let batch = inner.make_batch(epoch, indices);
                 // The receiver is gone: the epoch was abandoned.
                 if tx.send(batch).is_err() {

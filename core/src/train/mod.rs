@@ -4,6 +4,7 @@
 
 mod checkpoint;
 mod config;
+mod data_parallel;
 mod history;
 mod objective;
 
@@ -13,6 +14,7 @@ use history::append_history;
 pub use history::{read_history, HistoryRecord};
 pub use objective::{ExtraState, Objective, Progress};
 
+use crate::collective::{Collective, Local};
 use crate::data::BatchSource;
 use crate::error::{Error, Result};
 use crate::json_file::read_json;
@@ -20,6 +22,7 @@ use crate::optim::{grad_sq_norms, scale_to_norm, Optimizer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -42,6 +45,13 @@ pub struct TrainState {
     pub samples_seen: usize,
     /// Seconds spent training, over all sessions.
     pub elapsed_s: f64,
+    /// Processes the run trains on (1 in checkpoints written before it was recorded).
+    #[serde(default = "one")]
+    pub world_size: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What [`Trainer::fit`] returns.
@@ -71,6 +81,7 @@ pub struct Trainer<O: Objective> {
     run_dir: Option<PathBuf>,
     evaluations: Vec<Evaluation<O>>,
     stop: Arc<AtomicBool>,
+    collective: Rc<dyn Collective>,
 }
 
 /// Set by the Ctrl-C handler, once installed.
@@ -89,7 +100,24 @@ impl<O: Objective> Trainer<O> {
             run_dir: None,
             evaluations: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            collective: Rc::new(Local),
         })
+    }
+
+    /// Trains data-parallel over `collective`'s processes: every process runs this trainer on
+    /// its share of each global batch (a loader's [`Shard`](crate::data::Shard)); the parameters
+    /// start from rank 0's, each step averages the gradients (and the loss) over the processes,
+    /// so every process takes the same optimiser step; rank 0 alone writes checkpoints, history
+    /// and progress. A process whose training fails prints its error and aborts the run (the
+    /// others would otherwise wait for it forever).
+    pub fn with_collective(mut self, collective: Rc<dyn Collective>) -> Self {
+        self.collective = collective;
+        self
+    }
+
+    /// Whether this process writes the run's files (rank 0).
+    pub fn is_leader(&self) -> bool {
+        self.collective.rank() == 0
     }
 
     /// Keep checkpoints and `history.jsonl` in `dir`.
@@ -218,7 +246,7 @@ impl<O: Objective> Trainer<O> {
     }
 
     fn save_checkpoint(&self) -> Result<Option<PathBuf>> {
-        let Some(run_dir) = &self.run_dir else { return Ok(None) };
+        let Some(run_dir) = self.run_dir.as_ref().filter(|_| self.is_leader()) else { return Ok(None) };
         let dir = checkpoint::save(
             run_dir,
             checkpoint::Contents {
@@ -237,11 +265,36 @@ impl<O: Objective> Trainer<O> {
     /// Trains until the configured epochs or steps are done, from wherever the state stands,
     /// on batches from `source` (a [`Loader`](crate::data::Loader) or any other [`BatchSource`]).
     pub fn fit<S: BatchSource<Batch = O::Batch>>(&mut self, source: &S) -> Result<Summary> {
+        let result = self.fit_steps(source);
+        if let Err(e) = &result {
+            if self.collective.world_size() > 1 {
+                eprintln!(
+                    "rank {} of {}: {e}; stopping every process",
+                    self.collective.rank(),
+                    self.collective.world_size()
+                );
+                self.collective.abort(1);
+            }
+        }
+        result
+    }
+
+    fn fit_steps<S: BatchSource<Batch = O::Batch>>(&mut self, source: &S) -> Result<Summary> {
+        let world = self.collective.world_size();
         let per_epoch = source.batches_per_epoch();
         let total = self.config.total_steps(per_epoch);
         if self.state.step == 0 && self.state.samples_seen == 0 {
             self.state.seed = source.seed();
             self.state.batch_size = source.batch_size();
+            self.state.world_size = world;
+        } else if self.state.world_size != world {
+            return Err(Error::config(
+                "world_size",
+                format!(
+                    "the checkpoint was trained on {} processes, this run has {world} (resume on the same number)",
+                    self.state.world_size
+                ),
+            ));
         } else if self.state.batch_size != 0 && self.state.batch_size != source.batch_size() {
             return Err(Error::config(
                 "loader.batch_size",
@@ -257,8 +310,11 @@ impl<O: Objective> Trainer<O> {
                 format!("the checkpoint was trained with seed {}, the loader has {}", self.state.seed, source.seed()),
             ));
         }
+        if world > 1 {
+            data_parallel::broadcast_params(self.objective.params(), self.collective.as_ref())?;
+        }
         let mut history = self.open_history()?;
-        let bar = progress_bar(self.config.progress, total as u64, self.state.step as u64);
+        let bar = progress_bar(self.config.progress && self.is_leader(), total as u64, self.state.step as u64);
         let started = Instant::now();
         let elapsed_before = self.state.elapsed_s;
         let mut summary = Summary {
@@ -279,15 +335,24 @@ impl<O: Objective> Trainer<O> {
                 let step_started = Instant::now();
                 let batch = batch?;
                 let loss = self.objective.loss(&batch)?;
-                let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                let mut value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                let mut grads = loss.backward()?;
+                let trainable = self.objective.params().trainable();
+                let vars: Vec<_> = trainable.iter().map(|(_, v)| v.clone()).collect();
+                let mut stop = self.stop_requested();
+                if world > 1 {
+                    // Every process leaves this exchange with the same gradients, loss and stop
+                    // request, so all take the same step and stop at the same one.
+                    let mut shared = [value as f32, f32::from(stop)];
+                    data_parallel::average_gradients(&mut grads, &vars, &mut shared, self.collective.as_ref())?;
+                    value = f64::from(shared[0]) / world as f64;
+                    stop = shared[1] > 0.0;
+                }
                 if !value.is_finite() {
                     bar.abandon();
                     let checkpoint = self.newest_checkpoint()?;
                     return Err(Error::NonFiniteLoss { step: self.state.step, epoch, value, checkpoint });
                 }
-                let mut grads = loss.backward()?;
-                let trainable = self.objective.params().trainable();
-                let vars: Vec<_> = trainable.iter().map(|(_, v)| v.clone()).collect();
                 let sq_norms = grad_sq_norms(&grads, &vars)?;
                 if let Some(bad) = sq_norms.iter().position(|s| !s.is_finite()) {
                     bar.abandon();
@@ -308,7 +373,7 @@ impl<O: Objective> Trainer<O> {
                 let batch_len = source.batch_len(self.state.batch_in_epoch);
                 self.state.step += 1;
                 self.state.batch_in_epoch += 1;
-                self.state.samples_seen += batch_len;
+                self.state.samples_seen += batch_len * world;
                 self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
                 summary.last_loss = Some(value);
                 summary.first_step_seconds.get_or_insert(started.elapsed().as_secs_f64());
@@ -317,7 +382,7 @@ impl<O: Objective> Trainer<O> {
                     epoch,
                     loss: Some(value),
                     lr: Some(lr),
-                    samples_per_s: Some(batch_len as f64 / step_started.elapsed().as_secs_f64()),
+                    samples_per_s: Some((batch_len * world) as f64 / step_started.elapsed().as_secs_f64()),
                     elapsed_s: self.state.elapsed_s,
                     eval: HashMap::new(),
                 };
@@ -329,7 +394,8 @@ impl<O: Objective> Trainer<O> {
                     last_saved = self.save_checkpoint()?;
                     saved_at = Some(self.state.step);
                 }
-                if self.stop_requested() {
+                // One process also hears a request made during the step's last part.
+                if stop || (world == 1 && self.stop_requested()) {
                     summary.interrupted = self.state.step < total;
                     break 'epochs;
                 }
@@ -355,6 +421,9 @@ impl<O: Objective> Trainer<O> {
     }
 
     fn evaluate(&mut self, progress: &Progress, history: &mut Option<std::fs::File>) -> Result<()> {
+        if !self.is_leader() {
+            return Ok(());
+        }
         let epoch = progress.epoch;
         let mut eval = HashMap::new();
         for (name, every, f) in &mut self.evaluations {
@@ -390,7 +459,7 @@ impl<O: Objective> Trainer<O> {
     /// Opens `history.jsonl` for appending, first dropping records past the current step (left
     /// by a run that went on after its last checkpoint).
     fn open_history(&self) -> Result<Option<std::fs::File>> {
-        let Some(run_dir) = &self.run_dir else { return Ok(None) };
+        let Some(run_dir) = self.run_dir.as_ref().filter(|_| self.is_leader()) else { return Ok(None) };
         std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
         let path = run_dir.join("history.jsonl");
         if path.exists() {

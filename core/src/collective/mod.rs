@@ -1,0 +1,105 @@
+//! Several processes training one model: the operations data parallelism needs (rank, world
+//! size, all-reduce, all-gather, broadcast, barrier), one process's trivial [`Local`] and, with the
+//! feature `mpi`, [`Mpi`] over the system's MPI library. The [`Trainer`](crate::train::Trainer)
+//! averages gradients through one; [`gather_rows`] gives a loss the global batch's embeddings
+//! while each process back-propagates into its own.
+
+#[cfg(feature = "mpi")]
+mod mpi;
+#[cfg(feature = "mpi")]
+pub use self::mpi::Mpi;
+
+use crate::error::{Error, Result};
+use candle_core::{DType, Tensor};
+
+/// The processes of one training run and the collective operations between them. Every process
+/// calls the same operations in the same order (as with MPI); values are `f32`, the dtype of the
+/// parameters and gradients.
+pub trait Collective {
+    /// This process's rank, from 0.
+    fn rank(&self) -> usize;
+    /// The number of processes.
+    fn world_size(&self) -> usize;
+    /// Replaces `values` by their element-wise sum over every process (same length everywhere).
+    fn all_reduce_sum(&self, values: &mut [f32]) -> Result<()>;
+    /// Every process's `local` values, in rank order (lengths may differ between processes).
+    fn all_gather(&self, local: &[f32]) -> Result<Vec<Vec<f32>>>;
+    /// Replaces `values` everywhere by those of process `root` (same length everywhere).
+    fn broadcast(&self, values: &mut [f32], root: usize) -> Result<()>;
+    /// Waits until every process has reached it.
+    fn barrier(&self) -> Result<()>;
+    /// Ends every process of the run with `code`: what a process that failed calls, so that the
+    /// others, waiting in a collective operation for it, stop instead of hanging.
+    fn abort(&self, code: i32) -> !;
+}
+
+/// One process alone: rank 0 of 1, every operation the identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Local;
+
+impl Collective for Local {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        1
+    }
+    fn all_reduce_sum(&self, _values: &mut [f32]) -> Result<()> {
+        Ok(())
+    }
+    fn all_gather(&self, local: &[f32]) -> Result<Vec<Vec<f32>>> {
+        Ok(vec![local.to_vec()])
+    }
+    fn broadcast(&self, _values: &mut [f32], root: usize) -> Result<()> {
+        match root {
+            0 => Ok(()),
+            _ => Err(Error::config("collective.root", format!("rank {root} of a world of 1"))),
+        }
+    }
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
+}
+
+/// Every process's rows of `local` (shape `(n_r, ...)`, the same trailing dimensions
+/// everywhere), concatenated in rank order: the global batch, on `local`'s device. The gradient
+/// that reaches `local` is its own rows' gradient times the world size, which is exact when every
+/// process computes the same loss over the gathered rows (each then holds the gradient of that
+/// loss for its own rows only) and the trainer averages the gradients over the processes: the
+/// average of `world_size x` each process's share is their sum. With one process it returns
+/// `local` itself.
+pub fn gather_rows(local: &Tensor, collective: &dyn Collective) -> Result<Tensor> {
+    let world = collective.world_size();
+    if world == 1 {
+        return Ok(local.clone());
+    }
+    if local.dtype() != DType::F32 || local.rank() == 0 {
+        return Err(Error::shape("gather_rows input", "f32 (rows, ...)", local.dims()));
+    }
+    let (_, rest) = local.dims().split_first().expect("rank checked above");
+    let row_len: usize = rest.iter().product();
+    let parts = collective.all_gather(&local.detach().flatten_all()?.to_vec1::<f32>()?)?;
+    // Value `local`, gradient `world x`: local + (world - 1) (local - local), the second term zero.
+    let own = (local + ((local - local.detach())? * (world - 1) as f64)?)?;
+    let mut pieces = Vec::with_capacity(world);
+    for (rank, part) in parts.into_iter().enumerate() {
+        if rank == collective.rank() {
+            pieces.push(own.clone());
+            continue;
+        }
+        if row_len == 0 || part.len() % row_len != 0 {
+            return Err(Error::shape(
+                format!("gather_rows: the rows of rank {rank}"),
+                format!("(n, {rest:?})"),
+                &[part.len()],
+            ));
+        }
+        let mut shape = vec![part.len() / row_len];
+        shape.extend_from_slice(rest);
+        pieces.push(Tensor::from_vec(part, shape, local.device())?);
+    }
+    Ok(Tensor::cat(&pieces, 0)?)
+}

@@ -1,0 +1,73 @@
+//! [`Collective`] over MPI (Open MPI or MPICH, through the `mpi` crate): run the program under
+//! `mpirun -np N`; without mpirun it is a world of one.
+
+use super::Collective;
+use crate::error::{Error, Result};
+use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+use mpi::datatype::PartitionMut;
+use mpi::environment::Universe;
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::Count;
+
+/// The MPI world of this run. MPI is initialised by [`Mpi::init`] and finalised when this is
+/// dropped; collective calls come from one thread (the training loop's).
+pub struct Mpi {
+    world: SimpleCommunicator,
+    // Dropped last: finalises MPI.
+    _universe: Universe,
+}
+
+impl Mpi {
+    /// Initialises MPI for this process (once per process).
+    pub fn init() -> Result<Self> {
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+            .ok_or_else(|| Error::config("mpi", "MPI was already initialised in this process"))?;
+        Ok(Self { world: universe.world(), _universe: universe })
+    }
+}
+
+impl Collective for Mpi {
+    fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+    fn world_size(&self) -> usize {
+        self.world.size() as usize
+    }
+    fn all_reduce_sum(&self, values: &mut [f32]) -> Result<()> {
+        let send = values.to_vec();
+        self.world.all_reduce_into(&send[..], values, SystemOperation::sum());
+        Ok(())
+    }
+    fn all_gather(&self, local: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let world = self.world_size();
+        let len = Count::try_from(local.len()).map_err(|_| {
+            Error::config("collective.all_gather", format!("{} values exceed MPI's count", local.len()))
+        })?;
+        let mut counts = vec![0 as Count; world];
+        self.world.all_gather_into(&len, &mut counts[..]);
+        let displs: Vec<Count> = counts.iter().scan(0, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+        let total: usize = counts.iter().map(|&c| c as usize).sum();
+        let mut all = vec![0f32; total];
+        let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+        self.world.all_gather_varcount_into(local, &mut partition);
+        let mut parts = Vec::with_capacity(world);
+        for (&at, &count) in displs.iter().zip(&counts) {
+            parts.push(all[at as usize..(at + count) as usize].to_vec());
+        }
+        Ok(parts)
+    }
+    fn broadcast(&self, values: &mut [f32], root: usize) -> Result<()> {
+        if root >= self.world_size() {
+            return Err(Error::config("collective.root", format!("rank {root} of a world of {}", self.world_size())));
+        }
+        self.world.process_at_rank(root as i32).broadcast_into(values);
+        Ok(())
+    }
+    fn barrier(&self) -> Result<()> {
+        self.world.barrier();
+        Ok(())
+    }
+    fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+}

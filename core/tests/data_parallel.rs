@@ -1,0 +1,244 @@
+//! Data parallelism over MPI (feature `mpi`): two processes with batches of B train exactly as
+//! one process with batches of 2B, and a process that fails stops the run instead of hanging it.
+//!
+//! Each test starts `mpirun -np 2` on this test binary itself, with `CONTRASTIVE_MPI_WORKER`
+//! naming the part to run; the processes talk over loopback only (`--mca btl self,vader`, TCP on
+//! `lo`, inside a network namespace with only `lo` where `unshare -n` is permitted). Without
+//! mpirun the tests say so and pass, unless `CONTRASTIVE_REQUIRE_MPI=1` (CI), where they fail.
+#![cfg(feature = "mpi")]
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{linear, Linear};
+use contrastive_core::collective::{gather_rows, Collective, Local, Mpi};
+use contrastive_core::data::{Loader, LoaderConfig, Shard, ViewPair};
+use contrastive_core::loss::nt_xent;
+use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_core::optim::{OptimizerConfig, Schedule};
+use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
+use contrastive_core::Result;
+use rand::{Rng, RngCore, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+const DIM: usize = 8;
+const WORKER: &str = "CONTRASTIVE_MPI_WORKER";
+const OUT: &str = "CONTRASTIVE_MPI_OUT";
+
+fn points() -> Vec<Vec<f32>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    (0..96).map(|_| (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect()
+}
+
+fn noise(x: Vec<f32>, rng: &mut dyn RngCore) -> Result<Vec<f32>> {
+    Ok(x.iter().map(|v| v + rng.random_range(-0.3f32..0.3)).collect())
+}
+
+fn collate(samples: Vec<ViewPair<Vec<f32>>>) -> Result<(Tensor, Tensor)> {
+    let n = samples.len();
+    let first: Vec<f32> = samples.iter().flat_map(|s| s.first.iter().copied()).collect();
+    let second: Vec<f32> = samples.iter().flat_map(|s| s.second.iter().copied()).collect();
+    Ok((Tensor::from_vec(first, (n, DIM), &Device::Cpu)?, Tensor::from_vec(second, (n, DIM), &Device::Cpu)?))
+}
+
+type Aug = fn(Vec<f32>, &mut dyn RngCore) -> Result<Vec<f32>>;
+type Col = fn(Vec<ViewPair<Vec<f32>>>) -> Result<(Tensor, Tensor)>;
+
+/// How a worker fails, on rank 1 at its third step.
+#[derive(Clone, Copy, PartialEq)]
+enum Failure {
+    None,
+    /// The loss returns an error (the trainer aborts the run).
+    Error,
+    /// The process exits on its own, without a word to MPI.
+    Exit,
+}
+
+/// An MLP under NT-Xent over the global batch: each process gathers every process's embeddings.
+struct GatheredMlp {
+    store: ParamStore,
+    l1: Linear,
+    l2: Linear,
+    collective: Rc<dyn Collective>,
+    failure: Failure,
+    calls: usize,
+}
+
+impl GatheredMlp {
+    fn new(collective: Rc<dyn Collective>, failure: Failure) -> Self {
+        // Each rank its own initialisation: the trainer's broadcast makes them rank 0's.
+        let store = ParamStore::new(3 + collective.rank() as u64, InitScheme::PyTorch);
+        let vb = store.var_builder(DType::F32, &Device::Cpu);
+        let l1 = linear(DIM, 16, vb.pp("l1")).unwrap();
+        let l2 = linear(16, 8, vb.pp("l2")).unwrap();
+        Self { store, l1, l2, collective, failure, calls: 0 }
+    }
+}
+
+impl Objective for GatheredMlp {
+    type Batch = (Tensor, Tensor);
+
+    fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
+        self.calls += 1;
+        if self.calls == 3 && self.collective.rank() == 1 {
+            match self.failure {
+                Failure::Error => candle_core::bail!("rank 1 fails on purpose"),
+                Failure::Exit => std::process::exit(3),
+                Failure::None => {}
+            }
+        }
+        let embed = |x: &Tensor| self.l2.forward(&self.l1.forward(x)?.relu()?);
+        let gather = |z: Tensor| gather_rows(&z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
+        nt_xent(&gather(embed(&batch.0)?)?, &gather(embed(&batch.1)?)?, 0.5)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.store
+    }
+}
+
+/// Five steps of batches of `batch` per process, into `dir`.
+fn train(collective: Rc<dyn Collective>, batch: usize, failure: Failure, dir: &Path) -> Result<()> {
+    let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
+    let config = LoaderConfig { batch_size: batch, seed: 5, shuffle: true, drop_last: true, threads: 1 };
+    let loader = Loader::new(points(), noise as Aug, collate as Col, config)?.with_shard(shard)?;
+    let config = TrainerConfig {
+        epochs: 1,
+        max_steps: Some(5),
+        lr: 0.02,
+        schedule: Schedule::WarmupCosine { warmup_steps: 2, total_steps: 5, final_fraction: 0.1 },
+        // SGD, not Adam: Adam's steps do not change when every gradient is scaled alike, and
+        // the test must see a gradient that is off by a factor.
+        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 1e-4 },
+        clip_grad_norm: Some(50.0),
+        progress: false,
+        ..Default::default()
+    };
+    let objective = GatheredMlp::new(Rc::clone(&collective), failure);
+    let mut trainer = Trainer::new(config, objective)?.with_collective(collective).with_run_dir(dir);
+    trainer.fit(&loader)?;
+    Ok(())
+}
+
+/// The worker a test starts under mpirun (does nothing when run as an ordinary test).
+#[test]
+fn mpi_worker() {
+    let Ok(part) = std::env::var(WORKER) else { return };
+    let failure = match part.as_str() {
+        "error" => Failure::Error,
+        "exit" => Failure::Exit,
+        _ => Failure::None,
+    };
+    let collective: Rc<dyn Collective> = Rc::new(Mpi::init().unwrap());
+    let dir = PathBuf::from(std::env::var(OUT).unwrap());
+    train(collective, 8, failure, &dir).unwrap();
+}
+
+/// mpirun with the loopback-only transport, inside a new network namespace with only `lo` up
+/// where this machine permits one; `None` when there is no mpirun.
+fn mpirun(np: usize, worker: &str, out: &Path) -> Option<(std::process::ExitStatus, String, Duration)> {
+    let have_mpirun = Command::new("mpirun").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !have_mpirun {
+        assert!(
+            std::env::var("CONTRASTIVE_REQUIRE_MPI").as_deref() != Ok("1"),
+            "CONTRASTIVE_REQUIRE_MPI=1 but there is no mpirun (Debian: apt install openmpi-bin libopenmpi-dev)"
+        );
+        eprintln!("no mpirun: the multi-process test is skipped (Debian: apt install openmpi-bin libopenmpi-dev)");
+        return None;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let line = format!(
+        "mpirun --allow-run-as-root --oversubscribe -np {np} --mca btl self,vader --mca btl_tcp_if_include lo \
+         --mca oob_tcp_if_include lo -x {WORKER}={worker} -x {OUT}={} {} --exact mpi_worker --nocapture --test-threads 1",
+        out.display(),
+        exe.display()
+    );
+    let isolated = Command::new("unshare")
+        .args(["-n", "ip", "link", "set", "lo", "up"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut command = if isolated {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "sh", "-c", &format!("ip link set lo up && exec {line}")]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &format!("exec {line}")]);
+        c
+    };
+    let started = Instant::now();
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // A hang is a failure: give the run two minutes.
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("mpirun -np {np} ({worker}) still running after 120 s: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    Some((output.status, text, started.elapsed()))
+}
+
+fn final_params(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let checkpoint = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
+    let store = ParamStore::new(0, InitScheme::PyTorch);
+    let vb = store.var_builder(DType::F32, &Device::Cpu);
+    linear(DIM, 16, vb.pp("l1")).unwrap();
+    linear(16, 8, vb.pp("l2")).unwrap();
+    store.load(&checkpoint.join("model.safetensors")).unwrap();
+    store.all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+}
+
+fn losses(dir: &Path) -> Vec<f64> {
+    read_history(&dir.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
+}
+
+#[test]
+fn two_processes_with_batch_b_train_as_one_with_batch_2b() {
+    let one = tempfile::tempdir().unwrap();
+    train(Rc::new(Local), 16, Failure::None, one.path()).unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let Some((status, text, _)) = mpirun(2, "train", two.path()) else { return };
+    assert!(status.success(), "mpirun failed:\n{text}");
+    // Rank 0 alone wrote the run's files.
+    let (a, b) = (losses(one.path()), losses(two.path()));
+    assert_eq!((a.len(), b.len()), (5, 5), "{a:?} {b:?}");
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < 1e-5, "step {step}: loss {x} with one process, {y} with two");
+    }
+    let (p, q) = (final_params(one.path()), final_params(two.path()));
+    let mut largest = 0.0f32;
+    for ((name, x), (_, y)) in p.iter().zip(&q) {
+        for (u, v) in x.iter().zip(y) {
+            assert!((u - v).abs() < 1e-5, "{name}: {u} with one process, {v} with two");
+            largest = largest.max((u - v).abs());
+        }
+    }
+    eprintln!("losses {a:?}; largest parameter difference {largest:e}");
+    // The parameters did move from their start (the comparison is not of two untrained models).
+    let start = ParamStore::new(3, InitScheme::PyTorch);
+    let vb = start.var_builder(DType::F32, &Device::Cpu);
+    let l1 = linear(DIM, 16, vb.pp("l1")).unwrap();
+    let before = l1.weight().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let after = &p.iter().find(|(k, _)| k == "l1.weight").unwrap().1;
+    assert!(before.iter().zip(after).any(|(u, v)| (u - v).abs() > 1e-3));
+}
+
+#[test]
+fn a_process_that_fails_stops_the_run() {
+    for worker in ["error", "exit"] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((status, text, took)) = mpirun(2, worker, dir.path()) else { return };
+        assert!(!status.success(), "{worker}: the run succeeded:\n{text}");
+        if worker == "error" {
+            assert!(text.contains("rank 1 of 2: ") && text.contains("rank 1 fails on purpose"), "{text}");
+        }
+        eprintln!("{worker}: stopped after {:.1} s", took.as_secs_f64());
+    }
+}
