@@ -9,18 +9,21 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{linear, Linear};
-use contrastive_core::collective::{gather_rows, Collective, Local, Mpi};
+use contrastive_core::collective::{gather_rows, set_sync_batch_norm, Collective, Local, Mpi};
 use contrastive_core::data::{Loader, LoaderConfig, Shard, ViewPair};
 use contrastive_core::loss::nt_xent;
-use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_core::nn::{batch_norm, BatchNorm, InitScheme, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
 use contrastive_core::Result;
 use rand::{Rng, RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[path = "support/mpirun.rs"]
+mod support;
+use support::{have_mpirun, mpirun, MpiRun};
 
 const DIM: usize = 8;
 const WORKER: &str = "CONTRASTIVE_MPI_WORKER";
@@ -55,24 +58,27 @@ enum Failure {
     Exit,
 }
 
-/// An MLP under NT-Xent over the global batch: each process gathers every process's embeddings.
+/// An MLP with BatchNorm under NT-Xent over the global batch: each process gathers every
+/// process's embeddings, and BatchNorm's statistics span every process's batch (SyncBatchNorm).
 struct GatheredMlp {
     store: ParamStore,
     l1: Linear,
+    bn: BatchNorm,
     l2: Linear,
-    collective: Rc<dyn Collective>,
+    collective: Arc<dyn Collective>,
     failure: Failure,
     calls: usize,
 }
 
 impl GatheredMlp {
-    fn new(collective: Rc<dyn Collective>, failure: Failure) -> Self {
+    fn new(collective: Arc<dyn Collective>, failure: Failure) -> Self {
         // Each rank its own initialisation: the trainer's broadcast makes them rank 0's.
         let store = ParamStore::new(3 + collective.rank() as u64, InitScheme::PyTorch);
         let vb = store.var_builder(DType::F32, &Device::Cpu);
         let l1 = linear(DIM, 16, vb.pp("l1")).unwrap();
+        let bn = batch_norm(16, vb.pp("bn")).unwrap();
         let l2 = linear(16, 8, vb.pp("l2")).unwrap();
-        Self { store, l1, l2, collective, failure, calls: 0 }
+        Self { store, l1, bn, l2, collective, failure, calls: 0 }
     }
 }
 
@@ -88,7 +94,7 @@ impl Objective for GatheredMlp {
                 Failure::None => {}
             }
         }
-        let embed = |x: &Tensor| self.l2.forward(&self.l1.forward(x)?.relu()?);
+        let embed = |x: &Tensor| self.l2.forward(&self.bn.forward_train(&self.l1.forward(x)?, true)?);
         let gather = |z: Tensor| gather_rows(&z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
         nt_xent(&gather(embed(&batch.0)?)?, &gather(embed(&batch.1)?)?, 0.5)
     }
@@ -99,7 +105,7 @@ impl Objective for GatheredMlp {
 }
 
 /// Five steps of batches of `batch` per process, into `dir`.
-fn train(collective: Rc<dyn Collective>, batch: usize, failure: Failure, dir: &Path) -> Result<()> {
+fn train(collective: Arc<dyn Collective>, batch: usize, failure: Failure, dir: &Path) -> Result<()> {
     let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
     let config = LoaderConfig { batch_size: batch, seed: 5, shuffle: true, drop_last: true, threads: 1 };
     let loader = Loader::new(points(), noise as Aug, collate as Col, config)?.with_shard(shard)?;
@@ -115,7 +121,7 @@ fn train(collective: Rc<dyn Collective>, batch: usize, failure: Failure, dir: &P
         progress: false,
         ..Default::default()
     };
-    let objective = GatheredMlp::new(Rc::clone(&collective), failure);
+    let objective = GatheredMlp::new(Arc::clone(&collective), failure);
     let mut trainer = Trainer::new(config, objective)?.with_collective(collective).with_run_dir(dir);
     trainer.fit(&loader)?;
     Ok(())
@@ -130,67 +136,29 @@ fn mpi_worker() {
         "exit" => Failure::Exit,
         _ => Failure::None,
     };
-    let collective: Rc<dyn Collective> = Rc::new(Mpi::init().unwrap());
+    let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
+    set_sync_batch_norm(Some(Arc::clone(&collective)));
     let dir = PathBuf::from(std::env::var(OUT).unwrap());
     train(collective, 8, failure, &dir).unwrap();
+    // The last handle goes, and MPI is finalised (mpirun counts a process that exits without it
+    // as failed).
+    set_sync_batch_norm(None);
 }
 
-/// mpirun with the loopback-only transport, inside a new network namespace with only `lo` up
-/// where this machine permits one; `None` when there is no mpirun.
-fn mpirun(np: usize, worker: &str, out: &Path) -> Option<(std::process::ExitStatus, String, Duration)> {
-    let have_mpirun = Command::new("mpirun").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !have_mpirun {
-        assert!(
-            std::env::var("CONTRASTIVE_REQUIRE_MPI").as_deref() != Ok("1"),
-            "CONTRASTIVE_REQUIRE_MPI=1 but there is no mpirun (Debian: apt install openmpi-bin libopenmpi-dev)"
-        );
-        eprintln!("no mpirun: the multi-process test is skipped (Debian: apt install openmpi-bin libopenmpi-dev)");
+/// This test binary's `mpi_worker` as `np` processes.
+fn workers(np: usize, worker: &str, out: &Path) -> Option<MpiRun> {
+    if !have_mpirun() {
         return None;
     }
     let exe = std::env::current_exe().unwrap();
-    let line = format!(
-        "mpirun --allow-run-as-root --oversubscribe -np {np} --mca btl self,vader --mca btl_tcp_if_include lo \
-         --mca oob_tcp_if_include lo -x {WORKER}={worker} -x {OUT}={} {} --exact mpi_worker --nocapture --test-threads 1",
-        out.display(),
-        exe.display()
-    );
-    let isolated = Command::new("unshare")
-        .args(["-n", "ip", "link", "set", "lo", "up"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let mut command = if isolated {
-        let mut c = Command::new("unshare");
-        c.args(["-n", "sh", "-c", &format!("ip link set lo up && exec {line}")]);
-        c
-    } else {
-        let mut c = Command::new("sh");
-        c.args(["-c", &format!("exec {line}")]);
-        c
-    };
-    let started = Instant::now();
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // A hang is a failure: give the run two minutes.
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            child.kill().unwrap();
-            panic!("mpirun -np {np} ({worker}) still running after 120 s: a hang");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    Some((output.status, text, started.elapsed()))
+    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
+    let out = out.display().to_string();
+    Some(mpirun(np, &exe, &args, &[(WORKER, worker), (OUT, &out)], Duration::from_secs(120)))
 }
 
 fn final_params(dir: &Path) -> Vec<(String, Vec<f32>)> {
     let checkpoint = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
-    let store = ParamStore::new(0, InitScheme::PyTorch);
-    let vb = store.var_builder(DType::F32, &Device::Cpu);
-    linear(DIM, 16, vb.pp("l1")).unwrap();
-    linear(16, 8, vb.pp("l2")).unwrap();
+    let store = GatheredMlp::new(Arc::new(Local), Failure::None).store;
     store.load(&checkpoint.join("model.safetensors")).unwrap();
     store.all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
 }
@@ -202,10 +170,10 @@ fn losses(dir: &Path) -> Vec<f64> {
 #[test]
 fn two_processes_with_batch_b_train_as_one_with_batch_2b() {
     let one = tempfile::tempdir().unwrap();
-    train(Rc::new(Local), 16, Failure::None, one.path()).unwrap();
+    train(Arc::new(Local), 16, Failure::None, one.path()).unwrap();
     let two = tempfile::tempdir().unwrap();
-    let Some((status, text, _)) = mpirun(2, "train", two.path()) else { return };
-    assert!(status.success(), "mpirun failed:\n{text}");
+    let Some(run) = workers(2, "train", two.path()) else { return };
+    assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
     // Rank 0 alone wrote the run's files.
     let (a, b) = (losses(one.path()), losses(two.path()));
     assert_eq!((a.len(), b.len()), (5, 5), "{a:?} {b:?}");
@@ -234,11 +202,12 @@ fn two_processes_with_batch_b_train_as_one_with_batch_2b() {
 fn a_process_that_fails_stops_the_run() {
     for worker in ["error", "exit"] {
         let dir = tempfile::tempdir().unwrap();
-        let Some((status, text, took)) = mpirun(2, worker, dir.path()) else { return };
-        assert!(!status.success(), "{worker}: the run succeeded:\n{text}");
+        let Some(run) = workers(2, worker, dir.path()) else { return };
+        assert!(!run.status.success(), "{worker}: the run succeeded:\n{}", run.stderr);
         if worker == "error" {
+            let text = &run.stderr;
             assert!(text.contains("rank 1 of 2: ") && text.contains("rank 1 fails on purpose"), "{text}");
         }
-        eprintln!("{worker}: stopped after {:.1} s", took.as_secs_f64());
+        eprintln!("{worker}: stopped after {:.1} s", run.took.as_secs_f64());
     }
 }

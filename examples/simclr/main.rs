@@ -10,6 +10,7 @@ use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_examples::flags::{positive, CommonFlags};
 use contrastive_examples::image_data::{fit_normalize, load_image_data, ImageFlags};
 use contrastive_examples::image_training::{train_and_evaluate, RunSpec};
+use contrastive_examples::processes;
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
 use contrastive_examples::report::finish;
 use contrastive_vision::{Encoder, SimClr, SimClrConfig};
@@ -57,7 +58,11 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         output_batch_norm: false,
     };
     let config = SimClrConfig { encoder, head, temperature: cli.temperature };
-    let model = SimClr::new(config, cli.common.seed, &cli.common.device()?)?;
+    // Under mpirun (feature mpi) NT-Xent sees every process's batch, and BatchNorm normalises
+    // over it (SyncBatchNorm, as SimCLR trains on several devices).
+    let processes = processes::collective()?;
+    contrastive_core::collective::set_sync_batch_norm(Some(processes.clone()));
+    let model = SimClr::new(config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
     let spec = RunSpec { method: "simclr", epochs: 2, batch_size: 256, lr: cli.lr };
     let encoder_of: fn(&SimClr) -> &Encoder = SimClr::encoder;
     train_and_evaluate(

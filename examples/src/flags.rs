@@ -222,6 +222,7 @@ impl CommonFlags {
         mut trainer: contrastive_core::train::Trainer<O>,
         dir: Option<PathBuf>,
     ) -> contrastive_core::Result<contrastive_core::train::Trainer<O>> {
+        trainer = trainer.with_collective(crate::processes::for_trainer()?);
         if let Some(dir) = &dir {
             trainer = trainer.with_run_dir(dir);
         }

@@ -148,7 +148,9 @@ where
         Some(n) => (sample_of(&train, n)?, sample_of(&test, (n / 4).max(1))?),
         None => (train.clone(), test.clone()),
     };
-    let labelled = eval_train.labelled() && !eval_test.is_empty();
+    // Under mpirun every process trains; rank 0 alone evaluates, plots and saves.
+    let leader = crate::processes::is_leader();
+    let labelled = eval_train.labelled() && !eval_test.is_empty() && leader;
     let (knn, probe) = protocols(flags.quick);
     // A folder of fewer training images than kNN's k still evaluates: k is cut to the set.
     let knn = Knn { k: knn.k.min(eval_train.len()), ..knn };
@@ -168,7 +170,9 @@ where
         eprintln!("{initial_name} encoder: kNN {:.2}%, linear {:.2}%", initial.knn, initial.linear);
         (Some(raw), Some(initial))
     } else {
-        eprintln!("the images have no labels: training only, no kNN or linear evaluation");
+        if leader {
+            eprintln!("the images have no labels: training only, no kNN or linear evaluation");
+        }
         (None, None)
     };
 
@@ -186,7 +190,8 @@ where
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
     let loader = Loader::new(train.clone(), augmentation, CollateViews { device: device.clone() }, loader_config)?
-        .with_prefetch(image_flags.prefetch)?;
+        .with_prefetch(image_flags.prefetch)?
+        .with_shard(crate::processes::shard()?)?;
     let mut trainer = flags.start(Trainer::new(config, objective)?)?;
     // The kNN monitor runs on a subset after every epoch; its time is kept out of the training time.
     let monitor_time = Rc::new(Cell::new(0.0));
@@ -229,7 +234,7 @@ where
     } else {
         (None, None)
     };
-    if let Some(path) = &flags.save_embeddings {
+    if let Some(path) = flags.save_embeddings.as_ref().filter(|_| leader) {
         match &exported {
             Some(test_f) => save_embeddings(path, test_f, &test_labels)?,
             // Without labels nothing was embedded yet: the training images are, as they are
@@ -239,7 +244,7 @@ where
         let (which, n) = if labelled { ("evaluation", test_labels.len()) } else { ("training", eval_train.len()) };
         eprintln!("embeddings of the {n} {which} images: {}", path.display());
     }
-    if let Some(dir) = flags.run_dir() {
+    if let Some(dir) = flags.run_dir().filter(|_| leader) {
         let title = format!("{} test embeddings (PCA)", spec.method);
         let scatter = exported.as_ref().map(|x| (x, test_labels.as_slice(), title.as_str()));
         for f in plot_run(&dir, scatter)? {
@@ -250,7 +255,7 @@ where
     if !skipped.is_empty() {
         eprintln!("{} unreadable image files were skipped (each named in a warning above)", skipped.len());
     }
-    let images = steps * batch_size;
+    let images = steps * batch_size * loader.shard().world_size;
     Ok(json!({
         "method": spec.method,
         "data": data.source,

@@ -1,7 +1,7 @@
 //! Shared pieces of the runnable examples: the flags every example takes ([`flags`]), the fetched
 //! assets they default to ([`assets`]), image data
 //! ([`image_data`]) and evaluation ([`image_eval`]), the run SimCLR and MoCo share
-//! ([`image_training`]), `--init` weights ([`pretrained`]), what a run leaves ([`report`]) and what it records of
+//! ([`image_training`]), `--init` weights ([`pretrained`]), the processes of a run under mpirun ([`processes`]), what a run leaves ([`report`]) and what it records of
 //! its flags ([`run_record`]).
 //!
 //! The examples themselves are the binaries: `quickstart`, `simclr`, `moco`, `augment_preview`
@@ -13,6 +13,7 @@ pub mod image_data;
 pub mod image_eval;
 pub mod image_training;
 pub mod pretrained;
+pub mod processes;
 pub mod recipe;
 pub mod report;
 pub mod run_record;

@@ -55,11 +55,19 @@ pub fn plot_run(run_dir: &Path, embeddings: Option<(&Tensor, &[u32], &str)>) -> 
 /// took there (`"kernels"` on the CPU, `"generic"` elsewhere or under
 /// `CONTRASTIVE_GENERIC_OPS=1`).
 pub fn print_final(figures: &serde_json::Value) {
+    if !crate::processes::is_leader() {
+        return;
+    }
     let mut figures = figures.clone();
     if let Some(map) = figures.as_object_mut() {
         let (spec, device) = crate::flags::opened_device();
         map.entry("device").or_insert_with(|| spec.to_string().into());
         map.entry("ops").or_insert_with(|| contrastive_core::kernel::OpPath::on(&device).name().into());
+        let (world_size, _) = crate::processes::world();
+        map.entry("world_size").or_insert_with(|| world_size.into());
+        if let Some(batch) = map.get("batch_size").and_then(|b| b.as_u64()) {
+            map.entry("global_batch_size").or_insert_with(|| (batch * world_size as u64).into());
+        }
     }
     println!("{}", serde_json::to_string(&figures).unwrap_or_else(|_| "{}".to_string()));
 }
@@ -68,7 +76,10 @@ pub fn print_final(figures: &serde_json::Value) {
 /// status 1 (130 after Ctrl-C, with the command that resumes the run).
 pub fn finish(result: contrastive_core::Result<serde_json::Value>) {
     match result {
-        Ok(figures) => print_final(&figures),
+        Ok(figures) => {
+            print_final(&figures);
+            crate::processes::end();
+        }
         Err(e @ Error::Interrupted { .. }) => {
             eprintln!("{e}");
             if let Some(command) = resume_command(std::env::args()) {

@@ -84,26 +84,27 @@ impl BatchNorm {
         if count < 2 {
             bail!("BatchNorm in training needs more than one value per channel, got input {:?}", x.dims());
         }
-        let fused = contrastive_core::kernel::runs_kernel(x) && self.weight.dtype() == x.dtype();
-        let (y, mean, var) = if fused {
+        // SyncBatchNorm (statistics over every process) takes the composite path, whose two
+        // all-reduces carry the gradient between the processes.
+        let sync = contrastive_core::collective::sync_batch_norm();
+        let fused = contrastive_core::kernel::runs_kernel(x) && self.weight.dtype() == x.dtype() && sync.is_none();
+        let (y, mean, var, count) = if fused {
             let stats = Arc::new(Mutex::new(None));
             let op = BatchNormOp { eps: self.eps, relu, stats: Arc::clone(&stats) };
             let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
             let kept = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let Some((mean, var)) = kept else { bail!("BatchNorm: the fused op left no statistics") };
-            (y, mean, var)
+            (y, mean, var, count)
         } else {
-            let dims: Vec<usize> = if x.rank() == 4 { vec![0, 2, 3] } else { vec![0] };
-            let mean = x.mean_keepdim(dims.as_slice())?;
-            let centered = x.broadcast_sub(&mean)?;
-            let var = centered.sqr()?.mean_keepdim(dims.as_slice())?;
-            let y = centered
+            let (mean, var, count) = contrastive_core::nn::batch_statistics(x, c, sync.as_ref())?;
+            let y = x
+                .broadcast_sub(&mean)?
                 .broadcast_div(&(&var + self.eps)?.sqrt()?)?
                 .broadcast_mul(&self.channel_view(&self.weight, x.rank())?)?
                 .broadcast_add(&self.channel_view(&self.bias, x.rank())?)?;
             let to_vec = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>();
             let y = if relu { y.relu()? } else { y };
-            (y, to_vec(&mean)?, to_vec(&var)?)
+            (y, to_vec(&mean)?, to_vec(&var)?, count)
         };
         self.update_running(&mean, &var, count)?;
         Ok(y)

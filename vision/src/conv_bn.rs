@@ -72,6 +72,7 @@ impl ConvBn {
         let fused = train
             && self.conv.bias().is_none()
             && contrastive_core::kernel::runs_kernel(x)
+            && contrastive_core::collective::sync_batch_norm().is_none()
             && [self.conv.weight(), &self.bn.weight, &self.bn.bias].iter().all(|t| t.dtype() == x.dtype());
         let relu = self.activation == Activation::Relu;
         if !fused {

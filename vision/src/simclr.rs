@@ -14,11 +14,13 @@
 use crate::batch::ViewBatch;
 use crate::encoder::{Encoder, EncoderConfig};
 use candle_core::{DType, Device, Tensor};
+use contrastive_core::collective::{gather_rows, Collective, Local};
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{InitScheme, ParamStore, ProjectionHead, ProjectionHeadConfig};
 use contrastive_core::train::{ExtraState, Objective};
 use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// SimCLR's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +72,8 @@ pub struct SimClr<B: Backbone<Input = Tensor> = Encoder> {
     store: ParamStore,
     encoder: B,
     head: ProjectionHead,
+    /// The processes whose embeddings NT-Xent sees as one global batch.
+    collective: Arc<dyn Collective>,
 }
 
 impl SimClr<Encoder> {
@@ -116,7 +120,24 @@ impl<B: Backbone<Input = Tensor>> SimClr<B> {
         }
         let projection = ProjectionHead::new(&head, vb.pp("head"))?;
         let encoder_config = encoder.describe();
-        Ok(Self { head_config: head, temperature, encoder_config, store, encoder, head: projection })
+        Ok(Self {
+            head_config: head,
+            temperature,
+            encoder_config,
+            store,
+            encoder,
+            head: projection,
+            collective: Arc::new(Local),
+        })
+    }
+
+    /// Data-parallel SimCLR: NT-Xent over every process's embeddings (the global batch as
+    /// negatives, as SimCLR's large-batch runs), each process's gradient into its own rows. Pair
+    /// it with [`Trainer::with_collective`](contrastive_core::train::Trainer::with_collective) on
+    /// the same collective and a loader's [`Shard`](contrastive_core::data::Shard).
+    pub fn with_collective(mut self, collective: Arc<dyn Collective>) -> Self {
+        self.collective = collective;
+        self
     }
 
     /// The encoder (its output is the representation to evaluate).
@@ -138,7 +159,8 @@ impl<B: Backbone<Input = Tensor>> Objective for SimClr<B> {
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
         let (_, z1) = self.forward_t(&batch.first, true)?;
         let (_, z2) = self.forward_t(&batch.second, true)?;
-        nt_xent(&z1, &z2, self.temperature)
+        let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
+        nt_xent(&gather(&z1)?, &gather(&z2)?, self.temperature)
     }
 
     fn params(&self) -> &ParamStore {

@@ -10,12 +10,14 @@ mod mpi;
 pub use self::mpi::Mpi;
 
 use crate::error::{Error, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use std::sync::{Arc, RwLock};
 
 /// The processes of one training run and the collective operations between them. Every process
 /// calls the same operations in the same order (as with MPI); values are `f32`, the dtype of the
-/// parameters and gradients.
-pub trait Collective {
+/// parameters and gradients. `Send + Sync` so that an op's backward can hold one; MPI's is used
+/// from the thread that opened it, and says so when it is not.
+pub trait Collective: Send + Sync {
     /// This process's rank, from 0.
     fn rank(&self) -> usize;
     /// The number of processes.
@@ -102,4 +104,64 @@ pub fn gather_rows(local: &Tensor, collective: &dyn Collective) -> Result<Tensor
         pieces.push(Tensor::from_vec(part, shape, local.device())?);
     }
     Ok(Tensor::cat(&pieces, 0)?)
+}
+
+/// `t` summed over every process (same shape everywhere), as an op whose gradient is also summed
+/// over the processes: what SyncBatchNorm's statistics need, so that each process's input
+/// receives the gradient of every process's outputs. f32; computed on the CPU (a tensor on
+/// another device goes there and back). With one process it returns `t` itself.
+pub fn all_reduce_with_grad(t: &Tensor, collective: &Arc<dyn Collective>) -> Result<Tensor> {
+    if collective.world_size() == 1 {
+        return Ok(t.clone());
+    }
+    if t.dtype() != DType::F32 {
+        return Err(Error::shape("all_reduce_with_grad input (f32)", format!("{:?}", t.dims()), t.dims()));
+    }
+    let op = AllReduceSum { collective: Arc::clone(collective) };
+    Ok(match t.device() {
+        Device::Cpu => t.contiguous()?.apply_op1(op)?,
+        device => t.to_device(&Device::Cpu)?.contiguous()?.apply_op1(op)?.to_device(device)?,
+    })
+}
+
+struct AllReduceSum {
+    collective: Arc<dyn Collective>,
+}
+
+impl CustomOp1 for AllReduceSum {
+    fn name(&self) -> &'static str {
+        "all-reduce-sum"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(all) = storage else { candle_core::bail!("all-reduce-sum: f32 only") };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("all-reduce-sum: not contiguous")
+        };
+        let mut values = all[start..end].to_vec();
+        self.collective.all_reduce_sum(&mut values).map_err(candle_core::Error::wrap)?;
+        Ok((CpuStorage::F32(values), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let op = AllReduceSum { collective: Arc::clone(&self.collective) };
+        Ok(Some(grad_res.contiguous()?.apply_op1(op)?))
+    }
+}
+
+/// The processes whose batches BatchNorm layers normalise together, when set.
+static SYNC_BATCH_NORM: RwLock<Option<Arc<dyn Collective>>> = RwLock::new(None);
+
+/// Makes every BatchNorm layer of this process (core's and `contrastive-vision`'s) compute its
+/// training statistics over the global batch of `collective`'s processes (SyncBatchNorm, as
+/// SimCLR trains), or over each process's own batch again with `None`. A data-parallel run sets it
+/// on every process before training.
+pub fn set_sync_batch_norm(collective: Option<Arc<dyn Collective>>) {
+    *SYNC_BATCH_NORM.write().unwrap_or_else(|e| e.into_inner()) = collective;
+}
+
+/// The processes BatchNorm layers synchronise over, if [`set_sync_batch_norm`] set them and
+/// there are several.
+pub fn sync_batch_norm() -> Option<Arc<dyn Collective>> {
+    SYNC_BATCH_NORM.read().unwrap_or_else(|e| e.into_inner()).clone().filter(|c| c.world_size() > 1)
 }

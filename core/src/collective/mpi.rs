@@ -15,30 +15,52 @@ pub struct Mpi {
     world: SimpleCommunicator,
     // Dropped last: finalises MPI.
     _universe: Universe,
+    thread: std::thread::ThreadId,
+    rank: usize,
+    size: usize,
 }
+
+// SAFETY: MPI is initialised with MPI_THREAD_FUNNELED (only the thread that initialised it makes
+// MPI calls), and every method below checks that it runs on that thread before touching the
+// communicator; other threads may hold the value but not use MPI through it.
+unsafe impl Send for Mpi {}
+// SAFETY: as for Send: all use goes through the thread check.
+unsafe impl Sync for Mpi {}
 
 impl Mpi {
     /// Initialises MPI for this process (once per process).
     pub fn init() -> Result<Self> {
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
             .ok_or_else(|| Error::config("mpi", "MPI was already initialised in this process"))?;
-        Ok(Self { world: universe.world(), _universe: universe })
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        Ok(Self { world, _universe: universe, thread: std::thread::current().id(), rank, size })
+    }
+
+    fn on_its_thread(&self) -> Result<()> {
+        if std::thread::current().id() == self.thread {
+            Ok(())
+        } else {
+            Err(Error::config("mpi", "a collective operation from a thread other than the one that initialised MPI"))
+        }
     }
 }
 
 impl Collective for Mpi {
     fn rank(&self) -> usize {
-        self.world.rank() as usize
+        self.rank
     }
     fn world_size(&self) -> usize {
-        self.world.size() as usize
+        self.size
     }
     fn all_reduce_sum(&self, values: &mut [f32]) -> Result<()> {
+        self.on_its_thread()?;
         let send = values.to_vec();
         self.world.all_reduce_into(&send[..], values, SystemOperation::sum());
         Ok(())
     }
     fn all_gather(&self, local: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.on_its_thread()?;
         let world = self.world_size();
         let len = Count::try_from(local.len()).map_err(|_| {
             Error::config("collective.all_gather", format!("{} values exceed MPI's count", local.len()))
@@ -57,6 +79,7 @@ impl Collective for Mpi {
         Ok(parts)
     }
     fn broadcast(&self, values: &mut [f32], root: usize) -> Result<()> {
+        self.on_its_thread()?;
         if root >= self.world_size() {
             return Err(Error::config("collective.root", format!("rank {root} of a world of {}", self.world_size())));
         }
@@ -64,6 +87,7 @@ impl Collective for Mpi {
         Ok(())
     }
     fn barrier(&self) -> Result<()> {
+        self.on_its_thread()?;
         self.world.barrier();
         Ok(())
     }

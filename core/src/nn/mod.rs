@@ -2,6 +2,7 @@
 //! gradients, a linear layer, an exact GELU, a softmax and a residual `relu(a + b)` with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates and target networks, and a
 //! gradient-flow check.
 
+mod batch_norm;
 mod dropout;
 mod gelu;
 mod gradient_check;
@@ -13,6 +14,7 @@ mod projection_head;
 mod softmax;
 mod target_network;
 
+pub use batch_norm::{batch_norm, batch_statistics, BatchNorm};
 pub use dropout::SeededDropout;
 pub use gelu::gelu_erf;
 pub use gradient_check::check_gradients;

@@ -1,10 +1,11 @@
 //! The MLP between encoder and loss (SimCLR, Chen et al. 2020, arXiv:2002.05709; SimCLR v2,
 //! arXiv:2006.10029; MoCo v2, arXiv:2003.04297).
 
+use super::batch_norm::{batch_norm, BatchNorm};
 use super::linear::{linear, linear_no_bias, Linear};
 use crate::error::{Error, Result};
 use candle_core::Tensor;
-use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, Module, ModuleT, VarBuilder};
+use candle_nn::{Module, ModuleT, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 /// Shape of a projection head.
@@ -86,7 +87,7 @@ impl ProjectionHead {
             } else {
                 linear(input, output, vb.pp("linear"))?
             };
-            let bn = if with_bn { Some(batch_norm(output, BatchNormConfig::default(), vb.pp("bn"))?) } else { None };
+            let bn = if with_bn { Some(batch_norm(output, vb.pp("bn"))?) } else { None };
             layers.push((lin, bn));
         }
         Ok(Self { layers })

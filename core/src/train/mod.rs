@@ -22,7 +22,6 @@ use crate::optim::{grad_sq_norms, scale_to_norm, Optimizer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -81,7 +80,7 @@ pub struct Trainer<O: Objective> {
     run_dir: Option<PathBuf>,
     evaluations: Vec<Evaluation<O>>,
     stop: Arc<AtomicBool>,
-    collective: Rc<dyn Collective>,
+    collective: Arc<dyn Collective>,
 }
 
 /// Set by the Ctrl-C handler, once installed.
@@ -100,7 +99,7 @@ impl<O: Objective> Trainer<O> {
             run_dir: None,
             evaluations: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
-            collective: Rc::new(Local),
+            collective: Arc::new(Local),
         })
     }
 
@@ -110,7 +109,7 @@ impl<O: Objective> Trainer<O> {
     /// so every process takes the same optimiser step; rank 0 alone writes checkpoints, history
     /// and progress. A process whose training fails prints its error and aborts the run (the
     /// others would otherwise wait for it forever).
-    pub fn with_collective(mut self, collective: Rc<dyn Collective>) -> Self {
+    pub fn with_collective(mut self, collective: Arc<dyn Collective>) -> Self {
         self.collective = collective;
         self
     }

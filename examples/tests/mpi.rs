@@ -1,0 +1,85 @@
+//! The examples under `mpirun -np 2` (loopback only): SimCLR trains on the global batch and
+//! reports it once; an example that does not run on several processes, or a build without the
+//! feature `mpi`, says so instead of training N unrelated runs. Skipped without mpirun, unless
+//! `CONTRASTIVE_REQUIRE_MPI=1` (CI).
+
+use std::path::Path;
+use std::time::Duration;
+
+#[path = "../../core/tests/support/mpirun.rs"]
+mod support;
+use support::{have_mpirun, mpirun};
+
+fn assets_env() -> Vec<(&'static str, String)> {
+    std::env::var("CONTRASTIVE_ASSETS").map(|a| vec![("CONTRASTIVE_ASSETS", a)]).unwrap_or_default()
+}
+
+/// Whether the run stopped for want of Fashion-MNIST (a skip, unless CI requires the assets).
+fn without_fashion_mnist(run: &support::MpiRun) -> bool {
+    let missing = !run.status.success() && run.stderr.contains("fetch-assets");
+    if missing {
+        assert!(std::env::var("CONTRASTIVE_REQUIRE_ASSETS").as_deref() != Ok("1"), "{}", run.stderr);
+        eprintln!("Fashion-MNIST is not fetched (scripts/fetch-assets fashion-mnist): skipped");
+    }
+    missing
+}
+
+fn run_two(bin: &str, args: &[&str]) -> Option<support::MpiRun> {
+    if !have_mpirun() {
+        return None;
+    }
+    let env = assets_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Some(mpirun(2, Path::new(bin), args, &env, Duration::from_secs(300)))
+}
+
+#[cfg(feature = "mpi")]
+#[test]
+fn simclr_trains_on_two_processes_and_reports_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_arg = out.display().to_string();
+    let args = ["--quick", "--max-steps", "2", "--threads", "1", "--batch-size", "32", "--out", &out_arg];
+    let Some(run) = run_two(env!("CARGO_BIN_EXE_simclr"), &args) else { return };
+    if without_fashion_mnist(&run) {
+        return;
+    }
+    assert!(run.status.success(), "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(lines.len(), 1, "rank 0 alone prints the figures:\n{}", run.stdout);
+    let figures: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(figures["world_size"], 2);
+    assert_eq!(figures["batch_size"], 32);
+    assert_eq!(figures["global_batch_size"], 64);
+    assert_eq!(figures["steps"], 2);
+    // NT-Xent over 64 pairs: about ln(127) = 4.84 at the start, not ln(63) = 4.14 of one
+    // process's 32.
+    let loss = figures["last_loss"].as_f64().unwrap();
+    assert!(loss > 4.4 && loss < 5.2, "{loss}");
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().filter(|l| l.contains("\"loss\"")).count(), 2, "{history}");
+}
+
+#[cfg(feature = "mpi")]
+#[test]
+fn an_example_that_runs_on_one_process_refuses_several() {
+    let Some(run) = run_two(env!("CARGO_BIN_EXE_quickstart"), &["--quick", "--max-steps", "1", "--threads", "1"])
+    else {
+        return;
+    };
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("trains on one process only"), "{}", run.stderr);
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_run_under_mpirun() {
+    let Some(run) = run_two(env!("CARGO_BIN_EXE_simclr"), &["--quick", "--max-steps", "1", "--threads", "1"]) else {
+        return;
+    };
+    if without_fashion_mnist(&run) {
+        return;
+    }
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("build with --features mpi"), "{}", run.stderr);
+}
