@@ -38,6 +38,10 @@ struct Cli {
     /// The augmentation recipe.
     #[arg(long, value_enum, default_value = "reference")]
     recipe: Recipe,
+    /// Under mpirun: BatchNorm statistics over the global batch (SyncBatchNorm, as SimCLR's
+    /// paper trains) instead of each process's own batch (PyTorch DDP's default).
+    #[arg(long)]
+    sync_batch_norm: bool,
 }
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
@@ -58,10 +62,12 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         output_batch_norm: false,
     };
     let config = SimClrConfig { encoder, head, temperature: cli.temperature };
-    // Under mpirun (feature mpi) NT-Xent sees every process's batch, and BatchNorm normalises
-    // over it (SyncBatchNorm, as SimCLR trains on several devices).
+    // Under mpirun (feature mpi) NT-Xent sees every process's batch, and with --sync-batch-norm
+    // BatchNorm normalises over it too.
     let processes = processes::collective()?;
-    contrastive_core::collective::set_sync_batch_norm(Some(processes.clone()));
+    if cli.sync_batch_norm {
+        contrastive_core::collective::set_sync_batch_norm(Some(processes.clone()));
+    }
     let model = SimClr::new(config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
     let spec = RunSpec { method: "simclr", epochs: 2, batch_size: 256, lr: cli.lr };
     let encoder_of: fn(&SimClr) -> &Encoder = SimClr::encoder;

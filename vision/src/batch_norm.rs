@@ -6,66 +6,60 @@
 //! the two sums and one for the input gradient. Off the CPU, candle-nn's composite form runs.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, Var, WithDType};
-use candle_nn::{Init, ModuleT, VarBuilder};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use candle_nn::{ModuleT, VarBuilder};
+use contrastive_core::collective::Collective;
 use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
 use contrastive_core::with_kernel_float;
 use num_traits::Float;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
-/// Batch normalisation with PyTorch's semantics: biased batch variance to normalise, unbiased
-/// variance into the running estimate, `running = (1 - momentum) · running + momentum · batch`.
-/// Variables `weight`, `bias`, `running_mean`, `running_var` (torchvision's names).
+/// Batch normalisation with PyTorch's semantics (`contrastive_core::nn::BatchNorm`, whose
+/// variables, running-statistics rule and composite path it shares) and a fused CPU kernel in
+/// training. Variables `weight`, `bias`, `running_mean`, `running_var` (torchvision's names).
 #[derive(Clone, Debug)]
 pub struct BatchNorm {
-    pub(crate) weight: Tensor,
-    pub(crate) bias: Tensor,
-    running_mean: Var,
-    running_var: Var,
-    pub(crate) eps: f64,
-    momentum: f64,
+    inner: contrastive_core::nn::BatchNorm,
 }
 
 /// A BatchNorm of `channels` under `vb`, eps 1e-5, momentum 0.1 (PyTorch's defaults).
 pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    let running_mean = Var::from_tensor(&vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?)?;
-    let running_var = Var::from_tensor(&vb.get_with_hints(channels, "running_var", Init::Const(1.0))?)?;
-    Ok(BatchNorm {
-        weight: vb.get_with_hints(channels, "weight", Init::Const(1.0))?,
-        bias: vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
-        running_mean,
-        running_var,
-        eps: 1e-5,
-        momentum: 0.1,
-    })
+    Ok(BatchNorm { inner: contrastive_core::nn::batch_norm(channels, vb)? })
 }
 
 impl BatchNorm {
     /// The running mean (C,).
     pub fn running_mean(&self) -> &Tensor {
-        self.running_mean.as_tensor()
+        self.inner.running_mean()
     }
 
     /// The running variance (C,).
     pub fn running_var(&self) -> &Tensor {
-        self.running_var.as_tensor()
+        self.inner.running_var()
+    }
+
+    /// The scale (C,).
+    pub(crate) fn weight(&self) -> &Tensor {
+        self.inner.weight()
+    }
+
+    /// The shift (C,).
+    pub(crate) fn bias(&self) -> &Tensor {
+        self.inner.bias()
+    }
+
+    /// The variance's epsilon.
+    pub(crate) fn eps(&self) -> f64 {
+        self.inner.eps()
     }
 
     fn check(&self, x: &Tensor) -> Result<usize> {
-        let c = self.weight.dim(0)?;
+        let c = self.weight().dim(0)?;
         if !matches!(x.rank(), 2 | 4) || x.dim(1)? != c {
             bail!("BatchNorm of {c} channels: expects (N, {c}) or (N, {c}, H, W), got {:?}", x.dims());
         }
         Ok(c)
-    }
-
-    fn channel_view(&self, t: &Tensor, rank: usize) -> Result<Tensor> {
-        if rank == 4 {
-            t.reshape((1, (), 1, 1))
-        } else {
-            t.reshape((1, ()))
-        }
     }
 
     /// `relu(batch_norm(x))`, one fused op in training on the CPU (its backward masks the gradient
@@ -74,60 +68,37 @@ impl BatchNorm {
         if train {
             self.forward_train(x, true)
         } else {
-            self.forward_eval(x)?.relu()
+            self.inner.forward_eval(x)?.relu()
         }
     }
 
     fn forward_train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let c = self.check(x)?;
-        let count = x.elem_count() / c;
-        if count < 2 {
+        if x.elem_count() / c < 2 {
             bail!("BatchNorm in training needs more than one value per channel, got input {:?}", x.dims());
         }
-        // SyncBatchNorm (statistics over every process) takes the composite path, whose two
-        // all-reduces carry the gradient between the processes.
+        if !(contrastive_core::kernel::runs_kernel(x) && self.weight().dtype() == x.dtype()) {
+            // The composite path (core's), SyncBatchNorm included.
+            return self.inner.forward_train(x, relu);
+        }
+        // SyncBatchNorm: the kernel's forward and backward all-reduce the per-channel sums.
         let sync = contrastive_core::collective::sync_batch_norm();
-        let fused = contrastive_core::kernel::runs_kernel(x) && self.weight.dtype() == x.dtype() && sync.is_none();
-        let (y, mean, var, count) = if fused {
-            let stats = Arc::new(Mutex::new(None));
-            let op = BatchNormOp { eps: self.eps, relu, stats: Arc::clone(&stats) };
-            let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
-            let kept = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let Some((mean, var)) = kept else { bail!("BatchNorm: the fused op left no statistics") };
-            (y, mean, var, count)
-        } else {
-            let (mean, var, count) = contrastive_core::nn::batch_statistics(x, c, sync.as_ref())?;
-            let y = x
-                .broadcast_sub(&mean)?
-                .broadcast_div(&(&var + self.eps)?.sqrt()?)?
-                .broadcast_mul(&self.channel_view(&self.weight, x.rank())?)?
-                .broadcast_add(&self.channel_view(&self.bias, x.rank())?)?;
-            let to_vec = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>();
-            let y = if relu { y.relu()? } else { y };
-            (y, to_vec(&mean)?, to_vec(&var)?, count)
-        };
+        let stats = Arc::new(Mutex::new(None));
+        let op = BatchNormOp { eps: self.eps(), relu, stats: Arc::clone(&stats), sync };
+        let y = x.contiguous()?.apply_op3(&self.weight().contiguous()?, &self.bias().contiguous()?, op)?;
+        let kept = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(Moments { mean, var, count }) = kept else { bail!("BatchNorm: the fused op left no statistics") };
         self.update_running(&mean, &var, count)?;
         Ok(y)
     }
 
     pub(crate) fn update_running(&self, mean: &[f64], var: &[f64], count: usize) -> Result<()> {
-        let m = self.momentum;
-        let unbiased = count as f64 / (count as f64 - 1.0);
-        let dev = self.running_mean.device();
-        let dtype = self.running_mean.dtype();
-        let rm = self.running_mean.as_tensor().to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let rv = self.running_var.as_tensor().to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let rm: Vec<f64> = rm.iter().zip(mean).map(|(r, b)| (1.0 - m) * r + m * b).collect();
-        let rv: Vec<f64> = rv.iter().zip(var).map(|(r, b)| (1.0 - m) * r + m * b * unbiased).collect();
-        self.running_mean.set(&Tensor::from_vec(rm, mean.len(), dev)?.to_dtype(dtype)?)?;
-        self.running_var.set(&Tensor::from_vec(rv, var.len(), dev)?.to_dtype(dtype)?)
+        self.inner.update_running(mean, var, count)
     }
 
     pub(crate) fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;
-        let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
-        let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
-        x.broadcast_mul(&self.channel_view(&scale, x.rank())?)?.broadcast_add(&self.channel_view(&shift, x.rank())?)
+        self.inner.forward_eval(x)
     }
 }
 
@@ -149,11 +120,41 @@ struct BatchNormOp {
     /// ReLU fused after the affine step.
     relu: bool,
     stats: SharedStats,
+    /// The processes whose batches it normalises together (SyncBatchNorm), if any.
+    sync: Option<Arc<dyn Collective>>,
 }
 
-/// The batch mean and biased variance per channel of the op's forward pass, shared with the
-/// module (which updates the running statistics from them).
-type SharedStats = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
+/// The batch mean and biased variance per channel of the op's forward pass and the values per
+/// channel they span, shared with the module (which updates the running statistics from them).
+type SharedStats = Arc<Mutex<Option<Moments>>>;
+
+/// Per channel: mean, biased variance, and the number of values (over every process under
+/// SyncBatchNorm).
+#[derive(Clone, Debug)]
+pub(crate) struct Moments {
+    pub(crate) mean: Vec<f64>,
+    pub(crate) var: Vec<f64>,
+    pub(crate) count: usize,
+}
+
+/// Sums `values` over the processes in f64: each value travels as two f32s (its f32 rounding and
+/// the rest), every process adds them up in rank order, so the sums keep about 48 bits and are
+/// the same everywhere. The statistics need that: the input gradient subtracts a mean-sized
+/// term from another, and f32 sums on the wire cost up to 1e-3 of it.
+fn all_reduce_f64(values: &mut [f64], collective: &dyn Collective) -> Result<()> {
+    let wire: Vec<f32> = values
+        .iter()
+        .flat_map(|&v| {
+            let high = v as f32;
+            [high, (v - f64::from(high)) as f32]
+        })
+        .collect();
+    let parts = collective.all_gather(&wire).map_err(candle_core::Error::wrap)?;
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = parts.iter().map(|p| f64::from(p[2 * i]) + f64::from(p[2 * i + 1])).sum();
+    }
+    Ok(())
+}
 
 /// (N, C, S): S = H·W, or 1 for (N, C) input.
 fn layout_dims(l: &Layout) -> (usize, usize, usize) {
@@ -217,39 +218,74 @@ fn row_sums<T: KernelFloat>(p: &[T], q: &[T], m: &[T], f: impl Fn(T, T, T) -> (T
     (sa, sb)
 }
 
-/// Per channel: mean and biased variance, in one pass of shifted sums (the shift, the channel's
-/// first value, keeps the variance free of cancellation), each plane (or block of rows) summed in
-/// T and the planes in f64.
-fn channel_moments<T: KernelFloat>(x: &[T], (n, c, s): (usize, usize, usize)) -> (Vec<f64>, Vec<f64>) {
-    let count = (n * s) as f64;
-    let finish = |shift: T, sum: f64, sq: f64| {
-        let m = sum / count;
-        (WithDType::to_f64(shift) + m, (sq / count - m * m).max(0.0))
-    };
+/// Per channel Σ f(p, q, m) and Σ g(p, q, m) over two (N, C, S) buffers with a per-channel
+/// value `m`: each plane (or block of rows) summed in T, the planes in f64, in a fixed order.
+fn channel_sums<T: KernelFloat>(
+    p: &[T],
+    q: &[T],
+    m: &[T],
+    (n, c, s): (usize, usize, usize),
+    f: impl Fn(T, T, T) -> (T, T) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
     if s == 1 {
-        let (sum, sq) = row_sums(x, x, &x[..c], |v, _, shift| {
-            let d = v - shift;
-            (d, d * d)
-        });
-        return (0..c).map(|ch| finish(x[ch], sum[ch], sq[ch])).unzip();
+        return row_sums(p, q, m, f);
     }
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let shift = x[ch * s];
-            let (mut sum, mut sq) = (0.0, 0.0);
+            let (mv, mut a, mut b) = (m[ch], 0.0, 0.0);
             for i in 0..n {
-                let plane = &x[(i * c + ch) * s..][..s];
-                let (a, b) = lane_sums(s, |j| {
-                    let d = plane[j] - shift;
-                    (d, d * d)
-                });
-                sum += a;
-                sq += b;
+                let at = (i * c + ch) * s;
+                let (pp, qp) = (&p[at..at + s], &q[at..at + s]);
+                let (u, v) = lane_sums(s, |j| f(pp[j], qp[j], mv));
+                a += u;
+                b += v;
             }
-            finish(shift, sum, sq)
+            (a, b)
         })
         .unzip()
+}
+
+/// Per channel: mean and biased variance, from shifted sums (the shift keeps the variance free
+/// of cancellation). One process: one pass, each channel shifted by its first value. Several
+/// (SyncBatchNorm): the sums all-reduced, a first pass for the mean, a second about it.
+fn channel_moments<T: KernelFloat>(
+    x: &[T],
+    (n, c, s): (usize, usize, usize),
+    sync: Option<&dyn Collective>,
+) -> Result<Moments> {
+    let local = n * s;
+    let moments = |shift: &[T], sum: &[f64], sq: &[f64], count: f64| -> (Vec<f64>, Vec<f64>) {
+        (0..c)
+            .map(|ch| {
+                let m = sum[ch] / count;
+                (WithDType::to_f64(shift[ch]) + m, (sq[ch] / count - m * m).max(0.0))
+            })
+            .unzip()
+    };
+    let centred = |v: T, _: T, shift: T| {
+        let d = v - shift;
+        (d, d * d)
+    };
+    let Some(collective) = sync else {
+        let shift: Vec<T> = (0..c).map(|ch| if s == 1 { x[ch] } else { x[ch * s] }).collect();
+        let (sum, sq) = channel_sums(x, x, &shift, (n, c, s), centred);
+        let (mean, var) = moments(&shift, &sum, &sq, local as f64);
+        return Ok(Moments { mean, var, count: local });
+    };
+    let (mut sum, _) = channel_sums(x, x, &vec![T::zero(); c], (n, c, s), |v, _, _| (v, T::zero()));
+    sum.push(local as f64);
+    all_reduce_f64(&mut sum, collective)?;
+    let count = sum.pop().unwrap_or(0.0);
+    if count < 2.0 {
+        bail!("BatchNorm in training needs more than one value per channel, got {count} over the processes");
+    }
+    let shift: Vec<T> = sum.iter().map(|v| <T as WithDType>::from_f64(v / count)).collect();
+    let (mut parts, sq) = channel_sums(x, x, &shift, (n, c, s), centred);
+    parts.extend(sq);
+    all_reduce_f64(&mut parts, collective)?;
+    let (mean, var) = moments(&shift, &parts[..c], &parts[c..], count);
+    Ok(Moments { mean, var, count: count as usize })
 }
 
 /// Per channel: (rstd, the shift that makes y = x·a + b).
@@ -283,10 +319,11 @@ pub(crate) fn forward<T: KernelFloat>(
     dims: (usize, usize, usize),
     eps: f64,
     relu: bool,
-) -> (Vec<T>, Vec<f64>, Vec<f64>) {
+    sync: Option<&dyn Collective>,
+) -> Result<(Vec<T>, Moments)> {
     let (_, c, s) = dims;
-    let (mean, var) = channel_moments(x, dims);
-    let (scale, shift) = affine(&mean, &var, w, b, eps);
+    let moments = channel_moments(x, dims, sync)?;
+    let (scale, shift) = affine(&moments.mean, &moments.var, w, b, eps);
     let mut y = vec![T::zero(); x.len()];
     if s == 1 {
         y.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).for_each(|(yb, xb)| {
@@ -294,14 +331,14 @@ pub(crate) fn forward<T: KernelFloat>(
                 affine_run(yr, xr, scale.iter().copied().zip(shift.iter().copied()), relu);
             }
         });
-        return (y, mean, var);
+        return Ok((y, moments));
     }
     y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(yi, xi)| {
         for ch in 0..c {
             affine_run(&mut yi[ch * s..][..s], &xi[ch * s..][..s], std::iter::repeat((scale[ch], shift[ch])), relu);
         }
     });
-    (y, mean, var)
+    Ok((y, moments))
 }
 
 /// `dy` where the fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
@@ -316,38 +353,31 @@ pub(crate) fn relu_masked<T: KernelFloat>(dy: &[T], out: &[T]) -> Vec<T> {
 }
 
 /// (dx, dγ, dβ) from x, γ and the output gradient `dy`, with the batch statistics of the forward
-/// pass.
+/// pass. Under SyncBatchNorm (`sync`) the input gradient takes the sums over every process (its
+/// outputs depend on every process's inputs through the statistics), while dγ and dβ stay this
+/// process's share, which the trainer's average completes.
 pub(crate) fn backward<T: KernelFloat>(
     x: &[T],
     w: &[T],
     dy: &[T],
     (n, c, s): (usize, usize, usize),
-    mean: &[f64],
-    var: &[f64],
+    moments: &Moments,
     eps: f64,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let count = (n * s) as f64;
+    sync: Option<&dyn Collective>,
+) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+    let Moments { mean, var, count } = moments;
     let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     // Σ g and Σ g·(x - mean) per channel.
-    let (sum_dy, sum_dy_xc): (Vec<f64>, Vec<f64>) = if s == 1 {
-        let m: Vec<T> = mean.iter().map(|&v| <T as WithDType>::from_f64(v)).collect();
-        row_sums(dy, x, &m, |g, v, m| (g, g * (v - m)))
-    } else {
-        (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let m = <T as WithDType>::from_f64(mean[ch]);
-                let (mut sd, mut sdx) = (0.0, 0.0);
-                for i in 0..n {
-                    let off = (i * c + ch) * s;
-                    let (gp, xp) = (&dy[off..off + s], &x[off..off + s]);
-                    let (a, b) = lane_sums(s, |j| (gp[j], gp[j] * (xp[j] - m)));
-                    sd += a;
-                    sdx += b;
-                }
-                (sd, sdx)
-            })
-            .unzip()
+    let m: Vec<T> = mean.iter().map(|&v| <T as WithDType>::from_f64(v)).collect();
+    let (local_dy, local_dy_xc) = channel_sums(dy, x, &m, (n, c, s), |g, v, m| (g, g * (v - m)));
+    let (sum_dy, sum_dy_xc, count) = match sync {
+        None => (local_dy.clone(), local_dy_xc.clone(), (n * s) as f64),
+        Some(collective) => {
+            let mut all = [local_dy.as_slice(), local_dy_xc.as_slice()].concat();
+            all_reduce_f64(&mut all, collective)?;
+            let sum_dy_xc = all.split_off(c);
+            (all, sum_dy_xc, *count as f64)
+        }
     };
     let sum_dy_xhat: Vec<f64> = sum_dy_xc.iter().zip(&rstd).map(|(v, r)| v * r).collect();
     // dx = γ·rstd · (g - Σg/M - x̂ · Σg·x̂/M), written as dx = k1·g + k2·x + k3 per channel.
@@ -375,8 +405,7 @@ pub(crate) fn backward<T: KernelFloat>(
                 }
             },
         );
-        let t = |v: &f64| <T as WithDType>::from_f64(*v);
-        return (dx, sum_dy_xhat.iter().map(t).collect(), sum_dy.iter().map(t).collect());
+        return Ok((dx, own_dw(&local_dy_xc, &rstd), own_db(&local_dy)));
     }
     dx.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).zip(dy.par_chunks(c * s)).for_each(|((dxi, xi), dyi)| {
         for (ch, &(k1, k2, k3)) in coef.iter().enumerate() {
@@ -386,8 +415,17 @@ pub(crate) fn backward<T: KernelFloat>(
             }
         }
     });
-    let t = |v: &f64| <T as WithDType>::from_f64(*v);
-    (dx, sum_dy_xhat.iter().map(t).collect(), sum_dy.iter().map(t).collect())
+    Ok((dx, own_dw(&local_dy_xc, &rstd), own_db(&local_dy)))
+}
+
+/// dγ = Σ g·x̂ over this process's values.
+fn own_dw<T: KernelFloat>(sum_dy_xc: &[f64], rstd: &[f64]) -> Vec<T> {
+    sum_dy_xc.iter().zip(rstd).map(|(v, r)| <T as WithDType>::from_f64(v * r)).collect()
+}
+
+/// dβ = Σ g over this process's values.
+fn own_db<T: KernelFloat>(sum_dy: &[f64]) -> Vec<T> {
+    sum_dy.iter().map(|&v| <T as WithDType>::from_f64(v)).collect()
 }
 
 impl CustomOp3 for BatchNormOp {
@@ -405,18 +443,19 @@ impl CustomOp3 for BatchNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = layout_dims(l1);
-        let (y, mean, var) = with_kernel_float!(s1.dtype(), "BatchNorm", |T| {
-            let (y, m, v) = forward::<T>(
+        let (y, moments) = with_kernel_float!(s1.dtype(), "BatchNorm", |T| {
+            let (y, moments) = forward::<T>(
                 contiguous_slice(s1, l1, "BatchNorm")?,
                 contiguous_slice(s2, l2, "BatchNorm")?,
                 contiguous_slice(s3, l3, "BatchNorm")?,
                 dims,
                 self.eps,
                 self.relu,
-            );
-            (<T as candle_core::WithDType>::to_cpu_storage_owned(y), m, v)
+                self.sync.as_deref(),
+            )?;
+            (<T as candle_core::WithDType>::to_cpu_storage_owned(y), moments)
         });
-        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some((mean, var));
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(moments);
         Ok((y, l1.shape().clone()))
     }
 
@@ -432,8 +471,10 @@ impl CustomOp3 for BatchNormOp {
         // Through the fused ReLU: the gradient passes where the output is positive.
         let out = if self.relu { Some(res.contiguous()?) } else { None };
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (dx, dw, db) =
-            with_kernel_float!(x.dtype(), "BatchNorm", |T| gradients::<T>(x, w, &grad, out.as_ref(), stats, self.eps)?);
+        let sync = self.sync.as_deref();
+        let (dx, dw, db) = with_kernel_float!(x.dtype(), "BatchNorm", |T| {
+            gradients::<T>(x, w, &grad, out.as_ref(), stats, self.eps, sync)?
+        });
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
@@ -443,23 +484,22 @@ fn gradients<T: KernelFloat>(
     w: &Tensor,
     grad: &Tensor,
     relu_out: Option<&Tensor>,
-    stats: Option<(Vec<f64>, Vec<f64>)>,
+    stats: Option<Moments>,
     eps: f64,
+    sync: Option<&dyn Collective>,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let dims = layout_dims(x.layout());
+    let Some(moments) = stats else { bail!("BatchNorm: backward before the forward pass kept its statistics") };
     let (dx, dw, db) = with_cpu_slice(x, "BatchNorm", |xs: &[T]| {
         with_cpu_slice(w, "BatchNorm", |ws: &[T]| {
-            with_cpu_slice(grad, "BatchNorm", |gs: &[T]| {
-                let (mean, var) = stats.unwrap_or_else(|| channel_moments(xs, dims));
-                match relu_out {
-                    Some(out) => with_cpu_slice(out, "BatchNorm", |os: &[T]| {
-                        backward(xs, ws, &relu_masked(gs, os), dims, &mean, &var, eps)
-                    }),
-                    None => Ok(backward(xs, ws, gs, dims, &mean, &var, eps)),
-                }
+            with_cpu_slice(grad, "BatchNorm", |gs: &[T]| match relu_out {
+                Some(out) => with_cpu_slice(out, "BatchNorm", |os: &[T]| {
+                    backward(xs, ws, &relu_masked(gs, os), dims, &moments, eps, sync)
+                }),
+                None => Ok(backward(xs, ws, gs, dims, &moments, eps, sync)),
             })
         })
-    })????;
+    })?????;
     let c = dims.1;
     Ok((
         Tensor::from_vec(dx, x.dims(), x.device())?,

@@ -8,11 +8,12 @@
 //! convolutions' im2row. Fused there is one node per block; the pre-BatchNorm activations stay
 //! inside the op for its backward, exactly as the separate ops would keep them.
 
-use crate::batch_norm::{self, BatchNorm};
+use crate::batch_norm::{self, BatchNorm, Moments};
 use crate::conv::{self, Conv2d, ConvGeometry, Dims};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use candle_nn::ModuleT;
+use contrastive_core::collective::Collective;
 use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
 use contrastive_core::with_kernel_float;
 use std::sync::{Arc, Mutex};
@@ -37,11 +38,10 @@ pub struct ConvBn {
 }
 
 /// What the forward pass keeps: the convolution's output (its BatchNorm input) and the batch
-/// mean and biased variance per channel.
+/// statistics per channel.
 struct Saved {
     conv_out: CpuStorage,
-    mean: Vec<f64>,
-    var: Vec<f64>,
+    moments: Moments,
 }
 
 struct ConvBnOp {
@@ -49,6 +49,8 @@ struct ConvBnOp {
     eps: f64,
     relu: bool,
     saved: Arc<Mutex<Option<Saved>>>,
+    /// The processes whose batches BatchNorm normalises together (SyncBatchNorm), if any.
+    sync: Option<Arc<dyn Collective>>,
 }
 
 impl ConvBn {
@@ -72,8 +74,7 @@ impl ConvBn {
         let fused = train
             && self.conv.bias().is_none()
             && contrastive_core::kernel::runs_kernel(x)
-            && contrastive_core::collective::sync_batch_norm().is_none()
-            && [self.conv.weight(), &self.bn.weight, &self.bn.bias].iter().all(|t| t.dtype() == x.dtype());
+            && [self.conv.weight(), self.bn.weight(), self.bn.bias()].iter().all(|t| t.dtype() == x.dtype());
         let relu = self.activation == Activation::Relu;
         if !fused {
             let y = self.conv.forward_channels_last(x)?;
@@ -87,22 +88,27 @@ impl ConvBn {
         if c != g.in_channels {
             bail!("conv2d: channels-last input {:?} has {c} channels, the layer expects {}", x.dims(), g.in_channels);
         }
-        if self.bn.weight.dim(0)? != g.out_channels {
-            bail!("ConvBn: BatchNorm of {} channels after a convolution to {}", self.bn.weight.dim(0)?, g.out_channels);
+        if self.bn.weight().dim(0)? != g.out_channels {
+            bail!(
+                "ConvBn: BatchNorm of {} channels after a convolution to {}",
+                self.bn.weight().dim(0)?,
+                g.out_channels
+            );
         }
         // One variable-backed input for γ and β (an op takes three inputs); cat's backward splits
         // the gradient back onto both.
-        let affine = Tensor::cat(&[&self.bn.weight, &self.bn.bias], 0)?;
+        let affine = Tensor::cat(&[self.bn.weight(), self.bn.bias()], 0)?;
         let saved = Arc::new(Mutex::new(None));
-        let op = ConvBnOp { geometry: g, eps: self.bn.eps, relu, saved: Arc::clone(&saved) };
+        let sync = contrastive_core::collective::sync_batch_norm();
+        let op = ConvBnOp { geometry: g, eps: self.bn.eps(), relu, saved: Arc::clone(&saved), sync };
         let out = x.contiguous()?.apply_op3(&self.conv.weight().contiguous()?, &affine, op)?;
         let (_, oh, ow, _) = out.dims4()?;
         if n * oh * ow < 2 {
             bail!("BatchNorm in training needs more than one value per channel, got output {:?}", out.dims());
         }
         let stats = saved.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(Saved { mean, var, .. }) = stats.as_ref() else { bail!("ConvBn: the fused op left no statistics") };
-        self.bn.update_running(mean, var, n * oh * ow)?;
+        let Some(Saved { moments, .. }) = stats.as_ref() else { bail!("ConvBn: the fused op left no statistics") };
+        self.bn.update_running(&moments.mean, &moments.var, moments.count)?;
         Ok(out)
     }
 }
@@ -113,13 +119,14 @@ impl ConvBnOp {
         Dims::new(self.geometry, h, w)
     }
 
-    fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], affine: &[T], d: &Dims) -> Vec<T> {
+    fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], affine: &[T], d: &Dims) -> Result<Vec<T>> {
         let y = conv::forward_channels_last(x, w, d);
         let (gamma, beta) = affine.split_at(d.o);
-        let (out, mean, var) = batch_norm::forward(&y, gamma, beta, (y.len() / d.o, d.o, 1), self.eps, self.relu);
+        let dims = (y.len() / d.o, d.o, 1);
+        let (out, moments) = batch_norm::forward(&y, gamma, beta, dims, self.eps, self.relu, self.sync.as_deref())?;
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Saved { conv_out: T::to_cpu_storage_owned(y), mean, var });
-        out
+            Some(Saved { conv_out: T::to_cpu_storage_owned(y), moments });
+        Ok(out)
     }
 
     #[allow(clippy::type_complexity)]
@@ -143,16 +150,17 @@ impl ConvBnOp {
                             let masked = self.relu.then(|| batch_norm::relu_masked(gs, os));
                             let g = masked.as_deref().unwrap_or(gs);
                             let dims = (conv_out.len() / d.o, d.o, 1);
+                            let sync = self.sync.as_deref();
                             let (dy, mut daffine, dbeta) =
-                                batch_norm::backward(conv_out, &afs[..d.o], g, dims, &saved.mean, &saved.var, self.eps);
+                                batch_norm::backward(conv_out, &afs[..d.o], g, dims, &saved.moments, self.eps, sync)?;
                             daffine.extend(dbeta);
                             let (dx, dw) = conv::backward_channels_last(xs, ws, &dy, &d, need_dx);
-                            (dx, dw, daffine)
+                            Ok::<_, candle_core::Error>((dx, dw, daffine))
                         })
                     })
                 })
             })
-        })?????;
+        })??????;
         let dx = dx.map(|dx| Tensor::from_vec(dx, x.dims(), x.device())).transpose()?;
         Ok((
             dx,
@@ -188,7 +196,7 @@ impl CustomOp3 for ConvBnOp {
                 contiguous_slice(s2, l2, "ConvBn")?,
                 contiguous_slice(s3, l3, "ConvBn")?,
                 &d,
-            )
+            )?
         ));
         Ok((out, Shape::from((n, d.oh, d.ow, d.o))))
     }

@@ -1,0 +1,207 @@
+//! SimCLR on the ConvNet under `mpirun -np 2` with SyncBatchNorm (feature `mpi`): two processes
+//! with batches of 8 train as one process with batches of 16 (losses, parameters and BatchNorm's
+//! running statistics), on the fused kernels (SyncBatchNorm inside the BatchNorm and ConvBn ops)
+//! and on the device-generic path (its all-reduces as ops). Skipped without mpirun unless
+//! `CONTRASTIVE_REQUIRE_MPI=1` (CI).
+#![cfg(feature = "mpi")]
+
+use candle_core::Device;
+use contrastive_core::augment::Compose;
+use contrastive_core::collective::{set_sync_batch_norm, Collective, Local, Mpi};
+use contrastive_core::data::{Loader, LoaderConfig, Shard};
+use contrastive_core::kernel::set_generic_ops;
+use contrastive_core::nn::ProjectionHeadConfig;
+use contrastive_core::optim::{OptimizerConfig, Schedule};
+use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
+use contrastive_vision::augment::{HorizontalFlip, Normalize, ViewAugmentation};
+use contrastive_vision::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[path = "../../core/tests/support/mpirun.rs"]
+mod support;
+use support::{have_mpirun, mpirun};
+
+const WORKER: &str = "CONTRASTIVE_MPI_WORKER";
+const OUT: &str = "CONTRASTIVE_MPI_OUT";
+
+fn model(collective: Arc<dyn Collective>) -> SimClr {
+    let config = SimClrConfig {
+        encoder: EncoderConfig::ConvNet(ConvNetConfig { in_channels: 1, widths: vec![8, 16], strides: vec![1, 2] }),
+        head: ProjectionHeadConfig {
+            input_dim: 16,
+            hidden_dim: 32,
+            output_dim: 16,
+            layers: 2,
+            batch_norm: true,
+            output_batch_norm: false,
+        },
+        temperature: 0.5,
+    };
+    SimClr::new(config, 3, &Device::Cpu).unwrap().with_collective(collective)
+}
+
+/// Five SGD steps of SimCLR on 96 digits, batches of `batch` per process, into `dir`.
+fn train(collective: Arc<dyn Collective>, batch: usize, dir: &Path) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
+    let digits = load_pixel_csv(&path, 8, 8, 16.0).unwrap().select(&(0..96).collect::<Vec<_>>()).unwrap();
+    let normalize = Normalize { mean: vec![0.3], std: vec![0.35] };
+    let aug = ViewAugmentation(Compose(vec![Box::new(HorizontalFlip { p: 0.5 }), Box::new(normalize)]));
+    let config = LoaderConfig { batch_size: batch, seed: 4, shuffle: true, drop_last: true, threads: 1 };
+    let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
+    let loader =
+        Loader::new(digits, aug, CollateViews { device: Device::Cpu }, config).unwrap().with_shard(shard).unwrap();
+    let config = TrainerConfig {
+        epochs: 1,
+        max_steps: Some(5),
+        lr: 0.05,
+        schedule: Schedule::Constant,
+        // SGD: a gradient off by a factor shows (Adam's step would hide it).
+        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.0 },
+        checkpoint_every: None,
+        progress: false,
+        ..TrainerConfig::default()
+    };
+    let mut trainer =
+        Trainer::new(config, model(Arc::clone(&collective))).unwrap().with_collective(collective).with_run_dir(dir);
+    trainer.fit(&loader).unwrap();
+}
+
+/// The worker the test starts under mpirun (nothing when run as an ordinary test).
+#[test]
+fn mpi_worker() {
+    let Ok(path) = std::env::var(WORKER) else { return };
+    if path == "ops" {
+        return sync_ops_agree_on_both_paths();
+    }
+    set_generic_ops(path == "generic");
+    let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
+    set_sync_batch_norm(Some(Arc::clone(&collective)));
+    train(collective, 8, &PathBuf::from(std::env::var(OUT).unwrap()));
+    set_sync_batch_norm(None);
+}
+
+fn final_state(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let checkpoint = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
+    let m = model(Arc::new(Local));
+    m.params().load(&checkpoint.join("model.safetensors")).unwrap();
+    m.params().all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+}
+
+#[test]
+fn simclr_with_sync_batch_norm_on_two_processes_equals_one_with_the_global_batch() {
+    for path in ["kernels", "generic"] {
+        compare_on(path);
+    }
+}
+
+fn compare_on(path: &str) {
+    let one = tempfile::tempdir().unwrap();
+    contrastive_core::kernel::with_generic_ops(path == "generic", || train(Arc::new(Local), 16, one.path()));
+    let two = tempfile::tempdir().unwrap();
+    if !have_mpirun() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = two.path().display().to_string();
+    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
+    let run = mpirun(2, &exe, &args, &[(WORKER, path), (OUT, &out)], Duration::from_secs(300));
+    assert!(run.status.success(), "{}", run.stderr);
+    let losses = |d: &Path| -> Vec<f64> {
+        read_history(&d.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
+    };
+    let (a, b) = (losses(one.path()), losses(two.path()));
+    assert_eq!((a.len(), b.len()), (5, 5));
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < 1e-5, "{path}: step {step}: loss {x} with one process, {y} with two");
+    }
+    let mut largest = 0.0f32;
+    for ((name, x), (_, y)) in final_state(one.path()).iter().zip(&final_state(two.path())) {
+        for (u, v) in x.iter().zip(y) {
+            assert!((u - v).abs() < 1e-5, "{path}: {name}: {u} with one process, {v} with two");
+            largest = largest.max((u - v).abs());
+        }
+    }
+    eprintln!("{path}: losses {a:?}; largest difference of a parameter or running statistic {largest:e}");
+}
+
+/// Under SyncBatchNorm on 2 processes: BatchNorm (2-D and 4-D, with and without ReLU) and ConvBn
+/// give the same values and gradients (input, weights, γ, β) on the fused kernels as on the
+/// composite path, through a loss over the gathered outputs.
+fn sync_ops_agree_on_both_paths() {
+    use candle_core::{DType, Tensor, Var};
+    use contrastive_core::collective::gather_rows;
+    use contrastive_core::nn::{InitScheme, ParamStore};
+    let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
+    set_sync_batch_norm(Some(Arc::clone(&collective)));
+    let rank = collective.rank();
+    let store = ParamStore::new(5, InitScheme::PyTorch);
+    let vb = store.var_builder(DType::F32, &Device::Cpu);
+    let geometry = ConvGeometry { in_channels: 3, out_channels: 4, kernel: 3, stride: 1, padding: 1 };
+    let conv = conv2d(geometry, false, vb.pp("conv")).unwrap();
+    let conv_bn = ConvBn::new(conv, batch_norm(4, vb.pp("cbn")).unwrap(), Activation::Relu);
+    let bn = batch_norm(4, vb.pp("bn")).unwrap();
+    // Each process its own input; the weights shift away from 1 and 0 so that γ and β matter.
+    for (_, v) in store.all() {
+        let shifted = v.as_tensor().affine(1.3, 0.2).unwrap();
+        v.set(&shifted).unwrap();
+    }
+    let input = |shape: &[usize], salt: u64| {
+        let n: usize = shape.iter().product();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(salt + 100 * rank as u64);
+        let values: Vec<f32> = (0..n).map(|_| rand::Rng::random_range(&mut rng, -2.0f32..3.0)).collect();
+        Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu).unwrap()).unwrap()
+    };
+    type Layer<'a> = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + 'a>;
+    let cases: Vec<(&str, Var, Layer)> = vec![
+        ("ConvBn + ReLU", input(&[3, 5, 5, 3], 1), Box::new(|x| conv_bn.forward_t(x, true))),
+        ("BatchNorm (N, C, H, W)", input(&[3, 4, 5, 5], 2), Box::new(|x| candle_nn::ModuleT::forward_t(&bn, x, true))),
+        ("BatchNorm + ReLU (N, C)", input(&[6, 4], 3), Box::new(|x| bn.forward_relu_t(x, true))),
+    ];
+    for (name, x, f) in &cases {
+        let run = |generic: bool| {
+            contrastive_core::kernel::with_generic_ops(generic, || {
+                let y = f(x.as_tensor()).unwrap();
+                let rows = gather_rows(&y.flatten_from(1).unwrap(), collective.as_ref()).unwrap();
+                // A fixed weighting of every output, the same on both processes.
+                let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(9);
+                let r: Vec<f32> =
+                    (0..rows.elem_count()).map(|_| rand::Rng::random_range(&mut rng, -1.0f32..1.0)).collect();
+                let r = Tensor::from_vec(r, rows.dims(), &Device::Cpu).unwrap();
+                let loss = (rows * r).unwrap().sum_all().unwrap();
+                let grads = loss.backward().unwrap();
+                let mut out = vec![y.flatten_all().unwrap().to_vec1::<f32>().unwrap()];
+                for v in std::iter::once(x.clone()).chain(store.trainable().into_iter().map(|(_, v)| v)) {
+                    out.push(
+                        grads
+                            .get(v.as_tensor())
+                            .map(|g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                            .unwrap_or_default(),
+                    );
+                }
+                out
+            })
+        };
+        let (kernels, generic) = (run(false), run(true));
+        for (i, (a, b)) in kernels.iter().zip(&generic).enumerate() {
+            let d = a.iter().zip(b).map(|(u, v)| (u - v).abs()).fold(0.0f32, f32::max);
+            assert!(
+                d < 1e-4,
+                "rank {rank}: {name}: output {i} (0: value, 1: input gradient, then the variables) differs by {d}"
+            );
+        }
+    }
+    set_sync_batch_norm(None);
+}
+
+#[test]
+fn sync_batch_norm_kernels_equal_the_composite_path_on_two_processes() {
+    if !have_mpirun() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
+    let run = mpirun(2, &exe, &args, &[(WORKER, "ops"), (OUT, "-")], Duration::from_secs(120));
+    assert!(run.status.success(), "{}", run.stderr);
+}
