@@ -62,9 +62,8 @@ impl Knn {
     /// As [`Knn::rank_classes`], with the training embeddings and labels in a set of shards on
     /// disk, searched exactly one shard at a time: for training sets that do not fit in memory.
     pub fn rank_classes_in_shards(&self, train: &EmbeddingShards, test: &Tensor) -> Result<Vec<Vec<u32>>> {
-        let labels = train.labels()?;
         self.check(train.len())?;
-        let top = train.top_k(Similarity::Cosine, test, self.k, self.block)?;
+        let (top, labels) = train.top_k_and_labels(Similarity::Cosine, test, self.k, self.block)?;
         self.rank_neighbours(&top, &labels)
     }
 

@@ -370,11 +370,43 @@ impl EmbeddingShards {
     /// The exact `k` most similar rows of the whole set for each row of `queries`, reading one
     /// shard at a time: memory is one shard plus the queries' candidates, whatever the set's size.
     pub fn top_k(&self, similarity: Similarity, queries: &Tensor, k: usize, block: BlockSize) -> Result<TopK> {
+        self.search(similarity, queries, k, block, None)
+    }
+
+    /// [`Self::top_k`] and every label in row order, gathered in the same pass over the shards
+    /// (kNN needs both: one read of the set, not two); an error for an unlabelled set.
+    pub fn top_k_and_labels(
+        &self,
+        similarity: Similarity,
+        queries: &Tensor,
+        k: usize,
+        block: BlockSize,
+    ) -> Result<(TopK, Vec<u32>)> {
+        if !self.index.labelled {
+            return Err(Error::Data(format!("the embedding shards in {} hold no labels", self.dir.display())));
+        }
+        let mut labels = Vec::with_capacity(self.index.rows);
+        let top = self.search(similarity, queries, k, block, Some(&mut labels))?;
+        Ok((top, labels))
+    }
+
+    fn search(
+        &self,
+        similarity: Similarity,
+        queries: &Tensor,
+        k: usize,
+        block: BlockSize,
+        mut labels: Option<&mut Vec<u32>>,
+    ) -> Result<TopK> {
         let shape = check::embeddings("shard search queries", queries)?;
         check::same_width("shard search queries", shape, self.index.dim, "the embedding shards")?;
         let mut running = RunningTopK::new(similarity, &queries.to_dtype(DType::F32)?, k, block)?;
         for shard in self.iter() {
-            running.add(&shard?.0)?;
+            let (x, y) = shard?;
+            running.add(&x)?;
+            if let Some(all) = labels.as_deref_mut() {
+                all.extend(y.unwrap_or_default());
+            }
         }
         Ok(running.finish()?)
     }

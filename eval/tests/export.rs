@@ -94,6 +94,10 @@ mod shards {
         let whole = Similarity::Cosine.top_k(&queries, &x, 20, block).unwrap();
         let sharded = reopened.top_k(Similarity::Cosine, &queries, 20, block).unwrap();
         assert_eq!(sharded.indices, whole.indices);
+        // The search and the labels in one pass over the shards: the same as each on its own.
+        let (together, gathered) = reopened.top_k_and_labels(Similarity::Cosine, &queries, 20, block).unwrap();
+        assert_eq!((together.indices, together.values), (sharded.indices.clone(), sharded.values.clone()));
+        assert_eq!(gathered, labels);
 
         for vote in [Vote::Majority, Vote::Weighted { temperature: 0.1 }] {
             let knn = Knn { k: 20, vote, block };
@@ -139,6 +143,9 @@ mod shards {
         assert!(set.labels().unwrap_err().to_string().contains("no labels"));
         let knn = Knn { k: 3, ..Knn::default() };
         assert!(knn.rank_classes_in_shards(&set, &x).unwrap_err().to_string().contains("no labels"));
+        let block = BlockSize { rows: 16, cols: 50 };
+        let err = set.top_k_and_labels(Similarity::Cosine, &x, 3, block).unwrap_err().to_string();
+        assert!(err.contains("no labels"), "{err}");
 
         // A set rewritten with fewer shards leaves none of the old ones behind.
         write(&dir, &x, None, 10, 7);

@@ -12,7 +12,7 @@ use candle_core::{Tensor, Var};
 const BUCKET_VALUES: usize = 4 << 20;
 
 /// Gives every process rank 0's values of every variable (parameters and buffers).
-pub(crate) fn broadcast_params(params: &ParamStore, collective: &dyn Collective) -> Result<()> {
+pub fn broadcast_params(params: &ParamStore, collective: &dyn Collective) -> Result<()> {
     for (_, var) in params.all() {
         let mut values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         collective.broadcast(&mut values, 0)?;
@@ -24,7 +24,7 @@ pub(crate) fn broadcast_params(params: &ParamStore, collective: &dyn Collective)
 /// Replaces each variable's gradient by its average over the processes (a variable no process
 /// has a gradient for keeps none; one that only some have counts as zero elsewhere), and
 /// `shared` (the loss, the stop request) by its sum, in the same exchange.
-pub(crate) fn average_gradients(
+pub fn average_gradients(
     grads: &mut GradStore,
     vars: &[Var],
     shared: &mut [f32],

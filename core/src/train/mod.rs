@@ -10,6 +10,7 @@ mod objective;
 
 pub use checkpoint::list_checkpoints;
 pub use config::TrainerConfig;
+pub use data_parallel::{average_gradients, broadcast_params};
 use history::append_history;
 pub use history::{read_history, HistoryRecord};
 pub use objective::{ExtraState, Objective, Progress};
