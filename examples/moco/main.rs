@@ -8,8 +8,8 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use clap::Parser;
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_examples::flags::{at_least_one, positive, unit_interval, CommonFlags};
-use contrastive_examples::image_data::{fit_normalize, load_image_data, ImageFlags};
-use contrastive_examples::image_training::{train_and_evaluate, RunSpec};
+use contrastive_examples::image_data::ImageFlags;
+use contrastive_examples::image_training::{train_and_evaluate, ImageRun, RunSpec};
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
 use contrastive_examples::report::finish;
 use contrastive_vision::{Encoder, MoCo, MoCoConfig, MoCoSettings};
@@ -54,11 +54,8 @@ struct Cli {
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("moco", &cli)?;
-    let data = load_image_data(cli.common.data.as_deref(), cli.images.unreadable())?;
-    let size = cli.images.size(&data, cli.recipe);
-    let normalize = fit_normalize(&data.train)?;
-    let augmentation = cli.recipe.build(size, normalize.clone());
-    let encoder = cli.encoder.config(data.train.channels());
+    let run = ImageRun::prepare(&cli.common, &cli.images, cli.recipe)?;
+    let encoder = cli.encoder.config(run.data.train.channels());
     let width = encoder.dim();
     let config = MoCoConfig {
         encoder,
@@ -74,18 +71,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let model = MoCo::new(config, cli.common.seed, &cli.common.device()?)?;
     let spec = RunSpec { method: "moco_v2", epochs: 2, batch_size: 256, lr: cli.lr };
     let encoder_of: fn(&MoCo) -> &Encoder = MoCo::encoder;
-    train_and_evaluate(
-        &cli.common,
-        &cli.images,
-        &spec,
-        data,
-        size,
-        model,
-        encoder_of,
-        |m| m.sync_key_network(),
-        augmentation,
-        normalize,
-    )
+    train_and_evaluate(&cli.common, &cli.images, &spec, run, model, encoder_of, |m| m.sync_key_network())
 }
 
 fn main() {

@@ -2,9 +2,10 @@
 //! final evaluation, exports and the figures.
 
 use crate::flags::CommonFlags;
-use crate::image_data::{sample_of, ImageFlags};
+use crate::image_data::{fit_normalize, load_image_data, sample_of, ImageFlags};
 use crate::image_eval::{raw_pixels, score, Scores};
 use crate::pretrained::resolve_init;
+use crate::recipe::Recipe;
 use crate::report::{plot_run, save_embeddings, saves_shards, ROWS_PER_SHARD};
 use candle_core::{Device, Tensor};
 use contrastive_core::data::{Dataset, Loader, LoaderConfig};
@@ -93,24 +94,45 @@ fn raw_baseline(train: &ImageSet, test: &ImageSet, knn: &Knn, probe: &LinearProb
     score(&raw_pixels(&a)?, &a.labels, &raw_pixels(&b)?, &b.labels, knn, probe)
 }
 
-/// Trains `objective` on `data` (views of `size`) and evaluates its encoder; returns the run's
-/// figures.
-#[allow(clippy::too_many_arguments)]
+/// The images of a run and how its views are made, as `--data`, `--image-size` and the recipe
+/// say: what every image method prepares alike.
+pub struct ImageRun {
+    /// Training and evaluation images.
+    pub data: ImageSplit,
+    /// The views' size.
+    pub size: (usize, usize),
+    /// The two views' augmentation.
+    pub augmentation: ViewAugmentation,
+    /// The normalisation fitted on the training images (inside the augmentation too).
+    pub normalize: Normalize,
+}
+
+impl ImageRun {
+    /// Reads `--data` (or the default Fashion-MNIST) and builds `recipe` at the run's image size.
+    pub fn prepare(flags: &CommonFlags, image_flags: &ImageFlags, recipe: Recipe) -> Result<Self> {
+        let data = load_image_data(flags.data.as_deref(), image_flags.unreadable())?;
+        let size = image_flags.size(&data, recipe);
+        let normalize = fit_normalize(&data.train)?;
+        let augmentation = recipe.build(size, normalize.clone());
+        Ok(Self { data, size, augmentation, normalize })
+    }
+}
+
+/// Trains `objective` on the run's images and evaluates its encoder (`encoder` finds it in the
+/// objective; `after_init` runs after `--init` weights are loaded); returns the run's figures.
 pub fn train_and_evaluate<O>(
     flags: &CommonFlags,
     image_flags: &ImageFlags,
     spec: &RunSpec,
-    data: ImageSplit,
-    size: (usize, usize),
+    run: ImageRun,
     mut objective: O,
     encoder: fn(&O) -> &Encoder,
     after_init: fn(&mut O) -> Result<()>,
-    augmentation: ViewAugmentation,
-    normalize: Normalize,
 ) -> Result<serde_json::Value>
 where
     O: Objective<Batch = ViewBatch> + 'static,
 {
+    let ImageRun { data, size, augmentation, normalize } = run;
     let started = Instant::now();
     // The model's device (its variables are there); each batch moves to it once, after collation.
     let device = flags.device()?;

@@ -336,6 +336,16 @@ impl<O: Objective> Trainer<O> {
                 let batch = batch?;
                 let loss = self.objective.loss(&batch)?;
                 let mut value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                // One process stops before a backward pass through a NaN; several first share
+                // the loss, so that all stop together.
+                let non_finite = |trainer: &Self, value: f64| -> Result<Summary> {
+                    bar.abandon();
+                    let checkpoint = trainer.newest_checkpoint()?;
+                    Err(Error::NonFiniteLoss { step: trainer.state.step, epoch, value, checkpoint })
+                };
+                if world == 1 && !value.is_finite() {
+                    return non_finite(self, value);
+                }
                 let mut grads = loss.backward()?;
                 let trainable = self.objective.params().trainable();
                 let vars: Vec<_> = trainable.iter().map(|(_, v)| v.clone()).collect();
@@ -349,9 +359,7 @@ impl<O: Objective> Trainer<O> {
                     stop = shared[1] > 0.0;
                 }
                 if !value.is_finite() {
-                    bar.abandon();
-                    let checkpoint = self.newest_checkpoint()?;
-                    return Err(Error::NonFiniteLoss { step: self.state.step, epoch, value, checkpoint });
+                    return non_finite(self, value);
                 }
                 let sq_norms = grad_sq_norms(&grads, &vars)?;
                 if let Some(bad) = sq_norms.iter().position(|s| !s.is_finite()) {
