@@ -4,6 +4,7 @@ mod common;
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use common::{finite_differences, max_abs_diff, random_rows, rows_of, scalar, tensor};
+use contrastive_core::collective::GlobalRows;
 use contrastive_core::kernel::OpPath;
 use contrastive_core::nn::*;
 
@@ -113,6 +114,41 @@ fn seeded_dropout_repeats_scales_and_resumes() {
     let v = Var::from_tensor(&x).unwrap();
     let g = a.forward_t(v.as_tensor(), true).unwrap().sum_all().unwrap().backward().unwrap();
     assert!(g.get(&v).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+}
+
+/// Under data parallelism each process draws its rows' masks of the global batch: the three
+/// processes' outputs, stacked, are the single process's, call after call, and every stream ends
+/// where the single one does (so checkpoints of any world size agree).
+#[test]
+fn seeded_dropout_in_a_global_batch_draws_the_whole_batch_masks() {
+    let x = Tensor::arange(0f32, 7.0 * 3.0 * 5.0, &Device::Cpu).unwrap().reshape((7, 3, 5)).unwrap();
+    let whole = SeededDropout::new(0.5, 11, "layer").unwrap();
+    let counts = [2usize, 4, 1];
+    let parts: Vec<SeededDropout> = counts.iter().map(|_| SeededDropout::new(0.5, 11, "layer").unwrap()).collect();
+    for _call in 0..3 {
+        let expected = whole.forward_t(&x, true).unwrap().to_vec3::<f32>().unwrap();
+        let mut stacked = vec![];
+        for (rank, d) in parts.iter().enumerate() {
+            let rows = GlobalRows::from_counts(&counts, rank).unwrap();
+            let mine = x.narrow(0, rows.first, rows.rows).unwrap();
+            let y = in_global_batch(rows, || d.forward_t(&mine, true)).unwrap();
+            stacked.extend(y.to_vec3::<f32>().unwrap());
+        }
+        assert_eq!(stacked, expected);
+        assert!(parts.iter().all(|d| d.position() == whole.position()));
+    }
+    // Outside the scope a layer draws for its own rows again; inside, a tensor that is not the
+    // stated rows is refused.
+    let alone = SeededDropout::new(0.5, 11, "layer").unwrap();
+    let first_two = alone.forward_t(&x.narrow(0, 0, 2).unwrap(), true).unwrap();
+    let fresh = SeededDropout::new(0.5, 11, "layer").unwrap();
+    let rows = GlobalRows::from_counts(&counts, 0).unwrap();
+    let scoped = in_global_batch(rows, || fresh.forward_t(&x.narrow(0, 0, 2).unwrap(), true)).unwrap();
+    assert_eq!(first_two.to_vec3::<f32>().unwrap(), scoped.to_vec3::<f32>().unwrap());
+    assert_ne!(alone.position(), fresh.position());
+    let wrong = GlobalRows { first: 0, rows: 4, total: 7 };
+    assert!(in_global_batch(wrong, || fresh.forward_t(&x.narrow(0, 0, 3).unwrap(), true)).is_err());
+    assert!(GlobalRows::from_counts(&counts, 3).is_err());
 }
 
 fn build(store: &ParamStore, reversed: bool) {

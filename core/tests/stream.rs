@@ -3,7 +3,7 @@
 //! repeats kept out of a batch, and the same batches whatever the thread count.
 
 use contrastive_core::augment::Augment;
-use contrastive_core::data::{BatchSource, Blocks, LoaderConfig, StreamLoader, TwoViews, ViewPair};
+use contrastive_core::data::{BatchSource, Blocks, LoaderConfig, Shard, StreamLoader, TwoViews, ViewPair};
 use contrastive_core::Result;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -176,4 +176,51 @@ fn copies_of_an_item_are_kept_out_of_one_batch() {
     }
     // Resuming replays the holding back: the same batches from any start.
     assert_eq!(epoch(&l, 0, 7), batches[7..].to_vec());
+}
+
+#[test]
+fn shards_split_each_global_batch_in_rank_order() {
+    // 300 items (each value three times) in blocks of 30, windows of 45: three processes with
+    // batches of 4 take, batch by batch, the rank-th third of what one process takes with batches
+    // of 12 (copies kept apart over the whole global batch), with the same views; a resume of a
+    // shard from batch 5 equals the rest of its epoch.
+    let blocks = || {
+        let mut b = Numbers::new(vec![30; 10]);
+        b.repeat = 3;
+        b
+    };
+    let make = |batch: usize| {
+        let config = LoaderConfig { batch_size: batch, seed: 4, shuffle: true, drop_last: true, threads: 2 };
+        StreamLoader::new(blocks(), TwoViews(jitter()), |b: Batch| Ok(b), config, 45)
+            .unwrap()
+            .with_distinct_keys(|x: &u64| *x)
+            .unwrap()
+    };
+    let global = epoch(&make(12), 1, 0);
+    assert_eq!(global.len(), 25);
+    let shards: Vec<Vec<Batch>> = (0..3)
+        .map(|rank| {
+            let l = make(4).with_shard(Shard { rank, world_size: 3 }).unwrap();
+            assert_eq!((l.shard(), l.batches_per_epoch()), (Shard { rank, world_size: 3 }, 25));
+            let batches = epoch(&l, 1, 0);
+            assert_eq!(epoch(&l, 1, 5), batches[5..].to_vec());
+            batches
+        })
+        .collect();
+    for (b, batch) in global.iter().enumerate() {
+        let joined: Vec<_> = (0..3).flat_map(|r| shards[r][b].iter().cloned()).collect();
+        assert_eq!(&joined, batch, "global batch {b}");
+    }
+    let no_drop = {
+        let config = LoaderConfig { batch_size: 4, seed: 4, shuffle: true, drop_last: false, threads: 1 };
+        StreamLoader::new(blocks(), TwoViews(jitter()), |b: Batch| Ok(b), config, 45).unwrap()
+    };
+    let no_drop = message(no_drop.with_shard(Shard { rank: 0, world_size: 2 }));
+    assert!(no_drop.contains("loader.drop_last"), "{no_drop}");
+    let too_big = message(make(100).with_shard(Shard { rank: 1, world_size: 4 }));
+    assert!(too_big.contains("100 per process x 4 processes") && too_big.contains("300 samples"), "{too_big}");
+}
+
+fn message<T>(r: Result<T>) -> String {
+    r.err().map(|e| e.to_string()).unwrap_or_default()
 }

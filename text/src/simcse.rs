@@ -16,11 +16,13 @@ use crate::pooled_bert::PooledBert;
 use crate::pooling::Pooling;
 use crate::tokenizer::TokenBatch;
 use candle_core::{DType, Device, Tensor};
+use contrastive_core::collective::{gather_rows, Collective, GlobalRows, Local};
 use contrastive_core::loss::info_nce;
-use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_core::nn::{in_global_batch, InitScheme, ParamStore};
 use contrastive_core::train::{ExtraState, Objective};
 use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Which pooling SimCSE trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,7 @@ pub struct SimCse<B: Backbone<Input = TokenBatch> = PooledBert> {
     config: SimCseConfig,
     store: ParamStore,
     encoder: B,
+    collective: Arc<dyn Collective>,
 }
 
 impl SimCse<PooledBert> {
@@ -103,7 +106,18 @@ impl<B: Backbone<Input = TokenBatch>> SimCse<B> {
         }
         let store = ParamStore::new(seed, InitScheme::Normal { std: 0.02 });
         let encoder = build(store.var_builder(DType::F32, device))?;
-        Ok(Self { config, store, encoder })
+        Ok(Self { config, store, encoder, collective: Arc::new(Local) })
+    }
+
+    /// Contrasts over the global batch of `collective`'s processes: each process pads its
+    /// sentences to the longest of the global batch, draws its dropout masks as one process with
+    /// the whole global batch would (`in_global_batch`), and every process's anchors meet every
+    /// process's positives and hard negatives, while each back-propagates into its own. Pair it
+    /// with [`Trainer::with_collective`](contrastive_core::train::Trainer::with_collective) on the
+    /// same collective and a loader's [`Shard`](contrastive_core::data::Shard).
+    pub fn with_collective(mut self, collective: Arc<dyn Collective>) -> Self {
+        self.collective = collective;
+        self
     }
 
     /// The sentence backbone.
@@ -121,10 +135,18 @@ impl<B: Backbone<Input = TokenBatch>> Objective for SimCse<B> {
     type Batch = SentenceBatch;
 
     fn loss(&mut self, batch: &SentenceBatch) -> candle_core::Result<Tensor> {
-        let anchors = self.embed(&batch.anchors, true)?;
-        let positives = self.embed(batch.positives.as_ref().unwrap_or(&batch.anchors), true)?;
+        // The global batch's vectors (this process's own when it runs alone), embedded in the
+        // order a single process embeds them, so that the dropout streams agree.
+        let global = |tokens: &TokenBatch| -> candle_core::Result<Tensor> {
+            let c = self.collective.as_ref();
+            let (tokens, rows) = in_global_shape(tokens, c).map_err(candle_core::Error::wrap)?;
+            let z = in_global_batch(rows, || self.embed(&tokens, true))?;
+            gather_rows(&z, c).map_err(candle_core::Error::wrap)
+        };
+        let anchors = global(&batch.anchors)?;
+        let positives = global(batch.positives.as_ref().unwrap_or(&batch.anchors))?;
         let negatives = match &batch.hard_negatives {
-            Some(n) => Some(self.embed(n, true)?),
+            Some(n) => Some(global(n)?),
             None => None,
         };
         info_nce(&anchors, &positives, negatives.as_ref(), self.config.temperature)
@@ -145,4 +167,18 @@ impl<B: Backbone<Input = TokenBatch>> Objective for SimCse<B> {
     fn config(&self) -> serde_json::Value {
         serde_json::json!({ "method": "simcse", "simcse": self.config, "bert": self.encoder.describe() })
     }
+}
+
+/// `tokens` padded to the longest sequence of every process's batch, and where its rows sit in
+/// the global batch (one all-gather of each process's row count and length).
+fn in_global_shape(tokens: &TokenBatch, collective: &dyn Collective) -> Result<(TokenBatch, GlobalRows)> {
+    let (rows, len) = tokens.ids.dims2()?;
+    if collective.world_size() == 1 {
+        return Ok((tokens.clone(), GlobalRows::whole(rows)));
+    }
+    let shapes = collective.all_gather(&[rows as f32, len as f32])?;
+    let field = |s: &Vec<f32>, i: usize| s.get(i).copied().unwrap_or(0.0) as usize;
+    let counts: Vec<usize> = shapes.iter().map(|s| field(s, 0)).collect();
+    let longest = shapes.iter().map(|s| field(s, 1)).max().unwrap_or(len);
+    Ok((tokens.pad_to(longest)?, GlobalRows::from_counts(&counts, collective.rank())?))
 }

@@ -20,6 +20,24 @@ pub struct TokenBatch {
     pub attention_mask: Tensor,
 }
 
+impl TokenBatch {
+    /// The batch padded on the right to `len` tokens (ids, type ids and mask 0), as the batch of
+    /// every process of a data-parallel step is padded to the longest of them: padding is masked
+    /// out, so the real tokens' states do not change. A shorter `len` is an error.
+    pub fn pad_to(&self, len: usize) -> Result<TokenBatch> {
+        let (_, l) = self.ids.dims2()?;
+        if len < l {
+            return Err(Error::shape("TokenBatch::pad_to", format!("at least {l} tokens"), &[len]));
+        }
+        let pad = |t: &Tensor| -> Result<Tensor> { Ok(t.pad_with_zeros(1, 0, len - l)?) };
+        Ok(TokenBatch {
+            ids: pad(&self.ids)?,
+            type_ids: pad(&self.type_ids)?,
+            attention_mask: pad(&self.attention_mask)?,
+        })
+    }
+}
+
 /// A tokenizer with truncation and per-batch padding.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,

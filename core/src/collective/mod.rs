@@ -106,6 +106,44 @@ pub fn gather_rows(local: &Tensor, collective: &dyn Collective) -> Result<Tensor
     Ok(Tensor::cat(&pieces, 0)?)
 }
 
+/// Where one process's rows sit in the global batch of a data-parallel step: rows
+/// `first..first + rows` of `total`, the processes' batches in rank order (as [`gather_rows`]
+/// concatenates them). What randomness keyed by the sample needs: a process draws exactly the
+/// numbers a single process with the whole global batch would draw for those rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GlobalRows {
+    /// The global index of this process's first row.
+    pub first: usize,
+    /// This process's rows.
+    pub rows: usize,
+    /// The rows of the global batch.
+    pub total: usize,
+}
+
+impl GlobalRows {
+    /// A single process's batch of `rows`: all of the global batch.
+    pub fn whole(rows: usize) -> Self {
+        Self { first: 0, rows, total: rows }
+    }
+
+    /// This process's place, given every process's row count in rank order.
+    pub fn from_counts(counts: &[usize], rank: usize) -> Result<Self> {
+        let rows =
+            *counts.get(rank).ok_or_else(|| Error::index("GlobalRows: the rank's row count", rank, counts.len()))?;
+        Ok(Self { first: counts[..rank].iter().sum(), rows, total: counts.iter().sum() })
+    }
+
+    /// This process's place in the global batch (one all-gather of the row counts).
+    pub fn of(rows: usize, collective: &dyn Collective) -> Result<Self> {
+        if collective.world_size() == 1 {
+            return Ok(Self::whole(rows));
+        }
+        let counts: Vec<usize> =
+            collective.all_gather(&[rows as f32])?.iter().map(|c| c.first().copied().unwrap_or(0.0) as usize).collect();
+        Self::from_counts(&counts, collective.rank())
+    }
+}
+
 /// `t` summed over every process (same shape everywhere), as an op whose gradient is also summed
 /// over the processes: what SyncBatchNorm's statistics need, so that each process's input
 /// receives the gradient of every process's outputs. f32; computed on the CPU (a tensor on

@@ -46,6 +46,17 @@ impl Mpi {
     }
 }
 
+impl Drop for Mpi {
+    /// A process that panics with MPI open ends every process: MPI_Finalize (what dropping the
+    /// universe calls) would wait for the others, which wait in a collective operation for it.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("rank {} of {}: panicked; ending every process of the run", self.rank, self.size);
+            self.world.abort(101)
+        }
+    }
+}
+
 impl Collective for Mpi {
     fn rank(&self) -> usize {
         self.rank

@@ -133,6 +133,29 @@ pub struct Shard {
 impl Shard {
     /// A process alone: the whole batch.
     pub const WHOLE: Shard = Shard { rank: 0, world_size: 1 };
+
+    /// Refuses a shard a loader of `n` samples in batches of `b` per process cannot serve.
+    fn check(self, n: usize, b: usize, drop_last: bool) -> Result<()> {
+        if self.world_size == 0 || self.rank >= self.world_size {
+            return Err(Error::config("loader.shard", format!("rank {} of a world of {}", self.rank, self.world_size)));
+        }
+        if self.world_size > 1 && !drop_last {
+            return Err(Error::config(
+                "loader.drop_last",
+                "must be on for several processes: each takes a full share of every global batch",
+            ));
+        }
+        if self.world_size > 1 && n < b * self.world_size {
+            return Err(Error::config(
+                "loader.batch_size",
+                format!(
+                    "{b} per process x {} processes is larger than the dataset ({n} samples): no global batch would be made",
+                    self.world_size
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 struct Inner<D, V, C> {
@@ -226,28 +249,7 @@ where
     /// views are those of the single process. Needs `drop_last` when there are several processes
     /// (every process takes full batches).
     pub fn with_shard(mut self, shard: Shard) -> Result<Self> {
-        if shard.world_size == 0 || shard.rank >= shard.world_size {
-            return Err(Error::config(
-                "loader.shard",
-                format!("rank {} of a world of {}", shard.rank, shard.world_size),
-            ));
-        }
-        let (n, b) = (self.inner.dataset.len(), self.inner.config.batch_size);
-        if shard.world_size > 1 && !self.inner.config.drop_last {
-            return Err(Error::config(
-                "loader.drop_last",
-                "must be on for several processes: each takes a full share of every global batch",
-            ));
-        }
-        if shard.world_size > 1 && n < b * shard.world_size {
-            return Err(Error::config(
-                "loader.batch_size",
-                format!(
-                    "{b} per process x {} processes is larger than the dataset ({n} samples): no global batch would be made",
-                    shard.world_size
-                ),
-            ));
-        }
+        shard.check(self.inner.dataset.len(), self.inner.config.batch_size, self.inner.config.drop_last)?;
         let inner = Arc::get_mut(&mut self.inner)
             .ok_or_else(|| Error::config("loader.shard", "set it before the first epoch starts"))?;
         inner.shard = shard;

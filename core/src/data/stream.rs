@@ -5,7 +5,7 @@
 //! whatever the size of the set, and the order is a function of the seed, the epoch and the block
 //! sizes only, so a resume skips straight to its window without reading what came before.
 
-use super::{distinct_batches, BatchSource, Batches, Collate, LoaderConfig, Views};
+use super::{distinct_batches, BatchSource, Batches, Collate, LoaderConfig, Shard, Views};
 use crate::error::{Error, Result};
 use crate::rng::{keyed_rng, sample_rng, shuffle_rng};
 use rand::seq::SliceRandom;
@@ -56,6 +56,8 @@ struct Inner<B: Blocks, V, C> {
     window: usize,
     pool: rayon::ThreadPool,
     keys: Option<KeyFn<B::Item>>,
+    /// This process's part of each global batch.
+    shard: Shard,
 }
 
 impl<B, V, C> StreamLoader<B, V, C>
@@ -100,7 +102,18 @@ where
             .build()
             .map_err(|e| Error::config("loader.threads", e.to_string()))?;
         Ok(Self {
-            inner: Arc::new(Inner { blocks, starts, len, views, collate, config, window, pool, keys: None }),
+            inner: Arc::new(Inner {
+                blocks,
+                starts,
+                len,
+                views,
+                collate,
+                config,
+                window,
+                pool,
+                keys: None,
+                shard: Shard::WHOLE,
+            }),
             prefetch: 1,
         })
     }
@@ -114,6 +127,24 @@ where
             .ok_or_else(|| Error::config("loader.distinct_keys", "set them before the first epoch starts"))?;
         inner.keys = Some(Arc::new(key));
         Ok(self)
+    }
+
+    /// Makes this loader one process's share of a data-parallel run: the windows and the order
+    /// within them are those of a single process with batches of `batch_size x world_size` (the
+    /// global batch, copies of a key kept out of it), and batch `b` of rank `r` is the `r`-th
+    /// `batch_size` items of global batch `b`. Every process reads every window (memory is still
+    /// one window) and makes only its own share's views. Needs `drop_last` with several processes.
+    pub fn with_shard(mut self, shard: Shard) -> Result<Self> {
+        shard.check(self.inner.len, self.inner.config.batch_size, self.inner.config.drop_last)?;
+        let inner = Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| Error::config("loader.shard", "set it before the first epoch starts"))?;
+        inner.shard = shard;
+        Ok(self)
+    }
+
+    /// This loader's share of the global batches.
+    pub fn shard(&self) -> Shard {
+        self.inner.shard
     }
 
     /// Prepares up to `depth` batches ahead of the one the step consumes (default 1): more
@@ -163,9 +194,9 @@ where
         Batches { rx }
     }
 
-    /// Batches per epoch.
+    /// Batches per epoch (global batches: each process takes its share of every one).
     pub fn batches_per_epoch(&self) -> usize {
-        let (n, b) = (self.inner.len, self.inner.config.batch_size);
+        let (n, b) = (self.inner.len, self.inner.config.batch_size * self.inner.shard.world_size);
         if self.inner.config.drop_last {
             n / b
         } else {
@@ -211,7 +242,9 @@ where
         batches: usize,
         send: &mut dyn FnMut(Result<C::Batch>) -> bool,
     ) -> Result<()> {
-        let b_size = self.config.batch_size;
+        // Batches are made global and cut into the processes' shares as they are sent.
+        let shard = self.shard;
+        let b_size = self.config.batch_size * shard.world_size;
         let skip_items = if self.keys.is_none() { start * b_size } else { 0 };
         let lens = self.blocks.block_lens();
         let mut assembler = Assembler::new(b_size, self.keys.clone());
@@ -226,7 +259,9 @@ where
             if k < start {
                 return true;
             }
-            send(self.make_batch(epoch, batch))
+            let share = self.config.batch_size;
+            let mine = batch.into_iter().skip(shard.rank * share).take(share).collect();
+            send(self.make_batch(epoch, mine))
         };
         for (w, window) in self.windows(epoch).into_iter().enumerate() {
             let n: usize = window.iter().map(|&b| lens[b]).sum();

@@ -15,7 +15,7 @@ mod softmax;
 mod target_network;
 
 pub use batch_norm::{batch_norm, batch_statistics, BatchNorm};
-pub use dropout::SeededDropout;
+pub use dropout::{in_global_batch, SeededDropout};
 pub use gelu::gelu_erf;
 pub use gradient_check::check_gradients;
 pub use layer_norm::{layer_norm, LayerNorm};
