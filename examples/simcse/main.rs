@@ -16,6 +16,7 @@ use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
 use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
+use contrastive_examples::processes;
 use contrastive_examples::report::{finish, plot_run};
 use contrastive_text::{
     load_bert_weights, read_corpus, read_lee50, sentence_loader, sentence_stream, BertConfig, CollateSentences,
@@ -124,7 +125,11 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     // corpus) is checked before the minutes of evaluation.
     let bert_config = BertConfig::from_file(&model_dir.join("config.json"))?;
     let config = SimCseConfig { temperature: cli.temperature, pooling: SimCsePooling::Mean };
-    let model = SimCse::new(config, &bert_config, flags.seed, &device)?;
+    // Under mpirun (feature mpi) every process contrasts against the global batch, with dropout
+    // keyed by each sentence's place in it: N processes of --batch-size B train as one of N x B.
+    let processes = processes::collective()?;
+    let leader = processes.rank() == 0;
+    let model = SimCse::new(config, &bert_config, flags.seed, &device)?.with_collective(processes.clone());
     load_bert_weights(model.params(), &model_dir.join("model.safetensors"), &device)?;
     let tokenizer = Arc::new(Tokenizer::from_file(&model_dir.join("tokenizer.json"), cli.max_length)?);
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 16 } else { 64 });
@@ -134,31 +139,38 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let mut left_out = None;
     let source = if cli.stream {
         let corpus = TextCorpus::open(&data, format, (40, 300))?;
-        eprintln!(
+        let say = |line: String| {
+            if leader {
+                eprintln!("{line}")
+            }
+        };
+        say(format!(
             "simcse: {} sentences streamed from {} (indexed in {:.1} s); model {}",
             corpus.len(),
             data.display(),
             corpus_started.elapsed().as_secs_f64(),
             model_dir.display()
-        );
+        ));
         let left = corpus.left_out();
         if let Some((file, line)) = &left.first_too_long {
-            eprintln!(
+            say(format!(
                 "left out: {} sentences over 300 characters (the first at {}:{line}), {} under 40",
                 left.too_long,
                 file.display(),
                 left.too_short
-            );
+            ));
         }
         left_out = Some(json!({"too_short": left.too_short, "too_long": left.too_long}));
-        Source::Stream(sentence_stream(corpus, collate, loader_config, cli.window)?)
+        Source::Stream(sentence_stream(corpus, collate, loader_config, cli.window)?.with_shard(processes::shard()?)?)
     } else {
         let mut sentences = read_corpus(&data, format, (40, 300))?;
         sentences.shuffle(&mut named_rng(flags.seed, "simcse-corpus"));
         let wanted = if flags.quick { cli.sentences.min(256) } else { cli.sentences };
         sentences.truncate(wanted);
-        eprintln!("simcse: {} sentences from {}; model {}", sentences.len(), data.display(), model_dir.display());
-        Source::Memory(sentence_loader(sentences, collate, loader_config)?)
+        if leader {
+            eprintln!("simcse: {} sentences from {}; model {}", sentences.len(), data.display(), model_dir.display());
+        }
+        Source::Memory(sentence_loader(sentences, collate, loader_config)?.with_shard(processes::shard()?)?)
     };
     let corpus_seconds = corpus_started.elapsed().as_secs_f64();
 
@@ -167,10 +179,17 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         Source::Memory(loader) => train(&cli, model, loader)?,
         Source::Stream(loader) => train(&cli, model, loader)?,
     };
-    if tokenizer.truncated() > 0 {
+    // Every process tokenized its own share.
+    let mut truncated = [tokenizer.truncated() as f32];
+    processes.all_reduce_sum(&mut truncated)?;
+    let truncated = truncated[0] as usize;
+    if !leader {
+        // Rank 0 evaluates, exports and reports.
+        return Ok(json!({}));
+    }
+    if truncated > 0 {
         eprintln!(
-            "{} training sentences were longer than --max-length {} tokens and cut to it (as SimCSE does)",
-            tokenizer.truncated(),
+            "{truncated} training sentences were longer than --max-length {} tokens and cut to it (as SimCSE does)",
             cli.max_length
         );
     }
@@ -200,7 +219,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "last_loss": summary.last_loss,
         "corpus_seconds": (corpus_seconds * 100.0).round() / 100.0,
         "left_out": left_out,
-        "truncated_sentences": tokenizer.truncated(),
+        "truncated_sentences": truncated,
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
         // From the program's start: corpus and model.
         "training_started_seconds": (fit_started * 10.0).round() / 10.0,

@@ -16,10 +16,15 @@ fn assets_env() -> Vec<(&'static str, String)> {
 
 /// Whether the run stopped for want of Fashion-MNIST (a skip, unless CI requires the assets).
 fn without_fashion_mnist(run: &support::MpiRun) -> bool {
+    without_assets(run, "fashion-mnist")
+}
+
+/// Whether the run stopped for want of `assets` (a skip, unless CI requires the assets).
+fn without_assets(run: &support::MpiRun, assets: &str) -> bool {
     let missing = !run.status.success() && run.stderr.contains("fetch-assets");
     if missing {
         assert!(std::env::var("CONTRASTIVE_REQUIRE_ASSETS").as_deref() != Ok("1"), "{}", run.stderr);
-        eprintln!("Fashion-MNIST is not fetched (scripts/fetch-assets fashion-mnist): skipped");
+        eprintln!("{assets} not fetched (scripts/fetch-assets {assets}): skipped");
     }
     missing
 }
@@ -58,6 +63,43 @@ fn simclr_trains_on_two_processes_and_reports_once() {
     assert!(loss > 4.4 && loss < 5.2, "{loss}");
     let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
     assert_eq!(history.lines().filter(|l| l.contains("\"loss\"")).count(), 2, "{history}");
+}
+
+/// SimCSE's example on 2 processes of batch 8 trains as one process of batch 16: the same loss
+/// after 2 steps and the same Lee-50 figure after training (dropout keyed by the sentence's place
+/// in the global batch, padding to the global batch's longest).
+#[cfg(feature = "mpi")]
+#[test]
+fn simcse_on_two_processes_trains_as_one_with_the_global_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = ["--quick", "--max-steps", "2", "--threads", "1"];
+    let bin = env!("CARGO_BIN_EXE_simcse");
+    let two_out = dir.path().join("two").display().to_string();
+    let args: Vec<&str> = common.iter().copied().chain(["--batch-size", "8", "--out", &two_out]).collect();
+    let Some(two) = run_two(bin, &args) else { return };
+    if without_assets(&two, "minilm sotu") {
+        return;
+    }
+    assert!(two.status.success(), "{}", two.stderr);
+    let one_out = dir.path().join("one").display().to_string();
+    let one =
+        std::process::Command::new(bin).args(common).args(["--batch-size", "16", "--out", &one_out]).output().unwrap();
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    let figures = |stdout: &str| -> serde_json::Value {
+        let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
+        assert_eq!(lines.len(), 1, "rank 0 alone prints the figures:\n{stdout}");
+        serde_json::from_str(lines[0]).unwrap()
+    };
+    let (a, b) = (figures(&String::from_utf8_lossy(&one.stdout)), figures(&two.stdout));
+    assert_eq!((b["world_size"].as_u64(), b["global_batch_size"].as_u64()), (Some(2), Some(16)));
+    assert_eq!(a["global_batch_size"], b["global_batch_size"]);
+    for field in [&["last_loss"][..], &["lee50_after", "pearson"], &["lee50_after", "spearman"]] {
+        let get = |v: &serde_json::Value| field.iter().fold(v.clone(), |v, f| v[f].clone()).as_f64().unwrap();
+        let (x, y) = (get(&a), get(&b));
+        assert!((x - y).abs() < 1e-5, "{field:?}: {x} on one process, {y} on two");
+    }
+    // Training moved the model: the comparison is not of two untrained encoders.
+    assert_ne!(b["lee50_after"]["pearson"], b["lee50_before"]["pearson"]);
 }
 
 #[cfg(feature = "mpi")]
