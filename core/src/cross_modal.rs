@@ -31,12 +31,14 @@
 //! ```
 
 use crate::backbone::Backbone;
+use crate::collective::{gather_rows, Collective, Local};
 use crate::error::{Error, Result};
 use crate::loss::clip_loss;
 use crate::nn::ParamStore;
 use crate::train::{ExtraState, Objective};
 use candle_core::{DType, Tensor, Var};
 use candle_nn::Init;
+use std::sync::Arc;
 
 /// CLIP's temperature settings (the paper's defaults).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -97,6 +99,7 @@ pub struct Clip<A: Backbone, B: Backbone> {
     /// The log logit scale: a variable of the store when learnable, else a constant.
     log_scale: LogScale,
     config: ClipConfig,
+    collective: Arc<dyn Collective>,
 }
 
 enum LogScale {
@@ -131,7 +134,18 @@ impl<A: Backbone, B: Backbone> Clip<A, B> {
         } else {
             LogScale::Fixed(Tensor::new(&[init as f32], &device)?)
         };
-        Ok(Self { a, b, store, log_scale, config })
+        Ok(Self { a, b, store, log_scale, config, collective: Arc::new(Local) })
+    }
+
+    /// Contrasts over the global batch of `collective`'s processes (CLIP's all-gather): every
+    /// process's embeddings of both towers meet every other's, while each process
+    /// back-propagates into its own ([`gather_rows`]). Pair it with
+    /// [`Trainer::with_collective`](crate::train::Trainer::with_collective) on the same collective
+    /// and a loader's [`Shard`](crate::data::Shard). Towers with dropout or BatchNorm see the
+    /// global batch only if they say so themselves (SyncBatchNorm, `nn::in_global_batch`).
+    pub fn with_collective(mut self, collective: Arc<dyn Collective>) -> Self {
+        self.collective = collective;
+        self
     }
 
     /// The first tower.
@@ -168,8 +182,9 @@ impl<A: Backbone, B: Backbone> Objective for Clip<A, B> {
     type Batch = ClipBatch<A::Input, B::Input>;
 
     fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
-        let za = self.a.encode(&batch.a, true)?;
-        let zb = self.b.encode(&batch.b, true)?;
+        let gather = |z: Tensor| gather_rows(&z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
+        let za = gather(self.a.encode(&batch.a, true)?)?;
+        let zb = gather(self.b.encode(&batch.b, true)?)?;
         clip_loss(&za, &zb, self.log_scale.tensor())
     }
 

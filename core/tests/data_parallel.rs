@@ -10,12 +10,13 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{linear, Linear};
 use contrastive_core::collective::{gather_rows, set_sync_batch_norm, Collective, Local, Mpi};
+use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig, LOG_SCALE};
 use contrastive_core::data::{Loader, LoaderConfig, Shard, ViewPair};
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{batch_norm, BatchNorm, InitScheme, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
-use contrastive_core::Result;
+use contrastive_core::{Backbone, Result};
 use rand::{Rng, RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -127,10 +128,61 @@ fn train(collective: Arc<dyn Collective>, batch: usize, failure: Failure, dir: &
     Ok(())
 }
 
+/// A tower of CLIP: one linear layer over feature rows.
+struct Rows(Linear);
+
+impl Backbone for Rows {
+    type Input = Tensor;
+    fn encode(&self, x: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+        self.0.forward(x)
+    }
+    fn dim(&self) -> usize {
+        4
+    }
+}
+
+fn clip(collective: Arc<dyn Collective>) -> Clip<Rows, Rows> {
+    let store = ParamStore::new(3, InitScheme::PyTorch);
+    let vb = store.var_builder(DType::F32, &Device::Cpu);
+    let (a, b) = (Rows(linear(DIM, 4, vb.pp("a")).unwrap()), Rows(linear(DIM, 4, vb.pp("b")).unwrap()));
+    Clip::new(a, b, store, ClipConfig::default()).unwrap().with_collective(collective)
+}
+
+fn clip_pairs(samples: Vec<ViewPair<Vec<f32>>>) -> Result<ClipBatch<Tensor, Tensor>> {
+    let (a, b) = collate(samples)?;
+    Ok(ClipBatch { a, b })
+}
+
+/// Five SGD steps of CLIP (two linear towers, the learnable temperature) with batches of
+/// `batch` per process, into `dir`.
+fn train_clip(collective: Arc<dyn Collective>, batch: usize, dir: &Path) -> Result<()> {
+    let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
+    let config = LoaderConfig { batch_size: batch, seed: 5, shuffle: true, drop_last: true, threads: 1 };
+    type ClipCol = fn(Vec<ViewPair<Vec<f32>>>) -> Result<ClipBatch<Tensor, Tensor>>;
+    let loader = Loader::new(points(), noise as Aug, clip_pairs as ClipCol, config)?.with_shard(shard)?;
+    let config = TrainerConfig {
+        epochs: 1,
+        max_steps: Some(5),
+        lr: 0.1,
+        schedule: Schedule::Constant,
+        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.0 },
+        progress: false,
+        ..Default::default()
+    };
+    let mut trainer =
+        Trainer::new(config, clip(Arc::clone(&collective)))?.with_collective(collective).with_run_dir(dir);
+    trainer.fit(&loader)?;
+    Ok(())
+}
+
 /// The worker a test starts under mpirun (does nothing when run as an ordinary test).
 #[test]
 fn mpi_worker() {
     let Ok(part) = std::env::var(WORKER) else { return };
+    if part == "clip" {
+        let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
+        return train_clip(collective, 8, &PathBuf::from(std::env::var(OUT).unwrap())).unwrap();
+    }
     let failure = match part.as_str() {
         "error" => Failure::Error,
         "exit" => Failure::Exit,
@@ -165,6 +217,43 @@ fn final_params(dir: &Path) -> Vec<(String, Vec<f32>)> {
 
 fn losses(dir: &Path) -> Vec<f64> {
     read_history(&dir.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
+}
+
+/// CLIP's loss over both towers' gathered embeddings: 2 x 8 train as 1 x 16 (the towers and
+/// the learnable temperature).
+#[test]
+fn clip_on_two_processes_trains_as_one_with_the_global_batch() {
+    let one = tempfile::tempdir().unwrap();
+    train_clip(Arc::new(Local), 16, one.path()).unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let Some(run) = workers(2, "clip", two.path()) else { return };
+    assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
+    let (a, b) = (losses(one.path()), losses(two.path()));
+    assert_eq!((a.len(), b.len()), (5, 5), "{a:?} {b:?}");
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < 1e-5, "step {step}: loss {x} with one process, {y} with two");
+    }
+    let values = |store: ParamStore| -> Vec<(String, Vec<f32>)> {
+        store.all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+    };
+    let state = |dir: &Path| {
+        let store = clip(Arc::new(Local)).into_parts().2;
+        store.load(&list_checkpoints(dir).unwrap().pop().unwrap().join("model.safetensors")).unwrap();
+        values(store)
+    };
+    let (p, q) = (state(one.path()), state(two.path()));
+    assert!(p.iter().any(|(k, _)| k == LOG_SCALE));
+    let start = values(clip(Arc::new(Local)).into_parts().2);
+    let (mut largest, mut moved) = (0.0f32, 0.0f32);
+    for (((name, x), (_, y)), (_, s)) in p.iter().zip(&q).zip(&start) {
+        for ((u, v), w) in x.iter().zip(y).zip(s) {
+            assert!((u - v).abs() < 1e-5, "{name}: {u} with one process, {v} with two");
+            largest = largest.max((u - v).abs());
+            moved = moved.max((u - w).abs());
+        }
+    }
+    assert!(moved > 1e-3, "the parameters moved by at most {moved}");
+    eprintln!("clip: losses {a:?}; largest parameter difference {largest:e}");
 }
 
 #[test]

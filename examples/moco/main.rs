@@ -10,6 +10,7 @@ use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_examples::flags::{at_least_one, positive, unit_interval, CommonFlags};
 use contrastive_examples::image_data::ImageFlags;
 use contrastive_examples::image_training::{train_and_evaluate, ImageRun, RunSpec};
+use contrastive_examples::processes;
 use contrastive_examples::recipe::{EncoderChoice, Recipe};
 use contrastive_examples::report::finish;
 use contrastive_vision::{Encoder, MoCo, MoCoConfig, MoCoSettings};
@@ -37,9 +38,13 @@ struct Cli {
     /// Both views as queries (the mean of the two losses).
     #[arg(long)]
     symmetric: bool,
-    /// BatchNorm groups (the key batch is shuffled across them; 1 turns it off).
+    /// BatchNorm groups per process (the key batch is shuffled across every process's groups:
+    /// shuffle-BN; 1 on one process turns it off).
     #[arg(long, default_value_t = 4, value_parser = at_least_one())]
     bn_groups: usize,
+    /// Normalise the keys in the queries' BatchNorm groups instead of shuffling them across.
+    #[arg(long)]
+    no_shuffle_bn: bool,
     /// Learning rate (Adam).
     #[arg(long, default_value_t = 1e-3, value_parser = positive)]
     lr: f64,
@@ -66,9 +71,13 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
             momentum: cli.momentum,
             symmetric: cli.symmetric,
             bn_groups: cli.bn_groups,
+            shuffle_bn: !cli.no_shuffle_bn,
         },
     };
-    let model = MoCo::new(config, cli.common.seed, &cli.common.device()?)?;
+    // Under mpirun (feature mpi): shuffle-BN across every process's groups, the queue filled with
+    // every process's keys.
+    let processes = processes::collective()?;
+    let model = MoCo::new(config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
     let spec = RunSpec { method: "moco_v2", epochs: 2, batch_size: 256, lr: cli.lr };
     let encoder_of: fn(&MoCo) -> &Encoder = MoCo::encoder;
     train_and_evaluate(&cli.common, &cli.images, &spec, run, model, encoder_of, |m| m.sync_key_network())

@@ -15,10 +15,20 @@
 //! back in order afterwards), so the samples that share a query's statistics are not those that
 //! share its key's. The permutation is drawn from the run's seed and the step, so runs
 //! repeat. With `bn_groups = 1` the groups and the shuffle are off.
+//!
+//! On several processes ([`MoCo::with_collective`]) it is MoCo's own shuffle-BN: every process
+//! normalises its batch in `bn_groups` groups (so the global batch in `bn_groups x world_size`),
+//! the key batch is gathered from every process, permuted, and each process computes the keys of
+//! its slice of the permutation; the keys and queries are gathered, every process computes the
+//! global batch's loss (back-propagating into its own queries), and every process's keys join
+//! the queue, in the global batch's order. N processes of batch B with
+//! `bn_groups` g train as one process of batch N x B with N x g groups. `shuffle_bn: false`
+//! computes each process's keys on its own rows, in the queries' groups.
 
 use crate::batch::ViewBatch;
 use crate::encoder::{Encoder, EncoderConfig};
 use candle_core::{DType, Device, Tensor};
+use contrastive_core::collective::{gather_rows, Collective, GlobalRows, Local};
 use contrastive_core::loss::info_nce;
 use contrastive_core::nn::{InitScheme, Momentum, ParamStore, ProjectionHead, ProjectionHeadConfig, TargetNetwork};
 use contrastive_core::rng::keyed_rng;
@@ -27,6 +37,7 @@ use contrastive_core::train::{ExtraState, Objective, Progress};
 use contrastive_core::{Backbone, Error, Result};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// MoCo v2's settings for any encoder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,13 +52,22 @@ pub struct MoCoSettings {
     pub momentum: f64,
     /// Both views as queries.
     pub symmetric: bool,
-    /// Groups BatchNorm normalises in, the key batch shuffled across them (1: off).
+    /// Groups BatchNorm normalises in (per process), the key batch shuffled across them (1 on
+    /// one process: off).
     pub bn_groups: usize,
+    /// Shuffle the key batch across the BatchNorm groups (shuffle-BN); off, keys are normalised
+    /// in the queries' groups.
+    #[serde(default = "shuffle_bn_default")]
+    pub shuffle_bn: bool,
+}
+
+fn shuffle_bn_default() -> bool {
+    true
 }
 
 impl Default for MoCoSettings {
     /// MoCo v2's head shape (hidden 2048, output 128) on a 256-wide encoder, queue 65,536,
-    /// temperature 0.2, momentum 0.99, one-directional loss, 4 BatchNorm groups.
+    /// temperature 0.2, momentum 0.99, one-directional loss, 4 BatchNorm groups, shuffle-BN.
     fn default() -> Self {
         Self {
             head: ProjectionHeadConfig::moco_v2(256),
@@ -56,6 +76,7 @@ impl Default for MoCoSettings {
             momentum: 0.99,
             symmetric: false,
             bn_groups: 4,
+            shuffle_bn: true,
         }
     }
 }
@@ -137,6 +158,7 @@ pub struct MoCo<B: Backbone<Input = Tensor> = Encoder> {
     pending: Option<Tensor>,
     seed: u64,
     steps: u64,
+    collective: Arc<dyn Collective>,
 }
 
 impl MoCo<Encoder> {
@@ -168,7 +190,18 @@ impl<B: Backbone<Input = Tensor>> MoCo<B> {
             TargetNetwork::new(&store, |vb| Network::new(&build, &config.head, vb), momentum, DType::F32, device)?;
         let queue = MemoryQueue::new(config.queue_size, config.head.output_dim)?;
         let encoder_config = query.encoder.describe();
-        Ok(Self { config, encoder_config, store, query, key, queue, pending: None, seed, steps: 0 })
+        Ok(Self {
+            config,
+            encoder_config,
+            store,
+            query,
+            key,
+            queue,
+            pending: None,
+            seed,
+            steps: 0,
+            collective: Arc::new(Local),
+        })
     }
 
     /// The query encoder (the representation to evaluate).
@@ -191,23 +224,39 @@ impl<B: Backbone<Input = Tensor>> MoCo<B> {
         &self.queue
     }
 
-    /// Keys of `x`: the key network on the batch shuffled across BatchNorm groups, unshuffled,
-    /// detached.
+    /// Trains over `collective`'s processes with shuffle-BN across them, the queue filled with
+    /// every process's keys (the module documentation says how). Pair it with
+    /// [`Trainer::with_collective`](contrastive_core::train::Trainer::with_collective) on the same
+    /// collective and a loader's [`Shard`](contrastive_core::data::Shard).
+    pub fn with_collective(mut self, collective: Arc<dyn Collective>) -> Self {
+        self.collective = collective;
+        self
+    }
+
+    /// The global batch's keys in order (detached), given this process's rows `x`. With
+    /// shuffle-BN, the key network runs on this process's slice of the global batch permuted, in
+    /// `bn_groups` groups, and the keys are put back in order.
     fn keys(&self, x: &Tensor, view: u64) -> candle_core::Result<Tensor> {
-        let n = x.dim(0)?;
-        if self.config.bn_groups <= 1 {
-            return self.key.network().project(x, 1).map(|k| k.detach());
+        let c = self.collective.as_ref();
+        let wrap = candle_core::Error::wrap;
+        let groups = self.config.bn_groups;
+        if !self.config.shuffle_bn || groups * c.world_size() <= 1 {
+            let own = self.key.network().project(x, groups)?.detach();
+            return gather_rows(&own, c).map_err(wrap);
         }
-        let mut order: Vec<u32> = (0..n as u32).collect();
+        let rows = GlobalRows::of(x.dim(0)?, c).map_err(wrap)?;
+        let everyone = gather_rows(&x.detach(), c).map_err(wrap)?;
+        let mut order: Vec<u32> = (0..rows.total as u32).collect();
         order.shuffle(&mut keyed_rng(self.seed, &[0x6d6f636f, self.steps, view]));
-        let mut inverse = vec![0u32; n];
+        let mut inverse = vec![0u32; rows.total];
         for (pos, &i) in order.iter().enumerate() {
             inverse[i as usize] = pos as u32;
         }
         let dev = x.device();
-        let shuffled = x.index_select(&Tensor::new(order.as_slice(), dev)?, 0)?;
-        let k = self.key.network().project(&shuffled, self.config.bn_groups)?;
-        Ok(k.index_select(&Tensor::new(inverse.as_slice(), dev)?, 0)?.detach())
+        let slice = &order[rows.first..rows.first + rows.rows];
+        let shuffled = everyone.index_select(&Tensor::new(slice, dev)?, 0)?;
+        let k = self.key.network().project(&shuffled, groups)?.detach();
+        gather_rows(&k, c).map_err(wrap)?.index_select(&Tensor::new(inverse.as_slice(), dev)?, 0)
     }
 
     fn direction(&self, q: &Tensor, k: &Tensor) -> candle_core::Result<Tensor> {
@@ -220,10 +269,17 @@ impl<B: Backbone<Input = Tensor>> Objective for MoCo<B> {
 
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
         let groups = self.config.bn_groups;
-        let q1 = self.query.project(&batch.first, groups)?;
+        // Every process computes the loss of the global batch (its own queries back-propagate):
+        // the other queries' keys are negatives too, as on one process; the queue takes every
+        // process's keys.
+        let queries = |x: &Tensor| -> candle_core::Result<Tensor> {
+            let q = self.query.project(x, groups)?;
+            gather_rows(&q, self.collective.as_ref()).map_err(candle_core::Error::wrap)
+        };
+        let q1 = queries(&batch.first)?;
         let k2 = self.keys(&batch.second, 2)?;
         let (loss, keys) = if self.config.symmetric {
-            let q2 = self.query.project(&batch.second, groups)?;
+            let q2 = queries(&batch.second)?;
             let k1 = self.keys(&batch.first, 1)?;
             let loss = ((self.direction(&q1, &k2)? + self.direction(&q2, &k1)?)? * 0.5)?;
             (loss, Tensor::cat(&[k2, k1], 0)?)

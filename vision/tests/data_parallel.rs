@@ -1,8 +1,10 @@
 //! SimCLR on the ConvNet under `mpirun -np 2` with SyncBatchNorm (feature `mpi`): two processes
 //! with batches of 8 train as one process with batches of 16 (losses, parameters and BatchNorm's
 //! running statistics), on the fused kernels (SyncBatchNorm inside the BatchNorm and ConvBn ops)
-//! and on the device-generic path (its all-reduces as ops). Skipped without mpirun unless
-//! `CONTRASTIVE_REQUIRE_MPI=1` (CI).
+//! and on the device-generic path (its all-reduces as ops). MoCo likewise, with shuffle-BN across
+//! the processes and the queue filled with both processes' keys: 2 x 8 with 2 BatchNorm groups
+//! each train as 1 x 16 with 4 (losses, parameters, key network and queue). Skipped without
+//! mpirun unless `CONTRASTIVE_REQUIRE_MPI=1` (CI).
 #![cfg(feature = "mpi")]
 
 use candle_core::Device;
@@ -42,8 +44,30 @@ fn model(collective: Arc<dyn Collective>) -> SimClr {
     SimClr::new(config, 3, &Device::Cpu).unwrap().with_collective(collective)
 }
 
-/// Five SGD steps of SimCLR on 96 digits, batches of `batch` per process, into `dir`.
+fn moco(collective: Arc<dyn Collective>, bn_groups: usize) -> MoCo {
+    let config = MoCoConfig {
+        encoder: EncoderConfig::ConvNet(ConvNetConfig { in_channels: 1, widths: vec![8, 16], strides: vec![1, 2] }),
+        moco: MoCoSettings {
+            head: ProjectionHeadConfig::moco_v2(16),
+            // 5 steps of 32 keys (both views): the queue wraps.
+            queue_size: 48,
+            temperature: 0.2,
+            momentum: 0.9,
+            symmetric: true,
+            bn_groups,
+            shuffle_bn: true,
+        },
+    };
+    MoCo::new(config, 3, &Device::Cpu).unwrap().with_collective(collective)
+}
+
+/// Five SGD steps of SimCLR (or MoCo with `moco_groups` BatchNorm groups per process) on 96
+/// digits, batches of `batch` per process, into `dir`.
 fn train(collective: Arc<dyn Collective>, batch: usize, dir: &Path) {
+    train_method(collective, batch, None, dir)
+}
+
+fn train_method(collective: Arc<dyn Collective>, batch: usize, moco_groups: Option<usize>, dir: &Path) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
     let digits = load_pixel_csv(&path, 8, 8, 16.0).unwrap().select(&(0..96).collect::<Vec<_>>()).unwrap();
     let normalize = Normalize { mean: vec![0.3], std: vec![0.35] };
@@ -63,6 +87,12 @@ fn train(collective: Arc<dyn Collective>, batch: usize, dir: &Path) {
         progress: false,
         ..TrainerConfig::default()
     };
+    if let Some(groups) = moco_groups {
+        let model = moco(Arc::clone(&collective), groups);
+        let mut trainer = Trainer::new(config, model).unwrap().with_collective(collective).with_run_dir(dir);
+        trainer.fit(&loader).unwrap();
+        return;
+    }
     let mut trainer =
         Trainer::new(config, model(Arc::clone(&collective))).unwrap().with_collective(collective).with_run_dir(dir);
     trainer.fit(&loader).unwrap();
@@ -74,6 +104,10 @@ fn mpi_worker() {
     let Ok(path) = std::env::var(WORKER) else { return };
     if path == "ops" {
         return sync_ops_agree_on_both_paths();
+    }
+    if path == "moco" {
+        let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
+        return train_method(collective, 8, Some(2), &PathBuf::from(std::env::var(OUT).unwrap()));
     }
     set_generic_ops(path == "generic");
     let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
@@ -87,6 +121,60 @@ fn final_state(dir: &Path) -> Vec<(String, Vec<f32>)> {
     let m = model(Arc::new(Local));
     m.params().load(&checkpoint.join("model.safetensors")).unwrap();
     m.params().all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+}
+
+/// Every tensor of the last checkpoint's model and extra state (MoCo's key network and queue)
+/// but BatchNorm's running statistics: each process updates them once per BatchNorm group of its
+/// own (one process, 4 times per pass over 4 groups; each of two, twice over its 2), as each
+/// GPU of PyTorch's MoCo keeps its own; they serve evaluation only.
+fn checkpoint_tensors(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let checkpoint = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
+    let mut all = vec![];
+    for file in ["model.safetensors", "extra.safetensors"] {
+        let tensors = candle_core::safetensors::load(checkpoint.join(file), &Device::Cpu).unwrap();
+        let mut tensors: Vec<_> = tensors.into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in tensors.into_iter().filter(|(n, _)| !n.contains(".running_")) {
+            all.push((format!("{file}: {name}"), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()));
+        }
+    }
+    all
+}
+
+#[test]
+fn moco_with_shuffle_bn_on_two_processes_equals_one_with_the_global_batch() {
+    let one = tempfile::tempdir().unwrap();
+    train_method(Arc::new(Local), 16, Some(4), one.path());
+    if !have_mpirun() {
+        return;
+    }
+    let two = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = two.path().display().to_string();
+    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
+    let run = mpirun(2, &exe, &args, &[(WORKER, "moco"), (OUT, &out)], Duration::from_secs(300));
+    assert!(run.status.success(), "{}", run.stderr);
+    let losses = |d: &Path| -> Vec<f64> {
+        read_history(&d.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
+    };
+    let (a, b) = (losses(one.path()), losses(two.path()));
+    assert_eq!((a.len(), b.len()), (5, 5));
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < 1e-5, "step {step}: loss {x} with one process, {y} with two");
+    }
+    let (x, y) = (checkpoint_tensors(one.path()), checkpoint_tensors(two.path()));
+    let names = |v: &[(String, Vec<f32>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&x), names(&y));
+    assert!(names(&x).iter().any(|n| n.ends_with("queue")), "{:?}", names(&x));
+    let mut largest = 0.0f32;
+    for ((name, u), (_, v)) in x.iter().zip(&y) {
+        assert_eq!(u.len(), v.len(), "{name}");
+        for (p, q) in u.iter().zip(v) {
+            assert!((p - q).abs() < 1e-5, "{name}: {p} with one process, {q} with two");
+            largest = largest.max((p - q).abs());
+        }
+    }
+    eprintln!("moco: losses {a:?}; largest difference of a parameter, key-network tensor or queued key {largest:e}");
 }
 
 #[test]

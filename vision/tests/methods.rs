@@ -322,6 +322,7 @@ fn moco_key_network_queue_and_momentum() {
             momentum: 0.9,
             symmetric: false,
             bn_groups: 2,
+            shuffle_bn: true,
         },
     };
     let mut moco = MoCo::new(config, 1, &Device::Cpu).unwrap();
@@ -377,6 +378,7 @@ fn moco_keys_come_from_the_key_network_on_the_other_view() {
             momentum: 1.0,
             symmetric: false,
             bn_groups: 1,
+            shuffle_bn: true,
         },
     };
     let mut moco = MoCo::new(config, 2, &Device::Cpu).unwrap();
@@ -403,6 +405,7 @@ fn moco_overfits_and_resume_equals_an_uninterrupted_run() {
             momentum: 0.9,
             symmetric: true,
             bn_groups: 2,
+            shuffle_bn: true,
         },
     };
     let run = |dir: &Path, epochs: usize, resume: bool| {
