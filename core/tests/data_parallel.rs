@@ -107,12 +107,25 @@ impl Objective for GatheredMlp {
 
 /// Five steps of batches of `batch` per process, into `dir`.
 fn train(collective: Arc<dyn Collective>, batch: usize, failure: Failure, dir: &Path) -> Result<()> {
+    train_until(collective, batch, failure, dir, 5, false)
+}
+
+/// Steps up to `steps` of batches of `batch` per process, into `dir` (from its last checkpoint
+/// when `resume`).
+fn train_until(
+    collective: Arc<dyn Collective>,
+    batch: usize,
+    failure: Failure,
+    dir: &Path,
+    steps: usize,
+    resume: bool,
+) -> Result<()> {
     let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
     let config = LoaderConfig { batch_size: batch, seed: 5, shuffle: true, drop_last: true, threads: 1 };
     let loader = Loader::new(points(), noise as Aug, collate as Col, config)?.with_shard(shard)?;
     let config = TrainerConfig {
         epochs: 1,
-        max_steps: Some(5),
+        max_steps: Some(steps),
         lr: 0.02,
         schedule: Schedule::WarmupCosine { warmup_steps: 2, total_steps: 5, final_fraction: 0.1 },
         // SGD, not Adam: Adam's steps do not change when every gradient is scaled alike, and
@@ -124,6 +137,9 @@ fn train(collective: Arc<dyn Collective>, batch: usize, failure: Failure, dir: &
     };
     let objective = GatheredMlp::new(Arc::clone(&collective), failure);
     let mut trainer = Trainer::new(config, objective)?.with_collective(collective).with_run_dir(dir);
+    if resume {
+        assert!(trainer.resume()?, "a checkpoint to resume from");
+    }
     trainer.fit(&loader)?;
     Ok(())
 }
@@ -191,7 +207,11 @@ fn mpi_worker() {
     let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
     set_sync_batch_norm(Some(Arc::clone(&collective)));
     let dir = PathBuf::from(std::env::var(OUT).unwrap());
-    train(collective, 8, failure, &dir).unwrap();
+    match part.as_str() {
+        "first3" => train_until(collective, 8, failure, &dir, 3, false).unwrap(),
+        "resume" => train_until(collective, 8, failure, &dir, 5, true).unwrap(),
+        _ => train(collective, 8, failure, &dir).unwrap(),
+    }
     // The last handle goes, and MPI is finalised (mpirun counts a process that exits without it
     // as failed).
     set_sync_batch_norm(None);
@@ -254,6 +274,38 @@ fn clip_on_two_processes_trains_as_one_with_the_global_batch() {
     }
     assert!(moved > 1e-3, "the parameters moved by at most {moved}");
     eprintln!("clip: losses {a:?}; largest parameter difference {largest:e}");
+}
+
+/// A run resumes on another number of processes that keeps the global batch: 3 steps on 2
+/// processes of 8 then 2 on one of 16, and 3 on one then 2 on two, both end where 5 steps on
+/// one process of 16 do; a resume that changes the global batch is refused, naming it.
+#[test]
+fn a_run_resumes_on_another_number_of_processes() {
+    let straight = tempfile::tempdir().unwrap();
+    train(Arc::new(Local), 16, Failure::None, straight.path()).unwrap();
+    let two_then_one = tempfile::tempdir().unwrap();
+    let Some(run) = workers(2, "first3", two_then_one.path()) else { return };
+    assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
+    train_until(Arc::new(Local), 16, Failure::None, two_then_one.path(), 5, true).unwrap();
+    let one_then_two = tempfile::tempdir().unwrap();
+    train_until(Arc::new(Local), 16, Failure::None, one_then_two.path(), 3, false).unwrap();
+    let run = workers(2, "resume", one_then_two.path()).unwrap();
+    assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
+    let expected = final_params(straight.path());
+    for dir in [&two_then_one, &one_then_two] {
+        assert_eq!(losses(dir.path()).len(), 5);
+        for (step, (x, y)) in losses(straight.path()).iter().zip(losses(dir.path())).enumerate() {
+            assert!((x - y).abs() < 1e-5, "step {step}: loss {x} straight, {y} resumed on another world");
+        }
+        for ((name, x), (_, y)) in expected.iter().zip(final_params(dir.path())) {
+            for (u, v) in x.iter().zip(&y) {
+                assert!((u - v).abs() < 1e-5, "{name}: {u} straight, {v} resumed on another world");
+            }
+        }
+    }
+    // One process of 8 would make another global batch.
+    let e = train_until(Arc::new(Local), 8, Failure::None, two_then_one.path(), 7, true).unwrap_err().to_string();
+    assert!(e.contains("batch size 16 on 1 process") && e.contains("must stay 16"), "{e}");
 }
 
 #[test]

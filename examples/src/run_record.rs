@@ -11,10 +11,11 @@ use std::path::Path;
 pub const FILE: &str = "run.json";
 
 /// Flags a resumed run may change: how long it trains, where it writes, how many threads, on
-/// which device, and
-/// where it starts from (a resume starts from its checkpoint).
+/// which device, where it starts from (a resume starts from its checkpoint), and the batch size
+/// of each process (a run may resume on another number of processes: the trainer checks that the
+/// global batch, batch size times processes, stays).
 pub const MAY_CHANGE: &[&str] =
-    &["epochs", "max_steps", "threads", "device", "out", "resume", "init", "save_embeddings", "export"];
+    &["epochs", "max_steps", "threads", "device", "out", "resume", "init", "save_embeddings", "export", "batch_size"];
 
 /// What `run.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

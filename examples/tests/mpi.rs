@@ -141,6 +141,38 @@ fn moco_on_two_processes_trains_as_one_with_the_global_batch() {
     assert_close(&a, &b, &["last_loss"], 1e-4);
 }
 
+/// A run of 2 processes of 32 resumes on one process of 64 (the same global batch); one of 32
+/// is refused, naming the global batch.
+#[cfg(feature = "mpi")]
+#[test]
+fn a_run_resumes_on_another_number_of_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run").display().to_string();
+    let bin = env!("CARGO_BIN_EXE_simclr");
+    let args = ["--quick", "--max-steps", "2", "--threads", "1", "--batch-size", "32", "--out", &out];
+    let Some(run) = run_two(bin, &args) else { return };
+    if without_fashion_mnist(&run) {
+        return;
+    }
+    assert!(run.status.success(), "{}", run.stderr);
+    let resume = |batch: &str| {
+        std::process::Command::new(bin)
+            .args(["--quick", "--max-steps", "3", "--threads", "1", "--batch-size", batch, "--resume", &out])
+            .output()
+            .unwrap()
+    };
+    let refused = resume("32");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("must stay 64"), "{stderr}");
+    let resumed = resume("64");
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // The session took the one step left of 3.
+    assert_eq!((figures["steps"].as_u64(), figures["world_size"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(figures["global_batch_size"], 64);
+}
+
 #[cfg(feature = "mpi")]
 #[test]
 fn an_example_that_runs_on_one_process_refuses_several() {

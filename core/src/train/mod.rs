@@ -38,14 +38,16 @@ pub struct TrainState {
     pub batch_in_epoch: usize,
     /// The loader's seed (a resume with another seed would not continue the same run).
     pub seed: u64,
-    /// The loader's batch size, likewise (0 in checkpoints written before it was recorded).
+    /// The loader's batch size (each process's), likewise: a resume keeps `batch_size x
+    /// world_size`, the global batch (0 in checkpoints written before it was recorded).
     #[serde(default)]
     pub batch_size: usize,
     /// Samples trained on.
     pub samples_seen: usize,
     /// Seconds spent training, over all sessions.
     pub elapsed_s: f64,
-    /// Processes the run trains on (1 in checkpoints written before it was recorded).
+    /// Processes the run trained on last (1 in checkpoints written before it was recorded); a
+    /// resume may change it if the global batch stays.
     #[serde(default = "one")]
     pub world_size: usize,
 }
@@ -285,23 +287,19 @@ impl<O: Objective> Trainer<O> {
         let total = self.config.total_steps(per_epoch);
         if self.state.step == 0 && self.state.samples_seen == 0 {
             self.state.seed = source.seed();
-            self.state.batch_size = source.batch_size();
-            self.state.world_size = world;
-        } else if self.state.world_size != world {
-            return Err(Error::config(
-                "world_size",
-                format!(
-                    "the checkpoint was trained on {} processes, this run has {world} (resume on the same number)",
-                    self.state.world_size
-                ),
-            ));
-        } else if self.state.batch_size != 0 && self.state.batch_size != source.batch_size() {
+        } else if self.state.batch_size != 0
+            && self.state.batch_size * self.state.world_size != source.batch_size() * world
+        {
+            // The order of the global batches depends on their size only, so a run resumes on
+            // any number of processes that keeps it.
+            let (b, n) = (self.state.batch_size, self.state.world_size);
             return Err(Error::config(
                 "loader.batch_size",
                 format!(
-                    "the checkpoint was trained with batch size {}, the loader has {} (--batch-size must match the run's)",
-                    self.state.batch_size,
-                    source.batch_size()
+                    "the checkpoint was trained with batch size {b} on {n} process(es) (a global batch of {}), this run has {} on {world} ({}): the batch size times the processes must stay {0}",
+                    b * n,
+                    source.batch_size(),
+                    source.batch_size() * world
                 ),
             ));
         } else if self.state.seed != source.seed() {
@@ -310,6 +308,9 @@ impl<O: Objective> Trainer<O> {
                 format!("the checkpoint was trained with seed {}, the loader has {}", self.state.seed, source.seed()),
             ));
         }
+        // A resume may split the same global batch over another number of processes.
+        self.state.world_size = world;
+        self.state.batch_size = source.batch_size();
         if world > 1 {
             data_parallel::broadcast_params(self.objective.params(), self.collective.as_ref())?;
         }
