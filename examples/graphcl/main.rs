@@ -14,6 +14,7 @@ use contrastive_core::train::{Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{CrossValidation, LinearProbe, MeanStd};
 use contrastive_examples::flags::{at_least_one_u64, below_one, positive, CommonFlags};
+use contrastive_examples::processes;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::augment::AugmentationSet;
 use contrastive_graph::{
@@ -53,6 +54,10 @@ struct Cli {
     /// Plain NT-Xent instead of GraphCL's loss.
     #[arg(long)]
     nt_xent: bool,
+    /// Under mpirun: GIN's BatchNorm over every process's nodes (SyncBatchNorm), so N processes
+    /// of --batch-size B train as one of N x B.
+    #[arg(long)]
+    sync_batch_norm: bool,
 }
 
 fn run(cli: Cli) -> Result<serde_json::Value> {
@@ -79,15 +84,24 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     };
     let labels = eval_set.labels();
     let input_dim = eval_set.graphs.first().map_or(1, |g| g.feature_dim);
-    eprintln!(
-        "graphcl: pretrain on {} ({} graphs), evaluate on {} ({} graphs, {} classes), {} node features",
-        pretrain_set.name,
-        pretrain_set.graphs.len(),
-        eval_set.name,
-        eval_set.graphs.len(),
-        labels.iter().max().map_or(0, |m| m + 1),
-        input_dim
-    );
+    // Under mpirun (feature mpi) every process contrasts against the global batch; rank 0 alone
+    // evaluates, plots and reports.
+    let processes = processes::collective()?;
+    let leader = processes.rank() == 0;
+    if cli.sync_batch_norm {
+        contrastive_core::collective::set_sync_batch_norm(Some(processes.clone()));
+    }
+    if leader {
+        eprintln!(
+            "graphcl: pretrain on {} ({} graphs), evaluate on {} ({} graphs, {} classes), {} node features",
+            pretrain_set.name,
+            pretrain_set.graphs.len(),
+            eval_set.name,
+            eval_set.graphs.len(),
+            labels.iter().max().map_or(0, |m| m + 1),
+            input_dim
+        );
+    }
     let epochs = flags.epochs.unwrap_or(if flags.quick { 2 } else { 20 });
     let batch_size = flags.batch_size.unwrap_or(128);
     let seeds: Vec<u64> = (0..if flags.quick { 1 } else { cli.seeds.max(1) }).map(|s| flags.seed + s).collect();
@@ -116,20 +130,24 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             loss: if cli.nt_xent { GraphClLoss::NtXent } else { GraphClLoss::GraphCl },
             ..GraphClConfig::paper(input_dim)
         };
-        let model = GraphCl::new(config, seed, DType::F32, &device)?;
-        let before = contrastive_core::embed(model.encoder(), &eval_set.graphs, 512)?;
-        untrained.push(cv(seed).evaluate(&before, &labels)?.mean);
-        baseline.push(cv(seed).evaluate(&hist, &labels)?.mean);
-        // A last batch of one graph has no negative: drop it only then.
+        let model = GraphCl::new(config, seed, DType::F32, &device)?.with_collective(processes.clone());
+        if leader {
+            let before = contrastive_core::embed(model.encoder(), &eval_set.graphs, 512)?;
+            untrained.push(cv(seed).evaluate(&before, &labels)?.mean);
+            baseline.push(cv(seed).evaluate(&hist, &labels)?.mean);
+        }
+        // A last batch of one graph has no negative: drop it only then (several processes take
+        // full shares of every global batch, so they always drop it).
         let n = pretrain_set.graphs.len();
-        let loader_config =
-            LoaderConfig { batch_size, seed, shuffle: true, drop_last: n % batch_size == 1, threads: flags.threads() };
+        let drop_last = n % batch_size == 1 || processes.world_size() > 1;
+        let loader_config = LoaderConfig { batch_size, seed, shuffle: true, drop_last, threads: flags.threads() };
         let loader = Loader::new(
             pretrain_set.graphs.clone(),
             cli.aug.build(cli.aug_ratio),
             CollateGraphs { device: device.clone() },
             loader_config,
-        )?;
+        )?
+        .with_shard(processes::shard()?)?;
         let trainer_config = TrainerConfig {
             epochs,
             max_steps: flags.max_steps,
@@ -145,7 +163,13 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         let t = Instant::now();
         let summary = trainer.fit(&loader)?;
         flags.stop_if_interrupted(&summary)?;
-        graphs_per_s.push((summary.steps as f64 * loader.batch_len(0) as f64) / t.elapsed().as_secs_f64());
+        let global_batch = loader.batch_len(0) * processes.world_size();
+        graphs_per_s.push((summary.steps as f64 * global_batch as f64) / t.elapsed().as_secs_f64());
+        steps.push(summary.steps);
+        last_losses.push(summary.last_loss);
+        if !leader {
+            continue;
+        }
         let model = trainer.into_objective();
         let after = contrastive_core::embed(model.encoder(), &eval_set.graphs, 512)?;
         let report = cv(seed).evaluate(&after, &labels)?;
@@ -158,14 +182,15 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             summary.last_loss.unwrap_or(f64::NAN)
         );
         trained.push(report.mean);
-        steps.push(summary.steps);
-        last_losses.push(summary.last_loss);
         if let Some(dir) = &run_dir {
             plot_run(dir, Some((&after, &labels, "GraphCL graph embeddings (PCA)")))?;
             // Every seed's embeddings, for other classifiers (the reference's SVC protocol).
             save_embeddings(&dir.join("embeddings.safetensors"), &after, &labels)?;
         }
         last_embeddings = Some(after);
+    }
+    if !leader {
+        return Ok(json!({}));
     }
     if let (Some(path), Some(e)) = (&flags.save_embeddings, &last_embeddings) {
         save_embeddings(path, e, &labels)?;
@@ -187,6 +212,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "pretrain": pretrain_set.name,
         "eval": eval_set.name,
         "epochs": epochs,
+        "batch_size": batch_size,
         "seeds": seeds,
         // Per seed: each seed is one training run.
         "steps": steps,

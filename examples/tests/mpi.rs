@@ -141,6 +141,23 @@ fn moco_on_two_processes_trains_as_one_with_the_global_batch() {
     assert_close(&a, &b, &["last_loss"], 1e-4);
 }
 
+/// GraphCL's example on 2 processes of 32 with SyncBatchNorm takes the first step of one process
+/// of 64 (the same loss: the global batch's augmentations, GIN's BatchNorm over both processes'
+/// nodes, the loss over the gathered projections). Later steps part by float rounding, which
+/// GIN's BatchNorm on BZR163 amplifies (graph/tests/data_parallel.rs).
+#[cfg(feature = "mpi")]
+#[test]
+fn graphcl_on_two_processes_takes_the_step_of_one_with_the_global_batch() {
+    let common = ["--quick", "--max-steps", "1", "--threads", "1", "--sync-batch-norm"];
+    let bin = env!("CARGO_BIN_EXE_graphcl");
+    let Some((a, b)) = two_then_one(bin, &common, &["--batch-size", "32"], &["--batch-size", "64"], "") else {
+        return;
+    };
+    assert_eq!((b["world_size"].as_u64(), b["global_batch_size"].as_u64()), (Some(2), Some(64)));
+    let loss = |v: &serde_json::Value| v["last_loss"][0].as_f64().unwrap();
+    assert!((loss(&a) - loss(&b)).abs() < 1e-5, "{} on one process, {} on two", loss(&a), loss(&b));
+}
+
 /// A run of 2 processes of 32 resumes on one process of 64 (the same global batch); one of 32
 /// is refused, naming the global batch.
 #[cfg(feature = "mpi")]

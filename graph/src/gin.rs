@@ -5,7 +5,8 @@
 
 use crate::batch::GraphBatch;
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
-use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, Init, VarBuilder};
+use candle_nn::{Init, VarBuilder};
+use contrastive_core::nn::{batch_norm, BatchNorm};
 use contrastive_core::nn::{linear, Linear};
 use serde::{Deserialize, Serialize};
 
@@ -110,7 +111,7 @@ impl Gin {
             layers.push(GinLayer {
                 lin1: linear(d, config.hidden_dim, mlp.pp("0"))?,
                 lin2: linear(config.hidden_dim, config.hidden_dim, mlp.pp("2"))?,
-                bn: batch_norm(config.hidden_dim, BatchNormConfig::default(), vb.pp(format!("bns.{i}")))?,
+                bn: batch_norm(config.hidden_dim, vb.pp(format!("bns.{i}")))?,
                 eps,
             });
         }
@@ -157,7 +158,8 @@ impl Gin {
                 _ => h.clone(),
             };
             let z = layer.lin2.forward(&layer.lin1.forward(&(own + neighbours)?)?.relu()?)?;
-            // candle-nn's BatchNorm returns a transposed view; index_add needs contiguous rows.
+            // Core's BatchNorm: PyTorch's running statistics, and SyncBatchNorm over every
+            // process's nodes when `collective::set_sync_batch_norm` is set.
             h = layer.bn.forward_t(&z.relu()?, train)?.contiguous()?;
             if self.config.concat_layers {
                 pooled.push(self.readout(&h, batch)?);

@@ -9,12 +9,14 @@
 use crate::batch::{GraphBatch, GraphViews};
 use crate::gin::{Gin, GinConfig};
 use candle_core::{DType, Device, Module, Tensor};
+use contrastive_core::collective::{gather_rows, Collective, Local};
 use contrastive_core::loss::{nt_xent, Denominator, MaskedInfoNce};
 use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
 use contrastive_core::sampling::PairMask;
 use contrastive_core::train::{ExtraState, Objective};
 use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Which contrastive loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,7 @@ pub struct GraphCl<B: Backbone<Input = GraphBatch> = Gin> {
     store: ParamStore,
     encoder: B,
     head: (Linear, Linear),
+    collective: Arc<dyn Collective>,
 }
 
 impl GraphCl<Gin> {
@@ -96,7 +99,17 @@ impl<B: Backbone<Input = GraphBatch>> GraphCl<B> {
         let d = encoder.dim();
         let head = (linear(d, d, vb.pp("proj_head.0"))?, linear(d, d, vb.pp("proj_head.2"))?);
         let encoder_config = encoder.describe();
-        Ok(Self { temperature, loss, encoder_config, store, encoder, head })
+        Ok(Self { temperature, loss, encoder_config, store, encoder, head, collective: Arc::new(Local) })
+    }
+
+    /// Contrasts over the global batch of `collective`'s processes: every process's projections
+    /// of both views meet every other's, while each process back-propagates into its own. Pair it
+    /// with [`Trainer::with_collective`](contrastive_core::train::Trainer::with_collective) on the
+    /// same collective and a loader's [`Shard`](contrastive_core::data::Shard); GIN's BatchNorm
+    /// spans every process's nodes under `collective::set_sync_batch_norm`.
+    pub fn with_collective(mut self, collective: Arc<dyn Collective>) -> Self {
+        self.collective = collective;
+        self
     }
 
     /// The encoder.
@@ -128,7 +141,8 @@ impl<B: Backbone<Input = GraphBatch>> Objective for GraphCl<B> {
 
     fn loss(&mut self, batch: &GraphViews) -> candle_core::Result<Tensor> {
         let (z1, z2) = self.project(batch)?;
-        self.loss_of(&z1, &z2)
+        let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
+        self.loss_of(&gather(&z1)?, &gather(&z2)?)
     }
 
     fn params(&self) -> &ParamStore {
