@@ -12,6 +12,7 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use candle_core::{DType, Device, Module, Tensor};
 use clap::Parser;
 use contrastive_core::augment::Identity;
+use contrastive_core::collective::Collective;
 use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig};
 use contrastive_core::data::{Collate, Loader, LoaderConfig, ViewPair};
 use contrastive_core::embed::{embed, BackboneEmbedder};
@@ -24,6 +25,7 @@ use contrastive_core::{Error, Result};
 use contrastive_eval::{paired_retrieval, RetrievalReport};
 use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
+use contrastive_examples::processes;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::{load_tu, Epsilon, Gin, GinConfig, Graph, GraphBatch, Readout, TuOptions};
 use contrastive_text::{Activation, Bert, BertConfig, Pooling, TokenBatch, Tokenizer};
@@ -57,6 +59,10 @@ struct Cli {
     /// Keep the temperature at CLIP's initial 0.07 instead of learning it.
     #[arg(long)]
     fixed_temperature: bool,
+    /// Under mpirun: the GIN's BatchNorm over every process's nodes (SyncBatchNorm), so N
+    /// processes of --batch-size B train as one of N x B.
+    #[arg(long)]
+    sync_batch_norm: bool,
 }
 
 /// One molecule: its graph and its SMILES string.
@@ -84,18 +90,28 @@ impl Backbone for GraphTower {
     }
 }
 
-/// The SMILES side: a small BERT over BPE tokens, mean-pooled, and a linear projection.
+/// The SMILES side: a small BERT over BPE tokens, mean-pooled, and a linear projection. In
+/// training on several processes it pads to the global batch's longest SMILES and draws its
+/// dropout masks as one process with the global batch would.
 struct SmilesTower {
     bert: Bert,
     projection: Linear,
+    processes: Arc<dyn Collective>,
 }
 
 impl Backbone for SmilesTower {
     type Input = TokenBatch;
 
     fn encode(&self, t: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
-        let states = self.bert.forward_t(&t.ids, &t.type_ids, &t.attention_mask, train)?;
-        self.projection.forward(&Pooling::Mean.forward_t(&states, &t.attention_mask, train)?)
+        let encode = |t: &TokenBatch| {
+            let states = self.bert.forward_t(&t.ids, &t.type_ids, &t.attention_mask, train)?;
+            self.projection.forward(&Pooling::Mean.forward_t(&states, &t.attention_mask, train)?)
+        };
+        if !train {
+            return encode(t);
+        }
+        let (t, rows) = t.in_global_batch(self.processes.as_ref()).map_err(candle_core::Error::wrap)?;
+        contrastive_core::nn::in_global_batch(rows, || encode(&t))
     }
 
     fn dim(&self) -> usize {
@@ -153,7 +169,14 @@ fn figures(r: &RetrievalReport) -> serde_json::Value {
     json!({ "recall_at_1": r.recall(1), "recall_at_10": r.recall(10), "mrr": r.mrr })
 }
 
-fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64, device: &Device) -> Result<MoleculeClip> {
+fn build(
+    cli: &Cli,
+    input_dim: usize,
+    tokenizer: &Tokenizer,
+    seed: u64,
+    device: &Device,
+    processes: Arc<dyn Collective>,
+) -> Result<MoleculeClip> {
     let store = ParamStore::new(seed, InitScheme::PyTorch);
     let vb = store.var_builder(DType::F32, device);
     let gin_config = GinConfig {
@@ -180,9 +203,10 @@ fn build(cli: &Cli, input_dim: usize, tokenizer: &Tokenizer, seed: u64, device: 
         layer_norm_eps: 1e-12,
     };
     let bert = Bert::new(&bert_config, vb.pp("smiles.bert"), seed)?;
-    let smiles = SmilesTower { projection: linear(128, cli.dim, vb.pp("smiles.projection"))?, bert };
+    let projection = linear(128, cli.dim, vb.pp("smiles.projection"))?;
+    let smiles = SmilesTower { projection, bert, processes: Arc::clone(&processes) };
     let config = ClipConfig { learnable: !cli.fixed_temperature, ..ClipConfig::default() };
-    Clip::new(graph, smiles, store, config)
+    Ok(Clip::new(graph, smiles, store, config)?.with_collective(processes))
 }
 
 fn run(cli: Cli) -> Result<serde_json::Value> {
@@ -228,18 +252,31 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         tokens += tokenizer.encode(&[s], &Device::Cpu)?.ids.dim(1)?;
     }
     let mean_tokens = tokens as f64 / texts.len() as f64;
-    eprintln!(
-        "molecule_clip: {} ({} train, {} held out), {input_dim} node features; BPE vocabulary {} trained on the \
+    // Under mpirun (feature mpi) both towers' embeddings are gathered: every process contrasts
+    // against the global batch; rank 0 alone evaluates and reports.
+    let processes = processes::collective()?;
+    let leader = processes.rank() == 0;
+    if cli.sync_batch_norm {
+        contrastive_core::collective::set_sync_batch_norm(Some(processes.clone()));
+    }
+    if leader {
+        eprintln!(
+            "molecule_clip: {} ({} train, {} held out), {input_dim} node features; BPE vocabulary {} trained on the \
          train split ({mean_tokens:.1} tokens per SMILES with [CLS] and [SEP])",
-        data.name,
-        train.len(),
-        holdout.len(),
-        tokenizer.vocab_size()
-    );
+            data.name,
+            train.len(),
+            holdout.len(),
+            tokenizer.vocab_size()
+        );
+    }
     let device = flags.device()?;
-    let model = build(&cli, input_dim, &tokenizer, flags.seed, &device)?;
-    let (g0, s0) = embed_both(&model, &tokenizer, &holdout, &device)?;
-    let untrained = paired_retrieval(&g0, &s0, &KS)?;
+    let model = build(&cli, input_dim, &tokenizer, flags.seed, &device, processes.clone())?;
+    let untrained = if leader {
+        let (g0, s0) = embed_both(&model, &tokenizer, &holdout, &device)?;
+        Some(paired_retrieval(&g0, &s0, &KS)?)
+    } else {
+        None
+    };
 
     let batch_size = flags.batch_size.unwrap_or(256);
     let epochs = flags.epochs.unwrap_or(if flags.quick { 1 } else { 30 });
@@ -250,7 +287,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         Identity,
         CollateMolecules { tokenizer: Arc::clone(&tokenizer), device: device.clone() },
         loader_config,
-    )?;
+    )?
+    .with_shard(processes::shard()?)?;
     let steps_per_epoch = loader.batches_per_epoch();
     let mut trainer_config = TrainerConfig {
         epochs,
@@ -278,6 +316,10 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let summary = trainer.fit(&loader)?;
     flags.stop_if_interrupted(&summary)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();
+    let (Some(untrained), true) = (untrained, leader) else {
+        // Rank 0 evaluates, saves and reports.
+        return Ok(json!({}));
+    };
     let model = trainer.into_objective();
     let (g, s) = embed_both(&model, &tokenizer, &holdout, &device)?;
     let trained = paired_retrieval(&g, &s, &KS)?;

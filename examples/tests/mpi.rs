@@ -158,6 +158,22 @@ fn graphcl_on_two_processes_takes_the_step_of_one_with_the_global_batch() {
     assert!((loss(&a) - loss(&b)).abs() < 1e-5, "{} on one process, {} on two", loss(&a), loss(&b));
 }
 
+/// molecule_clip on 2 processes of 32 takes the first step of one process of 64: both towers'
+/// embeddings gathered, the SMILES BERT padded to the global batch's longest with the dropout
+/// masks of the global batch, GIN's BatchNorm synchronised.
+#[cfg(feature = "mpi")]
+#[test]
+fn molecule_clip_on_two_processes_takes_the_step_of_one_with_the_global_batch() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/molecule_clip/data/WEHI1200");
+    let common = ["--quick", "--data", data, "--max-steps", "1", "--threads", "1", "--sync-batch-norm"];
+    let bin = env!("CARGO_BIN_EXE_molecule_clip");
+    let Some((a, b)) = two_then_one(bin, &common, &["--batch-size", "32"], &["--batch-size", "64"], "") else {
+        return;
+    };
+    assert_eq!((b["world_size"].as_u64(), b["global_batch_size"].as_u64()), (Some(2), Some(64)));
+    assert_close(&a, &b, &["last_loss"], 2e-5);
+}
+
 /// A run of 2 processes of 32 resumes on one process of 64 (the same global batch); one of 32
 /// is refused, naming the global batch.
 #[cfg(feature = "mpi")]

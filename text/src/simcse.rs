@@ -16,7 +16,7 @@ use crate::pooled_bert::PooledBert;
 use crate::pooling::Pooling;
 use crate::tokenizer::TokenBatch;
 use candle_core::{DType, Device, Tensor};
-use contrastive_core::collective::{gather_rows, Collective, GlobalRows, Local};
+use contrastive_core::collective::{gather_rows, Collective, Local};
 use contrastive_core::loss::info_nce;
 use contrastive_core::nn::{in_global_batch, InitScheme, ParamStore};
 use contrastive_core::train::{ExtraState, Objective};
@@ -139,7 +139,7 @@ impl<B: Backbone<Input = TokenBatch>> Objective for SimCse<B> {
         // order a single process embeds them, so that the dropout streams agree.
         let global = |tokens: &TokenBatch| -> candle_core::Result<Tensor> {
             let c = self.collective.as_ref();
-            let (tokens, rows) = in_global_shape(tokens, c).map_err(candle_core::Error::wrap)?;
+            let (tokens, rows) = tokens.in_global_batch(c).map_err(candle_core::Error::wrap)?;
             let z = in_global_batch(rows, || self.embed(&tokens, true))?;
             gather_rows(&z, c).map_err(candle_core::Error::wrap)
         };
@@ -167,18 +167,4 @@ impl<B: Backbone<Input = TokenBatch>> Objective for SimCse<B> {
     fn config(&self) -> serde_json::Value {
         serde_json::json!({ "method": "simcse", "simcse": self.config, "bert": self.encoder.describe() })
     }
-}
-
-/// `tokens` padded to the longest sequence of every process's batch, and where its rows sit in
-/// the global batch (one all-gather of each process's row count and length).
-fn in_global_shape(tokens: &TokenBatch, collective: &dyn Collective) -> Result<(TokenBatch, GlobalRows)> {
-    let (rows, len) = tokens.ids.dims2()?;
-    if collective.world_size() == 1 {
-        return Ok((tokens.clone(), GlobalRows::whole(rows)));
-    }
-    let shapes = collective.all_gather(&[rows as f32, len as f32])?;
-    let field = |s: &Vec<f32>, i: usize| s.get(i).copied().unwrap_or(0.0) as usize;
-    let counts: Vec<usize> = shapes.iter().map(|s| field(s, 0)).collect();
-    let longest = shapes.iter().map(|s| field(s, 1)).max().unwrap_or(len);
-    Ok((tokens.pad_to(longest)?, GlobalRows::from_counts(&counts, collective.rank())?))
 }

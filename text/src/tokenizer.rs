@@ -4,6 +4,7 @@
 //! would be padded to 128 tokens).
 
 use candle_core::{Device, Tensor};
+use contrastive_core::collective::{Collective, GlobalRows};
 use contrastive_core::{Error, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,23 @@ pub struct TokenBatch {
 }
 
 impl TokenBatch {
+    /// This process's batch padded to the longest sequence of every process's batch, and where
+    /// its rows sit in the global batch (one all-gather of each process's row count and length):
+    /// what a data-parallel step encodes, inside `contrastive_core::nn::in_global_batch`, so that
+    /// padding and dropout masks are those of one process holding the whole global batch. With
+    /// one process, the batch itself.
+    pub fn in_global_batch(&self, collective: &dyn Collective) -> Result<(TokenBatch, GlobalRows)> {
+        let (rows, len) = self.ids.dims2()?;
+        if collective.world_size() == 1 {
+            return Ok((self.clone(), GlobalRows::whole(rows)));
+        }
+        let shapes = collective.all_gather(&[rows as f32, len as f32])?;
+        let field = |s: &Vec<f32>, i: usize| s.get(i).copied().unwrap_or(0.0) as usize;
+        let counts: Vec<usize> = shapes.iter().map(|s| field(s, 0)).collect();
+        let longest = shapes.iter().map(|s| field(s, 1)).max().unwrap_or(len);
+        Ok((self.pad_to(longest)?, GlobalRows::from_counts(&counts, collective.rank())?))
+    }
+
     /// The batch padded on the right to `len` tokens (ids, type ids and mask 0), as the batch of
     /// every process of a data-parallel step is padded to the longest of them: padding is masked
     /// out, so the real tokens' states do not change. A shorter `len` is an error.
