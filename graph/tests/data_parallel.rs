@@ -3,8 +3,8 @@
 //! BatchNorm over every process's nodes, the loss over the gathered projections). Two SGD steps,
 //! within 1e-4: GIN's BatchNorm on BZR163's one-hot node labels has channels of nearly no
 //! variance, which amplify float rounding about tenfold a step (one process on the kernels and on
-//! the generic path part likewise: 1e-7, 6e-6, 1e-3 by the fifth step), so a longer run compares
-//! rounding, not the method. Skipped without mpirun unless `CONTRASTIVE_REQUIRE_MPI=1` (CI).
+//! the generic path part likewise: 1e-7 at the first step, 1e-5 at the third, 1e-3 at the
+//! fifth), so a longer run compares rounding, not the method. Skipped without mpirun unless `CONTRASTIVE_REQUIRE_MPI=1` (CI).
 #![cfg(feature = "mpi")]
 
 use candle_core::{DType, Device};
