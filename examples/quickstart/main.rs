@@ -17,6 +17,7 @@ use contrastive_eval::{stratified_split, Knn, LinearProbe, Vote};
 use contrastive_examples::flags::CommonFlags;
 use contrastive_examples::image_eval::{raw_pixels, score};
 use contrastive_examples::pretrained::resolve_init;
+use contrastive_examples::processes;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_vision::augment::{ColorJitter, GaussianBlur, Normalize, RandomResizedCrop, ViewAugmentation};
 use contrastive_vision::{
@@ -39,14 +40,19 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let flags = &cli.common;
     flags.setup()?;
     flags.check_paths("quickstart", &cli)?;
-    if flags.data.is_some() {
+    // Under mpirun (feature mpi) NT-Xent sees every process's batch; rank 0 evaluates and reports.
+    let processes = processes::collective()?;
+    let leader = processes.rank() == 0;
+    if flags.data.is_some() && leader {
         eprintln!("quickstart: --data is ignored, the digits are built in (see the simclr example for your own data)");
     }
     let started = Instant::now();
     let digits = uci_digits()?;
     let (train_idx, test_idx) = stratified_split(&digits.labels, 5, flags.seed);
     let (train, test) = (digits.select(&train_idx)?, digits.select(&test_idx)?);
-    eprintln!("UCI digits: {} training and {} held-out images of 8x8", train.labels.len(), test.labels.len());
+    if leader {
+        eprintln!("UCI digits: {} training and {} held-out images of 8x8", train.labels.len(), test.labels.len());
+    }
 
     let normalize = Normalize::fit(&train)?;
     // Views for 8x8 digits: crops that keep most of the digit, no flip (a mirrored 2 is not a 2),
@@ -71,7 +77,8 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         output_batch_norm: false,
     };
     let device = flags.device()?;
-    let model = SimClr::new(SimClrConfig { encoder, head, temperature: 0.2 }, flags.seed, &device)?;
+    let model =
+        SimClr::new(SimClrConfig { encoder, head, temperature: 0.2 }, flags.seed, &device)?.with_collective(processes);
     if let Some(init) = &flags.init {
         let path = resolve_init(init)?;
         load_encoder_weights(model.params(), &path, "encoder.")?;
@@ -82,9 +89,14 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let features = |m: &SimClr, x: &contrastive_vision::InMemoryImages| {
         contrastive_core::embed(&ImageEmbedder::new(m.encoder(), &normalize, &device), x, 512)
     };
-    let raw = score(&raw_pixels(&train)?, &train.labels, &raw_pixels(&test)?, &test.labels, &knn, &probe)?;
-    let untrained =
-        score(&features(&model, &train)?, &train.labels, &features(&model, &test)?, &test.labels, &knn, &probe)?;
+    let baselines = if leader {
+        let raw = score(&raw_pixels(&train)?, &train.labels, &raw_pixels(&test)?, &test.labels, &knn, &probe)?;
+        let untrained =
+            score(&features(&model, &train)?, &train.labels, &features(&model, &test)?, &test.labels, &knn, &probe)?;
+        Some((raw, untrained))
+    } else {
+        None
+    };
 
     let epochs = flags.epochs.unwrap_or(if flags.quick { 5 } else { 60 });
     let batch_size = flags.batch_size.unwrap_or(256);
@@ -100,12 +112,17 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     };
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
-    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: device.clone() }, loader_config)?;
+    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: device.clone() }, loader_config)?
+        .with_shard(processes::shard()?)?;
     let mut trainer = flags.start(Trainer::new(config, model)?)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(&loader)?;
     flags.stop_if_interrupted(&summary)?;
     let train_seconds = fit_started.elapsed().as_secs_f64();
+    let Some((raw, untrained)) = baselines else {
+        // Rank 0 evaluates and reports.
+        return Ok(json!({}));
+    };
     let model = trainer.into_objective();
     let (train_f, test_f) = (features(&model, &train)?, features(&model, &test)?);
     let trained = score(&train_f, &train.labels, &test_f, &test.labels, &knn, &probe)?;
@@ -132,6 +149,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     Ok(json!({
         "example": "quickstart",
         "epochs": epochs,
+        "batch_size": batch_size,
         "steps": summary.steps,
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
         "last_loss": summary.last_loss,

@@ -73,7 +73,7 @@ pub fn for_trainer() -> Result<Arc<dyn Collective>> {
         Some(n) if n > 1 => Err(Error::config(
             "mpi",
             format!(
-                "started as one of {n} processes, but this example trains on one process only (simclr, moco, simcse, graphcl and molecule_clip run on several)"
+                "started as one of {n} processes, but this program trains on one process only (it does not open the run's processes with examples::processes::collective)"
             ),
         )),
         _ => Ok(Arc::new(Local)),
