@@ -9,10 +9,10 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{linear, Linear};
-use contrastive_core::collective::{gather_rows, set_sync_batch_norm, Collective, Local, Mpi};
+use contrastive_core::collective::{gather_labels, gather_rows, set_sync_batch_norm, Collective, Local, Mpi};
 use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig, LOG_SCALE};
 use contrastive_core::data::{Loader, LoaderConfig, Shard, ViewPair};
-use contrastive_core::loss::nt_xent;
+use contrastive_core::loss::{nt_xent, supcon};
 use contrastive_core::nn::{batch_norm, BatchNorm, InitScheme, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
@@ -191,10 +191,67 @@ fn train_clip(collective: Arc<dyn Collective>, batch: usize, dir: &Path) -> Resu
     Ok(())
 }
 
+/// SupCon over the global batch: a linear embedding of one view, labels from the sample index.
+struct SupConLinear {
+    store: ParamStore,
+    layer: Linear,
+    collective: Arc<dyn Collective>,
+}
+
+impl Objective for SupConLinear {
+    type Batch = (Tensor, Tensor);
+
+    fn loss(&mut self, (x, labels): &Self::Batch) -> candle_core::Result<Tensor> {
+        let c = self.collective.as_ref();
+        let z = gather_rows(&self.layer.forward(x)?, c).map_err(candle_core::Error::wrap)?;
+        supcon(&z, &gather_labels(labels, c).map_err(candle_core::Error::wrap)?, 0.5)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.store
+    }
+}
+
+fn supcon_model(collective: Arc<dyn Collective>) -> SupConLinear {
+    let store = ParamStore::new(4, InitScheme::PyTorch);
+    let layer = linear(DIM, 6, store.var_builder(DType::F32, &Device::Cpu).pp("layer")).unwrap();
+    SupConLinear { store, layer, collective }
+}
+
+fn labelled(samples: Vec<ViewPair<Vec<f32>>>) -> Result<(Tensor, Tensor)> {
+    let labels: Vec<u32> = samples.iter().map(|s| (s.index % 5) as u32).collect();
+    let n = samples.len();
+    let (first, _) = collate(samples)?;
+    Ok((first, Tensor::from_vec(labels, n, &Device::Cpu)?))
+}
+
+/// Five SGD steps of SupCon with batches of `batch` per process, into `dir`.
+fn train_supcon(collective: Arc<dyn Collective>, batch: usize, dir: &Path) -> Result<()> {
+    let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
+    let config = LoaderConfig { batch_size: batch, seed: 6, shuffle: true, drop_last: true, threads: 1 };
+    let loader = Loader::new(points(), noise as Aug, labelled as Col, config)?.with_shard(shard)?;
+    let config = TrainerConfig {
+        epochs: 1,
+        max_steps: Some(5),
+        lr: 0.1,
+        schedule: Schedule::Constant,
+        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.0 },
+        progress: false,
+        ..Default::default()
+    };
+    let model = supcon_model(Arc::clone(&collective));
+    Trainer::new(config, model)?.with_collective(collective).with_run_dir(dir).fit(&loader)?;
+    Ok(())
+}
+
 /// The worker a test starts under mpirun (does nothing when run as an ordinary test).
 #[test]
 fn mpi_worker() {
     let Ok(part) = std::env::var(WORKER) else { return };
+    if part == "supcon" {
+        let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
+        return train_supcon(collective, 8, &PathBuf::from(std::env::var(OUT).unwrap())).unwrap();
+    }
     if part == "clip" {
         let collective: Arc<dyn Collective> = Arc::new(Mpi::init().unwrap());
         return train_clip(collective, 8, &PathBuf::from(std::env::var(OUT).unwrap())).unwrap();
@@ -237,6 +294,32 @@ fn final_params(dir: &Path) -> Vec<(String, Vec<f32>)> {
 
 fn losses(dir: &Path) -> Vec<f64> {
     read_history(&dir.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
+}
+
+/// SupCon over the gathered embeddings and labels: 2 x 8 train as 1 x 16.
+#[test]
+fn supcon_on_two_processes_trains_as_one_with_the_global_batch() {
+    let one = tempfile::tempdir().unwrap();
+    train_supcon(Arc::new(Local), 16, one.path()).unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let Some(run) = workers(2, "supcon", two.path()) else { return };
+    assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
+    let (a, b) = (losses(one.path()), losses(two.path()));
+    assert_eq!((a.len(), b.len()), (5, 5), "{a:?} {b:?}");
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < 1e-5, "step {step}: loss {x} with one process, {y} with two");
+    }
+    let weights = |dir: &Path| {
+        let store = supcon_model(Arc::new(Local)).store;
+        store.load(&list_checkpoints(dir).unwrap().pop().unwrap().join("model.safetensors")).unwrap();
+        store.get("layer.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let start = supcon_model(Arc::new(Local)).layer.weight().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (p, q) = (weights(one.path()), weights(two.path()));
+    let largest = p.iter().zip(&q).map(|(u, v)| (u - v).abs()).fold(0.0f32, f32::max);
+    let moved = p.iter().zip(&start).map(|(u, v)| (u - v).abs()).fold(0.0f32, f32::max);
+    assert!(largest < 1e-5 && moved > 1e-3, "difference {largest}, moved {moved}");
+    eprintln!("supcon: losses {a:?}; largest weight difference {largest:e}");
 }
 
 /// CLIP's loss over both towers' gathered embeddings: 2 x 8 train as 1 x 16 (the towers and

@@ -106,6 +106,28 @@ pub fn gather_rows(local: &Tensor, collective: &dyn Collective) -> Result<Tensor
     Ok(Tensor::cat(&pieces, 0)?)
 }
 
+/// Every process's `labels` (a (n_r,) u32 or i64 tensor of class ids, each below 2^24 in
+/// magnitude), concatenated in rank order, in `labels`' dtype and device: the labels of the rows
+/// [`gather_rows`] gathers, for a supervised loss over the global batch (SupCon). With one
+/// process it returns `labels` itself.
+pub fn gather_labels(labels: &Tensor, collective: &dyn Collective) -> Result<Tensor> {
+    if collective.world_size() == 1 {
+        return Ok(labels.clone());
+    }
+    if labels.rank() != 1 || !matches!(labels.dtype(), DType::U32 | DType::I64) {
+        return Err(Error::shape("gather_labels input", "(n,) u32 or i64", labels.dims()));
+    }
+    let values = labels.to_dtype(DType::I64)?.to_vec1::<i64>()?;
+    // f32 holds every integer below 2^24 exactly.
+    if let Some(&bad) = values.iter().find(|v| v.unsigned_abs() >= 1 << 24) {
+        return Err(Error::config("gather_labels", format!("label {bad} is too large to gather (at most 2^24 - 1)")));
+    }
+    let local: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let all: Vec<i64> = collective.all_gather(&local)?.into_iter().flatten().map(|v| v as i64).collect();
+    let n = all.len();
+    Ok(Tensor::from_vec(all, n, labels.device())?.to_dtype(labels.dtype())?)
+}
+
 /// Where one process's rows sit in the global batch of a data-parallel step: rows
 /// `first..first + rows` of `total`, the processes' batches in rank order (as [`gather_rows`]
 /// concatenates them). What randomness keyed by the sample needs: a process draws exactly the
