@@ -7,6 +7,7 @@
 //!   supervised layouts, hard-negative mining, MoCo's memory queue.
 //! - [`loss`]: the InfoNCE family written once as a masked InfoNCE, with a fused CPU kernel.
 //! - [`cross_modal`]: CLIP-style training of any two encoders ([`Backbone`]s) to agree.
+//! - [`grad_cache`]: in-batch losses over batches larger than memory (gradient caching).
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -39,6 +40,7 @@ pub mod data;
 pub mod device;
 pub mod embed;
 pub mod error;
+pub mod grad_cache;
 #[cfg(feature = "hub")]
 pub mod hub;
 mod json_file;

@@ -109,5 +109,9 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
 }
 
 fn main() {
+    // Under mpirun the first process writes the files; the others would only write them again.
+    if !contrastive_examples::processes::first_launched() {
+        return;
+    }
     finish(run(Cli::parse()));
 }

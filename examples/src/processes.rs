@@ -22,6 +22,21 @@ fn launched_world_size() -> Option<usize> {
         .find_map(|name| std::env::var(name).ok().and_then(|v| v.parse().ok()))
 }
 
+/// This process's rank as the launcher numbered it (Open MPI, MPICH, PMIx); 0 without one.
+fn launched_rank() -> usize {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// For the programs that do not train (they write their files once): whether this process does
+/// the work, on its own or as the first of those mpirun started (the others have nothing to do
+/// and end at once).
+pub fn first_launched() -> bool {
+    launched_rank() == 0
+}
+
 /// The run's processes: [`Local`] for a process on its own, MPI's world under mpirun.
 pub fn collective() -> Result<Arc<dyn Collective>> {
     WORLD.with(|world| {

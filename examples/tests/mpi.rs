@@ -175,6 +175,21 @@ fn molecule_clip_on_two_processes_takes_the_step_of_one_with_the_global_batch() 
     assert_close(&a, &b, &["last_loss"], 2e-5);
 }
 
+/// A program that does not train (augment_preview) runs once under mpirun: the first process
+/// writes the files and reports, the others end at once.
+#[test]
+fn a_program_that_does_not_train_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("preview").display().to_string();
+    let Some(run) = run_two(env!("CARGO_BIN_EXE_augment_preview"), &["--out", &out]) else { return };
+    if without_fashion_mnist(&run) {
+        return;
+    }
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.stdout.lines().filter(|l| l.starts_with('{')).count(), 1, "{}", run.stdout);
+    assert!(std::fs::read_dir(dir.path().join("preview")).unwrap().count() > 0);
+}
+
 /// A run of 2 processes of 32 resumes on one process of 64 (the same global batch); one of 32
 /// is refused, naming the global batch.
 #[cfg(feature = "mpi")]

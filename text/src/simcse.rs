@@ -16,12 +16,14 @@ use crate::pooled_bert::PooledBert;
 use crate::pooling::Pooling;
 use crate::tokenizer::TokenBatch;
 use candle_core::{DType, Device, Tensor};
-use contrastive_core::collective::{gather_rows, Collective, Local};
+use contrastive_core::collective::{gather_rows, Collective, GlobalRows, Local};
+use contrastive_core::grad_cache::InBatch;
 use contrastive_core::loss::info_nce;
 use contrastive_core::nn::{in_global_batch, InitScheme, ParamStore};
 use contrastive_core::train::{ExtraState, Objective};
 use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Which pooling SimCSE trains.
@@ -131,25 +133,61 @@ impl<B: Backbone<Input = TokenBatch>> SimCse<B> {
     }
 }
 
+/// Gradient caching ([`GradCache`](contrastive_core::grad_cache::GradCache)): each chunk of
+/// sentences is padded to the global batch's longest and draws the dropout masks of its rows of
+/// the global batch, so the cached gradient is the full batch's.
+impl<B: Backbone<Input = TokenBatch>> InBatch for SimCse<B> {
+    fn rows(&self, batch: &SentenceBatch) -> Result<usize> {
+        Ok(batch.anchors.ids.dim(0)?)
+    }
+
+    /// This process's vectors of rows `rows`: anchors, positives (the anchors again through
+    /// fresh dropout, or the entailments) and, when the batch has them, hard negatives, embedded
+    /// in the order a single process embeds the global batch, so that the dropout streams agree.
+    fn embed_rows(&self, batch: &SentenceBatch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>> {
+        let c = self.collective.as_ref();
+        let part = |tokens: &TokenBatch| -> candle_core::Result<Tensor> {
+            let (tokens, global) = tokens.in_global_batch(c).map_err(candle_core::Error::wrap)?;
+            let take = |t: &Tensor| t.narrow(0, rows.start, rows.len());
+            let chunk = TokenBatch {
+                ids: take(&tokens.ids)?,
+                type_ids: take(&tokens.type_ids)?,
+                attention_mask: take(&tokens.attention_mask)?,
+            };
+            let window = GlobalRows { first: global.first + rows.start, rows: rows.len(), total: global.total };
+            in_global_batch(window, || self.embed(&chunk, true))
+        };
+        let mut out = vec![part(&batch.anchors)?, part(batch.positives.as_ref().unwrap_or(&batch.anchors))?];
+        if let Some(n) = &batch.hard_negatives {
+            out.push(part(n)?);
+        }
+        Ok(out)
+    }
+
+    /// InfoNCE of every process's anchors against every process's positives and hard negatives.
+    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
+        let c = self.collective.as_ref();
+        let gathered: Vec<Tensor> = embeddings
+            .iter()
+            .map(|e| gather_rows(e, c).map_err(candle_core::Error::wrap))
+            .collect::<candle_core::Result<_>>()?;
+        match gathered.as_slice() {
+            [anchors, positives] => info_nce(anchors, positives, None, self.config.temperature),
+            [anchors, positives, negatives] => info_nce(anchors, positives, Some(negatives), self.config.temperature),
+            other => {
+                candle_core::bail!("SimCSE: 2 or 3 embeddings (anchors, positives, negatives), got {}", other.len())
+            }
+        }
+    }
+}
+
 impl<B: Backbone<Input = TokenBatch>> Objective for SimCse<B> {
     type Batch = SentenceBatch;
 
     fn loss(&mut self, batch: &SentenceBatch) -> candle_core::Result<Tensor> {
-        // The global batch's vectors (this process's own when it runs alone), embedded in the
-        // order a single process embeds them, so that the dropout streams agree.
-        let global = |tokens: &TokenBatch| -> candle_core::Result<Tensor> {
-            let c = self.collective.as_ref();
-            let (tokens, rows) = tokens.in_global_batch(c).map_err(candle_core::Error::wrap)?;
-            let z = in_global_batch(rows, || self.embed(&tokens, true))?;
-            gather_rows(&z, c).map_err(candle_core::Error::wrap)
-        };
-        let anchors = global(&batch.anchors)?;
-        let positives = global(batch.positives.as_ref().unwrap_or(&batch.anchors))?;
-        let negatives = match &batch.hard_negatives {
-            Some(n) => Some(global(n)?),
-            None => None,
-        };
-        info_nce(&anchors, &positives, negatives.as_ref(), self.config.temperature)
+        let rows = self.rows(batch).map_err(candle_core::Error::wrap)?;
+        let embeddings = self.embed_rows(batch, 0..rows)?;
+        self.loss_of_embeddings(&embeddings)
     }
 
     fn params(&self) -> &ParamStore {

@@ -337,3 +337,62 @@ fn inference_gives_the_eval_pass_without_a_graph() {
     let grads = inference.sum_all().unwrap().backward().unwrap();
     assert!(vars.iter().all(|(_, v)| grads.get(v.as_tensor()).is_none()));
 }
+
+/// Every trainable variable's gradient of `loss`, by name.
+fn gradients(model: &impl Objective, loss: &Tensor) -> Vec<(String, Vec<f32>)> {
+    let grads = loss.backward().unwrap();
+    model
+        .params()
+        .trainable()
+        .into_iter()
+        .map(|(name, v)| {
+            let g = grads.get(v.as_tensor()).map(|g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            (name, g.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Gradient caching gives the full batch's loss and gradients, dropout on: 16 sentences of
+/// different lengths in chunks of 4 (unsupervised) and of 5 (supervised, the last chunk one row),
+/// each chunk padded to the batch's longest and drawing the batch's masks for its rows; the
+/// dropout streams end where the full step leaves them.
+#[test]
+fn grad_cache_gives_the_full_batch_loss_and_gradients() {
+    use contrastive_core::grad_cache::GradCache;
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tokenizer(tmp.path());
+    let words = |i: usize, n: usize| (0..n).map(|j| WORDS[(i * 5 + j * 3) % WORDS.len()]).collect::<Vec<_>>().join(" ");
+    let sentences: Vec<String> = (0..16).map(|i| words(i, 1 + (i * 7) % 10)).collect();
+    let refs = |offset: usize| sentences.iter().cycle().skip(offset).take(16).map(String::as_str).collect::<Vec<_>>();
+    let unsupervised =
+        SentenceBatch { anchors: tok.encode(&refs(0), &Device::Cpu).unwrap(), positives: None, hard_negatives: None };
+    let supervised = SentenceBatch {
+        anchors: tok.encode(&refs(0), &Device::Cpu).unwrap(),
+        positives: Some(tok.encode(&refs(3), &Device::Cpu).unwrap()),
+        hard_negatives: Some(tok.encode(&refs(9), &Device::Cpu).unwrap()),
+    };
+    for (batch, chunk) in [(&unsupervised, 4), (&supervised, 5)] {
+        let model = || SimCse::new(SimCseConfig::default(), &tiny_bert(0.1), 3, &Device::Cpu).unwrap();
+        let mut plain = model();
+        let loss = plain.loss(batch).unwrap();
+        let expected = gradients(&plain, &loss);
+        let mut cached = GradCache::new(model(), chunk).unwrap();
+        let cached_loss = cached.loss(batch).unwrap();
+        let (a, b) = (loss.to_scalar::<f32>().unwrap(), cached_loss.to_scalar::<f32>().unwrap());
+        assert!((a - b).abs() < 1e-6, "chunk {chunk}: loss {a} whole, {b} cached");
+        let got = gradients(&cached, &cached_loss);
+        let mut largest = 0.0f32;
+        for ((name, x), (_, y)) in expected.iter().zip(&got) {
+            assert_eq!(x.len(), y.len(), "{name}: a gradient on one side only");
+            for (u, v) in x.iter().zip(y) {
+                assert!((u - v).abs() < 1e-5, "chunk {chunk}: {name}: {u} whole, {v} cached");
+                largest = largest.max((u - v).abs());
+            }
+        }
+        assert!(expected.iter().any(|(_, g)| g.iter().any(|v| v.abs() > 1e-4)), "the gradients are not all zero");
+        assert_eq!(plain.extra_state().unwrap().json, cached.extra_state().unwrap().json, "dropout streams");
+        eprintln!("chunk {chunk}: loss {a}, largest gradient difference {largest:e}");
+    }
+    // A chunk of no rows is refused.
+    assert!(GradCache::new(SimCse::new(SimCseConfig::default(), &tiny_bert(0.1), 3, &Device::Cpu).unwrap(), 0).is_err());
+}

@@ -1,0 +1,179 @@
+//! Gradient caching (GradCache: Gao, Zhang, Han and Callan, "Scaling Deep Contrastive Learning
+//! Batch Size under Memory Limited Setup", 2021, arXiv:2101.06983; sentence-transformers'
+//! `CachedMultipleNegativesRankingLoss`): an in-batch loss over a batch far larger than the
+//! activations of memory allow.
+//!
+//! [`GradCache`] wraps an [`InBatch`] objective and computes each step in three parts:
+//!
+//! 1. the embeddings of the batch, `chunk` rows at a time, each chunk's graph dropped at once;
+//! 2. the loss of all the embeddings and its gradient with respect to them (and to the loss's
+//!    own variables, such as CLIP's temperature): one small graph;
+//! 3. each chunk again, with its graph, back-propagating the cached gradient of its rows
+//!    (`sum(e * g)`); the parameter gradients add up over the chunks.
+//!
+//! Memory holds one chunk's activations, whatever the batch; the forward pass runs twice. The
+//! gradient is the full batch's when every chunk's forward pass is what the whole batch's would
+//! be for those rows: randomness (dropout) keyed by the rows' place in the batch
+//! ([`nn::in_global_batch`](crate::nn::in_global_batch)) and replayed in the second part (the
+//! objective's [`Objective::extra_state`], its dropout streams, is restored before each chunk).
+//! BatchNorm is not: a chunk normalises with its own statistics, so a backbone with BatchNorm
+//! trains as with batches of `chunk` rows normalised apart (as `bn_groups` does), with every row's
+//! negatives still the whole batch.
+//!
+//! To the [`Trainer`](crate::train::Trainer) it is one more [`Objective`]: its loss is the full
+//! batch's value, and its backward pass yields the accumulated gradients.
+
+use crate::error::Result;
+use crate::nn::ParamStore;
+use crate::train::{ExtraState, Objective, Progress};
+use candle_core::{Tensor, Var};
+use std::ops::Range;
+
+/// An objective whose loss is a function of per-row embeddings that each row's forward pass
+/// computes on its own: an in-batch contrastive loss (NT-Xent, SimCSE's InfoNCE, SupCon, CLIP).
+/// `loss(batch)` must equal `loss_of_embeddings(embed_rows(batch, 0..rows(batch)))`.
+pub trait InBatch: Objective {
+    /// The rows (samples) of `batch`.
+    fn rows(&self, batch: &Self::Batch) -> Result<usize>;
+
+    /// The embeddings of rows `rows` of `batch` in training mode: one tensor per role (anchors,
+    /// positives, hard negatives; a tower), each `(rows.len(), D)`. Their randomness is the
+    /// whole batch's for those rows ([`nn::in_global_batch`](crate::nn::in_global_batch)).
+    fn embed_rows(&self, batch: &Self::Batch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>>;
+
+    /// The loss of the whole batch's embeddings (each role's rows in batch order).
+    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor>;
+}
+
+/// An [`InBatch`] objective trained with gradient caching in chunks of `chunk` rows (the module
+/// documentation says how).
+pub struct GradCache<O> {
+    inner: O,
+    chunk: usize,
+}
+
+impl<O: InBatch> GradCache<O> {
+    /// Wraps `inner`; `chunk` rows go through the encoder at a time (at least 1).
+    pub fn new(inner: O, chunk: usize) -> Result<Self> {
+        if chunk == 0 {
+            return Err(crate::Error::config("grad_cache.chunk", "must be at least 1 row"));
+        }
+        Ok(Self { inner, chunk })
+    }
+
+    /// The wrapped objective.
+    pub fn inner(&self) -> &O {
+        &self.inner
+    }
+
+    /// The wrapped objective, unwrapped.
+    pub fn into_inner(self) -> O {
+        self.inner
+    }
+
+    /// Rows per chunk.
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    fn chunks(&self, rows: usize) -> Vec<Range<usize>> {
+        (0..rows).step_by(self.chunk).map(|a| a..(a + self.chunk).min(rows)).collect()
+    }
+}
+
+impl<O: InBatch> Objective for GradCache<O> {
+    type Batch = O::Batch;
+
+    /// The full batch's loss, as a tensor whose backward pass gives every trainable variable its
+    /// gradient accumulated over the chunks.
+    fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
+        let wrap = candle_core::Error::wrap;
+        let rows = self.inner.rows(batch).map_err(wrap)?;
+        let chunks = self.chunks(rows);
+        // Where the forward pass's randomness starts: every chunk starts there, in both passes.
+        let start = self.inner.extra_state().map_err(wrap)?;
+        // 1. Every chunk's embeddings, without keeping its graph.
+        let mut parts: Vec<Vec<Tensor>> = vec![];
+        for range in &chunks {
+            self.inner.load_extra_state(start.clone()).map_err(wrap)?;
+            let e = self.inner.embed_rows(batch, range.clone())?;
+            if parts.is_empty() {
+                parts = vec![Vec::with_capacity(chunks.len()); e.len()];
+            }
+            if e.len() != parts.len() {
+                candle_core::bail!("grad cache: a chunk gave {} embeddings, the first {}", e.len(), parts.len());
+            }
+            for (role, t) in e.into_iter().enumerate() {
+                parts[role].push(t.detach());
+            }
+        }
+        let end = self.inner.extra_state().map_err(wrap)?;
+        // 2. The loss of all of them, and its gradient with respect to each embedding.
+        let embeddings: Vec<Var> =
+            parts.iter().map(|p| Var::from_tensor(&Tensor::cat(p, 0)?)).collect::<candle_core::Result<_>>()?;
+        let held: Vec<Tensor> = embeddings.iter().map(|v| v.as_tensor().clone()).collect();
+        let loss = self.inner.loss_of_embeddings(&held)?;
+        let grads = loss.backward()?;
+        let trainable = self.inner.params().trainable();
+        let mut total: Vec<Option<Tensor>> = trainable.iter().map(|(_, v)| grads.get(v.as_tensor()).cloned()).collect();
+        let cached: Vec<Tensor> = embeddings
+            .iter()
+            .map(|v| match grads.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => v.as_tensor().zeros_like(),
+            })
+            .collect::<candle_core::Result<_>>()?;
+        drop(grads);
+        // 3. Each chunk again, with its graph, back-propagating its rows' cached gradient.
+        for range in &chunks {
+            self.inner.load_extra_state(start.clone()).map_err(wrap)?;
+            let e = self.inner.embed_rows(batch, range.clone())?;
+            let mut surrogate = Tensor::zeros((), loss.dtype(), loss.device())?;
+            for (t, g) in e.iter().zip(&cached) {
+                let g = g.narrow(0, range.start, range.len())?;
+                surrogate = (surrogate + (t * g)?.sum_all()?.to_dtype(loss.dtype())?)?;
+            }
+            let chunk_grads = surrogate.backward()?;
+            for ((_, v), sum) in trainable.iter().zip(total.iter_mut()) {
+                if let Some(g) = chunk_grads.get(v.as_tensor()) {
+                    *sum = Some(match sum.take() {
+                        Some(s) => (s + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+        }
+        self.inner.load_extra_state(end).map_err(wrap)?;
+        // The value of the loss, with the gradient `total` for each variable: v * g - v' * g is
+        // zero in value (the same products) and has gradient g with respect to v.
+        let mut out = loss.detach();
+        for ((_, v), g) in trainable.iter().zip(&total) {
+            let Some(g) = g else { continue };
+            let g = g.detach();
+            let linear = ((v.as_tensor() * &g)?.sum_all()? - (v.as_tensor().detach() * &g)?.sum_all()?)?;
+            out = (out + linear.to_dtype(loss.dtype())?)?;
+        }
+        Ok(out)
+    }
+
+    fn params(&self) -> &ParamStore {
+        self.inner.params()
+    }
+
+    fn after_step(&mut self, progress: &Progress) -> candle_core::Result<()> {
+        self.inner.after_step(progress)
+    }
+
+    fn extra_state(&self) -> Result<ExtraState> {
+        self.inner.extra_state()
+    }
+
+    fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
+        self.inner.load_extra_state(state)
+    }
+
+    /// The wrapped objective's: caching changes how the gradient is computed, not what it is.
+    fn config(&self) -> serde_json::Value {
+        self.inner.config()
+    }
+}
