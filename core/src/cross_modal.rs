@@ -33,11 +33,13 @@
 use crate::backbone::Backbone;
 use crate::collective::{gather_rows, Collective, Local};
 use crate::error::{Error, Result};
+use crate::grad_cache::{InBatch, RowSlice};
 use crate::loss::clip_loss;
 use crate::nn::ParamStore;
 use crate::train::{ExtraState, Objective};
 use candle_core::{DType, Tensor, Var};
 use candle_nn::Init;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// CLIP's temperature settings (the paper's defaults).
@@ -172,9 +174,48 @@ impl<A: Backbone, B: Backbone> Clip<A, B> {
         Ok((self.a.encode(&batch.a, false)?, self.b.encode(&batch.b, false)?))
     }
 
+    /// CLIP's loss over every process's embeddings of both towers.
+    fn loss_of_both(&self, za: &Tensor, zb: &Tensor) -> candle_core::Result<Tensor> {
+        let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
+        clip_loss(&gather(za)?, &gather(zb)?, self.log_scale.tensor())
+    }
+
     /// The towers and the store, for saving or evaluation after training.
     pub fn into_parts(self) -> (A, B, ParamStore) {
         (self.a, self.b, self.store)
+    }
+}
+
+/// Gradient caching ([`GradCache`](crate::grad_cache::GradCache)) for towers whose inputs split
+/// by rows. A tower with dropout draws each chunk's masks for that chunk (replayed exactly in the
+/// second pass), unless it keys them by the rows' place in the whole batch.
+impl<A, B> InBatch for Clip<A, B>
+where
+    A: Backbone,
+    B: Backbone,
+    A::Input: RowSlice,
+    B::Input: RowSlice,
+{
+    fn rows(&self, batch: &Self::Batch) -> Result<usize> {
+        let (a, b) = (batch.a.row_count()?, batch.b.row_count()?);
+        if a != b {
+            return Err(Error::shape("ClipBatch.b", format!("{a} rows, as the first tower's input"), &[b]));
+        }
+        Ok(a)
+    }
+
+    fn embed_rows(&self, batch: &Self::Batch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>> {
+        let wrap = candle_core::Error::wrap;
+        let a = batch.a.slice_rows(rows.clone()).map_err(wrap)?;
+        let b = batch.b.slice_rows(rows).map_err(wrap)?;
+        Ok(vec![self.a.encode(&a, true)?, self.b.encode(&b, true)?])
+    }
+
+    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
+        match embeddings {
+            [za, zb] => self.loss_of_both(za, zb),
+            other => candle_core::bail!("CLIP: 2 embeddings (one per tower), got {}", other.len()),
+        }
     }
 }
 
@@ -182,10 +223,9 @@ impl<A: Backbone, B: Backbone> Objective for Clip<A, B> {
     type Batch = ClipBatch<A::Input, B::Input>;
 
     fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
-        let gather = |z: Tensor| gather_rows(&z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
-        let za = gather(self.a.encode(&batch.a, true)?)?;
-        let zb = gather(self.b.encode(&batch.b, true)?)?;
-        clip_loss(&za, &zb, self.log_scale.tensor())
+        let za = self.a.encode(&batch.a, true)?;
+        let zb = self.b.encode(&batch.b, true)?;
+        self.loss_of_both(&za, &zb)
     }
 
     fn params(&self) -> &ParamStore {

@@ -45,6 +45,25 @@ pub trait InBatch: Objective {
     fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor>;
 }
 
+/// A batch input that splits by rows: a tensor's first dimension, a token batch's sentences. What
+/// an objective over any encoder needs to embed a chunk of its batch.
+pub trait RowSlice: Sized {
+    /// The rows.
+    fn row_count(&self) -> Result<usize>;
+    /// Rows `rows`, in order.
+    fn slice_rows(&self, rows: Range<usize>) -> Result<Self>;
+}
+
+impl RowSlice for Tensor {
+    fn row_count(&self) -> Result<usize> {
+        Ok(self.dim(0)?)
+    }
+
+    fn slice_rows(&self, rows: Range<usize>) -> Result<Self> {
+        Ok(self.narrow(0, rows.start, rows.len())?)
+    }
+}
+
 /// An [`InBatch`] objective trained with gradient caching in chunks of `chunk` rows (the module
 /// documentation says how).
 pub struct GradCache<O> {

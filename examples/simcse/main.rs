@@ -10,6 +10,7 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use clap::{Parser, ValueEnum};
 use contrastive_core::augment::Identity;
 use contrastive_core::data::{BatchSource, Loader, LoaderConfig, StreamLoader, TwoViews};
+use contrastive_core::grad_cache::GradCache;
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::rng::named_rng;
 use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
@@ -66,6 +67,10 @@ struct Cli {
     /// With --stream: sentences shuffled together (more mixes better and holds more in memory).
     #[arg(long, default_value_t = 10_000, value_parser = at_least_one())]
     window: usize,
+    /// Gradient caching: the batch goes through the encoder N sentences at a time (memory holds
+    /// N sentences' activations, whatever --batch-size), with the full batch's gradient.
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    grad_cache_chunk: Option<usize>,
     /// Learning rate (AdamW, decaying linearly to 0).
     #[arg(long, default_value_t = 3e-5, value_parser = positive)]
     lr: f64,
@@ -176,8 +181,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
 
     let fit_started = started.elapsed().as_secs_f64();
     let (summary, model, train_seconds) = match &source {
-        Source::Memory(loader) => train(&cli, model, loader)?,
-        Source::Stream(loader) => train(&cli, model, loader)?,
+        Source::Memory(loader) => train_maybe_cached(&cli, model, loader)?,
+        Source::Stream(loader) => train_maybe_cached(&cli, model, loader)?,
     };
     // Every process tokenized its own share.
     let mut truncated = [tokenizer.truncated() as f32];
@@ -216,6 +221,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "example": "simcse",
         "steps": summary.steps,
         "batch_size": batch_size,
+        "grad_cache_chunk": cli.grad_cache_chunk,
         "last_loss": summary.last_loss,
         "corpus_seconds": (corpus_seconds * 100.0).round() / 100.0,
         "left_out": left_out,
@@ -238,12 +244,27 @@ enum Source {
     Stream(StreamLoader<TextCorpus, TwoViews<Identity>, CollateSentences>),
 }
 
-/// The reference recipe's training run on `loader`: (summary, trained model, seconds).
-fn train<S: BatchSource<Batch = SentenceBatch>>(
+/// [`train`], through gradient caching with --grad-cache-chunk.
+fn train_maybe_cached<S: BatchSource<Batch = SentenceBatch>>(
     cli: &Cli,
     model: SimCse,
     loader: &S,
 ) -> Result<(Summary, SimCse, f64)> {
+    match cli.grad_cache_chunk {
+        Some(chunk) => {
+            let (summary, model, seconds) = train(cli, GradCache::new(model, chunk)?, loader)?;
+            Ok((summary, model.into_inner(), seconds))
+        }
+        None => train(cli, model, loader),
+    }
+}
+
+/// The reference recipe's training run on `loader`: (summary, trained model, seconds).
+fn train<S: BatchSource<Batch = SentenceBatch>, O: Objective<Batch = SentenceBatch>>(
+    cli: &Cli,
+    model: O,
+    loader: &S,
+) -> Result<(Summary, O, f64)> {
     let flags = &cli.common;
     let mut trainer_config = TrainerConfig {
         epochs: flags.epochs.unwrap_or(1),

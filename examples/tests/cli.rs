@@ -352,3 +352,30 @@ fn a_device_this_build_cannot_drive_is_named_with_its_feature() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("cpu, cuda, cuda:N, metal or metal:N"), "{stderr}");
 }
+
+/// `simcse --grad-cache-chunk 5` takes the steps of the plain run (batch 16 in chunks of 5, the
+/// last of 1): the same loss after 2 steps and the same Lee-50 figure after training.
+#[test]
+fn simcse_with_gradient_caching_takes_the_plain_steps() {
+    let run = |extra: &[&str]| {
+        let common = ["--quick", "--max-steps", "2", "--threads", "2", "--batch-size", "16"];
+        Command::new(env!("CARGO_BIN_EXE_simcse")).args(common).args(extra).output().unwrap()
+    };
+    let cached = run(&["--grad-cache-chunk", "5"]);
+    if !cached.status.success() && String::from_utf8_lossy(&cached.stderr).contains("fetch-assets") {
+        assert!(
+            std::env::var("CONTRASTIVE_REQUIRE_ASSETS").as_deref() != Ok("1"),
+            "{}",
+            String::from_utf8_lossy(&cached.stderr)
+        );
+        eprintln!("MiniLM or the corpus is not fetched (scripts/fetch-assets minilm sotu): skipped");
+        return;
+    }
+    let (a, b) = (final_json(&run(&[])), final_json(&cached));
+    assert_eq!(b["grad_cache_chunk"], 5);
+    let get = |v: &serde_json::Value, path: &[&str]| path.iter().fold(v.clone(), |v, f| v[f].clone()).as_f64().unwrap();
+    for path in [&["last_loss"][..], &["lee50_after", "pearson"]] {
+        let (x, y) = (get(&a, path), get(&b, path));
+        assert!((x - y).abs() < 1e-5, "{path:?}: {x} plain, {y} with gradient caching");
+    }
+}

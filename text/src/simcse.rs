@@ -17,7 +17,7 @@ use crate::pooling::Pooling;
 use crate::tokenizer::TokenBatch;
 use candle_core::{DType, Device, Tensor};
 use contrastive_core::collective::{gather_rows, Collective, GlobalRows, Local};
-use contrastive_core::grad_cache::InBatch;
+use contrastive_core::grad_cache::{InBatch, RowSlice};
 use contrastive_core::loss::info_nce;
 use contrastive_core::nn::{in_global_batch, InitScheme, ParamStore};
 use contrastive_core::train::{ExtraState, Objective};
@@ -148,12 +148,7 @@ impl<B: Backbone<Input = TokenBatch>> InBatch for SimCse<B> {
         let c = self.collective.as_ref();
         let part = |tokens: &TokenBatch| -> candle_core::Result<Tensor> {
             let (tokens, global) = tokens.in_global_batch(c).map_err(candle_core::Error::wrap)?;
-            let take = |t: &Tensor| t.narrow(0, rows.start, rows.len());
-            let chunk = TokenBatch {
-                ids: take(&tokens.ids)?,
-                type_ids: take(&tokens.type_ids)?,
-                attention_mask: take(&tokens.attention_mask)?,
-            };
+            let chunk = tokens.slice_rows(rows.clone()).map_err(candle_core::Error::wrap)?;
             let window = GlobalRows { first: global.first + rows.start, rows: rows.len(), total: global.total };
             in_global_batch(window, || self.embed(&chunk, true))
         };

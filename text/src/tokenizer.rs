@@ -56,6 +56,22 @@ impl TokenBatch {
     }
 }
 
+/// A chunk of a token batch's sentences (gradient caching), with the batch's padding.
+impl contrastive_core::grad_cache::RowSlice for TokenBatch {
+    fn row_count(&self) -> Result<usize> {
+        Ok(self.ids.dim(0)?)
+    }
+
+    fn slice_rows(&self, rows: std::ops::Range<usize>) -> Result<Self> {
+        let take = |t: &Tensor| -> Result<Tensor> { Ok(t.narrow(0, rows.start, rows.len())?) };
+        Ok(TokenBatch {
+            ids: take(&self.ids)?,
+            type_ids: take(&self.type_ids)?,
+            attention_mask: take(&self.attention_mask)?,
+        })
+    }
+}
+
 /// A tokenizer with truncation and per-batch padding.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
