@@ -18,7 +18,8 @@
 //! objective's [`Objective::extra_state`], its dropout streams, is restored before each chunk).
 //! BatchNorm is not: a chunk normalises with its own statistics, so a backbone with BatchNorm
 //! trains as with batches of `chunk` rows normalised apart (as `bn_groups` does), with every row's
-//! negatives still the whole batch.
+//! negatives still the whole batch; its running statistics move once per chunk (the first pass's
+//! updates are undone).
 //!
 //! To the [`Trainer`](crate::train::Trainer) it is one more [`Objective`]: its loss is the full
 //! batch's value, and its backward pass yields the accumulated gradients.
@@ -111,6 +112,18 @@ impl<O: InBatch> Objective for GradCache<O> {
         let chunks = self.chunks(rows);
         // Where the forward pass's randomness starts: every chunk starts there, in both passes.
         let start = self.inner.extra_state().map_err(wrap)?;
+        let trainable_names: Vec<String> = self.inner.params().trainable().into_iter().map(|(n, _)| n).collect();
+        let buffers: Vec<(Var, Tensor)> = self
+            .inner
+            .params()
+            .all()
+            .into_iter()
+            .filter(|(n, _)| !trainable_names.contains(n))
+            .map(|(_, v)| {
+                let copy = v.as_tensor().copy()?;
+                Ok((v, copy))
+            })
+            .collect::<candle_core::Result<_>>()?;
         // 1. Every chunk's embeddings, without keeping its graph.
         let mut parts: Vec<Vec<Tensor>> = vec![];
         for range in &chunks {
@@ -127,6 +140,11 @@ impl<O: InBatch> Objective for GradCache<O> {
             }
         }
         let end = self.inner.extra_state().map_err(wrap)?;
+        // The first pass's updates of the buffers (BatchNorm's running statistics) are undone:
+        // the second pass makes them, once per chunk.
+        for (var, before) in &buffers {
+            var.set(before)?;
+        }
         // 2. The loss of all of them, and its gradient with respect to each embedding.
         let embeddings: Vec<Var> =
             parts.iter().map(|p| Var::from_tensor(&Tensor::cat(p, 0)?)).collect::<candle_core::Result<_>>()?;

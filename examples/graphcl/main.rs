@@ -8,18 +8,19 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 
 use candle_core::DType;
 use clap::Parser;
-use contrastive_core::data::{Loader, LoaderConfig};
+use contrastive_core::data::{BatchSource, Loader, LoaderConfig};
+use contrastive_core::grad_cache::GradCache;
 use contrastive_core::optim::{OptimizerConfig, Schedule};
-use contrastive_core::train::{Trainer, TrainerConfig};
+use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{CrossValidation, LinearProbe, MeanStd};
-use contrastive_examples::flags::{at_least_one_u64, below_one, positive, CommonFlags};
+use contrastive_examples::flags::{at_least_one, at_least_one_u64, below_one, positive, CommonFlags};
 use contrastive_examples::processes;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::augment::AugmentationSet;
 use contrastive_graph::{
-    label_degree_histogram, load_tu, load_tu_aligned, CollateGraphs, GraphCl, GraphClConfig, GraphClLoss, NodeFeatures,
-    TuOptions,
+    label_degree_histogram, load_tu, load_tu_aligned, CollateGraphs, GraphCl, GraphClConfig, GraphClLoss, GraphViews,
+    NodeFeatures, TuOptions,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -54,6 +55,10 @@ struct Cli {
     /// Plain NT-Xent instead of GraphCL's loss.
     #[arg(long)]
     nt_xent: bool,
+    /// Gradient caching: N graphs of each view through the GIN at a time (memory holds N graphs'
+    /// activations, whatever --batch-size; GIN's BatchNorm normalises each chunk on its own).
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    grad_cache_chunk: Option<usize>,
     /// Under mpirun: GIN's BatchNorm over every process's nodes (SyncBatchNorm), so N processes
     /// of --batch-size B train as one of N x B.
     #[arg(long)]
@@ -159,10 +164,14 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             ..TrainerConfig::default()
         };
         let run_dir = run_dir_of(seed);
-        let mut trainer = flags.start_in(Trainer::new(trainer_config, model)?, run_dir.clone())?;
         let t = Instant::now();
-        let summary = trainer.fit(&loader)?;
-        flags.stop_if_interrupted(&summary)?;
+        let (summary, model) = match cli.grad_cache_chunk {
+            Some(chunk) => {
+                let (summary, cached) = fit(flags, trainer_config, GradCache::new(model, chunk)?, &run_dir, &loader)?;
+                (summary, cached.into_inner())
+            }
+            None => fit(flags, trainer_config, model, &run_dir, &loader)?,
+        };
         let global_batch = loader.batch_len(0) * processes.world_size();
         graphs_per_s.push((summary.steps as f64 * global_batch as f64) / t.elapsed().as_secs_f64());
         steps.push(summary.steps);
@@ -170,7 +179,6 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         if !leader {
             continue;
         }
-        let model = trainer.into_objective();
         let after = contrastive_core::embed(model.encoder(), &eval_set.graphs, 512)?;
         let report = cv(seed).evaluate(&after, &labels)?;
         eprintln!(
@@ -213,6 +221,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "eval": eval_set.name,
         "epochs": epochs,
         "batch_size": batch_size,
+        "grad_cache_chunk": cli.grad_cache_chunk,
         "seeds": seeds,
         // Per seed: each seed is one training run.
         "steps": steps,
@@ -224,6 +233,20 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "train_graphs_per_second": MeanStd::of(&graphs_per_s),
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     }))
+}
+
+/// One seed's training run: (summary, trained objective).
+fn fit<O: Objective<Batch = GraphViews>>(
+    flags: &CommonFlags,
+    config: TrainerConfig,
+    model: O,
+    run_dir: &Option<PathBuf>,
+    loader: &impl BatchSource<Batch = GraphViews>,
+) -> Result<(Summary, O)> {
+    let mut trainer = flags.start_in(Trainer::new(config, model)?, run_dir.clone())?;
+    let summary = trainer.fit(loader)?;
+    flags.stop_if_interrupted(&summary)?;
+    Ok((summary, trainer.into_objective()))
 }
 
 fn main() {

@@ -379,3 +379,17 @@ fn simcse_with_gradient_caching_takes_the_plain_steps() {
         assert!((x - y).abs() < 1e-5, "{path:?}: {x} plain, {y} with gradient caching");
     }
 }
+
+/// `graphcl --grad-cache-chunk`: one chunk of the whole batch is the plain run (loss and
+/// accuracy; smaller chunks normalise apart, graph/tests/grad_cache.rs).
+#[test]
+fn graphcl_with_gradient_caching() {
+    let run = |extra: &[&str]| {
+        let common = ["--quick", "--max-steps", "2", "--threads", "2", "--batch-size", "64"];
+        final_json(&Command::new(env!("CARGO_BIN_EXE_graphcl")).args(common).args(extra).output().unwrap())
+    };
+    let (plain, whole) = (run(&[]), run(&["--grad-cache-chunk", "64"]));
+    assert_eq!(whole["grad_cache_chunk"], 64);
+    assert_eq!(plain["last_loss"], whole["last_loss"]);
+    assert_eq!(plain["graphcl"]["mean"], whole["graphcl"]["mean"]);
+}

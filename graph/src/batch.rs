@@ -70,6 +70,41 @@ impl GraphBatch {
     }
 }
 
+/// Graphs `rows` of a batch as a batch of their own (gradient caching): their nodes, and their
+/// edges renumbered from 0, exactly what [`GraphBatch::new`] makes of those graphs.
+impl contrastive_core::grad_cache::RowSlice for GraphBatch {
+    fn row_count(&self) -> Result<usize> {
+        Ok(self.num_graphs())
+    }
+
+    fn slice_rows(&self, rows: std::ops::Range<usize>) -> Result<Self> {
+        if rows.is_empty() || rows.end > self.num_graphs() {
+            return Err(Error::index("GraphBatch: the last graph of a slice", rows.end, self.num_graphs()));
+        }
+        let first: usize = self.node_counts[..rows.start].iter().sum();
+        let nodes: usize = self.node_counts[rows.clone()].iter().sum();
+        // Edges come graph by graph, so those of the slice are one run of them.
+        let src = self.src.to_vec1::<u32>()?;
+        let (lo, hi) = (first as u32, (first + nodes) as u32);
+        let start = src.partition_point(|&s| s < lo);
+        let end = src.partition_point(|&s| s < hi);
+        let shift = |t: &Tensor, by: f64| -> Result<Tensor> {
+            Ok(t.narrow(0, start, end - start)?
+                .to_dtype(candle_core::DType::F64)?
+                .affine(1.0, -by)?
+                .to_dtype(candle_core::DType::U32)?)
+        };
+        let batch = self.batch.narrow(0, first, nodes)?.to_dtype(candle_core::DType::F64)?;
+        Ok(GraphBatch {
+            x: self.x.narrow(0, first, nodes)?,
+            src: shift(&self.src, first as f64)?,
+            dst: shift(&self.dst, first as f64)?,
+            batch: batch.affine(1.0, -(rows.start as f64))?.to_dtype(candle_core::DType::U32)?,
+            node_counts: self.node_counts[rows].to_vec(),
+        })
+    }
+}
+
 /// The two views of a batch of graphs.
 #[derive(Clone, Debug)]
 pub struct GraphViews {

@@ -10,12 +10,14 @@ use crate::batch::{GraphBatch, GraphViews};
 use crate::gin::{Gin, GinConfig};
 use candle_core::{DType, Device, Module, Tensor};
 use contrastive_core::collective::{gather_rows, Collective, Local};
+use contrastive_core::grad_cache::{InBatch, RowSlice};
 use contrastive_core::loss::{nt_xent, Denominator, MaskedInfoNce};
 use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
 use contrastive_core::sampling::PairMask;
 use contrastive_core::train::{ExtraState, Objective};
 use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Which contrastive loss.
@@ -136,13 +138,39 @@ impl<B: Backbone<Input = GraphBatch>> GraphCl<B> {
     }
 }
 
+/// Gradient caching ([`GradCache`](contrastive_core::grad_cache::GradCache)): chunks of graphs.
+/// GIN's BatchNorm normalises each chunk's nodes with their own statistics.
+impl<B: Backbone<Input = GraphBatch>> InBatch for GraphCl<B> {
+    fn rows(&self, batch: &GraphViews) -> Result<usize> {
+        Ok(batch.first.num_graphs())
+    }
+
+    fn embed_rows(&self, batch: &GraphViews, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>> {
+        let wrap = candle_core::Error::wrap;
+        let views = GraphViews {
+            first: batch.first.slice_rows(rows.clone()).map_err(wrap)?,
+            second: batch.second.slice_rows(rows).map_err(wrap)?,
+        };
+        let (z1, z2) = self.project(&views)?;
+        Ok(vec![z1, z2])
+    }
+
+    /// The loss over every process's projections of both views.
+    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
+        let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
+        match embeddings {
+            [z1, z2] => self.loss_of(&gather(z1)?, &gather(z2)?),
+            other => candle_core::bail!("GraphCL: 2 embeddings (one per view), got {}", other.len()),
+        }
+    }
+}
+
 impl<B: Backbone<Input = GraphBatch>> Objective for GraphCl<B> {
     type Batch = GraphViews;
 
     fn loss(&mut self, batch: &GraphViews) -> candle_core::Result<Tensor> {
         let (z1, z2) = self.project(batch)?;
-        let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
-        self.loss_of(&gather(&z1)?, &gather(&z2)?)
+        self.loss_of_embeddings(&[z1, z2])
     }
 
     fn params(&self) -> &ParamStore {
