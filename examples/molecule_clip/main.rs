@@ -14,12 +14,13 @@ use clap::Parser;
 use contrastive_core::augment::Identity;
 use contrastive_core::collective::Collective;
 use contrastive_core::cross_modal::{Clip, ClipBatch, ClipConfig};
-use contrastive_core::data::{Collate, Loader, LoaderConfig, ViewPair};
+use contrastive_core::data::{BatchSource, Collate, Loader, LoaderConfig, ViewPair};
 use contrastive_core::embed::{embed, BackboneEmbedder};
+use contrastive_core::grad_cache::GradCache;
 use contrastive_core::nn::{linear, InitScheme, Linear, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::rng::named_rng;
-use contrastive_core::train::{ExtraState, Trainer, TrainerConfig};
+use contrastive_core::train::{ExtraState, Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::Backbone;
 use contrastive_core::{Error, Result};
 use contrastive_eval::{paired_retrieval, RetrievalReport};
@@ -59,6 +60,11 @@ struct Cli {
     /// Keep the temperature at CLIP's initial 0.07 instead of learning it.
     #[arg(long)]
     fixed_temperature: bool,
+    /// Gradient caching: N molecules through both towers at a time (memory holds N molecules'
+    /// activations, whatever --batch-size; the GIN's BatchNorm normalises each chunk on its own,
+    /// the SMILES BERT's dropout masks are drawn per chunk and replayed).
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    grad_cache_chunk: Option<usize>,
     /// Under mpirun: the GIN's BatchNorm over every process's nodes (SyncBatchNorm), so N
     /// processes of --batch-size B train as one of N x B.
     #[arg(long)]
@@ -304,23 +310,19 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     // The schedule spans the run: --max-steps shortens it as it shortens the run.
     let total_steps = trainer_config.total_steps(steps_per_epoch);
     trainer_config.schedule = Schedule::WarmupLinear { warmup_steps: steps_per_epoch.min(total_steps), total_steps };
-    let mut trainer = Trainer::new(trainer_config, model)?;
-    // Held-out graph-to-SMILES recall@1 after every epoch, in the history and its plot.
-    let (monitor_tokenizer, monitor_set, monitor_device) = (Arc::clone(&tokenizer), holdout.clone(), device.clone());
-    trainer.add_evaluation("holdout_graph_to_smiles_r1", 1, move |model, _| {
-        let (g, s) = embed_both(model, &monitor_tokenizer, &monitor_set, &monitor_device)?;
-        Ok(paired_retrieval(&g, &s, &[1])?.0.recall_at[0].1)
-    });
-    let mut trainer = flags.start(trainer)?;
-    let fit_started = Instant::now();
-    let summary = trainer.fit(&loader)?;
-    flags.stop_if_interrupted(&summary)?;
-    let train_seconds = fit_started.elapsed().as_secs_f64();
+    let monitor = (Arc::clone(&tokenizer), holdout.clone(), device.clone());
+    let (summary, model, train_seconds) = match cli.grad_cache_chunk {
+        Some(chunk) => {
+            let cached = GradCache::new(model, chunk)?;
+            let (summary, cached, seconds) = fit(flags, trainer_config, cached, GradCache::inner, monitor, &loader)?;
+            (summary, cached.into_inner(), seconds)
+        }
+        None => fit(flags, trainer_config, model, |m| m, monitor, &loader)?,
+    };
     let (Some(untrained), true) = (untrained, leader) else {
         // Rank 0 evaluates, saves and reports.
         return Ok(json!({}));
     };
-    let model = trainer.into_objective();
     let (g, s) = embed_both(&model, &tokenizer, &holdout, &device)?;
     let trained = paired_retrieval(&g, &s, &KS)?;
     if let Some(run_dir) = flags.run_dir() {
@@ -356,6 +358,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "epochs": epochs,
         "steps": summary.steps,
         "batch_size": batch_size,
+        "grad_cache_chunk": cli.grad_cache_chunk,
         "last_loss": summary.last_loss,
         "temperature": model.temperature()?,
         "graph_to_smiles": { "trained": figures(&trained.0), "untrained": figures(&untrained.0), "chance": chance },
@@ -363,6 +366,28 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     }))
+}
+
+/// The training run, with held-out graph-to-SMILES recall@1 after every epoch in the history:
+/// (summary, trained objective, seconds). `clip` finds the CLIP model in the objective.
+fn fit<O: Objective<Batch = ClipBatch<GraphBatch, TokenBatch>> + 'static>(
+    flags: &CommonFlags,
+    config: TrainerConfig,
+    model: O,
+    clip: fn(&O) -> &MoleculeClip,
+    (tokenizer, holdout, device): (Arc<Tokenizer>, Vec<Molecule>, Device),
+    loader: &impl BatchSource<Batch = ClipBatch<GraphBatch, TokenBatch>>,
+) -> Result<(Summary, O, f64)> {
+    let mut trainer = Trainer::new(config, model)?;
+    trainer.add_evaluation("holdout_graph_to_smiles_r1", 1, move |model, _| {
+        let (g, s) = embed_both(clip(model), &tokenizer, &holdout, &device)?;
+        Ok(paired_retrieval(&g, &s, &[1])?.0.recall_at[0].1)
+    });
+    let mut trainer = flags.start(trainer)?;
+    let fit_started = Instant::now();
+    let summary = trainer.fit(loader)?;
+    flags.stop_if_interrupted(&summary)?;
+    Ok((summary, trainer.into_objective(), fit_started.elapsed().as_secs_f64()))
 }
 
 fn main() {

@@ -393,3 +393,18 @@ fn graphcl_with_gradient_caching() {
     assert_eq!(plain["last_loss"], whole["last_loss"]);
     assert_eq!(plain["graphcl"]["mean"], whole["graphcl"]["mean"]);
 }
+
+/// `molecule_clip --grad-cache-chunk`: one chunk of the whole batch is the plain run; chunks of
+/// 16 train (each chunk's own BatchNorm statistics and dropout masks).
+#[test]
+fn molecule_clip_with_gradient_caching() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/molecule_clip/data/WEHI1200");
+    let run = |extra: &[&str]| {
+        let common = ["--quick", "--data", data, "--max-steps", "3", "--threads", "2", "--batch-size", "64"];
+        final_json(&Command::new(env!("CARGO_BIN_EXE_molecule_clip")).args(common).args(extra).output().unwrap())
+    };
+    let (plain, whole, chunks) = (run(&[]), run(&["--grad-cache-chunk", "64"]), run(&["--grad-cache-chunk", "16"]));
+    assert_eq!(plain["last_loss"], whole["last_loss"]);
+    assert_eq!(chunks["grad_cache_chunk"], 16);
+    assert!(chunks["last_loss"].as_f64().is_some_and(f64::is_finite), "{chunks}");
+}
