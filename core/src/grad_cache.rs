@@ -5,7 +5,8 @@
 //!
 //! [`GradCache`] wraps an [`InBatch`] objective and computes each step in three parts:
 //!
-//! 1. the embeddings of the batch, `chunk` rows at a time, each chunk's graph dropped at once;
+//! 1. the embeddings of the batch, at most `chunk` rows at a time (the batch split as evenly as
+//!    can be), each chunk's graph dropped at once;
 //! 2. the loss of all the embeddings and its gradient with respect to them (and to the loss's
 //!    own variables, such as CLIP's temperature): one small graph;
 //! 3. each chunk again, with its graph, back-propagating the cached gradient of its rows
@@ -96,8 +97,19 @@ impl<O: InBatch> GradCache<O> {
         self.chunk
     }
 
+    /// `rows` in the fewest chunks of at most `chunk` rows, as even as can be (sizes differ by
+    /// one at most: no tail of a single row, which BatchNorm could not normalise).
     fn chunks(&self, rows: usize) -> Vec<Range<usize>> {
-        (0..rows).step_by(self.chunk).map(|a| a..(a + self.chunk).min(rows)).collect()
+        let count = rows.div_ceil(self.chunk).max(1);
+        let (base, extra) = (rows / count, rows % count);
+        let mut start = 0;
+        (0..count)
+            .map(|i| {
+                let len = base + usize::from(i < extra);
+                start += len;
+                start - len..start
+            })
+            .collect()
     }
 }
 

@@ -1,5 +1,5 @@
 //! Gradient caching against the full batch: CLIP over two towers (a two-layer MLP and a linear
-//! layer), 12 pairs in chunks of 5 (the last of 2): the same loss and the same gradient for every
+//! layer), 12 pairs in chunks of at most 5 (4 each): the same loss and the same gradient for every
 //! variable, the learnable temperature included.
 
 use candle_core::{DType, Device, Module, Tensor};

@@ -9,12 +9,13 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 
 use clap::Parser;
 use contrastive_core::augment::{Compose, RandomApply};
-use contrastive_core::data::{Loader, LoaderConfig};
+use contrastive_core::data::{BatchSource, Loader, LoaderConfig};
+use contrastive_core::grad_cache::GradCache;
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_core::optim::{OptimizerConfig, Schedule};
-use contrastive_core::train::{Objective, Trainer, TrainerConfig};
+use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_eval::{stratified_split, Knn, LinearProbe, Vote};
-use contrastive_examples::flags::CommonFlags;
+use contrastive_examples::flags::{at_least_one, CommonFlags};
 use contrastive_examples::image_eval::{raw_pixels, score};
 use contrastive_examples::pretrained::resolve_init;
 use contrastive_examples::processes;
@@ -22,6 +23,7 @@ use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_vision::augment::{ColorJitter, GaussianBlur, Normalize, RandomResizedCrop, ViewAugmentation};
 use contrastive_vision::{
     load_encoder_weights, uci_digits, CollateViews, ConvNetConfig, EncoderConfig, ImageEmbedder, SimClr, SimClrConfig,
+    ViewBatch,
 };
 use serde_json::json;
 use std::time::Instant;
@@ -34,6 +36,10 @@ struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     common: CommonFlags,
+    /// Gradient caching: N images of each view through the encoder at a time (memory holds N
+    /// images' activations, whatever --batch-size; BatchNorm normalises each chunk on its own).
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    grad_cache_chunk: Option<usize>,
 }
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
@@ -114,16 +120,19 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
     let loader = Loader::new(train.clone(), augmentation, CollateViews { device: device.clone() }, loader_config)?
         .with_shard(processes::shard()?)?;
-    let mut trainer = flags.start(Trainer::new(config, model)?)?;
     let fit_started = Instant::now();
-    let summary = trainer.fit(&loader)?;
-    flags.stop_if_interrupted(&summary)?;
+    let (summary, model) = match cli.grad_cache_chunk {
+        Some(chunk) => {
+            let (summary, cached) = fit(flags, config, GradCache::new(model, chunk)?, &loader)?;
+            (summary, cached.into_inner())
+        }
+        None => fit(flags, config, model, &loader)?,
+    };
     let train_seconds = fit_started.elapsed().as_secs_f64();
     let Some((raw, untrained)) = baselines else {
         // Rank 0 evaluates and reports.
         return Ok(json!({}));
     };
-    let model = trainer.into_objective();
     let (train_f, test_f) = (features(&model, &train)?, features(&model, &test)?);
     let trained = score(&train_f, &train.labels, &test_f, &test.labels, &knn, &probe)?;
 
@@ -150,6 +159,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         "example": "quickstart",
         "epochs": epochs,
         "batch_size": batch_size,
+        "grad_cache_chunk": cli.grad_cache_chunk,
         "steps": summary.steps,
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
         "last_loss": summary.last_loss,
@@ -158,6 +168,19 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         "trained": trained,
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     }))
+}
+
+/// The training run: (summary, trained objective).
+fn fit<O: Objective<Batch = ViewBatch>>(
+    flags: &CommonFlags,
+    config: TrainerConfig,
+    model: O,
+    loader: &impl BatchSource<Batch = ViewBatch>,
+) -> contrastive_core::Result<(Summary, O)> {
+    let mut trainer = flags.start(Trainer::new(config, model)?)?;
+    let summary = trainer.fit(loader)?;
+    flags.stop_if_interrupted(&summary)?;
+    Ok((summary, trainer.into_objective()))
 }
 
 fn main() {

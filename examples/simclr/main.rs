@@ -6,8 +6,9 @@
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use clap::Parser;
+use contrastive_core::grad_cache::GradCache;
 use contrastive_core::nn::ProjectionHeadConfig;
-use contrastive_examples::flags::{positive, CommonFlags};
+use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
 use contrastive_examples::image_data::ImageFlags;
 use contrastive_examples::image_training::{train_and_evaluate, ImageRun, RunSpec};
 use contrastive_examples::processes;
@@ -42,6 +43,10 @@ struct Cli {
     /// paper trains) instead of each process's own batch (PyTorch DDP's default).
     #[arg(long)]
     sync_batch_norm: bool,
+    /// Gradient caching: N images of each view through the encoder at a time (memory holds N
+    /// images' activations, whatever --batch-size; BatchNorm normalises each chunk on its own).
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    grad_cache_chunk: Option<usize>,
 }
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
@@ -67,8 +72,17 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     }
     let model = SimClr::new(config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
     let spec = RunSpec { method: "simclr", epochs: 2, batch_size: 256, lr: cli.lr };
-    let encoder_of: fn(&SimClr) -> &Encoder = SimClr::encoder;
-    train_and_evaluate(&cli.common, &cli.images, &spec, run, model, encoder_of, |_| Ok(()))
+    match cli.grad_cache_chunk {
+        Some(chunk) => {
+            let encoder_of: fn(&GradCache<SimClr>) -> &Encoder = |m| m.inner().encoder();
+            let cached = GradCache::new(model, chunk)?;
+            train_and_evaluate(&cli.common, &cli.images, &spec, run, cached, encoder_of, |_| Ok(()))
+        }
+        None => {
+            let encoder_of: fn(&SimClr) -> &Encoder = SimClr::encoder;
+            train_and_evaluate(&cli.common, &cli.images, &spec, run, model, encoder_of, |_| Ok(()))
+        }
+    }
 }
 
 fn main() {

@@ -15,11 +15,13 @@ use crate::batch::ViewBatch;
 use crate::encoder::{Encoder, EncoderConfig};
 use candle_core::{DType, Device, Tensor};
 use contrastive_core::collective::{gather_rows, Collective, Local};
+use contrastive_core::grad_cache::InBatch;
 use contrastive_core::loss::nt_xent;
 use contrastive_core::nn::{InitScheme, ParamStore, ProjectionHead, ProjectionHeadConfig};
 use contrastive_core::train::{ExtraState, Objective};
 use contrastive_core::{Backbone, Error, Result};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// SimCLR's settings.
@@ -153,14 +155,37 @@ impl<B: Backbone<Input = Tensor>> SimClr<B> {
     }
 }
 
+/// Gradient caching ([`GradCache`](contrastive_core::grad_cache::GradCache)): chunks of images;
+/// BatchNorm normalises each chunk on its own (with `chunk` rows, as batches of `chunk` would).
+impl<B: Backbone<Input = Tensor>> InBatch for SimClr<B> {
+    fn rows(&self, batch: &ViewBatch) -> Result<usize> {
+        Ok(batch.first.dim(0)?)
+    }
+
+    fn embed_rows(&self, batch: &ViewBatch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>> {
+        let take = |x: &Tensor| x.narrow(0, rows.start, rows.len());
+        let (_, z1) = self.forward_t(&take(&batch.first)?, true)?;
+        let (_, z2) = self.forward_t(&take(&batch.second)?, true)?;
+        Ok(vec![z1, z2])
+    }
+
+    /// NT-Xent over every process's projections of both views.
+    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
+        let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
+        match embeddings {
+            [z1, z2] => nt_xent(&gather(z1)?, &gather(z2)?, self.temperature),
+            other => candle_core::bail!("SimCLR: 2 embeddings (one per view), got {}", other.len()),
+        }
+    }
+}
+
 impl<B: Backbone<Input = Tensor>> Objective for SimClr<B> {
     type Batch = ViewBatch;
 
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
         let (_, z1) = self.forward_t(&batch.first, true)?;
         let (_, z2) = self.forward_t(&batch.second, true)?;
-        let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
-        nt_xent(&gather(&z1)?, &gather(&z2)?, self.temperature)
+        self.loss_of_embeddings(&[z1, z2])
     }
 
     fn params(&self) -> &ParamStore {

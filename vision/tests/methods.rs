@@ -441,3 +441,52 @@ fn configs_are_checked() {
     assert!(MoCo::new(bad, 0, &Device::Cpu).err().unwrap().to_string().contains("moco.momentum"));
     assert_eq!(digits(4).len(), 4);
 }
+
+/// SimCLR through gradient caching: one chunk of the whole batch is the plain step (loss,
+/// gradients and BatchNorm's running statistics, moved once); chunks of at most 5 (16 rows: 4 of
+/// 4, no row left alone for BatchNorm) train with each chunk's own statistics.
+#[test]
+fn simclr_with_gradient_caching() {
+    use contrastive_core::grad_cache::GradCache;
+    let batch = loader(digits(32), 16, 3, false).epoch(0).next().unwrap().unwrap();
+    let model = || {
+        SimClr::new(SimClrConfig { encoder: tiny_convnet(), head: tiny_head(8), temperature: 0.5 }, 6, &Device::Cpu)
+            .unwrap()
+    };
+    let values = |store: &ParamStore, grads: Option<&candle_core::backprop::GradStore>| -> Vec<(String, Vec<f32>)> {
+        store
+            .all()
+            .into_iter()
+            .map(|(n, v)| {
+                let t = match grads {
+                    Some(g) => g.get(v.as_tensor()).cloned().unwrap_or_else(|| v.as_tensor().zeros_like().unwrap()),
+                    None => v.as_tensor().clone(),
+                };
+                (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            })
+            .collect()
+    };
+    let mut plain = model();
+    let loss = plain.loss(&batch).unwrap();
+    let plain_grads = loss.backward().unwrap();
+    let mut cached = GradCache::new(model(), 16).unwrap();
+    let cached_loss = cached.loss(&batch).unwrap();
+    let cached_grads = cached_loss.backward().unwrap();
+    assert!((loss.to_scalar::<f32>().unwrap() - cached_loss.to_scalar::<f32>().unwrap()).abs() < 1e-6);
+    let pairs = [
+        (values(plain.params(), Some(&plain_grads)), values(cached.params(), Some(&cached_grads))),
+        (values(plain.params(), None), values(cached.params(), None)),
+    ];
+    for (a, b) in &pairs {
+        for ((name, x), (_, y)) in a.iter().zip(b) {
+            for (u, v) in x.iter().zip(y) {
+                assert!((u - v).abs() < 1e-5, "{name}: {u} plain, {v} cached");
+            }
+        }
+    }
+    let mut chunks = GradCache::new(model(), 5).unwrap();
+    let l = chunks.loss(&batch).unwrap();
+    assert!(l.to_scalar::<f32>().unwrap().is_finite());
+    let g = l.backward().unwrap();
+    assert!(chunks.params().trainable().iter().all(|(_, v)| g.get(v.as_tensor()).is_some()));
+}
