@@ -15,20 +15,17 @@ use contrastive_core::data::{Loader, LoaderConfig, Shard, ViewPair};
 use contrastive_core::loss::{nt_xent, supcon};
 use contrastive_core::nn::{batch_norm, BatchNorm, InitScheme, ParamStore};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
-use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
+use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::{Backbone, Result};
 use rand::{Rng, RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[path = "support/mpirun.rs"]
 mod support;
-use support::{have_mpirun, mpirun, MpiRun};
+use support::{assert_same_run, checkpoint_values, sgd_steps, workers, OUT, WORKER};
 
 const DIM: usize = 8;
-const WORKER: &str = "CONTRASTIVE_MPI_WORKER";
-const OUT: &str = "CONTRASTIVE_MPI_OUT";
 
 fn points() -> Vec<Vec<f32>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -176,15 +173,7 @@ fn train_clip(collective: Arc<dyn Collective>, batch: usize, dir: &Path) -> Resu
     let config = LoaderConfig { batch_size: batch, seed: 5, shuffle: true, drop_last: true, threads: 1 };
     type ClipCol = fn(Vec<ViewPair<Vec<f32>>>) -> Result<ClipBatch<Tensor, Tensor>>;
     let loader = Loader::new(points(), noise as Aug, clip_pairs as ClipCol, config)?.with_shard(shard)?;
-    let config = TrainerConfig {
-        epochs: 1,
-        max_steps: Some(5),
-        lr: 0.1,
-        schedule: Schedule::Constant,
-        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.0 },
-        progress: false,
-        ..Default::default()
-    };
+    let config = sgd_steps(1, 5, 0.1);
     let mut trainer =
         Trainer::new(config, clip(Arc::clone(&collective)))?.with_collective(collective).with_run_dir(dir);
     trainer.fit(&loader)?;
@@ -230,15 +219,7 @@ fn train_supcon(collective: Arc<dyn Collective>, batch: usize, dir: &Path) -> Re
     let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
     let config = LoaderConfig { batch_size: batch, seed: 6, shuffle: true, drop_last: true, threads: 1 };
     let loader = Loader::new(points(), noise as Aug, labelled as Col, config)?.with_shard(shard)?;
-    let config = TrainerConfig {
-        epochs: 1,
-        max_steps: Some(5),
-        lr: 0.1,
-        schedule: Schedule::Constant,
-        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.0 },
-        progress: false,
-        ..Default::default()
-    };
+    let config = sgd_steps(1, 5, 0.1);
     let model = supcon_model(Arc::clone(&collective));
     Trainer::new(config, model)?.with_collective(collective).with_run_dir(dir).fit(&loader)?;
     Ok(())
@@ -274,26 +255,8 @@ fn mpi_worker() {
     set_sync_batch_norm(None);
 }
 
-/// This test binary's `mpi_worker` as `np` processes.
-fn workers(np: usize, worker: &str, out: &Path) -> Option<MpiRun> {
-    if !have_mpirun() {
-        return None;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
-    let out = out.display().to_string();
-    Some(mpirun(np, &exe, &args, &[(WORKER, worker), (OUT, &out)], Duration::from_secs(120)))
-}
-
 fn final_params(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let checkpoint = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
-    let store = GatheredMlp::new(Arc::new(Local), Failure::None).store;
-    store.load(&checkpoint.join("model.safetensors")).unwrap();
-    store.all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
-}
-
-fn losses(dir: &Path) -> Vec<f64> {
-    read_history(&dir.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
+    checkpoint_values(&GatheredMlp::new(Arc::new(Local), Failure::None).store, dir)
 }
 
 /// SupCon over the gathered embeddings and labels: 2 x 8 train as 1 x 16.
@@ -304,22 +267,9 @@ fn supcon_on_two_processes_trains_as_one_with_the_global_batch() {
     let two = tempfile::tempdir().unwrap();
     let Some(run) = workers(2, "supcon", two.path()) else { return };
     assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
-    let (a, b) = (losses(one.path()), losses(two.path()));
-    assert_eq!((a.len(), b.len()), (5, 5), "{a:?} {b:?}");
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() < 1e-5, "step {step}: loss {x} with one process, {y} with two");
-    }
-    let weights = |dir: &Path| {
-        let store = supcon_model(Arc::new(Local)).store;
-        store.load(&list_checkpoints(dir).unwrap().pop().unwrap().join("model.safetensors")).unwrap();
-        store.get("layer.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    };
-    let start = supcon_model(Arc::new(Local)).layer.weight().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let (p, q) = (weights(one.path()), weights(two.path()));
-    let largest = p.iter().zip(&q).map(|(u, v)| (u - v).abs()).fold(0.0f32, f32::max);
-    let moved = p.iter().zip(&start).map(|(u, v)| (u - v).abs()).fold(0.0f32, f32::max);
-    assert!(largest < 1e-5 && moved > 1e-3, "difference {largest}, moved {moved}");
-    eprintln!("supcon: losses {a:?}; largest weight difference {largest:e}");
+    let state = |dir: &Path| checkpoint_values(&supcon_model(Arc::new(Local)).store, dir);
+    assert_same_run("supcon", one.path(), two.path(), 5, 1e-5, state);
+    assert_moved(&supcon_model(Arc::new(Local)).store, &state(one.path()));
 }
 
 /// CLIP's loss over both towers' gathered embeddings: 2 x 8 train as 1 x 16 (the towers and
@@ -331,32 +281,21 @@ fn clip_on_two_processes_trains_as_one_with_the_global_batch() {
     let two = tempfile::tempdir().unwrap();
     let Some(run) = workers(2, "clip", two.path()) else { return };
     assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
-    let (a, b) = (losses(one.path()), losses(two.path()));
-    assert_eq!((a.len(), b.len()), (5, 5), "{a:?} {b:?}");
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() < 1e-5, "step {step}: loss {x} with one process, {y} with two");
+    let state = |dir: &Path| checkpoint_values(&clip(Arc::new(Local)).into_parts().2, dir);
+    assert!(state(one.path()).iter().any(|(k, _)| k == LOG_SCALE));
+    assert_same_run("clip", one.path(), two.path(), 5, 1e-5, state);
+    assert_moved(&clip(Arc::new(Local)).into_parts().2, &state(one.path()));
+}
+
+/// Training moved some variable of `start` by more than 1e-3 (a comparison is not of two
+/// untrained models).
+fn assert_moved(start: &ParamStore, trained: &[(String, Vec<f32>)]) {
+    let mut moved = 0.0f32;
+    for ((_, v), (_, x)) in start.all().into_iter().zip(trained) {
+        let v = v.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        moved = v.iter().zip(x).map(|(p, q)| (p - q).abs()).fold(moved, f32::max);
     }
-    let values = |store: ParamStore| -> Vec<(String, Vec<f32>)> {
-        store.all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
-    };
-    let state = |dir: &Path| {
-        let store = clip(Arc::new(Local)).into_parts().2;
-        store.load(&list_checkpoints(dir).unwrap().pop().unwrap().join("model.safetensors")).unwrap();
-        values(store)
-    };
-    let (p, q) = (state(one.path()), state(two.path()));
-    assert!(p.iter().any(|(k, _)| k == LOG_SCALE));
-    let start = values(clip(Arc::new(Local)).into_parts().2);
-    let (mut largest, mut moved) = (0.0f32, 0.0f32);
-    for (((name, x), (_, y)), (_, s)) in p.iter().zip(&q).zip(&start) {
-        for ((u, v), w) in x.iter().zip(y).zip(s) {
-            assert!((u - v).abs() < 1e-5, "{name}: {u} with one process, {v} with two");
-            largest = largest.max((u - v).abs());
-            moved = moved.max((u - w).abs());
-        }
-    }
-    assert!(moved > 1e-3, "the parameters moved by at most {moved}");
-    eprintln!("clip: losses {a:?}; largest parameter difference {largest:e}");
+    assert!(moved > 1e-3, "the variables moved by at most {moved}");
 }
 
 /// A run resumes on another number of processes that keeps the global batch: 3 steps on 2
@@ -374,17 +313,8 @@ fn a_run_resumes_on_another_number_of_processes() {
     train_until(Arc::new(Local), 16, Failure::None, one_then_two.path(), 3, false).unwrap();
     let run = workers(2, "resume", one_then_two.path()).unwrap();
     assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
-    let expected = final_params(straight.path());
-    for dir in [&two_then_one, &one_then_two] {
-        assert_eq!(losses(dir.path()).len(), 5);
-        for (step, (x, y)) in losses(straight.path()).iter().zip(losses(dir.path())).enumerate() {
-            assert!((x - y).abs() < 1e-5, "step {step}: loss {x} straight, {y} resumed on another world");
-        }
-        for ((name, x), (_, y)) in expected.iter().zip(final_params(dir.path())) {
-            for (u, v) in x.iter().zip(&y) {
-                assert!((u - v).abs() < 1e-5, "{name}: {u} straight, {v} resumed on another world");
-            }
-        }
+    for (what, dir) in [("2 then 1", &two_then_one), ("1 then 2", &one_then_two)] {
+        assert_same_run(what, straight.path(), dir.path(), 5, 1e-5, final_params);
     }
     // One process of 8 would make another global batch.
     let e = train_until(Arc::new(Local), 8, Failure::None, two_then_one.path(), 7, true).unwrap_err().to_string();
@@ -399,20 +329,8 @@ fn two_processes_with_batch_b_train_as_one_with_batch_2b() {
     let Some(run) = workers(2, "train", two.path()) else { return };
     assert!(run.status.success(), "mpirun failed:\n{}", run.stderr);
     // Rank 0 alone wrote the run's files.
-    let (a, b) = (losses(one.path()), losses(two.path()));
-    assert_eq!((a.len(), b.len()), (5, 5), "{a:?} {b:?}");
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() < 1e-5, "step {step}: loss {x} with one process, {y} with two");
-    }
-    let (p, q) = (final_params(one.path()), final_params(two.path()));
-    let mut largest = 0.0f32;
-    for ((name, x), (_, y)) in p.iter().zip(&q) {
-        for (u, v) in x.iter().zip(y) {
-            assert!((u - v).abs() < 1e-5, "{name}: {u} with one process, {v} with two");
-            largest = largest.max((u - v).abs());
-        }
-    }
-    eprintln!("losses {a:?}; largest parameter difference {largest:e}");
+    assert_same_run("mlp", one.path(), two.path(), 5, 1e-5, final_params);
+    let p = final_params(one.path());
     // The parameters did move from their start (the comparison is not of two untrained models).
     let start = ParamStore::new(3, InitScheme::PyTorch);
     let vb = start.var_builder(DType::F32, &Device::Cpu);

@@ -11,20 +11,15 @@ use candle_core::{DType, Device};
 use contrastive_core::augment::RandomChoice;
 use contrastive_core::collective::{set_sync_batch_norm, Collective, Local, Mpi};
 use contrastive_core::data::{Loader, LoaderConfig, Shard};
-use contrastive_core::optim::{OptimizerConfig, Schedule};
-use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
+use contrastive_core::train::{Objective, Trainer};
 use contrastive_graph::augment::{NodeDrop, Subgraph};
 use contrastive_graph::{load_tu, CollateGraphs, Graph, GraphCl, GraphClConfig, TuOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[path = "../../core/tests/support/mpirun.rs"]
 mod support;
-use support::{have_mpirun, mpirun};
-
-const WORKER: &str = "CONTRASTIVE_MPI_WORKER";
-const OUT: &str = "CONTRASTIVE_MPI_OUT";
+use support::{assert_same_run, checkpoint_values, sgd_steps, workers, OUT, WORKER};
 
 fn model(collective: Arc<dyn Collective>) -> GraphCl {
     GraphCl::new(GraphClConfig::paper(33), 2, DType::F32, &Device::Cpu).unwrap().with_collective(collective)
@@ -39,17 +34,7 @@ fn train(collective: Arc<dyn Collective>, batch: usize, dir: &Path) {
     let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
     let loader =
         Loader::new(graphs, aug, CollateGraphs { device: Device::Cpu }, config).unwrap().with_shard(shard).unwrap();
-    let config = TrainerConfig {
-        epochs: 1,
-        max_steps: Some(2),
-        lr: 0.005,
-        schedule: Schedule::Constant,
-        // SGD: a gradient off by a factor shows (Adam's step would hide it).
-        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.0 },
-        checkpoint_every: None,
-        progress: false,
-        ..TrainerConfig::default()
-    };
+    let config = sgd_steps(1, 2, 0.005);
     let trainer = Trainer::new(config, model(Arc::clone(&collective))).unwrap();
     trainer.with_collective(collective).with_run_dir(dir).fit(&loader).unwrap();
 }
@@ -67,39 +52,15 @@ fn mpi_worker() {
 }
 
 fn final_state(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let checkpoint = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
-    let m = model(Arc::new(Local));
-    m.params().load(&checkpoint.join("model.safetensors")).unwrap();
-    m.params().all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+    checkpoint_values(model(Arc::new(Local)).params(), dir)
 }
 
 #[test]
 fn graphcl_with_sync_batch_norm_on_two_processes_equals_one_with_the_global_batch() {
     let one = tempfile::tempdir().unwrap();
     train(Arc::new(Local), 32, one.path());
-    if !have_mpirun() {
-        return;
-    }
     let two = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let out = two.path().display().to_string();
-    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
-    let run = mpirun(2, &exe, &args, &[(WORKER, "graphcl"), (OUT, &out)], Duration::from_secs(300));
+    let Some(run) = workers(2, "graphcl", two.path()) else { return };
     assert!(run.status.success(), "{}", run.stderr);
-    let losses = |d: &Path| -> Vec<f64> {
-        read_history(&d.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
-    };
-    let (a, b) = (losses(one.path()), losses(two.path()));
-    assert_eq!((a.len(), b.len()), (2, 2));
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() < 1e-4, "step {step}: loss {x} with one process, {y} with two");
-    }
-    let mut largest = 0.0f32;
-    for ((name, x), (_, y)) in final_state(one.path()).iter().zip(&final_state(two.path())) {
-        for (u, v) in x.iter().zip(y) {
-            assert!((u - v).abs() < 1e-4, "{name}: {u} with one process, {v} with two");
-            largest = largest.max((u - v).abs());
-        }
-    }
-    eprintln!("graphcl: losses {a:?}; largest difference of a parameter or running statistic {largest:e}");
+    assert_same_run("graphcl", one.path(), two.path(), 2, 1e-4, final_state);
 }

@@ -13,28 +13,12 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use candle_core::{Device, Tensor};
 use contrastive_core::grad_cache::GradCache;
 use contrastive_core::train::Objective;
-use contrastive_text::{Activation, BertConfig, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, TokenBatch};
+use contrastive_text::{BertConfig, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, TokenBatch};
 use std::process::Command;
 use std::time::Instant;
 
 const CHILD: &str = "GRAD_CACHE_BENCH_CHILD";
 const CHUNK: usize = 64;
-
-fn minilm() -> BertConfig {
-    BertConfig {
-        vocab_size: 30522,
-        hidden_size: 384,
-        num_hidden_layers: 6,
-        num_attention_heads: 12,
-        intermediate_size: 1536,
-        hidden_act: Activation::Gelu,
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-        max_position_embeddings: 512,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-    }
-}
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -52,7 +36,7 @@ fn peak_rss_mb() -> f64 {
 fn child(batch: usize, cached: bool, steps: usize) {
     contrastive_core::alloc::keep_freed_memory();
     let config = SimCseConfig { temperature: 0.05, pooling: SimCsePooling::Mean };
-    let model = SimCse::new(config, &minilm(), 0, &Device::Cpu).unwrap();
+    let model = SimCse::new(config, &BertConfig::minilm_l6(), 0, &Device::Cpu).unwrap();
     let ids: Vec<u32> = (0..batch * 32).map(|i| 100 + (i * 7919 % 30000) as u32).collect();
     let ids = Tensor::from_vec(ids, (batch, 32), &Device::Cpu).unwrap();
     let (type_ids, attention_mask) = (ids.zeros_like().unwrap(), ids.ones_like().unwrap());

@@ -14,25 +14,13 @@ use candle_core::{DType, Device, Tensor};
 use contrastive_core::nn::{InitScheme, ParamStore};
 use contrastive_core::optim::{clip_grad_norm, Optimizer, OptimizerConfig};
 use contrastive_core::train::Objective;
-use contrastive_text::{Activation, Bert, BertConfig, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, TokenBatch};
+use contrastive_text::{Bert, BertConfig, SentenceBatch, SimCse, SimCseConfig, SimCsePooling, TokenBatch};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
-    let config = BertConfig {
-        vocab_size: 30522,
-        hidden_size: 384,
-        num_hidden_layers: 6,
-        num_attention_heads: 12,
-        intermediate_size: 1536,
-        hidden_act: Activation::Gelu,
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-        max_position_embeddings: 512,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-    };
+    let config = BertConfig::minilm_l6();
     let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
     let bert = Bert::new(&config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
     let ids: Vec<u32> = (0..64 * 32).map(|i| 100 + (i * 7919 % 30000) as u32).collect();

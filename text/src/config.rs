@@ -51,6 +51,24 @@ fn default_eps() -> f64 {
 }
 
 impl BertConfig {
+    /// The shape of sentence-transformers' all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads,
+    /// intermediate 1536, BERT's vocabulary, dropout 0.1): for benches and tests of that size.
+    pub fn minilm_l6() -> Self {
+        Self {
+            vocab_size: 30522,
+            hidden_size: 384,
+            num_hidden_layers: 6,
+            num_attention_heads: 12,
+            intermediate_size: 1536,
+            hidden_act: Activation::Gelu,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+        }
+    }
+
     /// Reads and checks a `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -10,19 +10,14 @@ use candle_core::Device;
 use contrastive_core::augment::Identity;
 use contrastive_core::collective::{Collective, Local, Mpi};
 use contrastive_core::data::{Loader, LoaderConfig, Shard};
-use contrastive_core::optim::{OptimizerConfig, Schedule};
-use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
+use contrastive_core::train::{Objective, Trainer};
 use contrastive_text::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[path = "../../core/tests/support/mpirun.rs"]
 mod support;
-use support::{have_mpirun, mpirun};
-
-const WORKER: &str = "CONTRASTIVE_MPI_WORKER";
-const OUT: &str = "CONTRASTIVE_MPI_OUT";
+use support::{assert_same_run, checkpoint_values, sgd_steps, workers, OUT, WORKER};
 
 const WORDS: [&str; 16] = [
     "the", "cat", "dog", "bird", "runs", "sleeps", "eats", "sings", "red", "blue", "small", "big", "house", "tree",
@@ -72,18 +67,8 @@ fn train(collective: Arc<dyn Collective>, batch: usize, supervised: bool, dir: &
     let collate = CollateSentences { tokenizer, device: Device::Cpu };
     let config = LoaderConfig { batch_size: batch, seed: 4, shuffle: true, drop_last: true, threads: 1 };
     let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
-    let trainer_config = TrainerConfig {
-        // Three global batches an epoch: the second epoch's order too.
-        epochs: 2,
-        max_steps: Some(5),
-        lr: 0.05,
-        schedule: Schedule::Constant,
-        // SGD: a gradient off by a factor shows (Adam's step would hide it).
-        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.0 },
-        checkpoint_every: None,
-        progress: false,
-        ..TrainerConfig::default()
-    };
+    // Three global batches an epoch: the second epoch's order too.
+    let trainer_config = sgd_steps(2, 5, 0.05);
     let trainer = Trainer::new(trainer_config, model(Arc::clone(&collective))).unwrap();
     let mut trainer = trainer.with_collective(collective).with_run_dir(dir);
     if supervised {
@@ -108,10 +93,7 @@ fn mpi_worker() {
 }
 
 fn final_state(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let checkpoint = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
-    let m = model(Arc::new(Local));
-    m.params().load(&checkpoint.join("model.safetensors")).unwrap();
-    m.params().all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+    checkpoint_values(model(Arc::new(Local)).params(), dir)
 }
 
 #[test]
@@ -119,30 +101,10 @@ fn simcse_on_two_processes_equals_one_with_the_global_batch() {
     for mode in ["unsupervised", "supervised"] {
         let one = tempfile::tempdir().unwrap();
         train(Arc::new(Local), 16, mode == "supervised", one.path());
-        if !have_mpirun() {
-            return;
-        }
         let two = tempfile::tempdir().unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let out = two.path().display().to_string();
-        let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
-        let run = mpirun(2, &exe, &args, &[(WORKER, mode), (OUT, &out)], Duration::from_secs(300));
+        let Some(run) = workers(2, mode, two.path()) else { return };
         assert!(run.status.success(), "{}", run.stderr);
-        let losses = |d: &Path| -> Vec<f64> {
-            read_history(&d.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
-        };
-        let (a, b) = (losses(one.path()), losses(two.path()));
-        assert_eq!((a.len(), b.len()), (5, 5));
-        for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!((x - y).abs() < 1e-5, "{mode}: step {step}: loss {x} with one process, {y} with two");
-        }
-        let mut largest = 0.0f32;
-        for ((name, x), (_, y)) in final_state(one.path()).iter().zip(&final_state(two.path())) {
-            for (u, v) in x.iter().zip(y) {
-                assert!((u - v).abs() < 1e-5, "{mode}: {name}: {u} with one process, {v} with two");
-                largest = largest.max((u - v).abs());
-            }
-        }
+        assert_same_run(mode, one.path(), two.path(), 5, 1e-5, final_state);
         // The parameters moved: the comparison is not of two untrained models.
         let start = model(Arc::new(Local));
         let moved = start
@@ -156,6 +118,5 @@ fn simcse_on_two_processes_equals_one_with_the_global_batch() {
             })
             .fold(0.0f32, f32::max);
         assert!(moved > 1e-3, "{mode}: the parameters moved by at most {moved}");
-        eprintln!("{mode}: losses {a:?}; largest parameter difference {largest:e}, largest move {moved:e}");
     }
 }

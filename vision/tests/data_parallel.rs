@@ -13,20 +13,15 @@ use contrastive_core::collective::{set_sync_batch_norm, Collective, Local, Mpi};
 use contrastive_core::data::{Loader, LoaderConfig, Shard};
 use contrastive_core::kernel::set_generic_ops;
 use contrastive_core::nn::ProjectionHeadConfig;
-use contrastive_core::optim::{OptimizerConfig, Schedule};
-use contrastive_core::train::{list_checkpoints, read_history, Objective, Trainer, TrainerConfig};
+use contrastive_core::train::{list_checkpoints, Objective, Trainer};
 use contrastive_vision::augment::{HorizontalFlip, Normalize, ViewAugmentation};
 use contrastive_vision::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[path = "../../core/tests/support/mpirun.rs"]
 mod support;
-use support::{have_mpirun, mpirun};
-
-const WORKER: &str = "CONTRASTIVE_MPI_WORKER";
-const OUT: &str = "CONTRASTIVE_MPI_OUT";
+use support::{assert_same_run, checkpoint_values, sgd_steps, workers, OUT, WORKER};
 
 fn model(collective: Arc<dyn Collective>) -> SimClr {
     let config = SimClrConfig {
@@ -76,17 +71,7 @@ fn train_method(collective: Arc<dyn Collective>, batch: usize, moco_groups: Opti
     let shard = Shard { rank: collective.rank(), world_size: collective.world_size() };
     let loader =
         Loader::new(digits, aug, CollateViews { device: Device::Cpu }, config).unwrap().with_shard(shard).unwrap();
-    let config = TrainerConfig {
-        epochs: 1,
-        max_steps: Some(5),
-        lr: 0.05,
-        schedule: Schedule::Constant,
-        // SGD: a gradient off by a factor shows (Adam's step would hide it).
-        optimizer: OptimizerConfig::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 0.0 },
-        checkpoint_every: None,
-        progress: false,
-        ..TrainerConfig::default()
-    };
+    let config = sgd_steps(1, 5, 0.05);
     if let Some(groups) = moco_groups {
         let model = moco(Arc::clone(&collective), groups);
         let mut trainer = Trainer::new(config, model).unwrap().with_collective(collective).with_run_dir(dir);
@@ -117,10 +102,7 @@ fn mpi_worker() {
 }
 
 fn final_state(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let checkpoint = list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
-    let m = model(Arc::new(Local));
-    m.params().load(&checkpoint.join("model.safetensors")).unwrap();
-    m.params().all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+    checkpoint_values(model(Arc::new(Local)).params(), dir)
 }
 
 /// Every tensor of the last checkpoint's model and extra state (MoCo's key network and queue)
@@ -145,73 +127,24 @@ fn checkpoint_tensors(dir: &Path) -> Vec<(String, Vec<f32>)> {
 fn moco_with_shuffle_bn_on_two_processes_equals_one_with_the_global_batch() {
     let one = tempfile::tempdir().unwrap();
     train_method(Arc::new(Local), 16, Some(4), one.path());
-    if !have_mpirun() {
-        return;
-    }
     let two = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let out = two.path().display().to_string();
-    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
-    let run = mpirun(2, &exe, &args, &[(WORKER, "moco"), (OUT, &out)], Duration::from_secs(300));
+    let Some(run) = workers(2, "moco", two.path()) else { return };
     assert!(run.status.success(), "{}", run.stderr);
-    let losses = |d: &Path| -> Vec<f64> {
-        read_history(&d.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
-    };
-    let (a, b) = (losses(one.path()), losses(two.path()));
-    assert_eq!((a.len(), b.len()), (5, 5));
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() < 1e-5, "step {step}: loss {x} with one process, {y} with two");
-    }
-    let (x, y) = (checkpoint_tensors(one.path()), checkpoint_tensors(two.path()));
-    let names = |v: &[(String, Vec<f32>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&x), names(&y));
-    assert!(names(&x).iter().any(|n| n.ends_with("queue")), "{:?}", names(&x));
-    let mut largest = 0.0f32;
-    for ((name, u), (_, v)) in x.iter().zip(&y) {
-        assert_eq!(u.len(), v.len(), "{name}");
-        for (p, q) in u.iter().zip(v) {
-            assert!((p - q).abs() < 1e-5, "{name}: {p} with one process, {q} with two");
-            largest = largest.max((p - q).abs());
-        }
-    }
-    eprintln!("moco: losses {a:?}; largest difference of a parameter, key-network tensor or queued key {largest:e}");
+    let names: Vec<String> = checkpoint_tensors(one.path()).into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().any(|n| n.ends_with("queue")), "{names:?}");
+    assert_same_run("moco", one.path(), two.path(), 5, 1e-5, checkpoint_tensors);
 }
 
 #[test]
 fn simclr_with_sync_batch_norm_on_two_processes_equals_one_with_the_global_batch() {
     for path in ["kernels", "generic"] {
-        compare_on(path);
+        let one = tempfile::tempdir().unwrap();
+        contrastive_core::kernel::with_generic_ops(path == "generic", || train(Arc::new(Local), 16, one.path()));
+        let two = tempfile::tempdir().unwrap();
+        let Some(run) = workers(2, path, two.path()) else { return };
+        assert!(run.status.success(), "{}", run.stderr);
+        assert_same_run(path, one.path(), two.path(), 5, 1e-5, final_state);
     }
-}
-
-fn compare_on(path: &str) {
-    let one = tempfile::tempdir().unwrap();
-    contrastive_core::kernel::with_generic_ops(path == "generic", || train(Arc::new(Local), 16, one.path()));
-    let two = tempfile::tempdir().unwrap();
-    if !have_mpirun() {
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let out = two.path().display().to_string();
-    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
-    let run = mpirun(2, &exe, &args, &[(WORKER, path), (OUT, &out)], Duration::from_secs(300));
-    assert!(run.status.success(), "{}", run.stderr);
-    let losses = |d: &Path| -> Vec<f64> {
-        read_history(&d.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect()
-    };
-    let (a, b) = (losses(one.path()), losses(two.path()));
-    assert_eq!((a.len(), b.len()), (5, 5));
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() < 1e-5, "{path}: step {step}: loss {x} with one process, {y} with two");
-    }
-    let mut largest = 0.0f32;
-    for ((name, x), (_, y)) in final_state(one.path()).iter().zip(&final_state(two.path())) {
-        for (u, v) in x.iter().zip(y) {
-            assert!((u - v).abs() < 1e-5, "{path}: {name}: {u} with one process, {v} with two");
-            largest = largest.max((u - v).abs());
-        }
-    }
-    eprintln!("{path}: losses {a:?}; largest difference of a parameter or running statistic {largest:e}");
 }
 
 /// Under SyncBatchNorm on 2 processes: BatchNorm (2-D and 4-D, with and without ReLU) and ConvBn
@@ -285,11 +218,6 @@ fn sync_ops_agree_on_both_paths() {
 
 #[test]
 fn sync_batch_norm_kernels_equal_the_composite_path_on_two_processes() {
-    if !have_mpirun() {
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
-    let run = mpirun(2, &exe, &args, &[(WORKER, "ops"), (OUT, "-")], Duration::from_secs(120));
+    let Some(run) = workers(2, "ops", Path::new("-")) else { return };
     assert!(run.status.success(), "{}", run.stderr);
 }

@@ -97,3 +97,93 @@ pub fn mpirun(np: usize, program: &Path, args: &[&str], env: &[(&str, &str)], li
         took: started.elapsed(),
     }
 }
+
+/// What tells a test binary run under mpirun which part to run (its `mpi_worker` test), and where
+/// that part writes.
+#[allow(dead_code)]
+pub const WORKER: &str = "CONTRASTIVE_MPI_WORKER";
+#[allow(dead_code)]
+pub const OUT: &str = "CONTRASTIVE_MPI_OUT";
+
+/// This test binary's `mpi_worker` test as `np` processes, told to run `part` into `out`; `None`
+/// (a skip) without mpirun.
+#[allow(dead_code)]
+pub fn workers(np: usize, part: &str, out: &Path) -> Option<MpiRun> {
+    if !have_mpirun() {
+        return None;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let args = ["--exact", "mpi_worker", "--nocapture", "--test-threads", "1"];
+    let out = out.display().to_string();
+    Some(mpirun(np, &exe, &args, &[(WORKER, part), (OUT, &out)], Duration::from_secs(300)))
+}
+
+/// The losses of a run folder's `history.jsonl`.
+#[allow(dead_code)]
+pub fn losses(dir: &Path) -> Vec<f64> {
+    let history = contrastive_core::train::read_history(&dir.join("history.jsonl")).unwrap();
+    history.iter().filter_map(|r| r.loss).collect()
+}
+
+/// Asserts that a run on one process (in `one`) and on several (in `several`) took `steps` steps
+/// with the same losses and end with the same `state` (named tensors read from a run folder),
+/// each within `tolerance`; returns the largest difference of a tensor value.
+#[allow(dead_code)]
+pub fn assert_same_run(
+    what: &str,
+    one: &Path,
+    several: &Path,
+    steps: usize,
+    tolerance: f64,
+    state: impl Fn(&Path) -> Vec<(String, Vec<f32>)>,
+) -> f32 {
+    let (a, b) = (losses(one), losses(several));
+    assert_eq!((a.len(), b.len()), (steps, steps), "{what}: steps");
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() < tolerance, "{what}: step {step}: loss {x} with one process, {y} with several");
+    }
+    let (x, y) = (state(one), state(several));
+    let names = |v: &[(String, Vec<f32>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&x), names(&y), "{what}: tensors");
+    let mut largest = 0.0f32;
+    for ((name, u), (_, v)) in x.iter().zip(&y) {
+        assert_eq!(u.len(), v.len(), "{what}: {name}");
+        for (p, q) in u.iter().zip(v) {
+            assert!(f64::from((p - q).abs()) < tolerance, "{what}: {name}: {p} with one process, {q} with several");
+            largest = largest.max((p - q).abs());
+        }
+    }
+    eprintln!("{what}: losses {a:?}; largest difference of a tensor {largest:e}");
+    largest
+}
+
+/// The trainer of the equivalence tests: at most `steps` steps of SGD with momentum 0.9 at a
+/// constant `lr` over at most `epochs` epochs, the last checkpoint only, no progress bar. SGD,
+/// not Adam: Adam's step does not change when every gradient is scaled alike, and a test must see
+/// a gradient that is off by a factor.
+#[allow(dead_code)]
+pub fn sgd_steps(epochs: usize, steps: usize, lr: f64) -> contrastive_core::train::TrainerConfig {
+    contrastive_core::train::TrainerConfig {
+        epochs,
+        max_steps: Some(steps),
+        lr,
+        schedule: contrastive_core::optim::Schedule::Constant,
+        optimizer: contrastive_core::optim::OptimizerConfig::Sgd {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        },
+        checkpoint_every: None,
+        progress: false,
+        ..Default::default()
+    }
+}
+
+/// The variables of `store` loaded from the run's last checkpoint in `dir`, by name.
+#[allow(dead_code)]
+pub fn checkpoint_values(store: &contrastive_core::nn::ParamStore, dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let checkpoint = contrastive_core::train::list_checkpoints(dir).unwrap().pop().expect("a checkpoint");
+    store.load(&checkpoint.join("model.safetensors")).unwrap();
+    store.all().into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+}
