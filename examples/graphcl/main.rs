@@ -91,11 +91,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let input_dim = eval_set.graphs.first().map_or(1, |g| g.feature_dim);
     // Under mpirun (feature mpi) every process contrasts against the global batch; rank 0 alone
     // evaluates, plots and reports.
-    let processes = processes::collective()?;
+    let processes = processes::collective_with_batch_norm(cli.sync_batch_norm)?;
     let leader = processes.rank() == 0;
-    if cli.sync_batch_norm {
-        contrastive_core::collective::set_sync_batch_norm(Some(processes.clone()));
-    }
     if leader {
         eprintln!(
             "graphcl: pretrain on {} ({} graphs), evaluate on {} ({} graphs, {} classes), {} node features",

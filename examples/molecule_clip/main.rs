@@ -260,11 +260,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let mean_tokens = tokens as f64 / texts.len() as f64;
     // Under mpirun (feature mpi) both towers' embeddings are gathered: every process contrasts
     // against the global batch; rank 0 alone evaluates and reports.
-    let processes = processes::collective()?;
+    let processes = processes::collective_with_batch_norm(cli.sync_batch_norm)?;
     let leader = processes.rank() == 0;
-    if cli.sync_batch_norm {
-        contrastive_core::collective::set_sync_batch_norm(Some(processes.clone()));
-    }
     if leader {
         eprintln!(
             "molecule_clip: {} ({} train, {} held out), {input_dim} node features; BPE vocabulary {} trained on the \

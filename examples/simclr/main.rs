@@ -66,10 +66,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let config = SimClrConfig { encoder, head, temperature: cli.temperature };
     // Under mpirun (feature mpi) NT-Xent sees every process's batch, and with --sync-batch-norm
     // BatchNorm normalises over it too.
-    let processes = processes::collective()?;
-    if cli.sync_batch_norm {
-        contrastive_core::collective::set_sync_batch_norm(Some(processes.clone()));
-    }
+    let processes = processes::collective_with_batch_norm(cli.sync_batch_norm)?;
     let model = SimClr::new(config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
     let spec = RunSpec { method: "simclr", epochs: 2, batch_size: 256, lr: cli.lr };
     match cli.grad_cache_chunk {

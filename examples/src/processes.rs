@@ -50,6 +50,16 @@ pub fn collective() -> Result<Arc<dyn Collective>> {
     })
 }
 
+/// [`collective`], with every BatchNorm layer normalising over the processes' global batch when
+/// `sync_batch_norm` (SyncBatchNorm: the examples' `--sync-batch-norm`).
+pub fn collective_with_batch_norm(sync_batch_norm: bool) -> Result<Arc<dyn Collective>> {
+    let c = collective()?;
+    if sync_batch_norm {
+        contrastive_core::collective::set_sync_batch_norm(Some(Arc::clone(&c)));
+    }
+    Ok(c)
+}
+
 #[cfg(feature = "mpi")]
 fn open() -> Result<Arc<dyn Collective>> {
     // Without a launcher MPI is not initialised at all (Open MPI's singleton start would begin
