@@ -34,6 +34,14 @@ pub trait Backbone {
     /// Representations (N, dim); dropout, batch statistics and the like on when `train`.
     fn encode(&self, input: &Self::Input, train: bool) -> candle_core::Result<Tensor>;
 
+    /// [`Backbone::encode`]'s representations, the same values (the same dropout masks), cut
+    /// from the graph of their computation: gradient caching's first pass. A backbone that can
+    /// free its activations as it goes (cutting each layer's output) overrides it; the default
+    /// cuts the result, once the whole graph was built.
+    fn encode_without_graph(&self, input: &Self::Input, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.encode(input, train)?.detach())
+    }
+
     /// Width of the representation.
     fn dim(&self) -> usize;
 

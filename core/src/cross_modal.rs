@@ -211,7 +211,7 @@ where
         Ok(vec![self.a.encode(&a, true)?, self.b.encode(&b, true)?])
     }
 
-    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
+    fn loss_of_embeddings(&self, _batch: &Self::Batch, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
         match embeddings {
             [za, zb] => self.loss_of_both(za, zb),
             other => candle_core::bail!("CLIP: 2 embeddings (one per tower), got {}", other.len()),

@@ -16,11 +16,20 @@
 //! gradient is the full batch's when every chunk's forward pass is what the whole batch's would
 //! be for those rows: randomness (dropout) keyed by the rows' place in the batch
 //! ([`nn::in_global_batch`](crate::nn::in_global_batch)) and replayed in the second part (the
-//! objective's [`Objective::extra_state`], its dropout streams, is restored before each chunk).
-//! BatchNorm is not: a chunk normalises with its own statistics, so a backbone with BatchNorm
-//! trains as with batches of `chunk` rows normalised apart (as `bn_groups` does), with every row's
-//! negatives still the whole batch; its running statistics move once per chunk (the first pass's
-//! updates are undone).
+//! objective's [`InBatch::forward_state`], its dropout streams, is restored before each chunk).
+//! BatchNorm in training is not: a row's output depends on the rows normalised with it, and the
+//! whole batch's statistics at a layer depend on every earlier layer's over the whole batch, which
+//! no pass over chunks has. [`ChunkBatchNorm`] chooses what a backbone with BatchNorm does:
+//!
+//! - [`ChunkBatchNorm::Chunk`] (the default): each chunk normalises with its own statistics, so
+//!   the step is that of batches of `chunk` rows normalised apart (as `bn_groups` does, or as
+//!   data parallelism without SyncBatchNorm does), with every row's negatives still the whole
+//!   batch; the running statistics move once per chunk (the first pass's updates are undone).
+//! - [`ChunkBatchNorm::Running`]: BatchNorm normalises by its running statistics and leaves them
+//!   alone (frozen BatchNorm, [`nn::with_running_statistics`](crate::nn::with_running_statistics),
+//!   γ and β still train); the gradient is then exactly the full batch's with frozen BatchNorm.
+//!   For fine-tuning a pretrained backbone whose statistics are good; from scratch they stay at
+//!   their initial values.
 //!
 //! To the [`Trainer`](crate::train::Trainer) it is one more [`Objective`]: its loss is the full
 //! batch's value, and its backward pass yields the accumulated gradients.
@@ -33,7 +42,7 @@ use std::ops::Range;
 
 /// An objective whose loss is a function of per-row embeddings that each row's forward pass
 /// computes on its own: an in-batch contrastive loss (NT-Xent, SimCSE's InfoNCE, SupCon, CLIP).
-/// `loss(batch)` must equal `loss_of_embeddings(embed_rows(batch, 0..rows(batch)))`.
+/// `loss(batch)` must equal `loss_of_embeddings(batch, embed_rows(batch, 0..rows(batch)))`.
 pub trait InBatch: Objective {
     /// The rows (samples) of `batch`.
     fn rows(&self, batch: &Self::Batch) -> Result<usize>;
@@ -43,8 +52,30 @@ pub trait InBatch: Objective {
     /// whole batch's for those rows ([`nn::in_global_batch`](crate::nn::in_global_batch)).
     fn embed_rows(&self, batch: &Self::Batch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>>;
 
-    /// The loss of the whole batch's embeddings (each role's rows in batch order).
-    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor>;
+    /// [`InBatch::embed_rows`]'s values (the same randomness) without their graph: the first
+    /// pass. An objective whose encoder can free its activations as it goes
+    /// ([`Backbone::encode_without_graph`](crate::Backbone::encode_without_graph)) overrides it;
+    /// the default cuts the results once each chunk's graph was built.
+    fn embed_rows_without_graph(&self, batch: &Self::Batch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>> {
+        Ok(self.embed_rows(batch, rows)?.iter().map(Tensor::detach).collect())
+    }
+
+    /// What the forward pass's randomness depends on (dropout streams' positions): saved before
+    /// the first chunk and restored before every chunk of both passes, so that the second pass
+    /// replays the first. Default: the objective's whole [`Objective::extra_state`]; an objective
+    /// whose extra state holds more (MoCo's key network and queue) gives its encoder's.
+    fn forward_state(&self) -> Result<ExtraState> {
+        self.extra_state()
+    }
+
+    /// Restores what [`InBatch::forward_state`] returned.
+    fn load_forward_state(&mut self, state: ExtraState) -> Result<()> {
+        self.load_extra_state(state)
+    }
+
+    /// The loss of the whole batch's embeddings (each role's rows in batch order); `batch` for
+    /// what else the loss reads (SupCon's labels).
+    fn loss_of_embeddings(&self, batch: &Self::Batch, embeddings: &[Tensor]) -> candle_core::Result<Tensor>;
 }
 
 /// A batch input that splits by rows: a tensor's first dimension, a token batch's sentences. What
@@ -66,11 +97,37 @@ impl RowSlice for Tensor {
     }
 }
 
+/// What BatchNorm layers normalise by in a cached step (nothing changes for a backbone without
+/// BatchNorm); the module documentation says how each differs from the full batch's step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkBatchNorm {
+    /// Each chunk's own batch statistics.
+    #[default]
+    Chunk,
+    /// The running statistics, frozen: exactly the full batch's step with frozen BatchNorm.
+    Running,
+}
+
+impl std::str::FromStr for ChunkBatchNorm {
+    type Err = String;
+
+    /// `chunk` or `running` (a flag's or a config's value).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "chunk" => Ok(Self::Chunk),
+            "running" => Ok(Self::Running),
+            other => Err(format!("`{other}`: expected `chunk` (each chunk's statistics) or `running` (frozen)")),
+        }
+    }
+}
+
 /// An [`InBatch`] objective trained with gradient caching in chunks of `chunk` rows (the module
 /// documentation says how).
 pub struct GradCache<O> {
     inner: O,
     chunk: usize,
+    batch_norm: ChunkBatchNorm,
 }
 
 impl<O: InBatch> GradCache<O> {
@@ -79,7 +136,18 @@ impl<O: InBatch> GradCache<O> {
         if chunk == 0 {
             return Err(crate::Error::config("grad_cache.chunk", "must be at least 1 row"));
         }
-        Ok(Self { inner, chunk })
+        Ok(Self { inner, chunk, batch_norm: ChunkBatchNorm::default() })
+    }
+
+    /// What BatchNorm layers normalise by ([`ChunkBatchNorm::Chunk`] unless set).
+    pub fn with_batch_norm(mut self, batch_norm: ChunkBatchNorm) -> Self {
+        self.batch_norm = batch_norm;
+        self
+    }
+
+    /// What BatchNorm layers normalise by.
+    pub fn batch_norm(&self) -> ChunkBatchNorm {
+        self.batch_norm
     }
 
     /// The wrapped objective.
@@ -111,19 +179,14 @@ impl<O: InBatch> GradCache<O> {
             })
             .collect()
     }
-}
 
-impl<O: InBatch> Objective for GradCache<O> {
-    type Batch = O::Batch;
-
-    /// The full batch's loss, as a tensor whose backward pass gives every trainable variable its
-    /// gradient accumulated over the chunks.
-    fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
+    /// The cached step: the full batch's loss value, with the accumulated gradients.
+    fn cached_loss(&mut self, batch: &O::Batch) -> candle_core::Result<Tensor> {
         let wrap = candle_core::Error::wrap;
         let rows = self.inner.rows(batch).map_err(wrap)?;
         let chunks = self.chunks(rows);
         // Where the forward pass's randomness starts: every chunk starts there, in both passes.
-        let start = self.inner.extra_state().map_err(wrap)?;
+        let start = self.inner.forward_state().map_err(wrap)?;
         let trainable_names: Vec<String> = self.inner.params().trainable().into_iter().map(|(n, _)| n).collect();
         let buffers: Vec<(Var, Tensor)> = self
             .inner
@@ -139,8 +202,8 @@ impl<O: InBatch> Objective for GradCache<O> {
         // 1. Every chunk's embeddings, without keeping its graph.
         let mut parts: Vec<Vec<Tensor>> = vec![];
         for range in &chunks {
-            self.inner.load_extra_state(start.clone()).map_err(wrap)?;
-            let e = self.inner.embed_rows(batch, range.clone())?;
+            self.inner.load_forward_state(start.clone()).map_err(wrap)?;
+            let e = self.inner.embed_rows_without_graph(batch, range.clone())?;
             if parts.is_empty() {
                 parts = vec![Vec::with_capacity(chunks.len()); e.len()];
             }
@@ -148,10 +211,10 @@ impl<O: InBatch> Objective for GradCache<O> {
                 candle_core::bail!("grad cache: a chunk gave {} embeddings, the first {}", e.len(), parts.len());
             }
             for (role, t) in e.into_iter().enumerate() {
-                parts[role].push(t.detach());
+                parts[role].push(t);
             }
         }
-        let end = self.inner.extra_state().map_err(wrap)?;
+        let end = self.inner.forward_state().map_err(wrap)?;
         // The first pass's updates of the buffers (BatchNorm's running statistics) are undone:
         // the second pass makes them, once per chunk.
         for (var, before) in &buffers {
@@ -161,7 +224,7 @@ impl<O: InBatch> Objective for GradCache<O> {
         let embeddings: Vec<Var> =
             parts.iter().map(|p| Var::from_tensor(&Tensor::cat(p, 0)?)).collect::<candle_core::Result<_>>()?;
         let held: Vec<Tensor> = embeddings.iter().map(|v| v.as_tensor().clone()).collect();
-        let loss = self.inner.loss_of_embeddings(&held)?;
+        let loss = self.inner.loss_of_embeddings(batch, &held)?;
         let grads = loss.backward()?;
         let trainable = self.inner.params().trainable();
         let mut total: Vec<Option<Tensor>> = trainable.iter().map(|(_, v)| grads.get(v.as_tensor()).cloned()).collect();
@@ -175,7 +238,7 @@ impl<O: InBatch> Objective for GradCache<O> {
         drop(grads);
         // 3. Each chunk again, with its graph, back-propagating its rows' cached gradient.
         for range in &chunks {
-            self.inner.load_extra_state(start.clone()).map_err(wrap)?;
+            self.inner.load_forward_state(start.clone()).map_err(wrap)?;
             let e = self.inner.embed_rows(batch, range.clone())?;
             let mut surrogate = Tensor::zeros((), loss.dtype(), loss.device())?;
             for (t, g) in e.iter().zip(&cached) {
@@ -192,7 +255,7 @@ impl<O: InBatch> Objective for GradCache<O> {
                 }
             }
         }
-        self.inner.load_extra_state(end).map_err(wrap)?;
+        self.inner.load_forward_state(end).map_err(wrap)?;
         // The value of the loss, with the gradient `total` for each variable: v * g - v' * g is
         // zero in value (the same products) and has gradient g with respect to v.
         let mut out = loss.detach();
@@ -203,6 +266,19 @@ impl<O: InBatch> Objective for GradCache<O> {
             out = (out + linear.to_dtype(loss.dtype())?)?;
         }
         Ok(out)
+    }
+}
+
+impl<O: InBatch> Objective for GradCache<O> {
+    type Batch = O::Batch;
+
+    /// The full batch's loss, as a tensor whose backward pass gives every trainable variable its
+    /// gradient accumulated over the chunks.
+    fn loss(&mut self, batch: &Self::Batch) -> candle_core::Result<Tensor> {
+        match self.batch_norm {
+            ChunkBatchNorm::Chunk => self.cached_loss(batch),
+            ChunkBatchNorm::Running => crate::nn::with_running_statistics(|| self.cached_loss(batch)),
+        }
     }
 
     fn params(&self) -> &ParamStore {

@@ -9,12 +9,11 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use candle_core::DType;
 use clap::Parser;
 use contrastive_core::data::{BatchSource, Loader, LoaderConfig};
-use contrastive_core::grad_cache::GradCache;
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{CrossValidation, LinearProbe, MeanStd};
-use contrastive_examples::flags::{at_least_one, at_least_one_u64, below_one, positive, CommonFlags};
+use contrastive_examples::flags::{at_least_one_u64, below_one, positive, CommonFlags, GradCacheFlags};
 use contrastive_examples::processes;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::augment::AugmentationSet;
@@ -55,10 +54,9 @@ struct Cli {
     /// Plain NT-Xent instead of GraphCL's loss.
     #[arg(long)]
     nt_xent: bool,
-    /// Gradient caching: N graphs of each view through the GIN at a time (memory holds N graphs'
-    /// activations, whatever --batch-size; GIN's BatchNorm normalises each chunk on its own).
-    #[arg(long, value_name = "N", value_parser = at_least_one())]
-    grad_cache_chunk: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    grad_cache: GradCacheFlags,
     /// Under mpirun: GIN's BatchNorm over every process's nodes (SyncBatchNorm), so N processes
     /// of --batch-size B train as one of N x B.
     #[arg(long)]
@@ -162,9 +160,10 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         };
         let run_dir = run_dir_of(seed);
         let t = Instant::now();
-        let (summary, model) = match cli.grad_cache_chunk {
+        let (summary, model) = match cli.grad_cache.grad_cache_chunk {
             Some(chunk) => {
-                let (summary, cached) = fit(flags, trainer_config, GradCache::new(model, chunk)?, &run_dir, &loader)?;
+                let (summary, cached) =
+                    fit(flags, trainer_config, cli.grad_cache.wrap(model, chunk)?, &run_dir, &loader)?;
                 (summary, cached.into_inner())
             }
             None => fit(flags, trainer_config, model, &run_dir, &loader)?,
@@ -218,7 +217,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "eval": eval_set.name,
         "epochs": epochs,
         "batch_size": batch_size,
-        "grad_cache_chunk": cli.grad_cache_chunk,
+        "grad_cache_chunk": cli.grad_cache.grad_cache_chunk,
+        "grad_cache_batch_norm": cli.grad_cache.batch_norm_in_use(),
         "seeds": seeds,
         // Per seed: each seed is one training run.
         "steps": steps,

@@ -6,8 +6,9 @@
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
 use clap::Parser;
+use contrastive_core::grad_cache::GradCache;
 use contrastive_core::nn::ProjectionHeadConfig;
-use contrastive_examples::flags::{at_least_one, positive, unit_interval, CommonFlags};
+use contrastive_examples::flags::{at_least_one, positive, unit_interval, CommonFlags, GradCacheFlags};
 use contrastive_examples::image_data::ImageFlags;
 use contrastive_examples::image_training::{train_and_evaluate, ImageRun, RunSpec};
 use contrastive_examples::processes;
@@ -54,6 +55,11 @@ struct Cli {
     /// The augmentation recipe.
     #[arg(long, value_enum, default_value = "reference")]
     recipe: Recipe,
+    // Gradient caching (--grad-cache-chunk N: N queries of each view through the query network
+    // at a time; the keys, without gradient, over the whole batch).
+    #[command(flatten)]
+    #[serde(flatten)]
+    grad_cache: GradCacheFlags,
 }
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
@@ -79,8 +85,19 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let processes = processes::collective()?;
     let model = MoCo::new(config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
     let spec = RunSpec { method: "moco_v2", epochs: 2, batch_size: 256, lr: cli.lr };
-    let encoder_of: fn(&MoCo) -> &Encoder = MoCo::encoder;
-    train_and_evaluate(&cli.common, &cli.images, &spec, run, model, encoder_of, |m| m.sync_key_network())
+    match cli.grad_cache.grad_cache_chunk {
+        Some(chunk) => {
+            let encoder_of: fn(&GradCache<MoCo>) -> &Encoder = |m| m.inner().encoder();
+            let cached = cli.grad_cache.wrap(model, chunk)?;
+            train_and_evaluate(&cli.common, &cli.images, &spec, run, cached, encoder_of, |m| {
+                m.inner().sync_key_network()
+            })
+        }
+        None => {
+            let encoder_of: fn(&MoCo) -> &Encoder = MoCo::encoder;
+            train_and_evaluate(&cli.common, &cli.images, &spec, run, model, encoder_of, |m| m.sync_key_network())
+        }
+    }
 }
 
 fn main() {

@@ -25,7 +25,7 @@ use contrastive_core::Backbone;
 use contrastive_core::{Error, Result};
 use contrastive_eval::{paired_retrieval, RetrievalReport};
 use contrastive_examples::assets::Asset;
-use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
+use contrastive_examples::flags::{at_least_one, positive, CommonFlags, GradCacheFlags};
 use contrastive_examples::processes;
 use contrastive_examples::report::{finish, plot_run, save_embeddings};
 use contrastive_graph::{load_tu, Epsilon, Gin, GinConfig, Graph, GraphBatch, Readout, TuOptions};
@@ -60,11 +60,11 @@ struct Cli {
     /// Keep the temperature at CLIP's initial 0.07 instead of learning it.
     #[arg(long)]
     fixed_temperature: bool,
-    /// Gradient caching: N molecules through both towers at a time (memory holds N molecules'
-    /// activations, whatever --batch-size; the GIN's BatchNorm normalises each chunk on its own,
-    /// the SMILES BERT's dropout masks are drawn per chunk and replayed).
-    #[arg(long, value_name = "N", value_parser = at_least_one())]
-    grad_cache_chunk: Option<usize>,
+    // Gradient caching (--grad-cache-chunk N: N molecules through both towers at a time; the
+    // SMILES BERT's dropout masks are those of the whole batch, replayed).
+    #[command(flatten)]
+    #[serde(flatten)]
+    grad_cache: GradCacheFlags,
     /// Under mpirun: the GIN's BatchNorm over every process's nodes (SyncBatchNorm), so N
     /// processes of --batch-size B train as one of N x B.
     #[arg(long)]
@@ -308,9 +308,9 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let total_steps = trainer_config.total_steps(steps_per_epoch);
     trainer_config.schedule = Schedule::WarmupLinear { warmup_steps: steps_per_epoch.min(total_steps), total_steps };
     let monitor = (Arc::clone(&tokenizer), holdout.clone(), device.clone());
-    let (summary, model, train_seconds) = match cli.grad_cache_chunk {
+    let (summary, model, train_seconds) = match cli.grad_cache.grad_cache_chunk {
         Some(chunk) => {
-            let cached = GradCache::new(model, chunk)?;
+            let cached = cli.grad_cache.wrap(model, chunk)?;
             let (summary, cached, seconds) = fit(flags, trainer_config, cached, GradCache::inner, monitor, &loader)?;
             (summary, cached.into_inner(), seconds)
         }
@@ -355,7 +355,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "epochs": epochs,
         "steps": summary.steps,
         "batch_size": batch_size,
-        "grad_cache_chunk": cli.grad_cache_chunk,
+        "grad_cache_chunk": cli.grad_cache.grad_cache_chunk,
+        "grad_cache_batch_norm": cli.grad_cache.batch_norm_in_use(),
         "last_loss": summary.last_loss,
         "temperature": model.temperature()?,
         "graph_to_smiles": { "trained": figures(&trained.0), "untrained": figures(&untrained.0), "chance": chance },

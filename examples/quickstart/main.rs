@@ -10,12 +10,11 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use clap::Parser;
 use contrastive_core::augment::{Compose, RandomApply};
 use contrastive_core::data::{BatchSource, Loader, LoaderConfig};
-use contrastive_core::grad_cache::GradCache;
 use contrastive_core::nn::ProjectionHeadConfig;
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_eval::{stratified_split, Knn, LinearProbe, Vote};
-use contrastive_examples::flags::{at_least_one, CommonFlags};
+use contrastive_examples::flags::{CommonFlags, GradCacheFlags};
 use contrastive_examples::image_eval::{raw_pixels, score};
 use contrastive_examples::pretrained::resolve_init;
 use contrastive_examples::processes;
@@ -36,10 +35,9 @@ struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     common: CommonFlags,
-    /// Gradient caching: N images of each view through the encoder at a time (memory holds N
-    /// images' activations, whatever --batch-size; BatchNorm normalises each chunk on its own).
-    #[arg(long, value_name = "N", value_parser = at_least_one())]
-    grad_cache_chunk: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    grad_cache: GradCacheFlags,
 }
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
@@ -121,9 +119,9 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let loader = Loader::new(train.clone(), augmentation, CollateViews { device: device.clone() }, loader_config)?
         .with_shard(processes::shard()?)?;
     let fit_started = Instant::now();
-    let (summary, model) = match cli.grad_cache_chunk {
+    let (summary, model) = match cli.grad_cache.grad_cache_chunk {
         Some(chunk) => {
-            let (summary, cached) = fit(flags, config, GradCache::new(model, chunk)?, &loader)?;
+            let (summary, cached) = fit(flags, config, cli.grad_cache.wrap(model, chunk)?, &loader)?;
             (summary, cached.into_inner())
         }
         None => fit(flags, config, model, &loader)?,
@@ -159,7 +157,8 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         "example": "quickstart",
         "epochs": epochs,
         "batch_size": batch_size,
-        "grad_cache_chunk": cli.grad_cache_chunk,
+        "grad_cache_chunk": cli.grad_cache.grad_cache_chunk,
+        "grad_cache_batch_norm": cli.grad_cache.batch_norm_in_use(),
         "steps": summary.steps,
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
         "last_loss": summary.last_loss,

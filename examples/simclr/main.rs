@@ -8,7 +8,7 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use clap::Parser;
 use contrastive_core::grad_cache::GradCache;
 use contrastive_core::nn::ProjectionHeadConfig;
-use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
+use contrastive_examples::flags::{positive, CommonFlags, GradCacheFlags};
 use contrastive_examples::image_data::ImageFlags;
 use contrastive_examples::image_training::{train_and_evaluate, ImageRun, RunSpec};
 use contrastive_examples::processes;
@@ -43,10 +43,9 @@ struct Cli {
     /// paper trains) instead of each process's own batch (PyTorch DDP's default).
     #[arg(long)]
     sync_batch_norm: bool,
-    /// Gradient caching: N images of each view through the encoder at a time (memory holds N
-    /// images' activations, whatever --batch-size; BatchNorm normalises each chunk on its own).
-    #[arg(long, value_name = "N", value_parser = at_least_one())]
-    grad_cache_chunk: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    grad_cache: GradCacheFlags,
 }
 
 fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
@@ -69,10 +68,10 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let processes = processes::collective_with_batch_norm(cli.sync_batch_norm)?;
     let model = SimClr::new(config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
     let spec = RunSpec { method: "simclr", epochs: 2, batch_size: 256, lr: cli.lr };
-    match cli.grad_cache_chunk {
+    match cli.grad_cache.grad_cache_chunk {
         Some(chunk) => {
             let encoder_of: fn(&GradCache<SimClr>) -> &Encoder = |m| m.inner().encoder();
-            let cached = GradCache::new(model, chunk)?;
+            let cached = cli.grad_cache.wrap(model, chunk)?;
             train_and_evaluate(&cli.common, &cli.images, &spec, run, cached, encoder_of, |_| Ok(()))
         }
         None => {

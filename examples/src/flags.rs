@@ -1,6 +1,7 @@
 //! The flags every example takes, so that people learn them once.
 
 use clap::Args;
+use contrastive_core::grad_cache::{ChunkBatchNorm, GradCache, InBatch};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -49,6 +50,35 @@ pub struct CommonFlags {
     /// A short run for CI: little data, few steps.
     #[arg(long)]
     pub quick: bool,
+}
+
+/// Gradient caching, on the examples whose in-batch objective trains a backbone with BatchNorm.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct GradCacheFlags {
+    /// Gradient caching: N samples (of each view or tower) through the encoder at a time: memory
+    /// holds N samples' activations, whatever --batch-size, and every sample's negatives are the
+    /// whole batch.
+    #[arg(long, value_name = "N", value_parser = at_least_one())]
+    pub grad_cache_chunk: Option<usize>,
+    /// With --grad-cache-chunk, what BatchNorm normalises by: `chunk`, each chunk's own statistics
+    /// (the step of batches of N normalised apart), or `running`, the running statistics, frozen
+    /// (exactly the full batch's step with frozen BatchNorm; for a pretrained --init).
+    #[arg(long, value_name = "chunk|running", default_value = "chunk", requires = "grad_cache_chunk",
+          value_parser = |s: &str| s.parse::<ChunkBatchNorm>())]
+    pub grad_cache_batch_norm: ChunkBatchNorm,
+}
+
+impl GradCacheFlags {
+    /// `model` trained through gradient caching in chunks of `chunk` with these flags' BatchNorm.
+    pub fn wrap<O: InBatch>(&self, model: O, chunk: usize) -> contrastive_core::Result<GradCache<O>> {
+        Ok(GradCache::new(model, chunk)?.with_batch_norm(self.grad_cache_batch_norm))
+    }
+
+    /// The BatchNorm choice in use, for the final JSON (`grad_cache_batch_norm`): none without
+    /// caching.
+    pub fn batch_norm_in_use(&self) -> Option<ChunkBatchNorm> {
+        self.grad_cache_chunk.map(|_| self.grad_cache_batch_norm)
+    }
 }
 
 /// The device this run opened, for the final JSON.

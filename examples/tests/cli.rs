@@ -390,12 +390,32 @@ fn graphcl_with_gradient_caching() {
     };
     let (plain, whole) = (run(&[]), run(&["--grad-cache-chunk", "64"]));
     assert_eq!(whole["grad_cache_chunk"], 64);
+    assert_eq!(whole["grad_cache_batch_norm"], "chunk");
+    assert_eq!(plain["grad_cache_batch_norm"], serde_json::Value::Null);
     assert_eq!(plain["last_loss"], whole["last_loss"]);
     assert_eq!(plain["graphcl"]["mean"], whole["graphcl"]["mean"]);
+    // Frozen BatchNorm makes every chunk size the full batch's step: chunks of 16 and of 64 end
+    // at the same loss, where each chunk's own statistics (16) would not.
+    let frozen = |chunk: &str| run(&["--grad-cache-chunk", chunk, "--grad-cache-batch-norm", "running"]);
+    let (a, b) = (frozen("16"), frozen("64"));
+    assert_eq!(a["grad_cache_batch_norm"], "running");
+    let loss = |v: &serde_json::Value| v["last_loss"][0].as_f64().unwrap();
+    assert!((loss(&a) - loss(&b)).abs() < 1e-5 * loss(&b).abs(), "{} {}", loss(&a), loss(&b));
+    let chunked = run(&["--grad-cache-chunk", "16"]);
+    assert!((loss(&chunked) - loss(&b)).abs() > 1e-4 * loss(&b).abs(), "{} {}", loss(&chunked), loss(&b));
+    // The choice needs caching, and is one of two words.
+    for bad in
+        [&["--grad-cache-batch-norm", "running"][..], &["--grad-cache-chunk", "8", "--grad-cache-batch-norm", "frozen"]]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_graphcl")).args(bad).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--grad-cache"), "{stderr}");
+    }
 }
 
 /// `molecule_clip --grad-cache-chunk`: one chunk of the whole batch is the plain run; chunks of
-/// 16 train (each chunk's own BatchNorm statistics and dropout masks).
+/// 16 train (each chunk's own BatchNorm statistics, the whole batch's dropout masks).
 #[test]
 fn molecule_clip_with_gradient_caching() {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/molecule_clip/data/WEHI1200");
@@ -407,4 +427,34 @@ fn molecule_clip_with_gradient_caching() {
     assert_eq!(plain["last_loss"], whole["last_loss"]);
     assert_eq!(chunks["grad_cache_chunk"], 16);
     assert!(chunks["last_loss"].as_f64().is_some_and(f64::is_finite), "{chunks}");
+}
+
+/// `moco --grad-cache-chunk`: one chunk of the whole batch is the plain run (loss and kNN
+/// accuracy: the keys are the whole batch's either way); with frozen BatchNorm
+/// (`--grad-cache-batch-norm running`) chunks of 8 and of 32 are the same run.
+#[test]
+fn moco_with_gradient_caching() {
+    let run = |extra: &[&str]| {
+        let common = ["--quick", "--max-steps", "2", "--threads", "2", "--batch-size", "32", "--bn-groups", "2"];
+        Command::new(env!("CARGO_BIN_EXE_moco")).args(common).args(extra).output().unwrap()
+    };
+    let plain = run(&[]);
+    if !plain.status.success() && String::from_utf8_lossy(&plain.stderr).contains("fetch-assets") {
+        assert!(
+            std::env::var("CONTRASTIVE_REQUIRE_ASSETS").as_deref() != Ok("1"),
+            "{}",
+            String::from_utf8_lossy(&plain.stderr)
+        );
+        eprintln!("Fashion-MNIST is not fetched (scripts/fetch-assets fashion-mnist): skipped");
+        return;
+    }
+    let (plain, whole) = (final_json(&plain), final_json(&run(&["--grad-cache-chunk", "32"])));
+    let loss = |v: &serde_json::Value| v["last_loss"].as_f64().unwrap();
+    assert!((loss(&plain) - loss(&whole)).abs() < 1e-5, "{} plain, {} in one chunk", loss(&plain), loss(&whole));
+    // The features differ by rounding at most: a kNN vote may flip for an image or two.
+    let knn = |v: &serde_json::Value| v["trained"]["knn"].as_f64().unwrap();
+    assert!((knn(&plain) - knn(&whole)).abs() <= 0.2, "kNN {} plain, {} in one chunk", knn(&plain), knn(&whole));
+    let frozen = |chunk: &str| final_json(&run(&["--grad-cache-chunk", chunk, "--grad-cache-batch-norm", "running"]));
+    let (a, b) = (frozen("8"), frozen("32"));
+    assert!((loss(&a) - loss(&b)).abs() < 1e-5, "frozen: {} in chunks of 8, {} of 32", loss(&a), loss(&b));
 }

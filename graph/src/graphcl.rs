@@ -156,7 +156,7 @@ impl<B: Backbone<Input = GraphBatch>> InBatch for GraphCl<B> {
     }
 
     /// The loss over every process's projections of both views.
-    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
+    fn loss_of_embeddings(&self, _batch: &GraphViews, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
         let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
         match embeddings {
             [z1, z2] => self.loss_of(&gather(z1)?, &gather(z2)?),
@@ -170,7 +170,7 @@ impl<B: Backbone<Input = GraphBatch>> Objective for GraphCl<B> {
 
     fn loss(&mut self, batch: &GraphViews) -> candle_core::Result<Tensor> {
         let (z1, z2) = self.project(batch)?;
-        self.loss_of_embeddings(&[z1, z2])
+        self.loss_of_embeddings(batch, &[z1, z2])
     }
 
     fn params(&self) -> &ParamStore {

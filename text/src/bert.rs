@@ -151,6 +151,13 @@ impl Bert {
         self.run(ids, type_ids, mask, false, true)
     }
 
+    /// [`Bert::forward_t`]'s hidden states (dropout on when `train`, drawing the same masks) cut
+    /// from the graph layer by layer, as [`Bert::forward_inference`] does: gradient caching's
+    /// first pass, which needs the values and not their gradient.
+    pub fn forward_without_graph(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.run(ids, type_ids, mask, train, true)
+    }
+
     fn run(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor, train: bool, detach: bool) -> Result<Tensor> {
         let cut = |t: Tensor| if detach { t.detach() } else { t };
         let (b, l) = ids.dims2()?;

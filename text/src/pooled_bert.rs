@@ -24,6 +24,12 @@ impl Backbone for PooledBert {
         self.pooling.forward_t(&states, &tokens.attention_mask, train)
     }
 
+    /// Each layer's output cut from the graph as soon as the next layer has read it.
+    fn encode_without_graph(&self, tokens: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
+        let states = self.bert.forward_without_graph(&tokens.ids, &tokens.type_ids, &tokens.attention_mask, train)?;
+        Ok(self.pooling.forward_t(&states, &tokens.attention_mask, train)?.detach())
+    }
+
     fn dim(&self) -> usize {
         self.bert.config().hidden_size
     }

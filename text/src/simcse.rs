@@ -131,6 +131,30 @@ impl<B: Backbone<Input = TokenBatch>> SimCse<B> {
     pub fn embed(&self, tokens: &TokenBatch, train: bool) -> candle_core::Result<Tensor> {
         self.encoder.encode(tokens, train)
     }
+
+    /// This process's vectors of rows `rows` by `encode` (in training mode): anchors, positives
+    /// (the anchors again through fresh dropout, or the entailments) and, when the batch has
+    /// them, hard negatives, embedded in the order a single process embeds the global batch, so
+    /// that the dropout streams agree.
+    fn embed_rows_in(
+        &self,
+        batch: &SentenceBatch,
+        rows: Range<usize>,
+        encode: impl Fn(&TokenBatch) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<Vec<Tensor>> {
+        let c = self.collective.as_ref();
+        let part = |tokens: &TokenBatch| -> candle_core::Result<Tensor> {
+            let (tokens, global) = tokens.in_global_batch(c).map_err(candle_core::Error::wrap)?;
+            let chunk = tokens.slice_rows(rows.clone()).map_err(candle_core::Error::wrap)?;
+            let window = GlobalRows { first: global.first + rows.start, rows: rows.len(), total: global.total };
+            in_global_batch(window, || encode(&chunk))
+        };
+        let mut out = vec![part(&batch.anchors)?, part(batch.positives.as_ref().unwrap_or(&batch.anchors))?];
+        if let Some(n) = &batch.hard_negatives {
+            out.push(part(n)?);
+        }
+        Ok(out)
+    }
 }
 
 /// Gradient caching ([`GradCache`](contrastive_core::grad_cache::GradCache)): each chunk of
@@ -141,26 +165,18 @@ impl<B: Backbone<Input = TokenBatch>> InBatch for SimCse<B> {
         Ok(batch.anchors.ids.dim(0)?)
     }
 
-    /// This process's vectors of rows `rows`: anchors, positives (the anchors again through
-    /// fresh dropout, or the entailments) and, when the batch has them, hard negatives, embedded
-    /// in the order a single process embeds the global batch, so that the dropout streams agree.
+    /// The vectors of rows `rows` of every role (`embed_rows_in`).
     fn embed_rows(&self, batch: &SentenceBatch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>> {
-        let c = self.collective.as_ref();
-        let part = |tokens: &TokenBatch| -> candle_core::Result<Tensor> {
-            let (tokens, global) = tokens.in_global_batch(c).map_err(candle_core::Error::wrap)?;
-            let chunk = tokens.slice_rows(rows.clone()).map_err(candle_core::Error::wrap)?;
-            let window = GlobalRows { first: global.first + rows.start, rows: rows.len(), total: global.total };
-            in_global_batch(window, || self.embed(&chunk, true))
-        };
-        let mut out = vec![part(&batch.anchors)?, part(batch.positives.as_ref().unwrap_or(&batch.anchors))?];
-        if let Some(n) = &batch.hard_negatives {
-            out.push(part(n)?);
-        }
-        Ok(out)
+        self.embed_rows_in(batch, rows, |tokens| self.encoder.encode(tokens, true))
+    }
+
+    /// The same vectors, each BERT layer's activations freed as the next is computed.
+    fn embed_rows_without_graph(&self, batch: &SentenceBatch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>> {
+        self.embed_rows_in(batch, rows, |tokens| self.encoder.encode_without_graph(tokens, true))
     }
 
     /// InfoNCE of every process's anchors against every process's positives and hard negatives.
-    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
+    fn loss_of_embeddings(&self, _batch: &SentenceBatch, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
         let c = self.collective.as_ref();
         let gathered: Vec<Tensor> = embeddings
             .iter()
@@ -182,7 +198,7 @@ impl<B: Backbone<Input = TokenBatch>> Objective for SimCse<B> {
     fn loss(&mut self, batch: &SentenceBatch) -> candle_core::Result<Tensor> {
         let rows = self.rows(batch).map_err(candle_core::Error::wrap)?;
         let embeddings = self.embed_rows(batch, 0..rows)?;
-        self.loss_of_embeddings(&embeddings)
+        self.loss_of_embeddings(batch, &embeddings)
     }
 
     fn params(&self) -> &ParamStore {

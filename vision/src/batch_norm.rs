@@ -77,8 +77,9 @@ impl BatchNorm {
         if x.elem_count() / c < 2 {
             bail!("BatchNorm in training needs more than one value per channel, got input {:?}", x.dims());
         }
-        if !(contrastive_core::kernel::runs_kernel(x) && self.weight().dtype() == x.dtype()) {
-            // The composite path (core's), SyncBatchNorm included.
+        let running = contrastive_core::nn::uses_running_statistics();
+        if running || !(contrastive_core::kernel::runs_kernel(x) && self.weight().dtype() == x.dtype()) {
+            // The composite path (core's), SyncBatchNorm and frozen statistics included.
             return self.inner.forward_train(x, relu);
         }
         // SyncBatchNorm: the kernel's forward and backward all-reduce the per-channel sums.

@@ -71,7 +71,9 @@ impl ConvBn {
 
     /// Applies the block; batch statistics (and a running-statistics update) when `train`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        // Frozen statistics (`with_running_statistics`) go through the BatchNorm on its own.
         let fused = train
+            && !contrastive_core::nn::uses_running_statistics()
             && self.conv.bias().is_none()
             && contrastive_core::kernel::runs_kernel(x)
             && [self.conv.weight(), self.bn.weight(), self.bn.bias()].iter().all(|t| t.dtype() == x.dtype());

@@ -29,6 +29,7 @@ use crate::batch::ViewBatch;
 use crate::encoder::{Encoder, EncoderConfig};
 use candle_core::{DType, Device, Tensor};
 use contrastive_core::collective::{gather_rows, Collective, GlobalRows, Local};
+use contrastive_core::grad_cache::InBatch;
 use contrastive_core::loss::info_nce;
 use contrastive_core::nn::{InitScheme, Momentum, ParamStore, ProjectionHead, ProjectionHeadConfig, TargetNetwork};
 use contrastive_core::rng::keyed_rng;
@@ -37,7 +38,8 @@ use contrastive_core::train::{ExtraState, Objective, Progress};
 use contrastive_core::{Backbone, Error, Result};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// MoCo v2's settings for any encoder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,7 +157,9 @@ pub struct MoCo<B: Backbone<Input = Tensor> = Encoder> {
     query: Network<B>,
     key: TargetNetwork<Network<B>>,
     queue: MemoryQueue,
-    pending: Option<Tensor>,
+    /// This step's keys, for the queue after the optimiser step (set by the loss, which gradient
+    /// caching calls through a shared reference).
+    pending: Mutex<Option<Tensor>>,
     seed: u64,
     steps: u64,
     collective: Arc<dyn Collective>,
@@ -197,7 +201,7 @@ impl<B: Backbone<Input = Tensor>> MoCo<B> {
             query,
             key,
             queue,
-            pending: None,
+            pending: Mutex::new(None),
             seed,
             steps: 0,
             collective: Arc::new(Local),
@@ -264,30 +268,70 @@ impl<B: Backbone<Input = Tensor>> MoCo<B> {
     }
 }
 
+/// Gradient caching ([`GradCache`](contrastive_core::grad_cache::GradCache)): the queries go
+/// through the query network a chunk at a time (their `bn_groups` groups within each chunk); the
+/// keys, which carry no gradient, are computed once a step over the whole batch, with shuffle-BN
+/// as without caching. The negatives are the queue's and the batch's other keys, as always.
+impl<B: Backbone<Input = Tensor>> InBatch for MoCo<B> {
+    fn rows(&self, batch: &ViewBatch) -> Result<usize> {
+        Ok(batch.first.dim(0)?)
+    }
+
+    /// This process's queries of rows `rows`: of the first view, and of the second too when the
+    /// loss is symmetric.
+    fn embed_rows(&self, batch: &ViewBatch, rows: Range<usize>) -> candle_core::Result<Vec<Tensor>> {
+        let groups = self.config.bn_groups;
+        let take = |x: &Tensor| x.narrow(0, rows.start, rows.len());
+        let mut queries = vec![self.query.project(&take(&batch.first)?, groups)?];
+        if self.config.symmetric {
+            queries.push(self.query.project(&take(&batch.second)?, groups)?);
+        }
+        Ok(queries)
+    }
+
+    /// The query encoder's own state (a dropout stream): what its chunks replay. The key network
+    /// and the queue are left alone between chunks.
+    fn forward_state(&self) -> Result<ExtraState> {
+        self.query.encoder.extra_state()
+    }
+
+    fn load_forward_state(&mut self, state: ExtraState) -> Result<()> {
+        self.query.encoder.load_extra_state(state)
+    }
+
+    /// InfoNCE of every process's queries against the keys of the other view and the queue.
+    /// Every process computes the loss of the global batch (its own queries back-propagate): the
+    /// other queries' keys are negatives too, as on one process; the queue takes every process's
+    /// keys.
+    fn loss_of_embeddings(&self, batch: &ViewBatch, queries: &[Tensor]) -> candle_core::Result<Tensor> {
+        let gather = |q: &Tensor| gather_rows(q, self.collective.as_ref()).map_err(candle_core::Error::wrap);
+        let (loss, keys) = match (queries, self.config.symmetric) {
+            ([q1], false) => {
+                let k2 = self.keys(&batch.second, 2)?;
+                (self.direction(&gather(q1)?, &k2)?, k2)
+            }
+            ([q1, q2], true) => {
+                let k2 = self.keys(&batch.second, 2)?;
+                let k1 = self.keys(&batch.first, 1)?;
+                let loss = ((self.direction(&gather(q1)?, &k2)? + self.direction(&gather(q2)?, &k1)?)? * 0.5)?;
+                (loss, Tensor::cat(&[k2, k1], 0)?)
+            }
+            (other, symmetric) => {
+                candle_core::bail!("MoCo (symmetric: {symmetric}): {} query embeddings", other.len())
+            }
+        };
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(keys);
+        Ok(loss)
+    }
+}
+
 impl<B: Backbone<Input = Tensor>> Objective for MoCo<B> {
     type Batch = ViewBatch;
 
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
-        let groups = self.config.bn_groups;
-        // Every process computes the loss of the global batch (its own queries back-propagate):
-        // the other queries' keys are negatives too, as on one process; the queue takes every
-        // process's keys.
-        let queries = |x: &Tensor| -> candle_core::Result<Tensor> {
-            let q = self.query.project(x, groups)?;
-            gather_rows(&q, self.collective.as_ref()).map_err(candle_core::Error::wrap)
-        };
-        let q1 = queries(&batch.first)?;
-        let k2 = self.keys(&batch.second, 2)?;
-        let (loss, keys) = if self.config.symmetric {
-            let q2 = queries(&batch.second)?;
-            let k1 = self.keys(&batch.first, 1)?;
-            let loss = ((self.direction(&q1, &k2)? + self.direction(&q2, &k1)?)? * 0.5)?;
-            (loss, Tensor::cat(&[k2, k1], 0)?)
-        } else {
-            (self.direction(&q1, &k2)?, k2)
-        };
-        self.pending = Some(keys);
-        Ok(loss)
+        let rows = self.rows(batch).map_err(candle_core::Error::wrap)?;
+        let queries = self.embed_rows(batch, 0..rows)?;
+        self.loss_of_embeddings(batch, &queries)
     }
 
     fn params(&self) -> &ParamStore {
@@ -300,7 +344,8 @@ impl<B: Backbone<Input = Tensor>> Objective for MoCo<B> {
         self.key
             .update(&self.store, progress.step, progress.total_steps)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        if let Some(keys) = self.pending.take() {
+        let pending = self.pending.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(keys) = pending {
             let keys = contrastive_core::similarity::l2_normalize(&keys)?;
             self.queue.enqueue(&keys)?;
         }
@@ -328,7 +373,7 @@ impl<B: Backbone<Input = Tensor>> Objective for MoCo<B> {
             self.queue.enqueue(q)?;
         }
         self.steps = state.json.get("steps").and_then(|v| v.as_u64()).unwrap_or(0);
-        self.pending = None;
+        *self.pending.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         self.query.encoder.load_extra_state(state.part("query_encoder"))?;
         self.key.network_mut().encoder.load_extra_state(state.part("key_encoder"))
     }

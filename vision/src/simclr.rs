@@ -170,7 +170,7 @@ impl<B: Backbone<Input = Tensor>> InBatch for SimClr<B> {
     }
 
     /// NT-Xent over every process's projections of both views.
-    fn loss_of_embeddings(&self, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
+    fn loss_of_embeddings(&self, _batch: &ViewBatch, embeddings: &[Tensor]) -> candle_core::Result<Tensor> {
         let gather = |z: &Tensor| gather_rows(z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
         match embeddings {
             [z1, z2] => nt_xent(&gather(z1)?, &gather(z2)?, self.temperature),
@@ -185,7 +185,7 @@ impl<B: Backbone<Input = Tensor>> Objective for SimClr<B> {
     fn loss(&mut self, batch: &ViewBatch) -> candle_core::Result<Tensor> {
         let (_, z1) = self.forward_t(&batch.first, true)?;
         let (_, z2) = self.forward_t(&batch.second, true)?;
-        self.loss_of_embeddings(&[z1, z2])
+        self.loss_of_embeddings(batch, &[z1, z2])
     }
 
     fn params(&self) -> &ParamStore {

@@ -490,3 +490,119 @@ fn simclr_with_gradient_caching() {
     let g = l.backward().unwrap();
     assert!(chunks.params().trainable().iter().all(|(_, v)| g.get(v.as_tensor()).is_some()));
 }
+
+/// SimCLR through gradient caching with frozen BatchNorm (`ChunkBatchNorm::Running`): chunks of
+/// at most 5 of 16 rows give the plain step's loss and gradients with frozen BatchNorm (every
+/// row normalised by the running statistics, which neither step moves), where each chunk's own
+/// statistics (the default) give another loss.
+#[test]
+fn simclr_with_gradient_caching_and_frozen_batch_norm_is_the_full_batch_step() {
+    use contrastive_core::grad_cache::{ChunkBatchNorm, GradCache};
+    use contrastive_core::nn::with_running_statistics;
+    let batch = loader(digits(32), 16, 3, false).epoch(0).next().unwrap().unwrap();
+    let model = || {
+        SimClr::new(SimClrConfig { encoder: tiny_convnet(), head: tiny_head(8), temperature: 0.5 }, 6, &Device::Cpu)
+            .unwrap()
+    };
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut plain = model();
+    let before: Vec<Vec<f32>> = plain.params().all().iter().map(|(_, v)| flat(v.as_tensor())).collect();
+    let loss = with_running_statistics(|| plain.loss(&batch)).unwrap();
+    let plain_grads = loss.backward().unwrap();
+    let mut cached = GradCache::new(model(), 5).unwrap().with_batch_norm(ChunkBatchNorm::Running);
+    let cached_loss = cached.loss(&batch).unwrap();
+    let cached_grads = cached_loss.backward().unwrap();
+    let (x, y) = (loss.to_scalar::<f32>().unwrap(), cached_loss.to_scalar::<f32>().unwrap());
+    assert!((x - y).abs() < 1e-5, "loss {x} plain, {y} cached");
+    let trainable = plain.params().trainable();
+    for ((name, p), (_, c)) in trainable.iter().zip(cached.params().trainable()) {
+        let (u, v) = (flat(plain_grads.get(p.as_tensor()).unwrap()), flat(cached_grads.get(c.as_tensor()).unwrap()));
+        for (a, b) in u.iter().zip(&v) {
+            assert!((a - b).abs() < 1e-5, "{name}: {a} plain, {b} cached");
+        }
+    }
+    // Nothing moved the running statistics (nor anything else).
+    for (store, what) in [(plain.params(), "plain"), (cached.params(), "cached")] {
+        let now: Vec<Vec<f32>> = store.all().iter().map(|(_, v)| flat(v.as_tensor())).collect();
+        assert_eq!(before, now, "{what}: the forward passes changed a variable");
+    }
+    // Each chunk's own statistics normalise differently from the running ones.
+    let per_chunk = GradCache::new(model(), 5).unwrap().loss(&batch).unwrap().to_scalar::<f32>().unwrap();
+    assert!((per_chunk - y).abs() > 1e-4, "per-chunk statistics gave the frozen loss {per_chunk}");
+}
+
+/// MoCo through gradient caching, symmetric, over three SGD steps (so the queue holds earlier
+/// keys): one chunk of the whole batch is the plain run (losses, query and key networks, queue);
+/// with frozen BatchNorm, chunks of at most 5 are the plain run with frozen BatchNorm.
+#[test]
+fn moco_with_gradient_caching() {
+    use contrastive_core::grad_cache::{ChunkBatchNorm, GradCache};
+    use contrastive_core::nn::with_running_statistics;
+    let model = || {
+        let settings = MoCoSettings {
+            head: tiny_head(8),
+            queue_size: 40,
+            temperature: 0.2,
+            momentum: 0.9,
+            symmetric: true,
+            bn_groups: 2,
+            shuffle_bn: true,
+        };
+        MoCo::new(MoCoConfig { encoder: tiny_convnet(), moco: settings }, 3, &Device::Cpu).unwrap()
+    };
+    let data = loader(digits(48), 16, 2, false);
+    // Three SGD steps of `objective`; the losses, then every variable of both networks and the
+    // queue.
+    type Views = Loader<InMemoryImages, TwoViews<ViewAugmentation>, CollateViews>;
+    fn run<O: Objective<Batch = ViewBatch>>(
+        mut objective: O,
+        data: &Views,
+        inner: impl Fn(&O) -> &MoCo,
+        frozen: bool,
+    ) -> (Vec<f32>, Vec<Vec<f32>>) {
+        let mut opt =
+            contrastive_core::optim::Optimizer::new(OptimizerConfig::sgd(0.0), objective.params().trainable()).unwrap();
+        let mut losses = vec![];
+        for (step, batch) in data.epoch(0).take(3).enumerate() {
+            let batch = batch.unwrap();
+            let loss = if frozen { with_running_statistics(|| objective.loss(&batch)) } else { objective.loss(&batch) }
+                .unwrap();
+            losses.push(loss.to_scalar::<f32>().unwrap());
+            let grads = loss.backward().unwrap();
+            opt.step(&grads, 0.5).unwrap();
+            objective.after_step(&Progress { step, total_steps: 3, epoch: 0 }).unwrap();
+        }
+        let moco = inner(&objective);
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut values: Vec<Vec<f32>> = moco.params().all().iter().map(|(_, v)| flat(v.as_tensor())).collect();
+        values.extend(moco.key_params().all().iter().map(|(_, v)| flat(v.as_tensor())));
+        values.push(flat(moco.queue().keys().unwrap()));
+        (losses, values)
+    }
+    let close = |a: &(Vec<f32>, Vec<Vec<f32>>), b: &(Vec<f32>, Vec<Vec<f32>>), what: &str| {
+        for (x, y) in a.0.iter().zip(&b.0) {
+            assert!((x - y).abs() < 1e-5, "{what}: loss {x} plain, {y} cached");
+        }
+        assert_eq!(a.1.len(), b.1.len());
+        for (u, v) in a.1.iter().zip(&b.1) {
+            for (x, y) in u.iter().zip(v) {
+                assert!((x - y).abs() < 1e-5, "{what}: {x} plain, {y} cached");
+            }
+        }
+    };
+    let plain = run(model(), &data, |m| m, false);
+    let whole = run(GradCache::new(model(), 16).unwrap(), &data, GradCache::inner, false);
+    close(&plain, &whole, "one chunk");
+    let frozen_plain = run(model(), &data, |m| m, true);
+    let frozen_chunks = run(
+        GradCache::new(model(), 5).unwrap().with_batch_norm(ChunkBatchNorm::Running),
+        &data,
+        GradCache::inner,
+        false,
+    );
+    close(&frozen_plain, &frozen_chunks, "frozen BatchNorm, chunks of 5");
+    assert!((plain.0[2] - frozen_plain.0[2]).abs() > 1e-4, "frozen BatchNorm changed nothing");
+    // Each chunk's own statistics (chunks of 8, in 2 groups of 4) train too.
+    let chunks = run(GradCache::new(model(), 8).unwrap(), &data, GradCache::inner, false);
+    assert!(chunks.0.iter().all(|l| l.is_finite()));
+}

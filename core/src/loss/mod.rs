@@ -30,14 +30,32 @@
 //! [`clip_loss`] (CLIP's symmetric form with a learnable temperature) stands beside them: its
 //! temperature is a variable, so it is written with tensor ops.
 //!
+//! The non-contrastive losses, which need no negatives, stand apart, one file each, in tensor
+//! ops (any device):
+//!
+//! | function | paper | what prevents collapse |
+//! | --- | --- | --- |
+//! | [`negative_cosine`] | BYOL, Grill et al. 2020 (arXiv:2006.07733); SimSiam, Chen and He 2021 (arXiv:2011.10566) | a target without gradient (momentum network, stop-gradient) and a predictor |
+//! | [`barlow_twins`] | Barlow Twins, Zbontar et al. 2021 (arXiv:2103.03230) | decorrelated dimensions (cross-correlation to the identity) |
+//! | [`vicreg`] | VICReg, Bardes et al. 2022 (arXiv:2105.04906) | each dimension's variance held up, covariances down |
+//! | [`DinoLoss`] | DINO, Caron et al. 2021 (arXiv:2104.14294) | the teacher centred and sharpened |
+//!
 //! Deviation: SupCon's reference code counts anchors without positives in the mean with a loss
 //! of 0; here they are left out of the mean, as for every other preset.
 
+mod barlow_twins;
 mod clip;
 mod composite;
+mod dino;
 mod fused;
+mod negative_cosine;
+mod vicreg;
 
+pub use barlow_twins::{barlow_twins, BARLOW_TWINS_LAMBDA};
 pub use clip::clip_loss;
+pub use dino::{DinoLoss, DinoLossConfig};
+pub use negative_cosine::negative_cosine;
+pub use vicreg::{vicreg, VicRegWeights};
 
 use crate::sampling::{labels_to_vec, PairMask};
 use crate::similarity::check_pair;

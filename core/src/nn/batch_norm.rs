@@ -6,7 +6,33 @@
 use crate::collective::{self, Collective};
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::{Init, ModuleT, VarBuilder};
+use std::cell::Cell;
 use std::sync::Arc;
+
+thread_local! {
+    /// Inside [`with_running_statistics`].
+    static RUNNING_IN_TRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every BatchNorm on this thread (this one and `contrastive-vision`'s fused ones)
+/// normalising by its running statistics in training mode too, and leaving them as they are:
+/// frozen BatchNorm, as when fine-tuning a pretrained backbone; γ and β still train. Each row's
+/// output then depends on that row alone, so a batch computed in chunks
+/// ([`GradCache`](crate::grad_cache::GradCache) with
+/// [`ChunkBatchNorm::Running`](crate::grad_cache::ChunkBatchNorm::Running)) is the whole batch
+/// exactly.
+pub fn with_running_statistics<T>(f: impl FnOnce() -> T) -> T {
+    let before = RUNNING_IN_TRAINING.with(|r| r.replace(true));
+    let out = f();
+    RUNNING_IN_TRAINING.with(|r| r.set(before));
+    out
+}
+
+/// Whether this thread is inside [`with_running_statistics`]: training-mode BatchNorm then
+/// normalises by the running statistics.
+pub fn uses_running_statistics() -> bool {
+    RUNNING_IN_TRAINING.with(Cell::get)
+}
 
 /// Batch normalisation: biased batch variance to normalise, unbiased variance into the running
 /// estimate, `running = (1 - momentum) running + momentum batch`. Variables `weight`, `bias`,
@@ -130,8 +156,13 @@ impl BatchNorm {
     }
 
     /// Normalised by the batch's statistics (every process's under SyncBatchNorm), which also
-    /// update the running ones; `relu` applies ReLU after.
+    /// update the running ones (by the running ones, left alone, inside
+    /// [`with_running_statistics`]); `relu` applies ReLU after.
     pub fn forward_train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        if uses_running_statistics() {
+            let y = self.forward_eval(x)?;
+            return if relu { y.relu() } else { Ok(y) };
+        }
         let sync = collective::sync_batch_norm();
         let (mean, var, count) = batch_statistics(x, self.weight.dim(0)?, sync.as_ref())?;
         if count < 2 {

@@ -14,7 +14,7 @@ mod projection_head;
 mod softmax;
 mod target_network;
 
-pub use batch_norm::{batch_norm, batch_statistics, BatchNorm};
+pub use batch_norm::{batch_norm, batch_statistics, uses_running_statistics, with_running_statistics, BatchNorm};
 pub use dropout::{in_global_batch, SeededDropout};
 pub use gelu::gelu_erf;
 pub use gradient_check::check_gradients;
