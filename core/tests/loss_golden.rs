@@ -5,24 +5,8 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{scalar, tensor, Rows};
+use common::{golden_fixture as fixture, scalar, tensor};
 use contrastive_core::loss::*;
-
-const N: usize = 6;
-const D: usize = 5;
-
-/// The closed-form inputs of `losses.py`, `fixture()`.
-fn fixture() -> (Rows, Rows, Rows) {
-    let z1 =
-        (0..N).map(|i| (0..D).map(|d| (0.37 * ((i + 1) * (d + 1)) as f64 + 0.11 * i as f64).sin()).collect()).collect();
-    let z2 = (0..N)
-        .map(|i| {
-            (0..D).map(|d| (0.23 * (i + 1) as f64 - 0.41 * (d + 2) as f64).cos() * (1.0 + 0.1 * d as f64)).collect()
-        })
-        .collect();
-    let z3 = (0..N - 2).map(|i| (0..D).map(|d| (0.5 * i as f64 - 0.3 * d as f64 + 1.0).sin()).collect()).collect();
-    (z1, z2, z3)
-}
 
 fn inputs(dtype: DType) -> (Tensor, Tensor, Tensor) {
     let (z1, z2, z3) = fixture();

@@ -7,7 +7,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::{scalar, tensor, Rows};
+use common::{golden_fixture, scalar, tensor, Rows};
 use contrastive_core::collective::Local;
 use contrastive_core::loss::*;
 
@@ -16,13 +16,7 @@ const D: usize = 5;
 
 /// The closed-form inputs of `non_contrastive.py`, `fixture()` (those of `losses.py`).
 fn fixture() -> (Rows, Rows) {
-    let z1 =
-        (0..N).map(|i| (0..D).map(|d| (0.37 * ((i + 1) * (d + 1)) as f64 + 0.11 * i as f64).sin()).collect()).collect();
-    let z2 = (0..N)
-        .map(|i| {
-            (0..D).map(|d| (0.23 * (i + 1) as f64 - 0.41 * (d + 2) as f64).cos() * (1.0 + 0.1 * d as f64)).collect()
-        })
-        .collect();
+    let (z1, z2, _) = golden_fixture();
     (z1, z2)
 }
 

@@ -128,3 +128,17 @@ pub fn finite_differences(x: &Rows, h: f64, f: impl Fn(&Rows) -> f64) -> Rows {
 pub fn max_abs_diff(a: &Rows, b: &Rows) -> f64 {
     a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
+
+/// The closed-form inputs of `core/tests/golden/losses.py` and `non_contrastive.py`, `fixture()`:
+/// z1, z2 (6 x 5) and z3 (4 x 5).
+pub fn golden_fixture() -> (Rows, Rows, Rows) {
+    let z1 =
+        (0..6).map(|i| (0..5).map(|d| (0.37 * ((i + 1) * (d + 1)) as f64 + 0.11 * i as f64).sin()).collect()).collect();
+    let z2 = (0..6)
+        .map(|i| {
+            (0..5).map(|d| (0.23 * (i + 1) as f64 - 0.41 * (d + 2) as f64).cos() * (1.0 + 0.1 * d as f64)).collect()
+        })
+        .collect();
+    let z3 = (0..4).map(|i| (0..5).map(|d| (0.5 * i as f64 - 0.3 * d as f64 + 1.0).sin()).collect()).collect();
+    (z1, z2, z3)
+}
