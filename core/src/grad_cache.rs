@@ -285,6 +285,10 @@ impl<O: InBatch> Objective for GradCache<O> {
         self.inner.params()
     }
 
+    fn before_step(&mut self, progress: &Progress) -> candle_core::Result<()> {
+        self.inner.before_step(progress)
+    }
+
     fn after_step(&mut self, progress: &Progress) -> candle_core::Result<()> {
         self.inner.after_step(progress)
     }

@@ -47,6 +47,7 @@ pub mod hub;
 mod json_file;
 pub mod kernel;
 pub mod loss;
+pub mod methods;
 pub mod nn;
 pub mod optim;
 pub mod rng;

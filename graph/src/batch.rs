@@ -114,6 +114,16 @@ pub struct GraphViews {
     pub second: GraphBatch,
 }
 
+impl contrastive_core::methods::ViewPairs for GraphViews {
+    type View = GraphBatch;
+    fn first(&self) -> &GraphBatch {
+        &self.first
+    }
+    fn second(&self) -> &GraphBatch {
+        &self.second
+    }
+}
+
 /// Collates view pairs of graphs into [`GraphViews`] on `device`.
 #[derive(Clone, Debug)]
 pub struct CollateGraphs {

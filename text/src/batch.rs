@@ -21,6 +21,19 @@ pub struct SentenceBatch {
     pub hard_negatives: Option<TokenBatch>,
 }
 
+/// Two views of each sentence for the methods without negatives (VICReg, Barlow Twins, BYOL,
+/// SimSiam on text): the anchors and their positives, or the anchors twice (each pass through the
+/// encoder draws its own dropout, SimCSE's augmentation).
+impl contrastive_core::methods::ViewPairs for SentenceBatch {
+    type View = TokenBatch;
+    fn first(&self) -> &TokenBatch {
+        &self.anchors
+    }
+    fn second(&self) -> &TokenBatch {
+        self.positives.as_ref().unwrap_or(&self.anchors)
+    }
+}
+
 /// Tokenizes sentences for the loader. The views of unsupervised SimCSE are the sentence itself
 /// (the dropout makes the difference), so only the first view is used.
 pub struct CollateSentences {

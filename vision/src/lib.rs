@@ -37,7 +37,7 @@ mod unfold;
 mod weights;
 
 pub use add_relu::add_relu;
-pub use batch::{stack_images, CollateViews, ViewBatch};
+pub use batch::{stack_images, CollateViews, CropBatch, ViewBatch};
 pub use batch_norm::{batch_norm, BatchNorm};
 pub use conv::{conv2d, conv2d_forward, conv2d_forward_channels_last, Conv2d, ConvGeometry};
 pub use conv_bn::{Activation, ConvBn};

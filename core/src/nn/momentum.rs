@@ -4,14 +4,15 @@
 use super::params::ParamStore;
 use candle_core::{bail, Result};
 
-/// target ← m · target + (1 - m) · online, for every trainable variable of `online`, matched by
-/// path. Buffers (BatchNorm running statistics) are left alone: each network keeps its own.
+/// target ← m · target + (1 - m) · online, for every trainable variable of `target`, matched by
+/// path in `online` (which may hold more: BYOL's predictor has no target). Buffers (BatchNorm
+/// running statistics) are left alone: each network keeps its own.
 pub fn momentum_update(target: &ParamStore, online: &ParamStore, momentum: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&momentum) {
         bail!("momentum_update: momentum must be in [0, 1], got {momentum}");
     }
-    for (name, o) in online.trainable() {
-        let Some(t) = target.get(&name) else { bail!("momentum_update: target has no variable `{name}`") };
+    for (name, t) in target.trainable() {
+        let Some(o) = online.get(&name) else { bail!("momentum_update: the online network has no variable `{name}`") };
         if t.dims() != o.dims() {
             bail!("momentum_update: `{name}` is {:?} in the target and {:?} online", t.dims(), o.dims());
         }
@@ -21,11 +22,11 @@ pub fn momentum_update(target: &ParamStore, online: &ParamStore, momentum: f64) 
     Ok(())
 }
 
-/// Copies every variable (buffers included) of `from` into `to`, matched by path: a target
-/// network starts as a copy of the online one.
+/// Copies into every variable (buffers included) of `to` the variable of `from` at the same path:
+/// a target network starts as a copy of the online one.
 pub fn copy_params(to: &ParamStore, from: &ParamStore) -> Result<()> {
-    for (name, f) in from.all() {
-        let Some(t) = to.get(&name) else { bail!("copy_params: target has no variable `{name}`") };
+    for (name, t) in to.all() {
+        let Some(f) = from.get(&name) else { bail!("copy_params: the source has no variable `{name}`") };
         if t.dims() != f.dims() {
             bail!("copy_params: `{name}` is {:?} in the target and {:?} in the source", t.dims(), f.dims());
         }

@@ -64,6 +64,19 @@ impl<N> TargetNetwork<N> {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
+        Self::of_part(online, &[], build, momentum, dtype, device)
+    }
+
+    /// As [`TargetNetwork::new`], for a target of part of the online network: the online
+    /// variables under the prefixes `online_only` (BYOL's `predictor.`) have no copy.
+    pub fn of_part(
+        online: &ParamStore,
+        online_only: &[&str],
+        build: impl FnOnce(VarBuilder) -> Result<N>,
+        momentum: Momentum,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         momentum.validate()?;
         // The initialisation is overwritten by the copy below.
         let store = ParamStore::new(0, InitScheme::PyTorch);
@@ -72,7 +85,8 @@ impl<N> TargetNetwork<N> {
         if let Some((name, _)) = ours.iter().find(|(n, _)| online.get(n).is_none()) {
             return Err(Error::config("target network", format!("`{name}` is not a variable of the online network")));
         }
-        if let Some((name, _)) = theirs.iter().find(|(n, _)| store.get(n).is_none()) {
+        let copied = |n: &String| !online_only.iter().any(|p| n.starts_with(p));
+        if let Some((name, _)) = theirs.iter().find(|(n, _)| copied(n) && store.get(n).is_none()) {
             return Err(Error::config("target network", format!("the online variable `{name}` has no copy")));
         }
         copy_params(&store, online)?;

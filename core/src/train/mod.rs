@@ -72,7 +72,8 @@ pub struct Summary {
     pub first_step_seconds: Option<f64>,
 }
 
-type Evaluation<O> = (String, usize, Box<dyn FnMut(&mut O, &Progress) -> Result<f64>>);
+/// An evaluation: how often (epochs) and what it records (named figures).
+type Evaluation<O> = (usize, Box<dyn FnMut(&mut O, &Progress) -> Result<Vec<(String, f64)>>>);
 
 /// Trains an [`Objective`].
 pub struct Trainer<O: Objective> {
@@ -137,7 +138,36 @@ impl<O: Objective> Trainer<O> {
         every_epochs: usize,
         evaluate: impl FnMut(&mut O, &Progress) -> Result<f64> + 'static,
     ) {
-        self.evaluations.push((name.to_string(), every_epochs.max(1), Box::new(evaluate)));
+        let name = name.to_string();
+        let mut evaluate = evaluate;
+        self.evaluations.push((every_epochs.max(1), Box::new(move |o, p| Ok(vec![(name.clone(), evaluate(o, p)?)]))));
+    }
+
+    /// Watches for collapse, the failure of the methods without negatives (BYOL, SimSiam, Barlow
+    /// Twins, VICReg, DINO): after every `every_epochs` epochs, `embed` returns embeddings of a
+    /// fixed sample (N, D), and their [`Spread`](crate::collapse::Spread) goes into the history as
+    /// `embedding_std` (the per-dimension standard deviation of the l2-normalised rows, times
+    /// sqrt(D): about 1 when spread, 0 when collapsed) and `effective_rank`; a collapsed set
+    /// prints a warning that says which.
+    pub fn add_collapse_monitor(
+        &mut self,
+        every_epochs: usize,
+        mut embed: impl FnMut(&mut O, &Progress) -> Result<candle_core::Tensor> + 'static,
+    ) {
+        self.evaluations.push((
+            every_epochs.max(1),
+            Box::new(move |o, p| {
+                let spread = crate::collapse::Spread::of(&embed(o, p)?)?;
+                if let Some(warning) = spread.collapse() {
+                    tracing::warn!(epoch = p.epoch, "{warning}");
+                    eprintln!("warning: epoch {}: {warning}", p.epoch + 1);
+                }
+                Ok(vec![
+                    ("embedding_std".to_string(), spread.scaled_std),
+                    ("effective_rank".to_string(), spread.effective_rank),
+                ])
+            }),
+        ));
     }
 
     /// A flag that, once set, makes training save a checkpoint after the current step and return.
@@ -335,6 +365,7 @@ impl<O: Objective> Trainer<O> {
                 }
                 let step_started = Instant::now();
                 let batch = batch?;
+                self.objective.before_step(&Progress { step: self.state.step, total_steps: total, epoch })?;
                 let loss = self.objective.loss(&batch)?;
                 let mut value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
                 // One process stops before a backward pass through a NaN; several first share
@@ -435,11 +466,12 @@ impl<O: Objective> Trainer<O> {
         }
         let epoch = progress.epoch;
         let mut eval = HashMap::new();
-        for (name, every, f) in &mut self.evaluations {
+        for (every, f) in &mut self.evaluations {
             if (epoch + 1) % *every == 0 {
-                let value = f(&mut self.objective, progress)?;
-                tracing::info!(epoch, metric = %name, value, "evaluation");
-                eval.insert(name.clone(), value);
+                for (name, value) in f(&mut self.objective, progress)? {
+                    tracing::info!(epoch, metric = %name, value, "evaluation");
+                    eval.insert(name, value);
+                }
             }
         }
         if eval.is_empty() {

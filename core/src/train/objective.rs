@@ -17,6 +17,13 @@ pub trait Objective {
     /// The variables the optimiser updates and checkpoints save.
     fn params(&self) -> &ParamStore;
 
+    /// Called before each step's [`Objective::loss`] with the step about to be taken (its
+    /// 0-based index and epoch): settings that follow the epoch (DINO's teacher temperature and
+    /// its frozen last layer) take it from here.
+    fn before_step(&mut self, _progress: &Progress) -> candle_core::Result<()> {
+        Ok(())
+    }
+
     /// Called after each optimiser step with where training stands: momentum updates and their
     /// schedules (BYOL's and DINO's momentum follow `progress.fraction()`).
     fn after_step(&mut self, _progress: &Progress) -> candle_core::Result<()> {
@@ -40,7 +47,8 @@ pub trait Objective {
     }
 }
 
-/// Where training stands when [`Objective::after_step`] or an evaluation runs.
+/// Where training stands when [`Objective::before_step`], [`Objective::after_step`] or an
+/// evaluation runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
     /// The optimiser step just taken (0-based).
