@@ -123,8 +123,9 @@ def rrc_params(n, H, W, scale, ratio, gen):
     return top, left, h, w
 
 
-def augment(x, gen, scale=(0.2, 1.0), p_jitter=0.8, jitter=0.4, p_blur=0.5, sigma=(0.1, 2.0)):
-    """x: (N,1,H,W) in [0,1]. Returns one augmented view in [0,1] (not yet normalised)."""
+def augment(x, gen, scale=(0.2, 1.0), p_jitter=0.8, jitter=0.4, p_blur=0.5, sigma=(0.1, 2.0), out=None):
+    """x: (N,1,H,W) in [0,1]. Returns one augmented view in [0,1] (not yet normalised), of
+    out x out pixels if `out` is given (multi-crop's local views), else of the input's size."""
     n, _, H, W = x.shape
     # 1+2. random resized crop + horizontal flip as one affine resampling
     top, left, h, w = rrc_params(n, H, W, scale, (3.0 / 4.0, 4.0 / 3.0), gen)
@@ -139,7 +140,7 @@ def augment(x, gen, scale=(0.2, 1.0), p_jitter=0.8, jitter=0.4, p_blur=0.5, sigm
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = sy
     theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta, (n, 1, H, W), align_corners=False)
+    grid = F.affine_grid(theta, (n, 1, out or H, out or W), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # 3. brightness then contrast, with p_jitter (factor 1 = no change otherwise)
     apply_j = torch.rand(n, generator=gen) < p_jitter

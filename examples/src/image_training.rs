@@ -8,15 +8,14 @@ use crate::pretrained::resolve_init;
 use crate::recipe::Recipe;
 use crate::report::{plot_run, save_embeddings, saves_shards, ROWS_PER_SHARD};
 use candle_core::{Device, Tensor};
-use contrastive_core::data::{Dataset, Loader, LoaderConfig};
+use contrastive_core::data::{Collate, Dataset, Loader, LoaderConfig, MultiCrop, TwoViews, Views};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
 use contrastive_core::Result;
 use contrastive_eval::{Knn, LinearProbe, ShardWriter};
 use contrastive_vision::augment::{Normalize, ViewAugmentation};
 use contrastive_vision::{
-    load_encoder_weights, CollateViews, Encoder, ImageEmbedder, ImageSet, ImageSplit, InMemoryImages, Resized,
-    ViewBatch,
+    load_encoder_weights, CollateViews, Encoder, Image, ImageEmbedder, ImageSet, ImageSplit, InMemoryImages, Resized,
 };
 use serde_json::json;
 use std::cell::Cell;
@@ -95,16 +94,19 @@ fn raw_baseline(train: &ImageSet, test: &ImageSet, knn: &Knn, probe: &LinearProb
 }
 
 /// The images of a run and how its views are made, as `--data`, `--image-size` and the recipe
-/// say: what every image method prepares alike.
-pub struct ImageRun {
+/// say: what every image method prepares alike. `V` makes a sample's views: two by the recipe
+/// (the default), or multi-crop ([`ImageRun::multi_crop`]).
+pub struct ImageRun<V = TwoViews<ViewAugmentation>> {
     /// Training and evaluation images.
     pub data: ImageSplit,
-    /// The views' size.
+    /// The views' size (the global views' under multi-crop).
     pub size: (usize, usize),
-    /// The two views' augmentation.
-    pub augmentation: ViewAugmentation,
+    /// What makes each sample's views.
+    pub views: V,
     /// The normalisation fitted on the training images (inside the augmentation too).
     pub normalize: Normalize,
+    /// The augmentation recipe.
+    pub recipe: Recipe,
 }
 
 impl ImageRun {
@@ -113,26 +115,43 @@ impl ImageRun {
         let data = load_image_data(flags.data.as_deref(), image_flags.unreadable())?;
         let size = image_flags.size(&data, recipe);
         let normalize = fit_normalize(&data.train)?;
-        let augmentation = recipe.build(size, normalize.clone());
-        Ok(Self { data, size, augmentation, normalize })
+        let views = TwoViews(recipe.build(size, normalize.clone()));
+        Ok(Self { data, size, views, normalize, recipe })
+    }
+
+    /// Multi-crop instead of two views (DINO, after Caron et al. 2021): `globals` views of the
+    /// run's size cropped from 40-100% of the image and `locals` of `local_side` pixels from
+    /// 5-40%, each then through the rest of the recipe.
+    pub fn multi_crop(
+        self,
+        globals: usize,
+        locals: usize,
+        local_side: usize,
+    ) -> Result<ImageRun<MultiCrop<ViewAugmentation, ViewAugmentation>>> {
+        let global = self.recipe.build_cropped(self.size, (0.4, 1.0), self.normalize.clone());
+        let local = self.recipe.build_cropped((local_side, local_side), (0.05, 0.4), self.normalize.clone());
+        let views = MultiCrop::new(global, local, globals, locals)?;
+        Ok(ImageRun { data: self.data, size: self.size, views, normalize: self.normalize, recipe: self.recipe })
     }
 }
 
 /// Trains `objective` on the run's images and evaluates its encoder (`encoder` finds it in the
 /// objective; `after_init` runs after `--init` weights are loaded); returns the run's figures.
-pub fn train_and_evaluate<O>(
+pub fn train_and_evaluate<O, V>(
     flags: &CommonFlags,
     image_flags: &ImageFlags,
     spec: &RunSpec,
-    run: ImageRun,
+    run: ImageRun<V>,
     mut objective: O,
     encoder: fn(&O) -> &Encoder,
     after_init: fn(&mut O) -> Result<()>,
 ) -> Result<serde_json::Value>
 where
-    O: Objective<Batch = ViewBatch> + 'static,
+    O: Objective + 'static,
+    V: Views<(Image, u32)> + 'static,
+    CollateViews: Collate<V::Out, Batch = O::Batch>,
 {
-    let ImageRun { data, size, augmentation, normalize } = run;
+    let ImageRun { data, size, views, normalize, .. } = run;
     let started = Instant::now();
     // The model's device (its variables are there); each batch moves to it once, after collation.
     let device = flags.device()?;
@@ -211,7 +230,7 @@ where
     };
     let loader_config =
         LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: flags.threads() };
-    let loader = Loader::new(train.clone(), augmentation, CollateViews { device: device.clone() }, loader_config)?
+    let loader = Loader::with_views(train.clone(), views, CollateViews { device: device.clone() }, loader_config)?
         .with_prefetch(image_flags.prefetch)?
         .with_shard(crate::processes::shard()?)?;
     let mut trainer = flags.start(Trainer::new(config, objective)?)?;
@@ -240,6 +259,19 @@ where
             );
             spent.set(spent.get() + t.elapsed().as_secs_f64());
             Ok(100.0 * acc)
+        });
+    }
+    // Collapse, the failure of the methods without negatives, is watched in every run: the
+    // spread of the encoder's features for a fixed sample of training images, every epoch.
+    if leader {
+        let sample = sample_of(&train, 2000)?;
+        let (norm, dev) = (normalize.clone(), device.clone());
+        let spent = Rc::clone(&monitor_time);
+        trainer.add_collapse_monitor(1, move |o: &mut O, _| {
+            let t = Instant::now();
+            let z = features(encoder(o), &sample, &norm, size, &dev);
+            spent.set(spent.get() + t.elapsed().as_secs_f64());
+            z
         });
     }
     let steps_before = trainer.state().step;

@@ -1,7 +1,7 @@
 //! The augmentation recipes the image examples offer on the command line.
 
 use clap::ValueEnum;
-use contrastive_vision::augment::{Normalize, ViewAugmentation};
+use contrastive_vision::augment::{Normalize, RandomResizedCrop, ViewAugmentation};
 
 /// Which augmentation recipe makes the views.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -23,6 +23,17 @@ impl Recipe {
             Recipe::Reference => ViewAugmentation::small_images(size, normalize),
             Recipe::Simclr => ViewAugmentation::simclr(size, normalize),
             Recipe::MocoV2 => ViewAugmentation::moco_v2(size, normalize),
+        }
+    }
+
+    /// The recipe after a crop of `size` whose area is `scale` of the image's (DINO's multi-crop:
+    /// global views 0.4-1, local views 0.05-0.4).
+    pub fn build_cropped(self, size: (usize, usize), scale: (f64, f64), normalize: Normalize) -> ViewAugmentation {
+        let crop = RandomResizedCrop { scale, ..RandomResizedCrop::new(size) };
+        match self {
+            Recipe::Reference => ViewAugmentation::small_images_with(crop, normalize),
+            Recipe::Simclr => ViewAugmentation::simclr_with(crop, normalize),
+            Recipe::MocoV2 => ViewAugmentation::moco_v2_with(crop, normalize),
         }
     }
 

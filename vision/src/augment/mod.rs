@@ -31,8 +31,14 @@ impl ViewAugmentation {
     /// scale (0.08, 1), flip, colour jitter (0.8, 0.8, 0.8, 0.2) with p 0.8, grayscale with p 0.2,
     /// Gaussian blur (kernel 10% of the side, sigma 0.1-2) with p 0.5, then `normalize`.
     pub fn simclr(size: (usize, usize), normalize: Normalize) -> Self {
+        Self::simclr_with(RandomResizedCrop::new(size), normalize)
+    }
+
+    /// SimCLR's recipe after another crop (multi-crop's global and local views).
+    pub fn simclr_with(crop: RandomResizedCrop, normalize: Normalize) -> Self {
+        let size = crop.size;
         Self(Compose(vec![
-            Box::new(RandomResizedCrop::new(size)),
+            Box::new(crop),
             Box::new(HorizontalFlip { p: 0.5 }),
             Box::new(RandomApply {
                 p: 0.8,
@@ -48,8 +54,14 @@ impl ViewAugmentation {
     /// colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale with p 0.2, blur with p 0.5,
     /// flip, then `normalize`.
     pub fn moco_v2(size: (usize, usize), normalize: Normalize) -> Self {
+        Self::moco_v2_with(RandomResizedCrop { scale: (0.2, 1.0), ..RandomResizedCrop::new(size) }, normalize)
+    }
+
+    /// MoCo v2's recipe after another crop.
+    pub fn moco_v2_with(crop: RandomResizedCrop, normalize: Normalize) -> Self {
+        let size = crop.size;
         Self(Compose(vec![
-            Box::new(RandomResizedCrop { scale: (0.2, 1.0), ..RandomResizedCrop::new(size) }),
+            Box::new(crop),
             Box::new(RandomApply {
                 p: 0.8,
                 inner: Box::new(ColorJitter { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1 }),
@@ -67,8 +79,13 @@ impl ViewAugmentation {
     /// before contrast always and crops by grid sampling; here the order is random, as in
     /// torchvision's ColorJitter, and the crop is torchvision's.)
     pub fn small_images(size: (usize, usize), normalize: Normalize) -> Self {
+        Self::small_images_with(RandomResizedCrop { scale: (0.2, 1.0), ..RandomResizedCrop::new(size) }, normalize)
+    }
+
+    /// The small-image recipe after another crop.
+    pub fn small_images_with(crop: RandomResizedCrop, normalize: Normalize) -> Self {
         Self(Compose(vec![
-            Box::new(RandomResizedCrop { scale: (0.2, 1.0), ..RandomResizedCrop::new(size) }),
+            Box::new(crop),
             Box::new(HorizontalFlip { p: 0.5 }),
             Box::new(RandomApply {
                 p: 0.8,
