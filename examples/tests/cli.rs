@@ -129,14 +129,11 @@ fn more_threads_than_cores_are_cut_with_a_warning() {
     assert!(stderr.contains("--threads 1000 is more than the"), "{stderr}");
 }
 
-#[test]
-fn simclr_evaluates_an_image_folder_smaller_than_knn_k() {
-    // Two classes of 20 random 12x12 PNGs: 32 training and 8 evaluation images, far below k = 200.
-    let assets = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
+/// Two classes of 20 random 12x12 PNGs (32 training and 8 evaluation images) in `dir`.
+fn random_image_folder(dir: &Path) {
     let mut state = 7u32;
     for class in ["a", "b"] {
-        let dir = data.path().join(class);
+        let dir = dir.join(class);
         std::fs::create_dir(&dir).unwrap();
         for i in 0..20 {
             let img = image::RgbImage::from_fn(12, 12, |_, _| {
@@ -146,6 +143,14 @@ fn simclr_evaluates_an_image_folder_smaller_than_knn_k() {
             img.save(dir.join(format!("{i}.png"))).unwrap();
         }
     }
+}
+
+#[test]
+fn simclr_evaluates_an_image_folder_smaller_than_knn_k() {
+    // 32 training and 8 evaluation images, far below k = 200.
+    let assets = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    random_image_folder(data.path());
     let args = ["--data", data.path().to_str().unwrap(), "--batch-size", "8", "--max-steps", "2", "--quick"];
     let json = final_json(&run(env!("CARGO_BIN_EXE_simclr"), &args, assets.path()));
     assert_eq!((json["train_images"].as_u64(), json["test_images"].as_u64()), (Some(32), Some(8)), "{json}");
@@ -457,4 +462,57 @@ fn moco_with_gradient_caching() {
     let frozen = |chunk: &str| final_json(&run(&["--grad-cache-chunk", chunk, "--grad-cache-batch-norm", "running"]));
     let (a, b) = (frozen("8"), frozen("32"));
     assert!((loss(&a) - loss(&b)).abs() < 1e-5, "frozen: {} in chunks of 8, {} of 32", loss(&a), loss(&b));
+}
+
+/// Each method without negatives trains from an image folder, records the collapse monitor's
+/// figures in its history every epoch, saves its embeddings, and refuses a bad flag by name.
+#[test]
+fn byol_simsiam_barlow_twins_vicreg_and_dino_train_and_record_collapse() {
+    let assets = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    random_image_folder(data.path());
+    let binaries = [
+        env!("CARGO_BIN_EXE_byol"),
+        env!("CARGO_BIN_EXE_simsiam"),
+        env!("CARGO_BIN_EXE_barlow_twins"),
+        env!("CARGO_BIN_EXE_vicreg"),
+        env!("CARGO_BIN_EXE_dino"),
+    ];
+    for binary in binaries {
+        let out = tempfile::tempdir().unwrap();
+        let run_dir = out.path().join("run");
+        let embeddings = out.path().join("e.safetensors");
+        let args = [
+            "--data",
+            data.path().to_str().unwrap(),
+            "--batch-size",
+            "8",
+            "--epochs",
+            "2",
+            "--quick",
+            "--out",
+            run_dir.to_str().unwrap(),
+            "--save-embeddings",
+            embeddings.to_str().unwrap(),
+        ];
+        let json = final_json(&run(binary, &args, assets.path()));
+        assert_eq!(json["steps"], 8, "{binary}: 2 epochs of 4 batches: {json}");
+        assert!(json["last_loss"].as_f64().is_some_and(f64::is_finite), "{binary}: {json}");
+        let history = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
+        let monitors: Vec<serde_json::Value> = history
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r.get("eval").is_some())
+            .collect();
+        assert_eq!(monitors.len(), 2, "{binary}: one evaluation line per epoch\n{history}");
+        for m in &monitors {
+            let (std, rank) = (m["eval"]["embedding_std"].as_f64(), m["eval"]["effective_rank"].as_f64());
+            assert!(std.is_some_and(|s| s >= 0.0) && rank.is_some_and(|r| r >= 1.0), "{binary}: {m}");
+        }
+        let saved = candle_core::safetensors::load(&embeddings, &candle_core::Device::Cpu).unwrap();
+        assert_eq!(saved["embeddings"].dims(), [8, 256], "{binary}");
+    }
+    let bad = run(env!("CARGO_BIN_EXE_dino"), &["--quick", "--prototypes", "0"], assets.path());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--prototypes"));
 }

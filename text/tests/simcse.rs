@@ -396,3 +396,48 @@ fn grad_cache_gives_the_full_batch_loss_and_gradients() {
     // A chunk of no rows is refused.
     assert!(GradCache::new(SimCse::new(SimCseConfig::default(), &tiny_bert(0.1), 3, &Device::Cpu).unwrap(), 0).is_err());
 }
+
+/// VICReg on sentences: the two views of a sentence are two passes through BERT with dropout on
+/// (SimCSE's augmentation, [`SentenceBatch`] as `ViewPairs`). The loss falls, the sentence
+/// vectors stay spread, and a resumed run draws the same dropout masks.
+#[test]
+fn vicreg_trains_a_bert_on_sentences_through_dropout_twice_and_resumes_exactly() {
+    use contrastive_core::collapse::Spread;
+    use contrastive_core::methods::{VicReg, VicRegConfig};
+    use contrastive_core::Backbone;
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tokenizer(tmp.path());
+    let loader = || {
+        let collate = CollateSentences { tokenizer: Arc::clone(&tok), device: Device::Cpu };
+        let lc = LoaderConfig { batch_size: 32, seed: 1, shuffle: true, drop_last: true, threads: 1 };
+        Loader::new(corpus(), Identity, collate, lc).unwrap()
+    };
+    let build = |vb: candle_nn::VarBuilder| -> contrastive_core::Result<PooledBert> {
+        Ok(PooledBert { bert: Bert::new(&tiny_bert(0.1), vb, 3)?, pooling: Pooling::Mean })
+    };
+    let run = |dir: &Path, epochs: usize, resume: bool| {
+        let model: VicReg<PooledBert, SentenceBatch> =
+            VicReg::new(build, VicRegConfig::with_widths(32, 64, 64), 3, &Device::Cpu).unwrap();
+        let mut t = Trainer::new(TrainerConfig { lr: 1e-3, ..config(epochs) }, model).unwrap().with_run_dir(dir);
+        if resume {
+            assert!(t.resume().unwrap());
+        }
+        t.fit(&loader()).unwrap();
+        let losses: Vec<f64> =
+            read_history(&dir.join("history.jsonl")).unwrap().iter().filter_map(|r| r.loss).collect();
+        (losses, t.into_objective())
+    };
+    let (full, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (all, model) = run(full.path(), 20, false);
+    run(split.path(), 7, false);
+    let (resumed, _) = run(split.path(), 20, true);
+    assert_eq!(all, resumed, "a resumed run must draw the same dropout masks");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (first, last) = (mean(&all[..4]), mean(&all[all.len() - 4..]));
+    assert!(last < 0.8 * first, "loss did not fall: {first:.3} -> {last:.3}");
+    let sentences = corpus();
+    let text: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let tokens = tok.encode(&text, &Device::Cpu).unwrap();
+    let spread = Spread::of(&model.encoder().encode(&tokens, false).unwrap()).unwrap();
+    assert!(spread.collapse().is_none(), "{spread:?}");
+}
