@@ -41,10 +41,11 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("barlow_twins", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
-    let (encoder, build, processes) = cli.method.encoder(run.data.train.channels())?;
-    let config = BarlowTwinsConfig { lambda: cli.lambda, ..BarlowTwinsConfig::with_widths(encoder.dim(), 2048, 2048) };
-    let model: Model =
-        BarlowTwins::new(build, config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
+    let setup = cli.method.setup(run.data.train.channels())?;
+    let config =
+        BarlowTwinsConfig { lambda: cli.lambda, ..BarlowTwinsConfig::with_widths(setup.config.dim(), 2048, 2048) };
+    let model: Model = BarlowTwins::new(setup.build(), config, cli.common.seed, &cli.common.device()?)?
+        .with_collective(setup.processes.clone());
     let spec = RunSpec { method: "barlow_twins", epochs: 2, batch_size: 256, lr: cli.method.lr };
     train_and_evaluate(&cli.common, &cli.images, &spec, run, model, Model::encoder, |_| Ok(()))
 }

@@ -42,12 +42,12 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("byol", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
-    let (encoder, build, _processes) = cli.method.encoder(run.data.train.channels())?;
+    let setup = cli.method.setup(run.data.train.channels())?;
     let config = ByolConfig {
         momentum: Momentum::Cosine { base: cli.momentum },
-        ..ByolConfig::with_widths(encoder.dim(), 1024, 128)
+        ..ByolConfig::with_widths(setup.config.dim(), 1024, 128)
     };
-    let model: Model = Byol::new(build, config, cli.common.seed, &cli.common.device()?)?;
+    let model: Model = Byol::new(setup.build(), config, cli.common.seed, &cli.common.device()?)?;
     let spec = RunSpec { method: "byol", epochs: 2, batch_size: 256, lr: cli.method.lr };
     train_and_evaluate(&cli.common, &cli.images, &spec, run, model, Model::encoder, |m| m.sync_target())
 }

@@ -64,14 +64,15 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
     let local_size = cli.local_size.unwrap_or((run.size.0 * 96 / 224).max(8));
     let run = run.multi_crop(2, cli.local_views, local_size)?;
-    let (encoder, build, processes) = cli.method.encoder(run.data.train.channels())?;
-    let mut config = DinoConfig::with_widths(encoder.dim(), 512, 64, cli.prototypes);
+    let setup = cli.method.setup(run.data.train.channels())?;
+    let mut config = DinoConfig::with_widths(setup.config.dim(), 512, 64, cli.prototypes);
     config.loss.teacher_temp = cli.teacher_temperature;
     config.loss.warmup_teacher_temp = cli.teacher_temperature.min(config.loss.warmup_teacher_temp);
     config.loss.student_temp = cli.student_temperature;
     config.momentum = Momentum::Cosine { base: cli.momentum };
     config.freeze_last_layer_epochs = cli.freeze_last_layer_epochs;
-    let model: Model = Dino::new(build, config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
+    let model: Model = Dino::new(setup.build(), config, cli.common.seed, &cli.common.device()?)?
+        .with_collective(setup.processes.clone());
     let spec = RunSpec { method: "dino", epochs: 2, batch_size: 256, lr: cli.method.lr };
     train_and_evaluate(&cli.common, &cli.images, &spec, run, model, Model::encoder, |m| m.sync_teacher())
 }

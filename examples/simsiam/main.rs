@@ -38,9 +38,9 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("simsiam", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
-    let (encoder, build, _processes) = cli.method.encoder(run.data.train.channels())?;
-    let config = SimSiamConfig::with_widths(encoder.dim(), 512, 128, 64);
-    let model: Model = SimSiam::new(build, config, cli.common.seed, &cli.common.device()?)?;
+    let setup = cli.method.setup(run.data.train.channels())?;
+    let config = SimSiamConfig::with_widths(setup.config.dim(), 512, 128, 64);
+    let model: Model = SimSiam::new(setup.build(), config, cli.common.seed, &cli.common.device()?)?;
     let spec = RunSpec { method: "simsiam", epochs: 2, batch_size: 256, lr: cli.method.lr };
     train_and_evaluate(&cli.common, &cli.images, &spec, run, model, Model::encoder, |_| Ok(()))
 }

@@ -29,19 +29,25 @@ pub struct MethodFlags {
     pub sync_batch_norm: bool,
 }
 
+/// The encoder a method trains and the processes it trains on.
+pub struct EncoderSetup {
+    /// The encoder's configuration.
+    pub config: EncoderConfig,
+    /// The run's processes (under mpirun, with `--sync-batch-norm` set up).
+    pub processes: Arc<dyn Collective>,
+}
+
+impl EncoderSetup {
+    /// Builds the encoder under a method's `VarBuilder` (twice for a method with a target).
+    pub fn build(&self) -> impl Fn(candle_nn::VarBuilder) -> Result<Encoder> + '_ {
+        move |vb| Encoder::new(&self.config, vb)
+    }
+}
+
 impl MethodFlags {
-    /// The encoder's configuration for images of `channels`, a function that builds it under a
-    /// method's `VarBuilder`, and the run's processes (under mpirun, with `--sync-batch-norm`
-    /// set up).
-    pub fn encoder(
-        &self,
-        channels: usize,
-    ) -> Result<(EncoderConfig, impl Fn(candle_nn::VarBuilder) -> Result<Encoder>, Arc<dyn Collective>)> {
-        let config = self.encoder.config(channels);
-        let build = {
-            let config = config.clone();
-            move |vb: candle_nn::VarBuilder| Encoder::new(&config, vb)
-        };
-        Ok((config, build, crate::processes::collective_with_batch_norm(self.sync_batch_norm)?))
+    /// The encoder for images of `channels` and the run's processes.
+    pub fn setup(&self, channels: usize) -> Result<EncoderSetup> {
+        let processes = crate::processes::collective_with_batch_norm(self.sync_batch_norm)?;
+        Ok(EncoderSetup { config: self.encoder.config(channels), processes })
     }
 }

@@ -48,15 +48,16 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("vicreg", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
-    let (encoder, build, processes) = cli.method.encoder(run.data.train.channels())?;
+    let setup = cli.method.setup(run.data.train.channels())?;
     let weights = VicRegWeights {
         invariance: cli.invariance,
         variance: cli.variance,
         covariance: cli.covariance,
         ..Default::default()
     };
-    let config = VicRegConfig { weights, ..VicRegConfig::with_widths(encoder.dim(), 2048, 2048) };
-    let model: Model = VicReg::new(build, config, cli.common.seed, &cli.common.device()?)?.with_collective(processes);
+    let config = VicRegConfig { weights, ..VicRegConfig::with_widths(setup.config.dim(), 2048, 2048) };
+    let model: Model = VicReg::new(setup.build(), config, cli.common.seed, &cli.common.device()?)?
+        .with_collective(setup.processes.clone());
     let spec = RunSpec { method: "vicreg", epochs: 2, batch_size: 256, lr: cli.method.lr };
     train_and_evaluate(&cli.common, &cli.images, &spec, run, model, Model::encoder, |_| Ok(()))
 }
