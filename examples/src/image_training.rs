@@ -8,6 +8,7 @@ use crate::pretrained::resolve_init;
 use crate::recipe::Recipe;
 use crate::report::{plot_run, save_embeddings, saves_shards, ROWS_PER_SHARD};
 use candle_core::{Device, Tensor};
+use contrastive_core::collapse::Spread;
 use contrastive_core::data::{Collate, Dataset, Loader, LoaderConfig, MultiCrop, TwoViews, Views};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
@@ -263,15 +264,25 @@ where
     }
     // Collapse, the failure of the methods without negatives, is watched in every run: the
     // spread of the encoder's features for a fixed sample of training images, every epoch.
+    let spread_sample = sample_of(&train, 2000)?;
     if leader {
-        let sample = sample_of(&train, 2000)?;
+        let sample = spread_sample.clone();
         let (norm, dev) = (normalize.clone(), device.clone());
         let spent = Rc::clone(&monitor_time);
-        trainer.add_collapse_monitor(1, move |o: &mut O, _| {
+        trainer.add_collapse_monitor(1, move |o: &mut O, progress| {
             let t = Instant::now();
-            let z = features(encoder(o), &sample, &norm, size, &dev);
+            let z = features(encoder(o), &sample, &norm, size, &dev)?;
+            let spread = Spread::of(&z)?;
+            eprintln!(
+                "epoch {}: embeddings' std x sqrt(D) {:.3}, effective rank {:.1} of {} ({} training images)",
+                progress.epoch + 1,
+                spread.scaled_std,
+                spread.effective_rank,
+                spread.max_rank,
+                sample.len()
+            );
             spent.set(spent.get() + t.elapsed().as_secs_f64());
-            z
+            Ok(z)
         });
     }
     let steps_before = trainer.state().step;
@@ -287,6 +298,14 @@ where
         (Some(trained), Some(test_f))
     } else {
         (None, None)
+    };
+    // The trained encoder's spread, as the monitor measures it (in the JSON).
+    let spread = if leader {
+        let z = features(encoder(&objective), &spread_sample, &normalize, size, &device)?;
+        let s = Spread::of(&z)?;
+        Some(json!({ "embedding_std": s.scaled_std, "effective_rank": s.effective_rank }))
+    } else {
+        None
     };
     if let Some(path) = flags.save_embeddings.as_ref().filter(|_| leader) {
         match &exported {
@@ -327,6 +346,7 @@ where
         "raw_pixels": raw,
         initial_name: initial,
         "trained": trained,
+        "spread": spread,
         "checkpoint": summary.checkpoint.map(|p| p.display().to_string()),
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     }))
