@@ -142,6 +142,32 @@ fn moco_on_two_processes_trains_as_one_with_the_global_batch() {
     assert_close(&a, &b, &["last_loss"], 1e-4);
 }
 
+/// The methods without negatives on 2 processes of 32 with SyncBatchNorm take the first step of
+/// one process of 64: BYOL's and SimSiam's per-sample losses averaged over the processes, Barlow
+/// Twins' and VICReg's statistics over the gathered projections, DINO's loss before its centre
+/// moves.
+#[cfg(feature = "mpi")]
+#[test]
+fn the_methods_without_negatives_on_two_processes_take_the_step_of_one_with_the_global_batch() {
+    let common = ["--quick", "--max-steps", "1", "--threads", "1", "--sync-batch-norm"];
+    for bin in [
+        env!("CARGO_BIN_EXE_byol"),
+        env!("CARGO_BIN_EXE_simsiam"),
+        env!("CARGO_BIN_EXE_barlow_twins"),
+        env!("CARGO_BIN_EXE_vicreg"),
+        env!("CARGO_BIN_EXE_dino"),
+    ] {
+        let Some((a, b)) =
+            two_then_one(bin, &common, &["--batch-size", "32"], &["--batch-size", "64"], "fashion-mnist")
+        else {
+            return;
+        };
+        assert_eq!((b["world_size"].as_u64(), b["global_batch_size"].as_u64()), (Some(2), Some(64)), "{bin}");
+        let (x, y) = (a["last_loss"].as_f64().unwrap(), b["last_loss"].as_f64().unwrap());
+        assert!((x - y).abs() < 1e-4 * x.abs().max(1.0), "{bin}: {x} on one process, {y} on two");
+    }
+}
+
 /// GraphCL's example on 2 processes of 32 with SyncBatchNorm takes the first step of one process
 /// of 64 (the same loss: the global batch's augmentations, GIN's BatchNorm over both processes'
 /// nodes, the loss over the gathered projections). Later steps part by float rounding, which
