@@ -10,7 +10,7 @@
 //! Heads: the paper's 8192-8192-8192 ([`BarlowTwinsConfig::paper`]).
 
 use super::{mlp, Branch, ViewPairs};
-use crate::collective::{gather_rows, Collective, Local};
+use crate::collective::{Collective, Local};
 use crate::error::{Error, Result};
 use crate::loss::{barlow_twins, BARLOW_TWINS_LAMBDA};
 use crate::nn::{InitScheme, ParamStore, ProjectionHeadConfig};
@@ -94,9 +94,7 @@ impl<B: Backbone, P: ViewPairs<View = B::Input>> Objective for BarlowTwins<B, P>
     type Batch = P;
 
     fn loss(&mut self, batch: &P) -> candle_core::Result<Tensor> {
-        let gather = |z: Tensor| gather_rows(&z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
-        let z1 = gather(self.network.project(batch.first())?)?;
-        let z2 = gather(self.network.project(batch.second())?)?;
+        let (z1, z2) = self.network.project_global(batch, self.collective.as_ref())?;
         barlow_twins(&z1, &z2, self.config.lambda)
     }
 
@@ -105,13 +103,11 @@ impl<B: Backbone, P: ViewPairs<View = B::Input>> Objective for BarlowTwins<B, P>
     }
 
     fn extra_state(&self) -> Result<ExtraState> {
-        let mut state = ExtraState::default();
-        state.insert("encoder", self.network.encoder.extra_state()?);
-        Ok(state)
+        self.network.state()
     }
 
     fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
-        self.network.encoder.load_extra_state(state.part("encoder"))
+        self.network.load_state(state)
     }
 
     fn config(&self) -> serde_json::Value {

@@ -23,8 +23,10 @@ pub use dino::{Dino, DinoConfig, DinoHead, DinoHeadConfig};
 pub use simsiam::{SimSiam, SimSiamConfig};
 pub use vicreg::{VicReg, VicRegConfig};
 
+use crate::collective::{gather_rows, Collective};
 use crate::error::{Error, Result};
 use crate::nn::{ProjectionHead, ProjectionHeadConfig};
+use crate::train::ExtraState;
 use crate::Backbone;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -95,6 +97,29 @@ impl<B: Backbone> Branch<B> {
     /// The projections of one view, in training mode.
     pub(crate) fn project(&self, view: &B::Input) -> candle_core::Result<Tensor> {
         self.projector.forward_t(&self.encoder.encode(view, true)?, true)
+    }
+
+    /// Both views' projections of every process (each process's gradient into its own rows):
+    /// what statistics over the global batch need (Barlow Twins, VICReg).
+    pub(crate) fn project_global<P: ViewPairs<View = B::Input>>(
+        &self,
+        batch: &P,
+        collective: &dyn Collective,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let gather = |z: Tensor| gather_rows(&z, collective).map_err(candle_core::Error::wrap);
+        Ok((gather(self.project(batch.first())?)?, gather(self.project(batch.second())?)?))
+    }
+
+    /// The encoder's own state (a dropout stream) as the checkpoint's extra state.
+    pub(crate) fn state(&self) -> Result<ExtraState> {
+        let mut state = ExtraState::default();
+        state.insert("encoder", self.encoder.extra_state()?);
+        Ok(state)
+    }
+
+    /// Restores what [`Branch::state`] saved.
+    pub(crate) fn load_state(&mut self, state: ExtraState) -> Result<()> {
+        self.encoder.load_extra_state(state.part("encoder"))
     }
 }
 

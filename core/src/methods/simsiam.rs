@@ -111,13 +111,11 @@ impl<B: Backbone, P: ViewPairs<View = B::Input>> Objective for SimSiam<B, P> {
     }
 
     fn extra_state(&self) -> Result<ExtraState> {
-        let mut state = ExtraState::default();
-        state.insert("encoder", self.network.encoder.extra_state()?);
-        Ok(state)
+        self.network.state()
     }
 
     fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
-        self.network.encoder.load_extra_state(state.part("encoder"))
+        self.network.load_state(state)
     }
 
     fn config(&self) -> serde_json::Value {

@@ -10,7 +10,7 @@
 //! nothing of images, it trains graphs and sentences as well (`VicReg<Gin, GraphViews>`).
 
 use super::{mlp, Branch, ViewPairs};
-use crate::collective::{gather_rows, Collective, Local};
+use crate::collective::{Collective, Local};
 use crate::error::{Error, Result};
 use crate::loss::{vicreg, VicRegWeights};
 use crate::nn::{InitScheme, ParamStore, ProjectionHeadConfig};
@@ -103,9 +103,7 @@ impl<B: Backbone, P: ViewPairs<View = B::Input>> Objective for VicReg<B, P> {
     type Batch = P;
 
     fn loss(&mut self, batch: &P) -> candle_core::Result<Tensor> {
-        let gather = |z: Tensor| gather_rows(&z, self.collective.as_ref()).map_err(candle_core::Error::wrap);
-        let z1 = gather(self.network.project(batch.first())?)?;
-        let z2 = gather(self.network.project(batch.second())?)?;
+        let (z1, z2) = self.network.project_global(batch, self.collective.as_ref())?;
         vicreg(&z1, &z2, &self.config.weights)
     }
 
@@ -114,13 +112,11 @@ impl<B: Backbone, P: ViewPairs<View = B::Input>> Objective for VicReg<B, P> {
     }
 
     fn extra_state(&self) -> Result<ExtraState> {
-        let mut state = ExtraState::default();
-        state.insert("encoder", self.network.encoder.extra_state()?);
-        Ok(state)
+        self.network.state()
     }
 
     fn load_extra_state(&mut self, state: ExtraState) -> Result<()> {
-        self.network.encoder.load_extra_state(state.part("encoder"))
+        self.network.load_state(state)
     }
 
     fn config(&self) -> serde_json::Value {
