@@ -207,11 +207,12 @@ def main():
               "train_seconds": round(train_s, 1), "steps_per_s": round(step / train_s, 3),
               "median_step_s": round(median, 4)}
     if not args.timing:
-        ftr = extract(model.encoder, xtr, mean, std, True)
-        fte = extract(model.encoder, xte, mean, std, True)
         with torch.no_grad():
-            result["trained"] = evaluate(args.method, ftr.detach(), ytr, fte.detach(), yte, args)
-            result["spread"] = spread(fte.detach())
+            ftr = extract(model.encoder, xtr, mean, std, True)
+            fte = extract(model.encoder, xte, mean, std, True)
+        result["spread"] = spread(fte)
+        # The probe trains its own layer: outside no_grad.
+        result["trained"] = evaluate(args.method, ftr, ytr, fte, yte, args)
     log(result)
 
 

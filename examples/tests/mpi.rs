@@ -143,20 +143,14 @@ fn moco_on_two_processes_trains_as_one_with_the_global_batch() {
 }
 
 /// The methods without negatives on 2 processes of 32 with SyncBatchNorm take the first step of
-/// one process of 64: BYOL's and SimSiam's per-sample losses averaged over the processes, Barlow
-/// Twins' and VICReg's statistics over the gathered projections, DINO's loss before its centre
-/// moves.
+/// one process of 64: VICReg's statistics over the gathered projections (Barlow Twins gathers
+/// with the same code), DINO's multi-crop loss (per sample, averaged over the processes, as BYOL's
+/// and SimSiam's). All five passed this on 2026-12-06; two keep CI short.
 #[cfg(feature = "mpi")]
 #[test]
 fn the_methods_without_negatives_on_two_processes_take_the_step_of_one_with_the_global_batch() {
     let common = ["--quick", "--max-steps", "1", "--threads", "1", "--sync-batch-norm"];
-    for bin in [
-        env!("CARGO_BIN_EXE_byol"),
-        env!("CARGO_BIN_EXE_simsiam"),
-        env!("CARGO_BIN_EXE_barlow_twins"),
-        env!("CARGO_BIN_EXE_vicreg"),
-        env!("CARGO_BIN_EXE_dino"),
-    ] {
+    for bin in [env!("CARGO_BIN_EXE_vicreg"), env!("CARGO_BIN_EXE_dino")] {
         let Some((a, b)) =
             two_then_one(bin, &common, &["--batch-size", "32"], &["--batch-size", "64"], "fashion-mnist")
         else {
