@@ -239,6 +239,72 @@ fn vicreg_matches_lightly() {
     check(&VICREG_5_3_2, |a, b| vicreg(a, b, &weights));
 }
 
+/// Barlow Twins as the paper writes it: the (D, D) cross-correlation of the standardised views,
+/// its diagonal pulled to 1 and the rest, weighted by λ, to 0.
+fn barlow_twins_naive(a: &Tensor, b: &Tensor, lambda: f64) -> candle_core::Result<Tensor> {
+    let n = a.dim(0)? as f64;
+    let standardise = |z: &Tensor| -> candle_core::Result<Tensor> {
+        let c = z.broadcast_sub(&z.mean_keepdim(0)?)?;
+        c.broadcast_div(&(c.sqr()?.mean_keepdim(0)? + 1e-5)?.sqrt()?)
+    };
+    let c = (standardise(a)?.t()?.matmul(&standardise(b)?)? / n)?;
+    let eye = Tensor::eye(c.dim(0)?, DType::F64, c.device())?;
+    let on = ((&c * &eye)?.sum(1)? - 1.0)?.sqr()?.sum_all()?;
+    let off = (&c - (&c * &eye)?)?.sqr()?.sum_all()?;
+    on + (off * lambda)?
+}
+
+/// VICReg as the paper writes it, the (D, D) covariance of each view built whole.
+fn vicreg_naive(a: &Tensor, b: &Tensor, w: &VicRegWeights) -> candle_core::Result<Tensor> {
+    let (n, d) = a.dims2()?;
+    let centred = |z: &Tensor| z.broadcast_sub(&z.mean_keepdim(0)?);
+    let hinge = |z: &Tensor| -> candle_core::Result<Tensor> {
+        let std = ((centred(z)?.sqr()?.sum(0)? / (n as f64 - 1.0))? + w.eps)?.sqrt()?;
+        (1.0 - std)?.relu()?.mean_all()
+    };
+    let off_diagonal = |z: &Tensor| -> candle_core::Result<Tensor> {
+        let c = centred(z)?;
+        let cov = (c.t()?.matmul(&c)? / (n as f64 - 1.0))?;
+        let eye = Tensor::eye(d, DType::F64, cov.device())?;
+        (&cov - (&cov * &eye)?)?.sqr()?.sum_all()? / d as f64
+    };
+    let invariance = (a - b)?.sqr()?.mean_all()?;
+    let variance = ((hinge(a)? + hinge(b)?)? * 0.5)?;
+    let covariance = (off_diagonal(a)? + off_diagonal(b)?)?;
+    (invariance * w.invariance)? + (variance * w.variance)? + (covariance * w.covariance)?
+}
+
+/// Wider embeddings than the batch (the usual case: 2048-d over 256 rows) take ‖C‖² through
+/// the (N, N) Gram matrices instead of the (D, D) ones; the golden inputs above (6 x 5) take the
+/// (D, D) path. Both must give the papers' loss and gradient, here to 1e-10 in f64 on both sides
+/// of N = D.
+#[test]
+fn barlow_twins_and_vicreg_equal_the_d_by_d_form_at_any_width() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for (n, d) in [(4, 40), (8, 8), (9, 3), (16, 128)] {
+        let mut random = || {
+            let v: Vec<f64> = (0..n * d).map(|_| rng.random_range(-2.0..2.0)).collect();
+            Tensor::from_vec(v, (n, d), &Device::Cpu).unwrap()
+        };
+        let (a, b) = (Var::from_tensor(&random()).unwrap(), random());
+        let weights = VicRegWeights { invariance: 5.0, variance: 3.0, covariance: 2.0, eps: 1e-2 };
+        let pairs: [(Tensor, Tensor); 2] = [
+            (barlow_twins(&a, &b, 0.2).unwrap(), barlow_twins_naive(&a, &b, 0.2).unwrap()),
+            (vicreg(&a, &b, &weights).unwrap(), vicreg_naive(&a, &b, &weights).unwrap()),
+        ];
+        for (which, (fast, naive)) in ["barlow_twins", "vicreg"].iter().zip(pairs) {
+            let (f, g) = (scalar(&fast), scalar(&naive));
+            assert!((f - g).abs() <= 1e-10 * g.abs().max(1.0), "{which} {n}x{d}: {f} against {g}");
+            let grad = |l: Tensor| l.backward().unwrap().get(a.as_tensor()).unwrap().flatten_all().unwrap();
+            let (gf, gn) = (grad(fast).to_vec1::<f64>().unwrap(), grad(naive).to_vec1::<f64>().unwrap());
+            for (i, (x, y)) in gf.iter().zip(&gn).enumerate() {
+                assert!((x - y).abs() <= 1e-10 * y.abs().max(1.0), "{which} {n}x{d} gradient {i}: {x} against {y}");
+            }
+        }
+    }
+}
+
 #[test]
 fn non_contrastive_losses_name_bad_shapes() {
     let dev = Device::Cpu;

@@ -14,8 +14,9 @@
 //! authors' SyncBatchNorm gives; lightly standardises each process's rows on their own and
 //! averages the matrices, which is not.
 
+use super::cross_product_norm_sq;
 use crate::similarity::check_pair;
-use candle_core::{bail, DType, Result, Tensor};
+use candle_core::{bail, Result, Tensor};
 
 /// λ, the weight of the redundancy-reduction term (the paper's default).
 pub const BARLOW_TWINS_LAMBDA: f64 = 5e-3;
@@ -23,7 +24,7 @@ pub const BARLOW_TWINS_LAMBDA: f64 = 5e-3;
 /// The Barlow Twins loss of the two views `z_a` (N, D) and `z_b` (N, D), row i of each the same
 /// sample, with off-diagonal weight `lambda`. Needs N >= 2 (a variance over the batch).
 pub fn barlow_twins(z_a: &Tensor, z_b: &Tensor, lambda: f64) -> Result<Tensor> {
-    let (n, m, d) = check_pair("barlow_twins", z_a, z_b)?;
+    let (n, m, _) = check_pair("barlow_twins", z_a, z_b)?;
     if n != m {
         bail!("barlow_twins: {n} and {m} rows; row i of each view must be the same sample");
     }
@@ -33,12 +34,14 @@ pub fn barlow_twins(z_a: &Tensor, z_b: &Tensor, lambda: f64) -> Result<Tensor> {
     if !(lambda.is_finite() && lambda >= 0.0) {
         bail!("barlow_twins: lambda must be finite and >= 0, got {lambda}");
     }
-    let c = (standardise(z_a)?.t()?.matmul(&standardise(z_b)?)? / n as f64)?;
-    let eye = Tensor::eye(d, DType::U8, c.device())?;
-    let zeros = c.zeros_like()?;
-    let on_diagonal = eye.where_cond(&c, &zeros)?.sum(1)?;
-    let invariance = (on_diagonal - 1.0)?.sqr()?.sum_all()?;
-    let redundancy = eye.where_cond(&zeros, &c)?.sqr()?.sum_all()?;
+    // Σ_i (1 - C_ii)² + λ Σ_{i≠j} C_ij² = Σ_i (1 - C_ii)² + λ (‖C‖² - Σ_i C_ii²): the diagonal
+    // is a column mean of the product of the views, ‖C‖² a cross-product norm, so the (D, D)
+    // matrix is never built when the batch is narrower than the embedding.
+    let (a, b) = (standardise(z_a)?, standardise(z_b)?);
+    let diagonal = ((&a * &b)?.sum(0)? / n as f64)?;
+    let invariance = diagonal.affine(-1.0, 1.0)?.sqr()?.sum_all()?;
+    let squares = (cross_product_norm_sq(&a, &b)? / (n * n) as f64)?;
+    let redundancy = (squares - diagonal.sqr()?.sum_all()?)?;
     invariance + (redundancy * lambda)?
 }
 

@@ -216,6 +216,19 @@ impl MaskedInfoNce {
     }
 }
 
+/// ‖aᵀ b‖², the squared Frobenius norm of the (D, D) cross-product of two (N, D) matrices. When
+/// the batch is narrower than the embedding (N < D) it goes through the (N, N) Gram matrices,
+/// ‖aᵀb‖² = tr(bᵀ a aᵀ b) = Σ (a aᵀ) ⊙ (b bᵀ): Barlow Twins' 2048-wide correlation over a batch of
+/// 256 then costs two 256 x 256 products instead of a 2048 x 2048 one and its squares.
+fn cross_product_norm_sq(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (n, d) = a.dims2()?;
+    if n < d {
+        (a.matmul(&a.t()?)? * b.matmul(&b.t()?)?)?.sum_all()
+    } else {
+        a.t()?.matmul(b)?.sqr()?.sum_all()
+    }
+}
+
 fn check_tau_plus(tau_plus: f64) -> Result<()> {
     if !(0.0..1.0).contains(&tau_plus) {
         bail!("debiased estimator: tau_plus must be in [0, 1), got {tau_plus}");

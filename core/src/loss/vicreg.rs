@@ -13,8 +13,9 @@
 //! `VICRegLoss`). Under data parallelism the loss of
 //! [`gather_rows`](crate::collective::gather_rows) of both views is the global batch's.
 
+use super::cross_product_norm_sq;
 use crate::similarity::check_pair;
-use candle_core::{bail, DType, Result, Tensor};
+use candle_core::{bail, Result, Tensor};
 
 /// The three weights and the variance term's ε.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -72,11 +73,12 @@ fn variance_hinge(z: &Tensor, eps: f64) -> Result<Tensor> {
     std.affine(-1.0, 1.0)?.relu()?.mean_all()
 }
 
-/// Sum of the squared off-diagonal entries of the covariance (over N - 1), over D.
+/// Sum of the squared off-diagonal entries of the covariance (over N - 1), over D: ‖Cov‖² less
+/// the squared variances on its diagonal (without the (D, D) matrix when N < D).
 fn off_diagonal_covariance(z: &Tensor) -> Result<Tensor> {
     let (n, d) = z.dims2()?;
     let c = centred(z)?;
-    let cov = (c.t()?.matmul(&c)? / (n as f64 - 1.0))?;
-    let eye = Tensor::eye(d, DType::U8, cov.device())?;
-    eye.where_cond(&cov.zeros_like()?, &cov)?.sqr()?.sum_all()? / d as f64
+    let squares = (cross_product_norm_sq(&c, &c)? / ((n - 1) * (n - 1)) as f64)?;
+    let variances = (c.sqr()?.sum(0)? / (n as f64 - 1.0))?;
+    (squares - variances.sqr()?.sum_all()?)? / d as f64
 }
