@@ -8,13 +8,14 @@
 //! convolutions' im2row. Fused there is one node per block; the pre-BatchNorm activations stay
 //! inside the op for its backward, exactly as the separate ops would keep them.
 
-use crate::batch_norm::{self, BatchNorm, Moments};
 use crate::conv::{self, Conv2d, ConvGeometry, Dims};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use candle_nn::ModuleT;
 use contrastive_core::collective::Collective;
 use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
+use contrastive_core::nn::batch_norm_kernel::{self as batch_norm, Moments};
+use contrastive_core::nn::BatchNorm;
 use contrastive_core::with_kernel_float;
 use std::sync::{Arc, Mutex};
 

@@ -1,12 +1,12 @@
 //! A small ConvNet for 8x8 to 32x32 inputs: CPU-sized, and the encoder of the PyTorch reference
 //! recipe (`bench/pytorch/simclr_fmnist_torch.py`).
 
-use crate::batch_norm::batch_norm;
 use crate::conv::{conv2d, ConvGeometry};
 use crate::conv_bn::{Activation, ConvBn};
 use crate::global_pool::global_average_pool;
 use candle_core::{bail, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
+use contrastive_core::nn::batch_norm;
 use serde::{Deserialize, Serialize};
 
 /// Shape of a [`ConvNet`]: `[Conv3x3 (no bias), BatchNorm, ReLU]` blocks, then global average

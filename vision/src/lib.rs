@@ -11,7 +11,7 @@
 //!   MoCo v2 recipes as presets ([`augment::ViewAugmentation`]).
 //! - Encoders: [`ConvNet`] (small, for 8x8 to 32x32 inputs) and [`ResNet`] (18/34/50, CIFAR or
 //!   ImageNet stem, torchvision's names), built on a [`Conv2d`] (channels-first or channels-last)
-//!   and a [`BatchNorm`] whose backward passes are fused CPU kernels, fused as one [`ConvBn`] op per
+//!   and core's [`BatchNorm`] (a fused CPU kernel in training), fused with the convolution as one [`ConvBn`] op per
 //!   layer in training, and a [`MaxPool2d`] that trains with any stride. Both encoders take (N, C,
 //!   H, W) images and run channels-last inside. Weights saved by torchvision or timm load with
 //!   [`load_encoder_weights`].
@@ -21,7 +21,6 @@
 mod add_relu;
 pub mod augment;
 mod batch;
-mod batch_norm;
 mod conv;
 mod conv_bn;
 mod convnet;
@@ -38,7 +37,7 @@ mod weights;
 
 pub use add_relu::add_relu;
 pub use batch::{stack_images, CollateViews, CropBatch, ViewBatch};
-pub use batch_norm::{batch_norm, BatchNorm};
+pub use contrastive_core::nn::{batch_norm, BatchNorm};
 pub use conv::{conv2d, conv2d_forward, conv2d_forward_channels_last, Conv2d, ConvGeometry};
 pub use conv_bn::{Activation, ConvBn};
 pub use convnet::{ConvNet, ConvNetConfig};

@@ -8,13 +8,13 @@
 //! BatchNorm is one fused [`ConvBn`], and each block ends in one fused `relu(h + identity)`.
 
 use crate::add_relu::add_relu;
-use crate::batch_norm::batch_norm;
 use crate::conv::{conv2d, ConvGeometry};
 use crate::conv_bn::{Activation, ConvBn};
 use crate::global_pool::global_average_pool;
 use crate::max_pool::MaxPool2d;
 use candle_core::{bail, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
+use contrastive_core::nn::batch_norm;
 use serde::{Deserialize, Serialize};
 
 /// The residual block kinds.

@@ -1,20 +1,21 @@
-//! BatchNorm with PyTorch's semantics in candle's tensor ops, whose batch statistics span every
-//! process of a data-parallel run when [`collective::set_sync_batch_norm`] says so
-//! (SyncBatchNorm). The projection heads use it; `contrastive-vision` has a fused CPU kernel
-//! beside it and shares the pieces here.
+//! BatchNorm with PyTorch's semantics, whose batch statistics span every process of a
+//! data-parallel run when [`collective::set_sync_batch_norm`] says so (SyncBatchNorm). Training
+//! on the CPU runs the fused kernel of [`batch_norm_kernel`](super::batch_norm_kernel); elsewhere,
+//! and with frozen statistics, candle's tensor ops.
 
+use super::batch_norm_kernel::{BatchNormOp, Moments};
 use crate::collective::{self, Collective};
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::{Init, ModuleT, VarBuilder};
 use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 thread_local! {
     /// Inside [`with_running_statistics`].
     static RUNNING_IN_TRAINING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` with every BatchNorm on this thread (this one and `contrastive-vision`'s fused ones)
+/// Runs `f` with every BatchNorm on this thread (this one and `contrastive-vision`'s `ConvBn`)
 /// normalising by its running statistics in training mode too, and leaving them as they are:
 /// frozen BatchNorm, as when fine-tuning a pretrained backbone; γ and β still train. Each row's
 /// output then depends on that row alone, so a batch computed in chunks
@@ -157,11 +158,15 @@ impl BatchNorm {
 
     /// Normalised by the batch's statistics (every process's under SyncBatchNorm), which also
     /// update the running ones (by the running ones, left alone, inside
-    /// [`with_running_statistics`]); `relu` applies ReLU after.
+    /// [`with_running_statistics`]); `relu` applies ReLU after. One fused op on the CPU.
     pub fn forward_train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         if uses_running_statistics() {
             let y = self.forward_eval(x)?;
             return if relu { y.relu() } else { Ok(y) };
+        }
+        reduced_dims(x, self.weight.dim(0)?)?;
+        if crate::kernel::runs_kernel(x) && self.weight.dtype() == x.dtype() {
+            return self.forward_fused(x, relu);
         }
         let sync = collective::sync_batch_norm();
         let (mean, var, count) = batch_statistics(x, self.weight.dim(0)?, sync.as_ref())?;
@@ -180,6 +185,32 @@ impl BatchNorm {
         } else {
             Ok(y)
         }
+    }
+
+    /// `relu(batch_norm(x))`: in training one fused op on the CPU (its backward masks the
+    /// gradient by the output's sign instead of running ReLU's backward as separate passes).
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            self.forward_train(x, true)
+        } else {
+            self.forward_eval(x)?.relu()
+        }
+    }
+
+    fn forward_fused(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        if x.elem_count() / self.weight.dim(0)?.max(1) < 2 {
+            candle_core::bail!("BatchNorm in training needs more than one value per channel, got input {:?}", x.dims());
+        }
+        // SyncBatchNorm: the kernel's forward and backward all-reduce the per-channel sums.
+        let stats = Arc::new(Mutex::new(None));
+        let sync = collective::sync_batch_norm();
+        let op = BatchNormOp { eps: self.eps, relu, stats: Arc::clone(&stats), sync };
+        let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
+        let kept = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(Moments { mean, var, count }) = kept else {
+            candle_core::bail!("BatchNorm: the fused op left no statistics")
+        };
+        self.update_running(&mean, &var, count).map(|()| y)
     }
 }
 

@@ -3,6 +3,7 @@
 //! gradient-flow check.
 
 mod batch_norm;
+pub mod batch_norm_kernel;
 mod dropout;
 mod gelu;
 mod gradient_check;

@@ -1,141 +1,42 @@
-//! Batch normalisation over (N, C) or (N, C, H, W) with a fused forward and backward on the CPU.
-//!
-//! candle-nn's BatchNorm trains correctly but as a dozen tensor ops, each a pass over the
-//! activations; in a ConvNet on the CPU that costs as much as the convolutions. Here training mode
-//! is one custom op: a pass for the statistics and one to normalise, and in backward one pass for
-//! the two sums and one for the input gradient. Off the CPU, candle-nn's composite form runs.
+//! The fused CPU kernel of training-mode BatchNorm over (N, C) or (N, C, H, W): a pass for the
+//! statistics and one to normalise (ReLU fused when asked), and in backward one pass for the two
+//! sums and one for the input gradient, where candle's tensor ops take a dozen passes over the
+//! activations. [`BatchNorm`](super::BatchNorm) runs it on the CPU; [`forward`], [`backward`]
+//! and [`relu_masked`] serve ops that embed a BatchNorm (`contrastive-vision`'s `ConvBn`).
 
+use crate::collective::Collective;
+use crate::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
+use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
-use candle_nn::{ModuleT, VarBuilder};
-use contrastive_core::collective::Collective;
-use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
-use contrastive_core::with_kernel_float;
 use num_traits::Float;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
-/// Batch normalisation with PyTorch's semantics (`contrastive_core::nn::BatchNorm`, whose
-/// variables, running-statistics rule and composite path it shares) and a fused CPU kernel in
-/// training. Variables `weight`, `bias`, `running_mean`, `running_var` (torchvision's names).
-#[derive(Clone, Debug)]
-pub struct BatchNorm {
-    inner: contrastive_core::nn::BatchNorm,
-}
-
-/// A BatchNorm of `channels` under `vb`, eps 1e-5, momentum 0.1 (PyTorch's defaults).
-pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    Ok(BatchNorm { inner: contrastive_core::nn::batch_norm(channels, vb)? })
-}
-
-impl BatchNorm {
-    /// The running mean (C,).
-    pub fn running_mean(&self) -> &Tensor {
-        self.inner.running_mean()
-    }
-
-    /// The running variance (C,).
-    pub fn running_var(&self) -> &Tensor {
-        self.inner.running_var()
-    }
-
-    /// The scale (C,).
-    pub(crate) fn weight(&self) -> &Tensor {
-        self.inner.weight()
-    }
-
-    /// The shift (C,).
-    pub(crate) fn bias(&self) -> &Tensor {
-        self.inner.bias()
-    }
-
-    /// The variance's epsilon.
-    pub(crate) fn eps(&self) -> f64 {
-        self.inner.eps()
-    }
-
-    fn check(&self, x: &Tensor) -> Result<usize> {
-        let c = self.weight().dim(0)?;
-        if !matches!(x.rank(), 2 | 4) || x.dim(1)? != c {
-            bail!("BatchNorm of {c} channels: expects (N, {c}) or (N, {c}, H, W), got {:?}", x.dims());
-        }
-        Ok(c)
-    }
-
-    /// `relu(batch_norm(x))`, one fused op in training on the CPU (its backward masks the gradient
-    /// by the output's sign instead of running ReLU's backward as separate passes).
-    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if train {
-            self.forward_train(x, true)
-        } else {
-            self.inner.forward_eval(x)?.relu()
-        }
-    }
-
-    fn forward_train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        let c = self.check(x)?;
-        if x.elem_count() / c < 2 {
-            bail!("BatchNorm in training needs more than one value per channel, got input {:?}", x.dims());
-        }
-        let running = contrastive_core::nn::uses_running_statistics();
-        if running || !(contrastive_core::kernel::runs_kernel(x) && self.weight().dtype() == x.dtype()) {
-            // The composite path (core's), SyncBatchNorm and frozen statistics included.
-            return self.inner.forward_train(x, relu);
-        }
-        // SyncBatchNorm: the kernel's forward and backward all-reduce the per-channel sums.
-        let sync = contrastive_core::collective::sync_batch_norm();
-        let stats = Arc::new(Mutex::new(None));
-        let op = BatchNormOp { eps: self.eps(), relu, stats: Arc::clone(&stats), sync };
-        let y = x.contiguous()?.apply_op3(&self.weight().contiguous()?, &self.bias().contiguous()?, op)?;
-        let kept = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(Moments { mean, var, count }) = kept else { bail!("BatchNorm: the fused op left no statistics") };
-        self.update_running(&mean, &var, count)?;
-        Ok(y)
-    }
-
-    pub(crate) fn update_running(&self, mean: &[f64], var: &[f64], count: usize) -> Result<()> {
-        self.inner.update_running(mean, var, count)
-    }
-
-    pub(crate) fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
-        self.check(x)?;
-        self.inner.forward_eval(x)
-    }
-}
-
-impl ModuleT for BatchNorm {
-    /// Batch statistics (and a running-statistics update) when `train`, running statistics
-    /// otherwise.
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        if train {
-            self.forward_train(x, false)
-        } else {
-            self.forward_eval(x)
-        }
-    }
-}
-
 /// The training-mode op; it keeps the batch mean and biased variance per channel of its forward.
-struct BatchNormOp {
-    eps: f64,
+pub(crate) struct BatchNormOp {
+    pub(crate) eps: f64,
     /// ReLU fused after the affine step.
-    relu: bool,
-    stats: SharedStats,
+    pub(crate) relu: bool,
+    pub(crate) stats: SharedStats,
     /// The processes whose batches it normalises together (SyncBatchNorm), if any.
-    sync: Option<Arc<dyn Collective>>,
+    pub(crate) sync: Option<Arc<dyn Collective>>,
 }
 
 /// The batch mean and biased variance per channel of the op's forward pass and the values per
 /// channel they span, shared with the module (which updates the running statistics from them).
-type SharedStats = Arc<Mutex<Option<Moments>>>;
+pub(crate) type SharedStats = Arc<Mutex<Option<Moments>>>;
 
 /// Per channel: mean, biased variance, and the number of values (over every process under
 /// SyncBatchNorm).
 #[derive(Clone, Debug)]
-pub(crate) struct Moments {
-    pub(crate) mean: Vec<f64>,
-    pub(crate) var: Vec<f64>,
-    pub(crate) count: usize,
+pub struct Moments {
+    /// The mean per channel.
+    pub mean: Vec<f64>,
+    /// The biased variance per channel.
+    pub var: Vec<f64>,
+    /// The values per channel.
+    pub count: usize,
 }
 
 /// Sums `values` over the processes in f64: each value travels as two f32s (its f32 rounding and
@@ -313,7 +214,10 @@ fn affine_run<T: Float>(y: &mut [T], x: &[T], coefs: impl Iterator<Item = (T, T)
     }
 }
 
-pub(crate) fn forward<T: KernelFloat>(
+/// Training-mode BatchNorm of a contiguous (N, C, S) buffer (`dims`; S = H·W, or 1 for (N, C))
+/// with scale `w` and shift `b`, ReLU after when `relu`: the output and the batch statistics
+/// (over every process of `sync`).
+pub fn forward<T: KernelFloat>(
     x: &[T],
     w: &[T],
     b: &[T],
@@ -343,7 +247,7 @@ pub(crate) fn forward<T: KernelFloat>(
 }
 
 /// `dy` where the fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
-pub(crate) fn relu_masked<T: KernelFloat>(dy: &[T], out: &[T]) -> Vec<T> {
+pub fn relu_masked<T: KernelFloat>(dy: &[T], out: &[T]) -> Vec<T> {
     let mut g = vec![T::zero(); dy.len()];
     g.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14)).zip(out.par_chunks(1 << 14)).for_each(|((g, d), o)| {
         for ((g, &d), &o) in g.iter_mut().zip(d).zip(o) {
@@ -357,7 +261,7 @@ pub(crate) fn relu_masked<T: KernelFloat>(dy: &[T], out: &[T]) -> Vec<T> {
 /// pass. Under SyncBatchNorm (`sync`) the input gradient takes the sums over every process (its
 /// outputs depend on every process's inputs through the statistics), while dγ and dβ stay this
 /// process's share, which the trainer's average completes.
-pub(crate) fn backward<T: KernelFloat>(
+pub fn backward<T: KernelFloat>(
     x: &[T],
     w: &[T],
     dy: &[T],
