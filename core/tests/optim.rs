@@ -145,6 +145,49 @@ fn adamw_with_parameter_groups_matches_torch() {
     );
 }
 
+/// On the CPU AdamW updates each parameter in one fused pass; under the generic op path it runs
+/// as candle tensor ops. Both take the same operations in the same order, so the weights and
+/// moments they reach must be the same bits, in f32 and f64.
+#[test]
+fn adamw_fused_update_equals_the_tensor_ops_bit_for_bit() {
+    for dtype in [DType::F32, DType::F64] {
+        let trajectory = |generic: bool| {
+            contrastive_core::kernel::with_generic_ops(generic, || {
+                let (w, b) = init();
+                let (w, b) = (
+                    Var::from_tensor(&w.to_dtype(dtype).unwrap()).unwrap(),
+                    Var::from_tensor(&b.to_dtype(dtype).unwrap()).unwrap(),
+                );
+                let cfg = OptimizerConfig::AdamW { beta1: 0.8, beta2: 0.95, eps: 1e-6, weight_decay: 0.1 };
+                let mut opt = Optimizer::new(cfg, vec![("w".into(), w.clone()), ("b".into(), b.clone())]).unwrap();
+                for (i, lr) in [0.01, 0.05, 0.02, 0.1, 0.03, 0.07].into_iter().enumerate() {
+                    // loss() in the variables' dtype, scaled so the gradients change from step to step.
+                    let (wt, bt) = (w.as_tensor(), b.as_tensor());
+                    let a = wt.affine(1.0, -0.3).unwrap().sqr().unwrap().sum_all().unwrap();
+                    let s = bt.affine(3.0, 0.0).unwrap().sin().unwrap().sum_all().unwrap();
+                    let c = wt.broadcast_mul(&bt.unsqueeze(0).unwrap()).unwrap().sum_all().unwrap();
+                    let l = ((a + s).unwrap() + (c * 0.5).unwrap()).unwrap().affine(1.0 + i as f64, 0.0).unwrap();
+                    opt.step(&l.backward().unwrap(), lr).unwrap();
+                }
+                let bits = |t: &Tensor| -> Vec<u64> {
+                    let t = t.flatten_all().unwrap();
+                    match dtype {
+                        DType::F32 => t.to_vec1::<f32>().unwrap().iter().map(|v| u64::from(v.to_bits())).collect(),
+                        _ => t.to_vec1::<f64>().unwrap().iter().map(|v| v.to_bits()).collect(),
+                    }
+                };
+                let mut state: Vec<(String, Vec<u64>)> =
+                    opt.state_tensors().iter().map(|(k, t)| (k.clone(), bits(t))).collect();
+                state.sort();
+                (bits(w.as_tensor()), bits(b.as_tensor()), state)
+            })
+        };
+        let (fused, ops) = (trajectory(false), trajectory(true));
+        assert_eq!(fused.2.len(), 4, "{dtype:?}: both moments of both parameters");
+        assert_eq!(fused, ops, "{dtype:?}");
+    }
+}
+
 // lars(steps=5, lr=0.5, momentum=0.9, wd=0.01, eeta=0.001) in optim.py: SimCLR's
 // LARSOptimizer.apply_gradients with bias excluded from weight decay and layer adaptation:
 //   grad += wd * p; trust = eeta * |p| / |grad|; v = momentum * v + lr * trust * grad; p -= v

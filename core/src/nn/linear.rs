@@ -115,7 +115,12 @@ fn times_weight_t<T: KernelFloat>(x: &[T], w: &[T], (rows, input, out): (usize, 
 }
 
 /// (dx, dW) = (dy W, dyᵀ x) for the gradient `g` (rows, out) of `x Wᵀ`.
-fn product_grads<T: KernelFloat>(g: &[T], x: &[T], w: &[T], (rows, input, out): (usize, usize, usize)) -> (Vec<T>, Vec<T>) {
+fn product_grads<T: KernelFloat>(
+    g: &[T],
+    x: &[T],
+    w: &[T],
+    (rows, input, out): (usize, usize, usize),
+) -> (Vec<T>, Vec<T>) {
     let (mut dx, mut dw) = (vec![T::zero(); rows * input], vec![T::zero(); out * input]);
     let (x, w) = (Strided::new(x, (input, 1)), Strided::new(w, (input, 1)));
     gemm(&mut dx, (rows, input, out), false, Strided::new(g, (out, 1)), w, T::one(), Threads::Pool);

@@ -13,6 +13,7 @@
 //!   (biases, BatchNorm) are excluded from both decay and adaptation, as SimCLR excludes
 //!   `bias` and `batch_normalization`.
 
+mod adamw_kernel;
 mod schedule;
 
 pub use schedule::Schedule;
@@ -176,6 +177,22 @@ impl Optimizer {
                 }
                 OptimizerConfig::AdamW { beta1, beta2, eps, weight_decay } => {
                     let decay = if p.excluded { 0.0 } else { weight_decay };
+                    let t = p.steps as i32;
+                    let scalars = adamw_kernel::AdamWScalars {
+                        decay: 1.0 - lr * decay,
+                        beta1,
+                        beta2,
+                        eps,
+                        bias2: 1.0 - beta2.powi(t),
+                        step_size: lr / (1.0 - beta1.powi(t)),
+                    };
+                    let moments = p.first.as_ref().zip(p.second.as_ref());
+                    if let Some((out, m, v)) = adamw_kernel::update(&w, &grad, moments, scalars)? {
+                        p.first = Some(m);
+                        p.second = Some(v);
+                        p.var.set(&out)?;
+                        continue;
+                    }
                     let w = (w * (1.0 - lr * decay))?;
                     let m = match p.first.take() {
                         None => (&grad * (1.0 - beta1))?,
