@@ -3,7 +3,7 @@
 //! encoder): one step is the loss of a batch of views, backward, AdamW and the method's
 //! after-step (target momentum). DINO's batch is 2 global views (28x28) and 6 local (12x12).
 //! The same work as `python3 bench/pytorch/non_contrastive_fmnist_lightly.py --method M --timing
-//! --epochs 1 --max-steps 12` (its `median_step_s`, augmentation apart).
+//! --epochs 1 --max-steps 22` (its `median_step_s`, augmentation apart).
 //!
 //!     cargo bench -p contrastive-vision --bench non_contrastive_step
 
