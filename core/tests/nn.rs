@@ -480,6 +480,18 @@ fn every_op_gives_the_same_values_and_gradients_on_the_generic_path() {
     let bias = Var::from_tensor(&tensor(&random_rows(5, 1, 7, 1.0), DType::F64).squeeze(0).unwrap()).unwrap();
     let lin = Linear::new(weight.as_tensor().clone(), Some(bias.as_tensor().clone()));
     kernels_against_generic("Linear", &[&x, &weight, &bias], || lin.forward(x.as_tensor()).unwrap(), 1e-10);
+    // BatchNorm in training (batch statistics) with its fused ReLU, scale and shift not trivial.
+    let store = ParamStore::new(3, InitScheme::PyTorch);
+    let bn = contrastive_core::nn::batch_norm(20, store.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let (gamma, beta) = (store.get("weight").unwrap(), store.get("bias").unwrap());
+    gamma.set(&tensor(&random_rows(9, 1, 20, 1.0), DType::F64).squeeze(0).unwrap().affine(1.0, 1.5).unwrap()).unwrap();
+    beta.set(&tensor(&random_rows(10, 1, 20, 1.0), DType::F64).squeeze(0).unwrap()).unwrap();
+    kernels_against_generic(
+        "BatchNorm",
+        &[&x, &gamma, &beta],
+        || bn.forward_relu_t(x.as_tensor(), true).unwrap(),
+        1e-10,
+    );
     // The InfoNCE family: NT-Xent (one shared set), and one-directional InfoNCE with negatives.
     let z1 = Var::from_tensor(&tensor(&random_rows(6, 8, 5, 1.0), DType::F64)).unwrap();
     let z2 = Var::from_tensor(&tensor(&random_rows(7, 8, 5, 1.0), DType::F64)).unwrap();
