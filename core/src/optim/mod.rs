@@ -193,7 +193,8 @@ impl Optimizer {
                         p.var.set(&out)?;
                         continue;
                     }
-                    let w = (w * (1.0 - lr * decay))?;
+                    // The tensor-op form (off the CPU), the kernel's operations one by one.
+                    let w = (w * scalars.decay)?;
                     let m = match p.first.take() {
                         None => (&grad * (1.0 - beta1))?,
                         Some(m) => ((m * beta1)? + (&grad * (1.0 - beta1))?)?,
@@ -202,11 +203,8 @@ impl Optimizer {
                         None => (grad.sqr()? * (1.0 - beta2))?,
                         Some(v) => ((v * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?,
                     };
-                    let t = p.steps as i32;
-                    let bias1 = 1.0 - beta1.powi(t);
-                    let bias2 = 1.0 - beta2.powi(t);
-                    let denom = ((v.sqrt()? / bias2.sqrt())? + eps)?;
-                    let out = (w - (m.div(&denom)? * (lr / bias1))?)?;
+                    let denom = ((v.sqrt()? / scalars.bias2.sqrt())? + eps)?;
+                    let out = (w - (m.div(&denom)? * scalars.step_size)?)?;
                     p.first = Some(m);
                     p.second = Some(v);
                     out
