@@ -219,11 +219,14 @@ impl MaskedInfoNce {
 /// ‖aᵀ b‖², the squared Frobenius norm of the (D, D) cross-product of two (N, D) matrices. When
 /// the batch is narrower than the embedding (N < D) it goes through the (N, N) Gram matrices,
 /// ‖aᵀb‖² = tr(bᵀ a aᵀ b) = Σ (a aᵀ) ⊙ (b bᵀ): Barlow Twins' 2048-wide correlation over a batch of
-/// 256 then costs two 256 x 256 products instead of a 2048 x 2048 one and its squares.
+/// 256 then costs two 256 x 256 products instead of a 2048 x 2048 one and its squares (one when
+/// `a` and `b` are the same tensor, as VICReg's covariance term passes).
 fn cross_product_norm_sq(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (n, d) = a.dims2()?;
     if n < d {
-        (a.matmul(&a.t()?)? * b.matmul(&b.t()?)?)?.sum_all()
+        let gram_a = a.matmul(&a.t()?)?;
+        let gram_b = if a.id() == b.id() { gram_a.clone() } else { b.matmul(&b.t()?)? };
+        (gram_a * gram_b)?.sum_all()
     } else {
         a.t()?.matmul(b)?.sqr()?.sum_all()
     }
