@@ -509,3 +509,122 @@ fn every_op_gives_the_same_values_and_gradients_on_the_generic_path() {
         1e-10,
     );
 }
+
+/// Dropout's fused kernel and its tensor-op form draw the same mask and give the same bits, in
+/// value and gradient; a NaN input stays NaN where it is dropped, as a product does.
+#[test]
+fn seeded_dropout_kernel_gives_the_tensor_ops_bits() {
+    let x = Var::from_tensor(&tensor(&random_rows(21, 9, 13, 2.0), DType::F64)).unwrap();
+    let layers = [SeededDropout::new(0.3, 5, "d").unwrap(), SeededDropout::new(0.3, 5, "d").unwrap()];
+    for _call in 0..2 {
+        let (y, g) = contrastive_core::kernel::path_differences(&[&x], |generic| {
+            layers[usize::from(generic)].forward_t(x.as_tensor(), true)
+        })
+        .unwrap();
+        assert_eq!((y, g[0]), (0.0, 0.0));
+    }
+    let nan = Tensor::new(&[f32::NAN; 64], &Device::Cpu).unwrap();
+    let y = SeededDropout::new(0.5, 1, "d").unwrap().forward_t(&nan, true).unwrap().to_vec1::<f32>().unwrap();
+    assert!(y.iter().all(|v| v.is_nan()));
+}
+
+/// softmax(q kᵀ / √d + bias) v for each head, written as loops (f64).
+fn attention_by_loops(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    bias: &[f64],
+    (b, l, h, heads): (usize, usize, usize, usize),
+) -> Vec<f64> {
+    let d = h / heads;
+    let mut out = vec![0.0; b * l * h];
+    for r in 0..b {
+        for hd in 0..heads {
+            for i in 0..l {
+                let at = |t: usize, c: usize| r * l * h + t * h + hd * d + c;
+                let scores: Vec<f64> = (0..l)
+                    .map(|j| {
+                        (0..d).map(|c| q[at(i, c)] * k[at(j, c)]).sum::<f64>() / (d as f64).sqrt() + bias[r * l + j]
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+                for j in 0..l {
+                    let p = (scores[j] - max).exp() / total;
+                    for c in 0..d {
+                        out[at(i, c)] += p * v[at(j, c)];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The fused attention kernel against the tensor ops it replaces (values and the gradients of
+/// queries, keys and values; with dropout drawing the same masks, and without), against loops,
+/// and its shape errors.
+#[test]
+fn multi_head_attention_kernel_matches_the_tensor_ops_and_the_definition() {
+    let (b, l, heads, h) = (3, 5, 2, 8);
+    let dev = Device::Cpu;
+    let qkv: Vec<Vec<f64>> = (0..3).map(|s| random_rows(30 + s, b * l, h, 1.5).concat()).collect();
+    let var = |x: &Vec<f64>| Var::from_tensor(&Tensor::from_vec(x.clone(), (b, l, h), &dev).unwrap()).unwrap();
+    let (q, k, v) = (var(&qkv[0]), var(&qkv[1]), var(&qkv[2]));
+    // Row 1 has two padded keys, row 2 one.
+    let bias: Vec<f64> =
+        (0..b * l).map(|i| if (i / l == 1 && i % l >= 3) || i == 2 * l + 4 { -1e4 } else { 0.0 }).collect();
+    let bias_t = Tensor::from_vec(bias.clone(), (b, l), &dev).unwrap();
+    for train in [false, true] {
+        let layers = [SeededDropout::new(0.3, 5, "p").unwrap(), SeededDropout::new(0.3, 5, "p").unwrap()];
+        let (y, g) = contrastive_core::kernel::path_differences(&[&q, &k, &v], |generic| {
+            multi_head_attention(
+                q.as_tensor(),
+                k.as_tensor(),
+                v.as_tensor(),
+                &bias_t,
+                heads,
+                &layers[usize::from(generic)],
+                train,
+            )
+        })
+        .unwrap();
+        assert!(y < 1e-12 && g.iter().all(|&d| d < 1e-12), "train {train}: {y} {g:?}");
+        assert_eq!(layers[0].position(), layers[1].position());
+    }
+    let off = SeededDropout::new(0.3, 5, "p").unwrap();
+    let eval = multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias_t, heads, &off, false).unwrap();
+    let expected = attention_by_loops(&qkv[0], &qkv[1], &qkv[2], &bias, (b, l, h, heads));
+    let got = eval.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let worst = got.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-12, "against loops: {worst}");
+    let trained =
+        multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias_t, heads, &off, true).unwrap();
+    assert!(
+        max_abs_diff(&rows_of(&trained.reshape((b * l, h)).unwrap()), &rows_of(&eval.reshape((b * l, h)).unwrap()))
+            > 0.1
+    );
+    // f32: the kernel within 1e-5 of the tensor ops.
+    let [q32, k32, v32] = [&q, &k, &v].map(|t| Var::from_tensor(&t.as_tensor().to_dtype(DType::F32).unwrap()).unwrap());
+    let bias32 = bias_t.to_dtype(DType::F32).unwrap();
+    let layers = [SeededDropout::new(0.1, 2, "p").unwrap(), SeededDropout::new(0.1, 2, "p").unwrap()];
+    let (y, g) = contrastive_core::kernel::path_differences(&[&q32, &k32, &v32], |generic| {
+        multi_head_attention(
+            q32.as_tensor(),
+            k32.as_tensor(),
+            v32.as_tensor(),
+            &bias32,
+            heads,
+            &layers[usize::from(generic)],
+            true,
+        )
+    })
+    .unwrap();
+    assert!(y < 1e-5 && g.iter().all(|&d| d < 1e-5), "f32: {y} {g:?}");
+    // Shapes that do not fit are named.
+    let e = multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias_t, 3, &off, false).unwrap_err();
+    assert!(e.to_string().contains("does not split into 3 heads"), "{e}");
+    let short = bias_t.narrow(1, 0, 4).unwrap();
+    let e = multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &short, heads, &off, false).unwrap_err();
+    assert!(e.to_string().contains("key bias of [3, 4]"), "{e}");
+}

@@ -134,50 +134,62 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     // keyed by each sentence's place in it: N processes of --batch-size B train as one of N x B.
     let processes = processes::collective()?;
     let leader = processes.rank() == 0;
-    let model = SimCse::new(config, &bert_config, flags.seed, &device)?.with_collective(processes.clone());
-    load_bert_weights(model.params(), &model_dir.join("model.safetensors"), &device)?;
+    // The corpus is indexed (or read) on its own thread while the model loads.
+    let (model, opened) = std::thread::scope(|scope| {
+        let opened = scope.spawn(|| open_corpus(&cli, &data, format));
+        let model =
+            SimCse::new(config, &bert_config, flags.seed, &device).map(|m| m.with_collective(processes.clone()));
+        let model =
+            model.and_then(|m| load_bert_weights(m.params(), &model_dir.join("model.safetensors"), &device).map(|_| m));
+        (model, opened.join())
+    });
+    let opened = opened.map_err(|_| Error::config("--data", "the thread reading the corpus panicked"))??;
+    let model = model?;
     let tokenizer = Arc::new(Tokenizer::from_file(&model_dir.join("tokenizer.json"), cli.max_length)?);
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 16 } else { 64 });
     let loader_config = LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: 1 };
     let collate = CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() };
-    let corpus_started = Instant::now();
-    let mut left_out = None;
-    let source = if cli.stream {
-        let corpus = TextCorpus::open(&data, format, (40, 300))?;
-        let say = |line: String| {
-            if leader {
-                eprintln!("{line}")
-            }
-        };
-        say(format!(
-            "simcse: {} sentences streamed from {} (indexed in {:.1} s); model {}",
-            corpus.len(),
-            data.display(),
-            corpus_started.elapsed().as_secs_f64(),
-            model_dir.display()
-        ));
-        let left = corpus.left_out();
-        if let Some((file, line)) = &left.first_too_long {
-            say(format!(
-                "left out: {} sentences over 300 characters (the first at {}:{line}), {} under 40",
-                left.too_long,
-                file.display(),
-                left.too_short
-            ));
-        }
-        left_out = Some(json!({"too_short": left.too_short, "too_long": left.too_long}));
-        Source::Stream(sentence_stream(corpus, collate, loader_config, cli.window)?.with_shard(processes::shard()?)?)
-    } else {
-        let mut sentences = read_corpus(&data, format, (40, 300))?;
-        sentences.shuffle(&mut named_rng(flags.seed, "simcse-corpus"));
-        let wanted = if flags.quick { cli.sentences.min(256) } else { cli.sentences };
-        sentences.truncate(wanted);
+    let say = |line: String| {
         if leader {
-            eprintln!("simcse: {} sentences from {}; model {}", sentences.len(), data.display(), model_dir.display());
+            eprintln!("{line}")
         }
-        Source::Memory(sentence_loader(sentences, collate, loader_config)?.with_shard(processes::shard()?)?)
     };
-    let corpus_seconds = corpus_started.elapsed().as_secs_f64();
+    let mut left_out = None;
+    let (source, corpus_seconds) = match opened {
+        (Opened::Stream(corpus), seconds) => {
+            say(format!(
+                "simcse: {} sentences streamed from {} (indexed in {seconds:.1} s); model {}",
+                corpus.len(),
+                data.display(),
+                model_dir.display()
+            ));
+            let left = corpus.left_out();
+            if let Some((file, line)) = &left.first_too_long {
+                say(format!(
+                    "left out: {} sentences over 300 characters (the first at {}:{line}), {} under 40",
+                    left.too_long,
+                    file.display(),
+                    left.too_short
+                ));
+            }
+            left_out = Some(json!({"too_short": left.too_short, "too_long": left.too_long}));
+            let loader =
+                sentence_stream(*corpus, collate, loader_config, cli.window)?.with_shard(processes::shard()?)?;
+            (Source::Stream(loader), seconds)
+        }
+        (Opened::Memory(sentences), seconds) => {
+            say(format!(
+                "simcse: {} sentences from {}; model {}",
+                sentences.len(),
+                data.display(),
+                model_dir.display()
+            ));
+            (
+                Source::Memory(sentence_loader(sentences, collate, loader_config)?.with_shard(processes::shard()?)?),
+                seconds,
+            )
+        }
+    };
 
     let fit_started = started.elapsed().as_secs_f64();
     let (summary, model, train_seconds) = match &source {
@@ -236,6 +248,28 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "lee50_after": { "pearson": after.0, "spearman": after.1 },
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     }))
+}
+
+/// The corpus as opened: indexed for streaming, or its sentences drawn into memory.
+enum Opened {
+    Stream(Box<TextCorpus>),
+    Memory(Vec<String>),
+}
+
+/// Indexes `--data` (with `--stream`) or reads and draws `--sentences` of it, with the seconds
+/// it took.
+fn open_corpus(cli: &Cli, data: &Path, format: CorpusFormat) -> Result<(Opened, f64)> {
+    let started = Instant::now();
+    let opened = if cli.stream {
+        Opened::Stream(Box::new(TextCorpus::open(data, format, (40, 300))?))
+    } else {
+        let mut sentences = read_corpus(data, format, (40, 300))?;
+        sentences.shuffle(&mut named_rng(cli.common.seed, "simcse-corpus"));
+        let wanted = if cli.common.quick { cli.sentences.min(256) } else { cli.sentences };
+        sentences.truncate(wanted);
+        Opened::Memory(sentences)
+    };
+    Ok((opened, started.elapsed().as_secs_f64()))
 }
 
 /// The sentences in memory, or streamed from a corpus of any size.

@@ -170,7 +170,7 @@ impl Bert {
         let mut h = cut(self.embedding_dropout.forward_t(&self.embedding_norm.forward(&x)?, train)?);
         // Padding gets a large negative score before the softmax (finite, so no NaN appears).
         let dtype = h.dtype();
-        let bias = ((mask.to_dtype(dtype)? - 1.0)? * 1e4)?.reshape((b, 1, 1, l))?;
+        let bias = ((mask.to_dtype(dtype)? - 1.0)? * 1e4)?;
         for layer in &self.layers {
             h = cut(layer.forward(&h, &bias, train, self)?);
         }
@@ -190,17 +190,11 @@ impl Layer {
 }
 
 impl SelfAttention {
-    fn forward(&self, x: &Tensor, bias: &Tensor, train: bool) -> Result<Tensor> {
-        let (b, l, h) = x.dims3()?;
-        let d = h / self.heads;
-        let split = |t: Tensor| t.reshape((b, l, self.heads, d))?.transpose(1, 2)?.contiguous();
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(bias)?;
-        // candle-nn's softmax_last_dim has no backward; the core's has a fused one.
-        let probs = self.dropout.forward_t(&contrastive_core::nn::softmax_last_dim(&scores)?, train)?;
-        probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))
+    /// `key_bias` (B, L): 0 for tokens, -10,000 for padding.
+    fn forward(&self, x: &Tensor, key_bias: &Tensor, train: bool) -> Result<Tensor> {
+        let (q, k, v) = (self.query.forward(x)?, self.key.forward(x)?, self.value.forward(x)?);
+        // The core's fused op: heads read in place, probabilities recomputed in the backward pass.
+        contrastive_core::nn::multi_head_attention(&q, &k, &v, key_bias, self.heads, &self.dropout, train)
     }
 }
 

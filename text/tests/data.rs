@@ -239,3 +239,38 @@ fn sentences_out_of_bounds_are_counted_and_the_first_too_long_is_named() {
     let e = TextCorpus::open(&binary, CorpusFormat::Lines, (1, 300)).err().unwrap().to_string();
     assert!(e.contains("dump.txt:3:") && e.contains("16 MiB"), "{e}");
 }
+
+/// The opening pass measures ASCII lines a byte at a time and others by characters: both give
+/// the length the kept sentence has (whitespace runs, of any kind Rust's `char::is_whitespace`
+/// knows, collapsed to one space), so the index counts exactly what reading keeps. Lengths sit
+/// around both bounds, with tabs, vertical tabs, form feeds, carriage returns, no-break and
+/// ideographic spaces, and letters of two and three bytes.
+#[test]
+fn the_index_measures_every_kind_of_whitespace_as_the_kept_sentence() {
+    let pieces = ["ab", "c", " ", "  ", "\t", "\u{b}", "\u{c}", "\r", "\u{a0}", "\u{3000}", "é", "語", "x y"];
+    let mut state = 7u64;
+    let lines: Vec<String> = (0..5000)
+        .map(|_| {
+            let n = 1 + (state % 9) as usize;
+            (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    pieces[(state >> 33) as usize % pieces.len()]
+                })
+                .collect()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spaces.txt");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let collapse = |s: &String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let kept: Vec<String> = lines.iter().map(collapse).filter(|s| (4..=9).contains(&s.chars().count())).collect();
+    let too_long = lines.iter().map(collapse).filter(|s| s.chars().count() > 9).count();
+    let too_short = lines.iter().map(collapse).filter(|s| (1..4).contains(&s.chars().count())).count();
+    assert!(kept.len() > 200 && too_long > 200 && too_short > 200, "{} {too_long} {too_short}", kept.len());
+    let corpus = TextCorpus::open(&path, CorpusFormat::Lines, (4, 9)).unwrap();
+    assert_eq!(corpus.len(), kept.len());
+    assert_eq!((corpus.left_out().too_long, corpus.left_out().too_short), (too_long, too_short));
+    let all: Vec<String> = (0..corpus.block_lens().len()).flat_map(|b| corpus.read_block(b).unwrap()).collect();
+    assert_eq!(all, kept);
+}

@@ -2,9 +2,13 @@
 //! seeded, so `candle_nn::ops::dropout` never repeats).
 
 use crate::collective::GlobalRows;
+use crate::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
 use crate::rng::{named_rng, Rng};
-use candle_core::{bail, Result, Tensor};
+use crate::with_kernel_float;
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rand::RngCore as _;
+use rayon::prelude::*;
 use std::cell::Cell;
 use std::sync::Mutex;
 
@@ -51,35 +55,49 @@ impl SeededDropout {
         self.p
     }
 
-    /// Applies dropout when `train` is true.
+    /// Applies dropout when `train` is true: on the CPU (f32, f64) one fused pass whose backward
+    /// reads the mask it kept (a byte an element, where the tensor product kept an f32 mask and
+    /// the gradient candle computes for it), elsewhere the product with a mask tensor. Both paths
+    /// draw the same mask and give the same bits.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if !train || self.p == 0.0 {
             return Ok(x.clone());
         }
-        let keep = 1.0 - self.p;
-        let n = x.elem_count();
-        // Kept when a uniform 32-bit word falls below keep * 2^32: one word per element.
-        let threshold = (keep * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
-        let scale = (1.0 / keep) as f32;
-        let rows = GLOBAL_ROWS.with(|g| g.get());
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            let start = rng.get_word_pos();
-            // One word per element, row-major: this process's rows start `first` rows in.
-            let (skip, advance) = match rows {
-                Some(g) if g.rows == 0 || n % g.rows != 0 || g.first + g.rows > g.total => {
-                    bail!("dropout over a global batch: {} elements are not {} rows of {:?}", n, g.rows, g)
-                }
-                Some(g) => ((g.first * (n / g.rows)) as u128, (g.total * (n / g.rows)) as u128),
-                None => (0, n as u128),
-            };
-            rng.set_word_pos(start + skip);
-            let mask = (0..n).map(|_| if rng.next_u32() < threshold { scale } else { 0.0 }).collect();
-            rng.set_word_pos(start + advance);
-            mask
-        };
+        let keep = self.draw(x.elem_count())?;
+        let scale = self.scale();
+        if crate::kernel::runs_kernel(x) {
+            return x.contiguous()?.apply_op1(Masked { keep, scale });
+        }
+        let mask: Vec<f32> = keep.iter().map(|&k| if k { scale } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask
+    }
+
+    /// What a kept element is multiplied by: 1 / (1 - p), rounded to f32 on every path.
+    pub(crate) fn scale(&self) -> f32 {
+        (1.0 / (1.0 - self.p)) as f32
+    }
+
+    /// The keep mask of the next `n` elements (row-major) of this layer's stream, inside
+    /// [`in_global_batch`] those of this process's rows of the global batch: kept when a uniform
+    /// 32-bit word falls below (1 - p) * 2^32, one word per element.
+    pub(crate) fn draw(&self, n: usize) -> Result<Vec<bool>> {
+        let threshold = ((1.0 - self.p) * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+        let rows = GLOBAL_ROWS.with(|g| g.get());
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let start = rng.get_word_pos();
+        // One word per element, row-major: this process's rows start `first` rows in.
+        let (skip, advance) = match rows {
+            Some(g) if g.rows == 0 || n % g.rows != 0 || g.first + g.rows > g.total => {
+                bail!("dropout over a global batch: {} elements are not {} rows of {:?}", n, g.rows, g)
+            }
+            Some(g) => ((g.first * (n / g.rows)) as u128, (g.total * (n / g.rows)) as u128),
+            None => (0, n as u128),
+        };
+        rng.set_word_pos(start + skip);
+        let keep = (0..n).map(|_| rng.next_u32() < threshold).collect();
+        rng.set_word_pos(start + advance);
+        Ok(keep)
     }
 
     /// The stream's position (in 32-bit words), to save in a checkpoint.
@@ -90,5 +108,54 @@ impl SeededDropout {
     /// Moves the stream to a saved position.
     pub fn set_position(&self, position: u128) {
         self.rng.lock().unwrap_or_else(|e| e.into_inner()).set_word_pos(position);
+    }
+}
+
+/// `x ⊙ m` with m = `scale` where kept and 0 elsewhere (a product, so a NaN input stays NaN as
+/// on the tensor path); its backward is `dy ⊙ m`.
+struct Masked {
+    keep: Vec<bool>,
+    scale: f32,
+}
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+impl Masked {
+    fn apply<T: KernelFloat>(&self, x: &[T]) -> Vec<T> {
+        let (scale, zero) = (T::from(self.scale).unwrap_or_else(T::one), T::zero());
+        let mut y = vec![zero; x.len()];
+        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(self.keep.par_chunks(CHUNK)).for_each(|((ys, xs), ks)| {
+            for ((y, &x), &k) in ys.iter_mut().zip(xs).zip(ks) {
+                *y = x * if k { scale } else { zero };
+            }
+        });
+        y
+    }
+}
+
+impl CustomOp1 for Masked {
+    fn name(&self) -> &'static str {
+        "seeded-dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l.shape().elem_count() != self.keep.len() {
+            bail!("dropout: a mask of {} for {:?}", self.keep.len(), l.dims());
+        }
+        let y = with_kernel_float!(s.dtype(), "dropout", |T| <T as WithDType>::to_cpu_storage_owned(
+            self.apply(contiguous_slice::<T>(s, l, "dropout")?)
+        ));
+        Ok((y, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        let dx = with_kernel_float!(y.dtype(), "dropout", |T| Tensor::from_vec(
+            with_cpu_slice(&grad, "dropout", |g: &[T]| self.apply(g))?,
+            y.dims(),
+            y.device(),
+        )?);
+        Ok(Some(dx))
     }
 }

@@ -1,7 +1,8 @@
 //! Trainable building blocks that candle-nn lacks or gets wrong for training: a LayerNorm with
-//! gradients, a linear layer, an exact GELU, a softmax and a residual `relu(a + b)` with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates and target networks, and a
+//! gradients, a linear layer, an exact GELU, a softmax, multi-head attention and a residual `relu(a + b)` with fast fused backwards, seeded dropout and initialisation, the projection head, momentum updates and target networks, and a
 //! gradient-flow check.
 
+mod attention;
 mod batch_norm;
 pub mod batch_norm_kernel;
 mod dropout;
@@ -15,6 +16,7 @@ mod projection_head;
 mod softmax;
 mod target_network;
 
+pub use attention::multi_head_attention;
 pub use batch_norm::{batch_norm, batch_statistics, uses_running_statistics, with_running_statistics, BatchNorm};
 pub use dropout::{in_global_batch, SeededDropout};
 pub use gelu::gelu_erf;

@@ -2,7 +2,9 @@
 //! starts, and how many sentences it holds), then read a block at a time, so that a corpus of
 //! gigabytes trains through `contrastive_core::data::StreamLoader` in the memory of one window.
 
-use super::lines::{check_last_line, collapsed_chars, invalid_utf8_lines, read_line, too_long_line, MAX_LINE_BYTES};
+use super::lines::{
+    check_last_line, count_line_breaks, invalid_utf8_lines, line_lengths, read_line, too_long_line, MAX_LINE_BYTES,
+};
 use super::{split_sentences, CorpusFormat};
 use contrastive_core::data::Blocks;
 use contrastive_core::{Error, Result};
@@ -28,7 +30,7 @@ struct Block {
 }
 
 /// Blocks whose sentences are counted together on rayon's threads while the file is indexed.
-const BLOCKS_PER_BATCH: usize = 32;
+const BLOCKS_PER_BATCH: usize = 256;
 
 /// What opening a corpus left out, so that nothing is dropped unseen: sentences outside the
 /// length bounds, and where the first too long one is.
@@ -205,7 +207,7 @@ impl TextCorpus {
         let mut emit = |this: &mut Self, bytes: &[u8], offset: &mut u64, lines_before: &mut usize| -> Result<()> {
             let block = Block { file, offset: *offset, bytes: bytes.len(), first_line: *lines_before + 1 };
             *offset += bytes.len() as u64;
-            *lines_before += bytes.iter().filter(|&&b| b == b'\n').count();
+            *lines_before += count_line_breaks(bytes);
             pending.push((block, bytes.to_vec()));
             if pending.len() == BLOCKS_PER_BATCH {
                 let (first, count) = this.count_blocks(std::mem::take(&mut pending))?;
@@ -255,9 +257,7 @@ impl TextCorpus {
             .map(|(block, bytes)| {
                 let lengths: Vec<(usize, usize)> = match self.format {
                     // Only lengths are needed here: counted without building the strings.
-                    CorpusFormat::Lines => {
-                        String::from_utf8_lossy(&bytes).lines().map(collapsed_chars).enumerate().collect()
-                    }
+                    CorpusFormat::Lines => line_lengths(&bytes),
                     _ => self
                         .candidates(block.file, &bytes, block.first_line)?
                         .into_iter()
