@@ -561,6 +561,19 @@ fn attention_by_loops(
     out
 }
 
+/// How far the attention kernel and its tensor-op form are apart (values; gradients of q, k, v),
+/// each path with its own dropout layer of one seed, which must end at the same position.
+fn attention_paths(qkv: [&Var; 3], bias: &Tensor, heads: usize, train: bool) -> (f64, Vec<f64>) {
+    let layers = [SeededDropout::new(0.3, 5, "p").unwrap(), SeededDropout::new(0.3, 5, "p").unwrap()];
+    let [q, k, v] = qkv.map(|t| t.as_tensor());
+    let differences = contrastive_core::kernel::path_differences(&qkv, |generic| {
+        multi_head_attention(q, k, v, bias, heads, &layers[usize::from(generic)], train)
+    })
+    .unwrap();
+    assert_eq!(layers[0].position(), layers[1].position());
+    differences
+}
+
 /// The fused attention kernel against the tensor ops it replaces (values and the gradients of
 /// queries, keys and values; with dropout drawing the same masks, and without), against loops,
 /// and its shape errors.
@@ -576,21 +589,8 @@ fn multi_head_attention_kernel_matches_the_tensor_ops_and_the_definition() {
         (0..b * l).map(|i| if (i / l == 1 && i % l >= 3) || i == 2 * l + 4 { -1e4 } else { 0.0 }).collect();
     let bias_t = Tensor::from_vec(bias.clone(), (b, l), &dev).unwrap();
     for train in [false, true] {
-        let layers = [SeededDropout::new(0.3, 5, "p").unwrap(), SeededDropout::new(0.3, 5, "p").unwrap()];
-        let (y, g) = contrastive_core::kernel::path_differences(&[&q, &k, &v], |generic| {
-            multi_head_attention(
-                q.as_tensor(),
-                k.as_tensor(),
-                v.as_tensor(),
-                &bias_t,
-                heads,
-                &layers[usize::from(generic)],
-                train,
-            )
-        })
-        .unwrap();
+        let (y, g) = attention_paths([&q, &k, &v], &bias_t, heads, train);
         assert!(y < 1e-12 && g.iter().all(|&d| d < 1e-12), "train {train}: {y} {g:?}");
-        assert_eq!(layers[0].position(), layers[1].position());
     }
     let off = SeededDropout::new(0.3, 5, "p").unwrap();
     let eval = multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias_t, heads, &off, false).unwrap();
@@ -607,19 +607,7 @@ fn multi_head_attention_kernel_matches_the_tensor_ops_and_the_definition() {
     // f32: the kernel within 1e-5 of the tensor ops.
     let [q32, k32, v32] = [&q, &k, &v].map(|t| Var::from_tensor(&t.as_tensor().to_dtype(DType::F32).unwrap()).unwrap());
     let bias32 = bias_t.to_dtype(DType::F32).unwrap();
-    let layers = [SeededDropout::new(0.1, 2, "p").unwrap(), SeededDropout::new(0.1, 2, "p").unwrap()];
-    let (y, g) = contrastive_core::kernel::path_differences(&[&q32, &k32, &v32], |generic| {
-        multi_head_attention(
-            q32.as_tensor(),
-            k32.as_tensor(),
-            v32.as_tensor(),
-            &bias32,
-            heads,
-            &layers[usize::from(generic)],
-            true,
-        )
-    })
-    .unwrap();
+    let (y, g) = attention_paths([&q32, &k32, &v32], &bias32, heads, true);
     assert!(y < 1e-5 && g.iter().all(|&d| d < 1e-5), "f32: {y} {g:?}");
     // Shapes that do not fit are named.
     let e = multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias_t, 3, &off, false).unwrap_err();

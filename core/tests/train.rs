@@ -482,3 +482,85 @@ fn after_step_knows_the_step_the_total_and_the_epoch() {
     assert_eq!(seen[13].fraction(), 1.0);
     assert!((seen[6].fraction() - 0.5).abs() < 1e-12);
 }
+
+/// The scalar series `tensorboard` (PyPI) reads from `dir` (tests/golden/read_tensorboard.py), or
+/// None when python3 has no tensorboard and CONTRASTIVE_REQUIRE_TENSORBOARD is not 1 (CI sets it
+/// and installs tensorboard).
+fn tensorboard_scalars(dir: &std::path::Path) -> Option<std::collections::BTreeMap<String, Vec<(i64, f32)>>> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/read_tensorboard.py");
+    let out = std::process::Command::new("python3").arg(script).arg(dir).output();
+    let required = std::env::var("CONTRASTIVE_REQUIRE_TENSORBOARD").is_ok_and(|v| v == "1");
+    match out {
+        Ok(o) if o.status.success() => {
+            let series: std::collections::BTreeMap<String, Vec<(i64, f64)>> =
+                serde_json::from_slice(&o.stdout).unwrap();
+            Some(series.into_iter().map(|(k, v)| (k, v.into_iter().map(|(s, x)| (s, x as f32)).collect())).collect())
+        }
+        Ok(o) if o.status.code() == Some(3) && !required => {
+            eprintln!("skipped: python3 has no tensorboard (pip install tensorboard)");
+            None
+        }
+        other => panic!("read_tensorboard.py: {other:?}"),
+    }
+}
+
+/// Every history record is also a TensorBoard event (train/loss, train/lr, train/samples_per_s,
+/// eval/<name>), checksummed records that TensorBoard's own reader loads; a run resumed from an
+/// earlier checkpoint than its last step drops the later records in TensorBoard as in
+/// history.jsonl, so each series holds every step once with the resumed run's values.
+#[test]
+fn tensorboard_events_mirror_the_history_across_a_resume() {
+    use contrastive_core::train::tensorboard::{masked_crc32c, read_events, What};
+    // tensorboard.summary.writer.record_writer.masked_crc32c(b"123456789") == 0xc78ab0e5,
+    // (b"") == 0xa282ead8, (b"contrastive") == 0x78180d85 (tensorboard 2.21.0).
+    assert_eq!(
+        [masked_crc32c(b"123456789"), masked_crc32c(b""), masked_crc32c(b"contrastive")],
+        [0xc78a_b0e5, 0xa282_ead8, 0x7818_0d85]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |steps| TrainerConfig { max_steps: Some(steps), checkpoint_every: Some(6), ..config(3) };
+    let mut first = Trainer::new(cfg(9), Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    first.add_evaluation("knn", 1, |mlp: &mut Mlp, _: &Progress| Ok(knn_accuracy(mlp)));
+    first.fit(&loader(2)).unwrap();
+    drop(first);
+    // As if the run had gone on past its checkpoint of step 6 and died at step 9.
+    std::fs::remove_dir_all(dir.path().join("checkpoint-00000009")).unwrap();
+    let mut second = Trainer::new(cfg(12), Mlp::new(16)).unwrap().with_run_dir(dir.path());
+    second.add_evaluation("knn", 1, |mlp: &mut Mlp, _: &Progress| Ok(knn_accuracy(mlp)));
+    assert!(second.resume().unwrap());
+    assert_eq!(second.state().step, 6);
+    second.fit(&loader(2)).unwrap();
+
+    let history = read_history(&dir.path().join("history.jsonl")).unwrap();
+    // TensorBoard keeps f32 (and JSON may move an f64 by its last bit): compared as f32.
+    let expected = |pick: &dyn Fn(&contrastive_core::train::HistoryRecord) -> Option<f64>| -> Vec<(i64, f32)> {
+        history.iter().filter_map(|r| pick(r).map(|v| (r.step as i64, v as f32))).collect()
+    };
+    let loss = expected(&|r| r.loss);
+    assert_eq!(loss.iter().map(|s| s.0).collect::<Vec<_>>(), (1..=12).collect::<Vec<_>>());
+    // Our own reader: two files, each record's checksums good, the second starting at step 6.
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains("tfevents"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2);
+    let second_file = read_events(&files[1]).unwrap();
+    assert!(matches!(&second_file[0].what, Some(What::FileVersion(v)) if v == "brain.Event:2"));
+    assert!(matches!(&second_file[1].what, Some(What::SessionLog(s)) if s.status == 1) && second_file[1].step == 6);
+    let mut damaged = std::fs::read(&files[1]).unwrap();
+    let last = damaged.len() - 6;
+    damaged[last] ^= 1;
+    let bad = dir.path().join("bad").join("events.out.tfevents.0.bad");
+    std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
+    std::fs::write(&bad, &damaged).unwrap();
+    assert!(read_events(&bad).unwrap_err().to_string().contains("checksum does not match"));
+
+    let Some(scalars) = tensorboard_scalars(dir.path()) else { return };
+    assert_eq!(scalars["train/loss"], loss);
+    assert_eq!(scalars["train/lr"], expected(&|r| r.lr));
+    assert_eq!(scalars["train/samples_per_s"], expected(&|r| r.samples_per_s));
+    assert_eq!(scalars["eval/knn"], expected(&|r| r.eval.get("knn").copied()));
+    assert_eq!(scalars["eval/knn"].iter().map(|s| s.0).collect::<Vec<_>>(), vec![6, 12]);
+}

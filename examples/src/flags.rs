@@ -32,7 +32,8 @@ pub struct CommonFlags {
     /// moves once.
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
     pub device: contrastive_core::device::DeviceSpec,
-    /// Folder for checkpoints, history.jsonl and plots (none: nothing is written).
+    /// Folder for checkpoints, history.jsonl, TensorBoard event files and plots (none: nothing is
+    /// written).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the run whose checkpoints are in DIR (the same flags as the first run).

@@ -1,5 +1,6 @@
 //! `history.jsonl`: one JSON line per step and per evaluation.
 
+use super::tensorboard::EventWriter;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -29,13 +30,76 @@ pub struct HistoryRecord {
     pub eval: HashMap<String, f64>,
 }
 
-pub(super) fn append_history(file: &mut Option<std::fs::File>, record: &HistoryRecord) -> Result<()> {
-    if let Some(f) = file {
-        let line = serde_json::to_string(record)
-            .map_err(|e| Error::Json { path: "history.jsonl".into(), message: e.to_string() })?;
-        writeln!(f, "{line}").map_err(|e| Error::io("history.jsonl", e))?;
+/// Where a run's records go (rank 0 with a run folder; nowhere otherwise): `history.jsonl`, and
+/// the same figures as TensorBoard scalars (`train/loss`, `train/lr`, `train/samples_per_s`,
+/// `eval/<name>` for each evaluation figure).
+#[derive(Default)]
+pub(super) struct RunLog {
+    pub(super) history: Option<std::fs::File>,
+    pub(super) events: Option<EventWriter>,
+}
+
+impl RunLog {
+    /// Opens `run_dir`'s `history.jsonl` for appending, first dropping the records `keeps`
+    /// refuses (those past the checkpoint a run resumes from at `step`), and a new TensorBoard
+    /// event file that starts with a session START at `step`, which makes TensorBoard drop the
+    /// earlier files' events at and past `step` (on a fresh run, at 0: all of them, as the
+    /// history's lines are all dropped), followed by the kept records of `step` itself.
+    pub(super) fn open(run_dir: &Path, step: usize, keeps: impl Fn(&HistoryRecord) -> bool) -> Result<Self> {
+        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        let path = run_dir.join("history.jsonl");
+        let mut again = Vec::new();
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let mut kept = String::new();
+            for line in text.lines() {
+                let Ok(record) = serde_json::from_str::<HistoryRecord>(line) else { continue };
+                if keeps(&record) {
+                    kept.push_str(line);
+                    kept.push('\n');
+                    if record.step == step {
+                        again.push(record);
+                    }
+                }
+            }
+            crate::atomic::write_bytes_atomically(&path, kept.as_bytes())?;
+        }
+        let file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut events = EventWriter::create(run_dir)?;
+        events.session_start(step as u64)?;
+        let mut log = Self { history: None, events: Some(events) };
+        for record in &again {
+            log.append(record)?;
+        }
+        log.history = Some(file);
+        if let Some(events) = &mut log.events {
+            events.flush()?;
+        }
+        Ok(log)
     }
-    Ok(())
+
+    /// Writes `record` to every sink.
+    pub(super) fn append(&mut self, record: &HistoryRecord) -> Result<()> {
+        if let Some(f) = &mut self.history {
+            let line = serde_json::to_string(record)
+                .map_err(|e| Error::Json { path: "history.jsonl".into(), message: e.to_string() })?;
+            writeln!(f, "{line}").map_err(|e| Error::io("history.jsonl", e))?;
+        }
+        if let Some(events) = &mut self.events {
+            let train = [("loss", record.loss), ("lr", record.lr), ("samples_per_s", record.samples_per_s)];
+            let mut scalars: Vec<(String, f64)> =
+                train.iter().filter_map(|(name, v)| v.map(|v| (format!("train/{name}"), v))).collect();
+            let mut eval: Vec<(String, f64)> = record.eval.iter().map(|(k, v)| (format!("eval/{k}"), *v)).collect();
+            eval.sort_by(|a, b| a.0.cmp(&b.0));
+            scalars.extend(eval);
+            events.scalars(record.step as u64, &scalars)?;
+            // Each record is on disk when it is written, as `history.jsonl`'s line is: a run
+            // watched in TensorBoard shows every step as it ends.
+            events.flush()?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads a `history.jsonl`.

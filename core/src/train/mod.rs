@@ -8,11 +8,12 @@ mod config;
 mod data_parallel;
 mod history;
 mod objective;
+pub mod tensorboard;
 
 pub use checkpoint::list_checkpoints;
 pub use config::TrainerConfig;
 pub use data_parallel::{average_gradients, broadcast_params};
-use history::append_history;
+use history::RunLog;
 pub use history::{read_history, HistoryRecord};
 pub use objective::{ExtraState, Objective, Progress};
 
@@ -400,7 +401,7 @@ impl<O: Objective> Trainer<O> {
                     elapsed_s: self.state.elapsed_s,
                     eval: HashMap::new(),
                 };
-                append_history(&mut history, &record)?;
+                history.append(&record)?;
                 tracing::debug!(step = self.state.step, epoch, loss = value, lr, "step");
                 bar.set_position(self.state.step as u64);
                 bar.set_message(format!("epoch {epoch} loss {value:.4} lr {lr:.2e}"));
@@ -434,7 +435,7 @@ impl<O: Objective> Trainer<O> {
         Ok(summary)
     }
 
-    fn evaluate(&mut self, progress: &Progress, history: &mut Option<std::fs::File>) -> Result<()> {
+    fn evaluate(&mut self, progress: &Progress, history: &mut RunLog) -> Result<()> {
         if !self.is_leader() {
             return Ok(());
         }
@@ -460,7 +461,7 @@ impl<O: Objective> Trainer<O> {
             elapsed_s: self.state.elapsed_s,
             eval,
         };
-        append_history(history, &record)
+        history.append(&record)
     }
 
     /// Whether a history record belongs to the run up to the current state: an evaluation at the
@@ -471,27 +472,12 @@ impl<O: Objective> Trainer<O> {
         s > 0 && (r.step < s || (r.step == s && (r.loss.is_some() || self.state.batch_in_epoch == 0)))
     }
 
-    /// Opens `history.jsonl` for appending, first dropping records past the current step (left
-    /// by a run that went on after its last checkpoint).
-    fn open_history(&self) -> Result<Option<std::fs::File>> {
-        let Some(run_dir) = self.run_dir.as_ref().filter(|_| self.is_leader()) else { return Ok(None) };
-        std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
-        let path = run_dir.join("history.jsonl");
-        if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            let kept: Vec<&str> = text
-                .lines()
-                .filter(|l| serde_json::from_str::<HistoryRecord>(l).is_ok_and(|r| self.keeps(&r)))
-                .collect();
-            let mut joined = kept.join("\n");
-            if !joined.is_empty() {
-                joined.push('\n');
-            }
-            crate::atomic::write_bytes_atomically(&path, joined.as_bytes())?;
+    /// The run's log (rank 0 with a run folder; nothing otherwise): see [`RunLog::open`].
+    fn open_history(&self) -> Result<RunLog> {
+        match self.run_dir.as_ref().filter(|_| self.is_leader()) {
+            Some(run_dir) => RunLog::open(run_dir, self.state.step, |r| self.keeps(r)),
+            None => Ok(RunLog::default()),
         }
-        let file =
-            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(Some(file))
     }
 }
 
