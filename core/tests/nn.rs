@@ -609,6 +609,10 @@ fn multi_head_attention_kernel_matches_the_tensor_ops_and_the_definition() {
     let bias32 = bias_t.to_dtype(DType::F32).unwrap();
     let (y, g) = attention_paths([&q32, &k32, &v32], &bias32, heads, true);
     assert!(y < 1e-5 && g.iter().all(|&d| d < 1e-5), "f32: {y} {g:?}");
+    // An empty batch is an empty context.
+    let none = Tensor::zeros((0, l, h), DType::F64, &dev).unwrap();
+    let empty = multi_head_attention(&none, &none, &none, &bias_t.narrow(0, 0, 0).unwrap(), heads, &off, true).unwrap();
+    assert_eq!(empty.dims(), &[0, l, h]);
     // Shapes that do not fit are named.
     let e = multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias_t, 3, &off, false).unwrap_err();
     assert!(e.to_string().contains("does not split into 3 heads"), "{e}");

@@ -158,8 +158,10 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>> {
         if masked_crc32c(length) != u32::from_le_bytes(crc.try_into().unwrap_or_default()) {
             return Err(bad(at, "the length's checksum does not match"));
         }
-        let n = u64::from_le_bytes(length.try_into().unwrap_or_default()) as usize;
-        let body = bytes.get(at + 12..at + 16 + n).ok_or_else(|| bad(at, "cut short in its data"))?;
+        let n = usize::try_from(u64::from_le_bytes(length.try_into().unwrap_or_default()))
+            .map_err(|_| bad(at, "a length past this machine's memory"))?;
+        let end = n.checked_add(at + 16).ok_or_else(|| bad(at, "a length past this machine's memory"))?;
+        let body = bytes.get(at + 12..end).ok_or_else(|| bad(at, "cut short in its data"))?;
         let (data, crc) = body.split_at(n);
         if masked_crc32c(data) != u32::from_le_bytes(crc.try_into().unwrap_or_default()) {
             return Err(bad(at, "the data's checksum does not match"));
