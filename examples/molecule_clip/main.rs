@@ -207,6 +207,8 @@ fn build(
         max_position_embeddings: cli.max_length,
         type_vocab_size: 2,
         layer_norm_eps: 1e-12,
+        model_type: Default::default(),
+        pad_token_id: None,
     };
     let bert = Bert::new(&bert_config, vb.pp("smiles.bert"), seed)?;
     let projection = linear(128, cli.dim, vb.pp("smiles.projection"))?;

@@ -129,6 +129,17 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     // Everything that can fail on the inputs (config, weights, tokenizer, batch size against the
     // corpus) is checked before the minutes of evaluation.
     let bert_config = BertConfig::from_file(&model_dir.join("config.json"))?;
+    if cli.max_length > bert_config.max_tokens() {
+        return Err(Error::config(
+            "--max-length",
+            format!(
+                "{} tokens, the model ({}) takes at most {}",
+                cli.max_length,
+                model_dir.display(),
+                bert_config.max_tokens()
+            ),
+        ));
+    }
     let config = SimCseConfig { temperature: cli.temperature, pooling: SimCsePooling::Mean };
     // Under mpirun (feature mpi) every process contrasts against the global batch, with dropout
     // keyed by each sentence's place in it: N processes of --batch-size B train as one of N x B.
@@ -215,7 +226,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let before = lee50(&SentenceEncoder::from_folder(&model_dir, &device)?)?;
     eprintln!("Lee-50 before: Pearson {:.4}, Spearman {:.4}", before.0, before.1);
     let (bert, store) = model.into_parts();
-    let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256)?;
+    let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256.min(bert_config.max_tokens()))?;
     let encoder = SentenceEncoder::new(bert, store, eval_tokenizer, SentencePooling::Mean, true, &device);
     let after = lee50(&encoder)?;
     eprintln!("Lee-50 after: Pearson {:.4}, Spearman {:.4}", after.0, after.1);

@@ -160,13 +160,20 @@ impl Bert {
 
     fn run(&self, ids: &Tensor, type_ids: &Tensor, mask: &Tensor, train: bool, detach: bool) -> Result<Tensor> {
         let cut = |t: Tensor| if detach { t.detach() } else { t };
-        let (b, l) = ids.dims2()?;
-        if l > self.config.max_position_embeddings {
-            candle_core::bail!("BERT: {l} tokens, the model takes at most {}", self.config.max_position_embeddings);
+        let (_, l) = ids.dims2()?;
+        if l > self.config.max_tokens() {
+            candle_core::bail!("BERT: {l} tokens, the model takes at most {}", self.config.max_tokens());
         }
-        let positions = Tensor::arange(0u32, l as u32, ids.device())?.unsqueeze(0)?.broadcast_as((b, l))?;
-        let x = (self.word.forward(ids)? + self.position.forward(&positions.contiguous()?)?)?
-            .add(&self.token_type.forward(type_ids)?)?;
+        let positions = self.positions(ids)?;
+        // As PyTorch's `padding_idx`: the padding rows of the word (and RoBERTa's position)
+        // embeddings take part in the forward pass but receive no gradient.
+        let pad = self.config.padding_id();
+        let word = no_gradient_where(&self.word.forward(ids)?, ids, pad)?;
+        let position = match self.config.model_type.positions_after_padding() {
+            true => no_gradient_where(&self.position.forward(&positions)?, &positions, pad)?,
+            false => self.position.forward(&positions)?,
+        };
+        let x = (word + position)?.add(&self.token_type.forward(type_ids)?)?;
         let mut h = cut(self.embedding_dropout.forward_t(&self.embedding_norm.forward(&x)?, train)?);
         // Padding gets a large negative score before the softmax (finite, so no NaN appears).
         let dtype = h.dtype();
@@ -176,6 +183,43 @@ impl Bert {
         }
         Ok(h)
     }
+}
+
+impl Bert {
+    /// Position ids (B, L): 0, 1, 2, ... for BERT; for RoBERTa, each token that is not padding
+    /// numbered from the padding id + 1 on and padding at the padding id (Hugging Face's
+    /// `create_position_ids_from_input_ids`).
+    fn positions(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        if !self.config.model_type.positions_after_padding() {
+            return Tensor::arange(0u32, l as u32, ids.device())?.unsqueeze(0)?.broadcast_as((b, l))?.contiguous();
+        }
+        let pad = self.config.padding_id();
+        let rows = ids.to_dtype(candle_core::DType::U32)?.to_vec2::<u32>()?;
+        let positions: Vec<u32> = rows
+            .iter()
+            .flat_map(|row| {
+                let mut seen = 0;
+                row.iter()
+                    .map(move |&t| {
+                        seen += u32::from(t != pad);
+                        if t == pad {
+                            pad
+                        } else {
+                            pad + seen
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Tensor::from_vec(positions, (b, l), ids.device())
+    }
+}
+
+/// `x` (B, L, H) whose rows at tokens `ids == pad` pass no gradient back.
+fn no_gradient_where(x: &Tensor, ids: &Tensor, pad: u32) -> Result<Tensor> {
+    let is_pad = ids.to_dtype(candle_core::DType::U32)?.eq(pad)?.unsqueeze(2)?.broadcast_as(x.shape())?;
+    is_pad.where_cond(&x.detach(), x)
 }
 
 impl Layer {
@@ -198,9 +242,10 @@ impl SelfAttention {
     }
 }
 
-/// Loads Hugging Face BERT weights into the `embeddings.*` and `encoder.*` variables of `store`:
-/// names with or without a `bert.` prefix, LayerNorm `gamma`/`beta` as `weight`/`bias`;
-/// `pooler.*`, the `cls.*` heads and `embeddings.position_ids` are left out. A missing tensor or a
+/// Loads Hugging Face BERT (or RoBERTa, XLM-RoBERTa) weights into the `embeddings.*` and
+/// `encoder.*` variables of `store`: names with or without a `bert.` (`roberta.`) prefix,
+/// LayerNorm `gamma`/`beta` as `weight`/`bias`; `pooler.*`, the `cls.*` and `lm_head.*` heads and
+/// the `embeddings.position_ids` and `token_type_ids` buffers are left out. A missing tensor or a
 /// shape that differs from the config is an error naming the tensor, both shapes and the file.
 /// Reads `model.safetensors`, or a `pytorch_model.bin` (by its extension) through candle's pickle
 /// reader.
@@ -223,6 +268,7 @@ pub fn load_bert_weights(
     for (name, t) in raw {
         let name = name
             .strip_prefix("bert.")
+            .or_else(|| name.strip_prefix("roberta."))
             .unwrap_or(&name)
             .replace("LayerNorm.gamma", "LayerNorm.weight")
             .replace("LayerNorm.beta", "LayerNorm.bias");
@@ -250,7 +296,7 @@ pub fn load_bert_weights(
     let names = store.all().into_iter().map(|(n, _)| n).collect::<std::collections::HashSet<_>>();
     let mut unused: Vec<&String> = tensors
         .keys()
-        .filter(|n| (n.starts_with("embeddings.") || n.starts_with("encoder.")) && !n.ends_with("position_ids"))
+        .filter(|n| (n.starts_with("embeddings.") || n.starts_with("encoder.")) && !n.ends_with("_ids"))
         .filter(|n| !names.contains(*n))
         .collect();
     unused.sort();

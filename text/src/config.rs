@@ -18,6 +18,39 @@ pub enum Activation {
     Relu,
 }
 
+/// The encoder family a `config.json` describes (its `model_type`), where the families differ:
+/// how positions are numbered and what an export declares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelType {
+    /// BERT, and models of its architecture (MiniLM): positions 0, 1, 2, ...
+    #[default]
+    #[serde(rename = "bert")]
+    Bert,
+    /// RoBERTa: positions numbered from the padding id + 1 (padding at the padding id), as
+    /// fairseq numbers them; no token types to speak of.
+    #[serde(rename = "roberta")]
+    Roberta,
+    /// XLM-RoBERTa (multilingual-e5, bge-m3, paraphrase-multilingual-*): RoBERTa's encoder.
+    #[serde(rename = "xlm-roberta")]
+    XlmRoberta,
+}
+
+impl ModelType {
+    /// Whether positions are numbered after the padding id (RoBERTa's numbering).
+    pub fn positions_after_padding(self) -> bool {
+        matches!(self, Self::Roberta | Self::XlmRoberta)
+    }
+
+    /// The `architectures` entry of an exported `config.json`.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Self::Bert => "BertModel",
+            Self::Roberta => "RobertaModel",
+            Self::XlmRoberta => "XLMRobertaModel",
+        }
+    }
+}
+
 /// The fields of a BERT `config.json` this crate reads (others are ignored).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
@@ -44,6 +77,14 @@ pub struct BertConfig {
     /// LayerNorm epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// The family (`bert` when absent, as in older BERT configs); another family (MPNet, ...)
+    /// is refused by name.
+    #[serde(default)]
+    pub model_type: ModelType,
+    /// The padding token's id: where RoBERTa's positions start (Hugging Face's default 0 for
+    /// BERT, 1 for RoBERTa, when absent).
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
 }
 
 fn default_eps() -> f64 {
@@ -66,6 +107,21 @@ impl BertConfig {
             max_position_embeddings: 512,
             type_vocab_size: 2,
             layer_norm_eps: 1e-12,
+            model_type: ModelType::Bert,
+            pad_token_id: Some(0),
+        }
+    }
+
+    /// The padding id (`pad_token_id`, or the family's default: 0 for BERT, 1 for RoBERTa).
+    pub fn padding_id(&self) -> u32 {
+        self.pad_token_id.unwrap_or(if self.model_type.positions_after_padding() { 1 } else { 0 })
+    }
+
+    /// The positions a sequence of `len` tokens can use (RoBERTa's start after the padding id).
+    pub fn max_tokens(&self) -> usize {
+        match self.model_type.positions_after_padding() {
+            true => self.max_position_embeddings.saturating_sub(self.padding_id() as usize + 1),
+            false => self.max_position_embeddings,
         }
     }
 

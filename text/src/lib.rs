@@ -24,7 +24,7 @@ mod tokenizer;
 
 pub use batch::{sentence_loader, sentence_stream, CollateSentences, SentenceBatch, Triple};
 pub use bert::{load_bert_weights, Bert};
-pub use config::{Activation, BertConfig};
+pub use config::{Activation, BertConfig, ModelType};
 pub use data::{
     read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, Lee50, LeftOut, TextCorpus, MAX_LINE_BYTES,
 };

@@ -128,7 +128,7 @@ impl SentenceEncoder {
             Ok(v) => v.get("max_seq_length").and_then(|m| m.as_u64()).unwrap_or(256) as usize,
             Err(_) => 256,
         }
-        .min(config.max_position_embeddings);
+        .min(config.max_tokens());
         let tokenizer = if dir.join("tokenizer.json").exists() {
             Tokenizer::from_file(&dir.join("tokenizer.json"), max_length)?
         } else if dir.join("vocab.txt").exists() {
@@ -205,9 +205,9 @@ impl SentenceEncoder {
         let mut config = serde_json::to_value(self.bert.config())
             .map_err(|e| Error::Json { path: dir.join("config.json"), message: e.to_string() })?;
         if let Some(o) = config.as_object_mut() {
-            o.insert("model_type".into(), json!("bert"));
-            o.insert("architectures".into(), json!(["BertModel"]));
-            o.insert("pad_token_id".into(), json!(0));
+            let c = self.bert.config();
+            o.insert("architectures".into(), json!([c.model_type.architecture()]));
+            o.insert("pad_token_id".into(), json!(c.padding_id()));
         }
         write("config.json", config)?;
         let tensors: HashMap<String, Tensor> = self

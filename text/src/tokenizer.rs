@@ -165,11 +165,19 @@ impl Tokenizer {
         if max_length < 2 {
             return Err(Error::config("max_length", format!("must be at least 2 ([CLS] and [SEP]), got {max_length}")));
         }
-        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        // The padding token: the file's own (its fixed length aside), else BERT's [PAD] or
+        // RoBERTa's <pad>, else id 0.
+        let (pad_id, pad_token) = match inner.get_padding() {
+            Some(p) => (p.pad_id, p.pad_token.clone()),
+            None => ["[PAD]", "<pad>"]
+                .iter()
+                .find_map(|t| inner.token_to_id(t).map(|id| (id, t.to_string())))
+                .unwrap_or((0, "[PAD]".into())),
+        };
         inner.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             pad_id,
-            pad_token: "[PAD]".into(),
+            pad_token,
             ..PaddingParams::default()
         }));
         inner

@@ -56,6 +56,8 @@ fn model(collective: Arc<dyn Collective>) -> SimCse {
         max_position_embeddings: 16,
         type_vocab_size: 2,
         layer_norm_eps: 1e-12,
+        model_type: Default::default(),
+        pad_token_id: None,
     };
     let config = SimCseConfig { temperature: 0.1, pooling: SimCsePooling::ClsMlp };
     SimCse::new(config, &bert, 3, &Device::Cpu).unwrap().with_collective(collective)

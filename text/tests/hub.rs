@@ -36,6 +36,8 @@ fn saved_encoder(dir: &Path) -> Vec<f32> {
         max_position_embeddings: 12,
         type_vocab_size: 2,
         layer_norm_eps: 1e-12,
+        model_type: Default::default(),
+        pad_token_id: None,
     };
     let store = ParamStore::new(7, InitScheme::Normal { std: 0.5 });
     let bert = Bert::new(&config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();

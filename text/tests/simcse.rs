@@ -42,6 +42,8 @@ fn tiny_bert(dropout: f64) -> BertConfig {
         max_position_embeddings: 16,
         type_vocab_size: 2,
         layer_norm_eps: 1e-12,
+        model_type: Default::default(),
+        pad_token_id: None,
     }
 }
 

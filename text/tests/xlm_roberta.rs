@@ -1,0 +1,89 @@
+//! XLM-RoBERTa (RoBERTa's encoder: positions numbered after the padding id, one token type)
+//! against transformers' XLMRobertaModel, on a small random model that tests/golden/tiny_xlmr.py
+//! saved with save_pretrained (torch 2.15.0, transformers 5.25.0), with its outputs and
+//! gradients for three rows of right-padded token ids.
+
+use candle_core::{DType, Device, Tensor};
+use contrastive_core::nn::{InitScheme, ParamStore};
+use contrastive_text::{load_bert_weights, Bert, BertConfig, ModelType};
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_xlmr")
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// The hidden states of the golden ids and the gradients of sum(hidden * sin(0..n)), by name.
+fn run(config: &BertConfig) -> (Tensor, std::collections::HashMap<String, Tensor>) {
+    let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
+    let bert = Bert::new(config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
+    load_bert_weights(&store, &fixture().join("model.safetensors"), &Device::Cpu).unwrap();
+    let golden = candle_core::safetensors::load(fixture().join("golden.safetensors"), &Device::Cpu).unwrap();
+    let ids = golden["ids"].to_dtype(DType::U32).unwrap();
+    let rows = ids.to_vec2::<u32>().unwrap();
+    let mask: Vec<u32> = rows.iter().flatten().map(|&t| u32::from(t != 1)).collect();
+    let mask = Tensor::from_vec(mask, ids.dims(), &Device::Cpu).unwrap();
+    let hidden = bert.forward_t(&ids, &ids.zeros_like().unwrap(), &mask, false).unwrap();
+    let n = hidden.elem_count();
+    let w = Tensor::arange(0f32, n as f32, &Device::Cpu).unwrap().sin().unwrap().reshape(hidden.shape()).unwrap();
+    let grads = (&hidden * w).unwrap().sum_all().unwrap().backward().unwrap();
+    let by_name = store.all().into_iter().filter_map(|(name, v)| grads.get(&v).map(|g| (name, g.clone()))).collect();
+    (hidden, by_name)
+}
+
+#[test]
+fn xlm_roberta_matches_transformers_in_values_and_gradients() {
+    let config = BertConfig::from_file(&fixture().join("config.json")).unwrap();
+    assert_eq!((config.model_type, config.padding_id(), config.max_tokens()), (ModelType::XlmRoberta, 1, 38));
+    let golden = candle_core::safetensors::load(fixture().join("golden.safetensors"), &Device::Cpu).unwrap();
+    let (hidden, grads) = run(&config);
+    let d = max_diff(&hidden, &golden["hidden"]);
+    assert!(d < 1e-4, "hidden states differ by {d}");
+    for name in [
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.1.output.dense.weight",
+    ] {
+        let d = max_diff(&grads[name], &golden[&format!("grad.{name}")]);
+        assert!(d < 1e-4, "{name}: gradient differs by {d}");
+    }
+    // BERT's numbering of the same weights gives other states: the positions are what is tested.
+    let as_bert = BertConfig { model_type: ModelType::Bert, ..config.clone() };
+    assert!(max_diff(&run(&as_bert).0, &golden["hidden"]) > 1e-2);
+}
+
+#[test]
+fn a_family_this_crate_does_not_run_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture().join("config.json")).unwrap().replace("xlm-roberta", "mpnet");
+    std::fs::write(dir.path().join("config.json"), text).unwrap();
+    let e = BertConfig::from_file(&dir.path().join("config.json")).unwrap_err().to_string();
+    assert!(e.contains("mpnet") && e.contains("config.json"), "{e}");
+    // Too many tokens for RoBERTa's positions (40 - 2) is an error naming the limit.
+    let config = BertConfig::from_file(&fixture().join("config.json")).unwrap();
+    let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
+    let bert = Bert::new(&config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
+    let ids = Tensor::ones((1, 39), DType::U32, &Device::Cpu).unwrap();
+    let e = bert.forward_t(&ids, &ids.zeros_like().unwrap(), &ids, false).unwrap_err().to_string();
+    assert!(e.contains("at most 38"), "{e}");
+}
+
+/// A whole XLM-R folder (config.json, model.safetensors, a Unigram tokenizer.json whose padding
+/// token is <pad> = 1) loads as a sentence encoder: batches are padded with <pad>, and a
+/// sentence's vector does not depend on the batch it is padded in.
+#[test]
+fn an_xlm_roberta_folder_encodes_sentences_padded_with_its_own_pad_token() {
+    use contrastive_text::{SentenceEncoder, Tokenizer};
+    let tok = Tokenizer::from_file(&fixture().join("tokenizer.json"), 16).unwrap();
+    let batch = tok.encode(&["alpha river stone", "cloud"], &Device::Cpu).unwrap();
+    assert_eq!(batch.ids.to_vec2::<u32>().unwrap(), vec![vec![0, 4, 8, 9, 2], vec![0, 11, 2, 1, 1]]);
+    assert_eq!(batch.attention_mask.to_vec2::<u32>().unwrap()[1], vec![1, 1, 1, 0, 0]);
+    let encoder = SentenceEncoder::from_folder(&fixture(), &Device::Cpu).unwrap();
+    let alone = encoder.encode(&["cloud"]).unwrap();
+    let padded = encoder.encode(&["alpha river stone", "cloud"]).unwrap().narrow(0, 1, 1).unwrap();
+    assert!(max_diff(&alone, &padded) < 1e-5, "{}", max_diff(&alone, &padded));
+}
