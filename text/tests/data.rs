@@ -274,3 +274,35 @@ fn the_index_measures_every_kind_of_whitespace_as_the_kept_sentence() {
     let all: Vec<String> = (0..corpus.block_lens().len()).flat_map(|b| corpus.read_block(b).unwrap()).collect();
     assert_eq!(all, kept);
 }
+
+/// JSON lines are opened by reading only the named field: escapes, repeated keys (the last one
+/// counts, as in `serde_json::Value`), nested and null fields around it give the sentences that
+/// parsing each whole line gives.
+#[test]
+fn json_lines_read_only_the_named_field_as_a_whole_parse_would() {
+    let records = [
+        r#"{"id": {"a": [1, 2, {"b": "c"}]}, "text": "caf\u00e9\tau  lait served with \"quotes\" here", "x": null}"#,
+        r#"{"text": "first", "text": "the second value of a repeated key wins"}"#,
+        r#"{"meta": [true, false, 1.5e3], "text": "a line\nbreak inside an escaped sentence"}"#,
+        r#"{"text": "\u8a9e\u8a9e words beside   ideographs and more", "n": -3}"#,
+        r#"  {"text" : "spaces around the colon and the braces are fine too"}  "#,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.jsonl");
+    std::fs::write(&path, records.join("\n") + "\n").unwrap();
+    let collapse = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let expected: Vec<String> = records
+        .iter()
+        .map(|r| collapse(serde_json::from_str::<serde_json::Value>(r).unwrap()["text"].as_str().unwrap()))
+        .filter(|s| (20..=60).contains(&s.chars().count()))
+        .collect();
+    assert_eq!(expected.len(), 5, "{expected:?}");
+    let corpus = TextCorpus::open(&path, CorpusFormat::JsonLines { field: "text".into() }, (20, 60)).unwrap();
+    assert_eq!(corpus.len(), expected.len());
+    let all: Vec<String> = (0..corpus.block_lens().len()).flat_map(|b| corpus.read_block(b).unwrap()).collect();
+    assert_eq!(all, expected);
+    // Trailing text after the object is not a JSON line.
+    std::fs::write(&path, "{\"text\": \"a sentence long enough to keep\"} extra\n").unwrap();
+    let e = TextCorpus::open(&path, CorpusFormat::JsonLines { field: "text".into() }, (1, 60)).err().unwrap();
+    assert!(e.to_string().contains("records.jsonl:1: not a JSON line"), "{e}");
+}

@@ -2,8 +2,10 @@
 //! starts, and how many sentences it holds), then read a block at a time, so that a corpus of
 //! gigabytes trains through `contrastive_core::data::StreamLoader` in the memory of one window.
 
+use super::json_field::{json_field, Field};
 use super::lines::{
-    check_last_line, count_line_breaks, invalid_utf8_lines, line_lengths, read_line, too_long_line, MAX_LINE_BYTES,
+    check_last_line, count_line_breaks, invalid_utf8_lines, kept_length, line_lengths, read_line, too_long_line,
+    MAX_LINE_BYTES,
 };
 use super::{split_sentences, CorpusFormat};
 use contrastive_core::data::Blocks;
@@ -255,10 +257,19 @@ impl TextCorpus {
         let counted = blocks
             .into_par_iter()
             .map(|(block, bytes)| {
-                let lengths: Vec<(usize, usize)> = match self.format {
+                let lengths: Vec<(usize, usize)> = match &self.format {
                     // Only lengths are needed here: counted without building the strings.
                     CorpusFormat::Lines => line_lengths(&bytes),
-                    _ => self
+                    // Lengths only, from the field borrowed in place.
+                    CorpusFormat::JsonLines { field } => {
+                        let mut lengths = Vec::new();
+                        let text = String::from_utf8_lossy(&bytes);
+                        self.json_texts(block.file, &text, block.first_line, field.as_str(), |k, s| {
+                            lengths.push((k, kept_length(s)))
+                        })?;
+                        lengths
+                    }
+                    CorpusFormat::Documents => self
                         .candidates(block.file, &bytes, block.first_line)?
                         .into_iter()
                         .map(|(k, s)| (k, s.chars().count()))
@@ -326,35 +337,40 @@ impl TextCorpus {
             CorpusFormat::Documents => split_sentences(&text).into_iter().map(|s| (0, s)).collect(),
             CorpusFormat::JsonLines { field } => {
                 let mut out = Vec::new();
-                for (k, line) in text.lines().enumerate() {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let at = first_line + k;
-                    let value: serde_json::Value = serde_json::from_str(line)
-                        .map_err(|e| Error::in_file(&self.files[file], Some(at), format!("not a JSON line: {e}")))?;
-                    let s = match value.get(field.as_str()) {
-                        Some(serde_json::Value::String(s)) => s,
-                        Some(other) => {
-                            let kind = match other {
-                                serde_json::Value::Null => "null",
-                                serde_json::Value::Bool(_) => "a boolean",
-                                serde_json::Value::Number(_) => "a number",
-                                serde_json::Value::Array(_) => "an array",
-                                _ => "an object",
-                            };
-                            return Err(Error::in_field(&self.files[file], at, field, format!("{kind}, not a string")));
-                        }
-                        None => {
-                            let what = if value.is_object() { "missing" } else { "the line is not a JSON object" };
-                            return Err(Error::in_field(&self.files[file], at, field, what));
-                        }
-                    };
-                    out.push((k, collapse(s)));
-                }
+                self.json_texts(file, &text, first_line, field, |k, s| out.push((k, collapse(s))))?;
                 out
             }
         })
+    }
+
+    /// Calls `each` with (line in the block, text) for every JSON line of `text` (blank lines
+    /// aside); a line that is not JSON, not an object, or whose field is missing or not a
+    /// string is an error naming the file, the line and the field.
+    fn json_texts(
+        &self,
+        file: usize,
+        text: &str,
+        first_line: usize,
+        field: &str,
+        mut each: impl FnMut(usize, &str),
+    ) -> Result<()> {
+        for (k, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = first_line + k;
+            let path = &self.files[file];
+            match json_field(line, field) {
+                Ok(Field::Text(s)) => each(k, &s),
+                Ok(Field::NotText(kind)) => {
+                    return Err(Error::in_field(path, at, field, format!("{kind}, not a string")))
+                }
+                Ok(Field::Missing) => return Err(Error::in_field(path, at, field, "missing")),
+                Ok(Field::NotObject) => return Err(Error::in_field(path, at, field, "the line is not a JSON object")),
+                Err(e) => return Err(Error::in_file(path, Some(at), format!("not a JSON line: {e}"))),
+            }
+        }
+        Ok(())
     }
 
     /// The bytes of `block` from a gzip file, continuing the file's stream when it stands there.

@@ -27,11 +27,7 @@ fn collapsed_chars(s: &str) -> usize {
 /// the opening pass over a gigabyte of lines spends its time here.
 pub(super) fn line_lengths(bytes: &[u8]) -> Vec<(usize, usize)> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => text
-            .lines()
-            .map(|line| ascii_collapsed_chars(line.as_bytes()).unwrap_or_else(|| collapsed_chars(line)))
-            .enumerate()
-            .collect(),
+        Ok(text) => text.lines().map(kept_length).enumerate().collect(),
         Err(_) => String::from_utf8_lossy(bytes).lines().map(collapsed_chars).enumerate().collect(),
     }
 }
@@ -63,6 +59,11 @@ fn space_bits(w: u64) -> u64 {
     // High bit where the byte is at least 9, and where at least 14.
     let at_least = |n: u64| ((w | HIGH) - n * ONES) & HIGH;
     is_space | (at_least(9) & !at_least(14))
+}
+
+/// The kept length of a sentence ([`collapsed_chars`]), eight bytes at a time where it is ASCII.
+pub(super) fn kept_length(s: &str) -> usize {
+    ascii_collapsed_chars(s.as_bytes()).unwrap_or_else(|| collapsed_chars(s))
 }
 
 /// [`collapsed_chars`] of an ASCII line, eight bytes at a time (non-space bytes, plus the

@@ -3,6 +3,7 @@
 //! similarity set (Lee, Pincombe and Welsh 2005).
 
 mod corpus;
+mod json_field;
 mod lines;
 
 pub use corpus::{LeftOut, TextCorpus};
