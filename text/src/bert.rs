@@ -183,9 +183,7 @@ impl Bert {
         }
         Ok(h)
     }
-}
 
-impl Bert {
     /// Position ids (B, L): 0, 1, 2, ... for BERT; for RoBERTa, each token that is not padding
     /// numbered from the padding id + 1 on and padding at the padding id (Hugging Face's
     /// `create_position_ids_from_input_ids`).
