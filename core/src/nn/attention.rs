@@ -44,8 +44,11 @@ pub fn multi_head_attention(
     let d = h / heads;
     let same_dtype = [k, v, key_bias].iter().all(|t| t.dtype() == q.dtype());
     let drops = train && dropout.p() > 0.0;
-    // (An empty batch takes the tensor ops, which handle zero sizes.)
-    if !(crate::kernel::runs_kernel(q) && same_dtype && q.elem_count() > 0) {
+    // An empty batch has an empty context (candle's reductions refuse empty tensors).
+    if q.elem_count() == 0 {
+        return Tensor::zeros((b, l, h), q.dtype(), q.device());
+    }
+    if !(crate::kernel::runs_kernel(q) && same_dtype) {
         let split = |t: &Tensor| t.reshape((b, l, heads, d))?.transpose(1, 2)?.contiguous();
         let (q, k, v) = (split(q)?, split(k)?, split(v)?);
         let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(&key_bias.reshape((b, 1, 1, l))?)?;
