@@ -240,6 +240,11 @@ impl<A: Backbone, B: Backbone> Objective for Clip<A, B> {
         }
     }
 
+    /// The temperature after the step: learnt, or fixed.
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![("temperature", self.temperature().map_err(candle_core::Error::wrap)?)])
+    }
+
     fn extra_state(&self) -> Result<ExtraState> {
         let mut state = ExtraState::default();
         state.insert("a", self.a.extra_state()?);

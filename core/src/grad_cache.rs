@@ -293,6 +293,10 @@ impl<O: InBatch> Objective for GradCache<O> {
         self.inner.after_step(progress)
     }
 
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        self.inner.step_figures()
+    }
+
     fn extra_state(&self) -> Result<ExtraState> {
         self.inner.extra_state()
     }

@@ -102,6 +102,14 @@ impl Objective for Mlp {
         &self.store
     }
 
+    /// A figure of the step: the first weight (it moves every step).
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![(
+            "first_weight",
+            self.l1.weight().flatten_all()?.get(0)?.to_dtype(candle_core::DType::F64)?.to_scalar()?,
+        )])
+    }
+
     fn config(&self) -> serde_json::Value {
         serde_json::json!({ "method": "mlp-nt-xent", "hidden": self.hidden, "temperature": 0.5 })
     }
@@ -505,7 +513,7 @@ fn tensorboard_scalars(dir: &std::path::Path) -> Option<std::collections::BTreeM
 }
 
 /// Every history record is also a TensorBoard event (train/loss, train/lr, train/samples_per_s,
-/// eval/<name>), checksummed records that TensorBoard's own reader loads; a run resumed from an
+/// train/step_s, the method's figures as train/<name>, eval/<name>), checksummed records that TensorBoard's own reader loads; a run resumed from an
 /// earlier checkpoint than its last step drops the later records in TensorBoard as in
 /// history.jsonl, so each series holds every step once with the resumed run's values.
 #[test]
@@ -561,6 +569,9 @@ fn tensorboard_events_mirror_the_history_across_a_resume() {
     assert_eq!(scalars["train/loss"], loss);
     assert_eq!(scalars["train/lr"], expected(&|r| r.lr));
     assert_eq!(scalars["train/samples_per_s"], expected(&|r| r.samples_per_s));
+    assert_eq!(scalars["train/step_s"], expected(&|r| r.step_s));
+    assert_eq!(scalars["train/first_weight"], expected(&|r| r.method.get("first_weight").copied()));
+    assert_eq!(scalars["train/first_weight"].len(), 12);
     assert_eq!(scalars["eval/knn"], expected(&|r| r.eval.get("knn").copied()));
     assert_eq!(scalars["eval/knn"].iter().map(|s| s.0).collect::<Vec<_>>(), vec![6, 12]);
 }

@@ -12,6 +12,9 @@
 //!   both ways between paired modalities, against [`RetrievalReport::chance`];
 //!   [`ApproximateIndex`] (HNSW) and its [`approximate_recall`] against exact search.
 //! - [`plot_history`], [`plot_embeddings`] (PCA, [`pca_2d`]): SVG and PNG pictures.
+//! - [`write_projector`]: TensorBoard's embedding projector files (tensor, metadata with labels,
+//!   sentences or SMILES, an image sprite); [`RunReport`]: a self-contained `report.html` with
+//!   the curves, the figures and a 2-D map of [`Items`] shown on hover.
 //! - [`save_embeddings`]: `.npy` files that NumPy and scikit-learn read, to check any figure.
 //! - [`ShardWriter`], [`EmbeddingShards`]: embeddings of a dataset of any size on disk, written
 //!   and read a safetensors shard at a time; exact search over them
@@ -41,11 +44,14 @@ mod correlation;
 mod cross_validation;
 mod export;
 mod geometry;
+mod html_report;
+mod items;
 mod kmeans;
 mod knn;
 mod lbfgs;
 mod linear_probe;
 mod plot;
+mod projector;
 mod retrieval;
 mod shards;
 mod summary;
@@ -56,10 +62,13 @@ pub use correlation::{average_ranks, pair_correlation, pearson, spearman, Correl
 pub use cross_validation::{CrossValidation, CvReport};
 pub use export::save_embeddings;
 pub use geometry::{alignment, uniformity};
+pub use html_report::{EmbeddingMap, RunReport, CURVE_POINTS, REPORT_POINTS};
+pub use items::{spread_indices, Content, Items, Thumbnails, MAX_SPRITE_SIDE};
 pub use kmeans::{Clustering, KMeans};
 pub use knn::{Knn, KnnAccuracy, Vote};
 pub use linear_probe::{LinearProbe, LogisticRegression, ProbeReport};
 pub use plot::{pca_2d, plot_embeddings, plot_history};
+pub use projector::{write_projector, ProjectorEmbedding, PROJECTOR_CONFIG, PROJECTOR_POINTS};
 pub use retrieval::{
     approximate_recall, paired_retrieval, relevant_ranks, retrieval_metrics, ApproximateIndex, HnswConfig,
     RetrievalReport,

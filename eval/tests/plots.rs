@@ -13,6 +13,8 @@ fn history() -> Vec<HistoryRecord> {
             loss: Some(5.0 / (1.0 + 0.1 * s as f64)),
             lr: Some(1e-3),
             samples_per_s: Some(100.0),
+            step_s: Some(0.01),
+            method: Default::default(),
             elapsed_s: s as f64,
             eval: HashMap::new(),
         })
@@ -26,6 +28,8 @@ fn history() -> Vec<HistoryRecord> {
             loss: None,
             lr: None,
             samples_per_s: None,
+            step_s: None,
+            method: Default::default(),
             elapsed_s: 0.0,
             eval,
         });

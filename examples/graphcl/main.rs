@@ -12,10 +12,10 @@ use contrastive_core::data::{BatchSource, Loader, LoaderConfig};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::Result;
-use contrastive_eval::{CrossValidation, LinearProbe, MeanStd};
+use contrastive_eval::{CrossValidation, Items, LinearProbe, MeanStd};
 use contrastive_examples::flags::{at_least_one_u64, below_one, positive, CommonFlags, GradCacheFlags};
 use contrastive_examples::processes;
-use contrastive_examples::report::{finish, plot_run, save_embeddings};
+use contrastive_examples::report::{finish, plot_run, save_embeddings, write_views, Shown};
 use contrastive_graph::augment::AugmentationSet;
 use contrastive_graph::{
     label_degree_histogram, load_tu, load_tu_aligned, CollateGraphs, GraphCl, GraphClConfig, GraphClLoss, GraphViews,
@@ -211,7 +211,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         println!("{name:<18} {:>6.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std);
     }
     println!("majority class     {:>6.2}", 100.0 * majority);
-    Ok(json!({
+    let figures = json!({
         "example": "graphcl",
         "pretrain": pretrain_set.name,
         "eval": eval_set.name,
@@ -229,7 +229,11 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "majority_rate": majority,
         "train_graphs_per_second": MeanStd::of(&graphs_per_s),
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-    }))
+    });
+    let items = |rows: &[usize]| Ok(Items::labelled(&rows.iter().map(|&r| labels[r]).collect::<Vec<_>>()));
+    let shown = last_embeddings.as_ref().map(|e| Shown { name: "graphs", embeddings: e, items: &items });
+    write_views(flags, &figures, shown)?;
+    Ok(figures)
 }
 
 /// One seed's training run: (summary, trained objective).

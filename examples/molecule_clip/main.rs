@@ -23,11 +23,11 @@ use contrastive_core::rng::named_rng;
 use contrastive_core::train::{ExtraState, Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::Backbone;
 use contrastive_core::{Error, Result};
-use contrastive_eval::{paired_retrieval, RetrievalReport};
+use contrastive_eval::{paired_retrieval, Content, Items, RetrievalReport};
 use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::{at_least_one, positive, CommonFlags, GradCacheFlags};
 use contrastive_examples::processes;
-use contrastive_examples::report::{finish, plot_run, save_embeddings};
+use contrastive_examples::report::{finish, plot_run, save_embeddings, write_views, Shown};
 use contrastive_graph::{load_tu, Epsilon, Gin, GinConfig, Graph, GraphBatch, Readout, TuOptions};
 use contrastive_text::{Activation, Bert, BertConfig, Pooling, TokenBatch, Tokenizer};
 use rand::seq::SliceRandom;
@@ -349,7 +349,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             );
         }
     }
-    Ok(json!({
+    let figures = json!({
         "example": "molecule_clip",
         "dataset": data.name,
         "train_molecules": train.len(),
@@ -365,7 +365,18 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "smiles_to_graph": { "trained": figures(&trained.1), "untrained": figures(&untrained.1), "chance": chance },
         "train_seconds": (train_seconds * 10.0).round() / 10.0,
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-    }))
+    });
+    // Both towers' embeddings of the held-out molecules on one map: rows 0..n graphs, n..2n SMILES.
+    let both = Tensor::cat(&[&g, &s], 0)?;
+    let items = |rows: &[usize]| {
+        Ok(Items {
+            labels: Some(rows.iter().map(|&r| u32::from(r >= holdout_n)).collect()),
+            class_names: vec!["graph".into(), "SMILES".into()],
+            content: Content::Smiles(rows.iter().map(|&r| holdout[r % holdout_n].smiles.clone()).collect()),
+        })
+    };
+    write_views(flags, &figures, Some(Shown { name: "molecules", embeddings: &both, items: &items }))?;
+    Ok(figures)
 }
 
 /// The training run, with held-out graph-to-SMILES recall@1 after every epoch in the history:

@@ -15,14 +15,15 @@ use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_eval::{stratified_split, Knn, LinearProbe, Vote};
 use contrastive_examples::flags::{CommonFlags, GradCacheFlags};
+use contrastive_examples::image_data::image_items;
 use contrastive_examples::image_eval::{raw_pixels, score};
 use contrastive_examples::pretrained::resolve_init;
 use contrastive_examples::processes;
-use contrastive_examples::report::{finish, plot_run, save_embeddings};
+use contrastive_examples::report::{finish, plot_run, save_embeddings, write_views, Shown};
 use contrastive_vision::augment::{ColorJitter, GaussianBlur, Normalize, RandomResizedCrop, ViewAugmentation};
 use contrastive_vision::{
-    load_encoder_weights, uci_digits, CollateViews, ConvNetConfig, EncoderConfig, ImageEmbedder, SimClr, SimClrConfig,
-    ViewBatch,
+    load_encoder_weights, uci_digits, CollateViews, ConvNetConfig, EncoderConfig, ImageEmbedder, ImageSet, SimClr,
+    SimClrConfig, ViewBatch,
 };
 use serde_json::json;
 use std::time::Instant;
@@ -153,7 +154,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     if let Some(dir) = flags.run_dir() {
         plot_run(&dir, Some((&test_f, &test.labels, "SimCLR digits, held-out embeddings (PCA)")))?;
     }
-    Ok(json!({
+    let figures = json!({
         "example": "quickstart",
         "epochs": epochs,
         "batch_size": batch_size,
@@ -166,7 +167,11 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
         "untrained": untrained,
         "trained": trained,
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-    }))
+    });
+    let test_set = ImageSet::Memory(test.clone());
+    let items = |rows: &[usize]| image_items(&test_set, rows);
+    write_views(flags, &figures, Some(Shown { name: "held_out_digits", embeddings: &test_f, items: &items }))?;
+    Ok(figures)
 }
 
 /// The training run: (summary, trained objective).

@@ -7,6 +7,7 @@
 #[global_allocator]
 static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMalloc;
 
+use candle_core::Tensor;
 use clap::{Parser, ValueEnum};
 use contrastive_core::augment::Identity;
 use contrastive_core::data::{BatchSource, Loader, LoaderConfig, StreamLoader, TwoViews};
@@ -15,10 +16,11 @@ use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::rng::named_rng;
 use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::{Error, Result};
+use contrastive_eval::{Content, Correlation, Items};
 use contrastive_examples::assets::Asset;
 use contrastive_examples::flags::{at_least_one, positive, CommonFlags};
 use contrastive_examples::processes;
-use contrastive_examples::report::{finish, plot_run};
+use contrastive_examples::report::{finish, plot_run, save_embeddings, write_views, Shown};
 use contrastive_text::{
     load_bert_weights, read_corpus, read_lee50, sentence_loader, sentence_stream, BertConfig, CollateSentences,
     CorpusFormat, SentenceBatch, SentenceEncoder, SentencePooling, SimCse, SimCseConfig, SimCsePooling, TextCorpus,
@@ -99,9 +101,16 @@ fn model_folder(init: Option<&str>) -> Result<PathBuf> {
 
 /// Lee-50 Pearson and Spearman of the encoder's cosine similarities.
 fn lee50(encoder: &SentenceEncoder) -> Result<(f64, f64)> {
-    let lee = read_lee50(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/data/lee50"))?;
-    let c = contrastive_eval::pair_correlation(&contrastive_core::embed(encoder, &lee.documents, 64)?, &lee.pairs)?;
+    let (c, _, _) = lee50_with_embeddings(encoder)?;
     Ok((c.pearson, c.spearman))
+}
+
+/// Lee-50's correlation, its documents' embeddings and the documents.
+fn lee50_with_embeddings(encoder: &SentenceEncoder) -> Result<(Correlation, Tensor, Vec<String>)> {
+    let lee = read_lee50(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/data/lee50"))?;
+    let embeddings = contrastive_core::embed(encoder, &lee.documents, 64)?;
+    let c = contrastive_eval::pair_correlation(&embeddings, &lee.pairs)?;
+    Ok((c, embeddings, lee.documents))
 }
 
 fn run(cli: Cli) -> Result<serde_json::Value> {
@@ -228,7 +237,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let (bert, store) = model.into_parts();
     let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256.min(bert_config.max_tokens()))?;
     let encoder = SentenceEncoder::new(bert, store, eval_tokenizer, SentencePooling::Mean, true, &device);
-    let after = lee50(&encoder)?;
+    let (after, documents_z, documents) = lee50_with_embeddings(&encoder)?;
+    let after = (after.pearson, after.spearman);
     eprintln!("Lee-50 after: Pearson {:.4}, Spearman {:.4}", after.0, after.1);
     if let Some(dir) = &cli.export {
         encoder.save(dir)?;
@@ -240,7 +250,11 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     println!("Lee-50 (1,225 document pairs)   Pearson  Spearman");
     println!("before                          {:>7.4}  {:>8.4}", before.0, before.1);
     println!("after {} steps of SimCSE {:>9.4}  {:>8.4}", summary.steps, after.0, after.1);
-    Ok(json!({
+    if let Some(path) = &flags.save_embeddings {
+        // The evaluation set: Lee-50's documents, in file order (no labels: all 0).
+        save_embeddings(path, &documents_z, &vec![0; documents.len()])?;
+    }
+    let figures = json!({
         "example": "simcse",
         "steps": summary.steps,
         "batch_size": batch_size,
@@ -258,7 +272,15 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         "lee50_before": { "pearson": before.0, "spearman": before.1 },
         "lee50_after": { "pearson": after.0, "spearman": after.1 },
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-    }))
+    });
+    let items = |rows: &[usize]| {
+        Ok(Items {
+            content: Content::Sentences(rows.iter().map(|&r| documents[r].clone()).collect()),
+            ..Items::default()
+        })
+    };
+    write_views(flags, &figures, Some(Shown { name: "lee50_documents", embeddings: &documents_z, items: &items }))?;
+    Ok(figures)
 }
 
 /// The corpus as opened: indexed for streaming, or its sentences drawn into memory.

@@ -85,3 +85,26 @@ pub fn sample_of(set: &ImageSet, n: usize) -> Result<ImageSet> {
         ImageSet::Files(_) => set.select(&(0..n).map(|i| i * len / n).collect::<Vec<_>>()),
     }
 }
+
+/// What the images at `rows` of `set` are, for the projector and the report: labels (class names
+/// for a folder of classes) and thumbnails, at the images' own size up to 64 pixels a side in
+/// memory, else 48 x 48.
+pub fn image_items(set: &ImageSet, rows: &[usize]) -> Result<contrastive_eval::Items> {
+    let chosen = set.select(rows)?;
+    let size = match set.size() {
+        Some((h, w)) if h.max(w) <= 64 => None,
+        _ => Some((48, 48)),
+    };
+    let images = chosen.to_memory(size)?;
+    let thumbnails =
+        contrastive_eval::Thumbnails::from_unit_chw(images.channels, images.height, images.width, &images.pixels)?;
+    let class_names = match set {
+        ImageSet::Files(f) if f.labelled() => f.classes().to_vec(),
+        _ => Vec::new(),
+    };
+    Ok(contrastive_eval::Items {
+        labels: set.labelled().then(|| images.labels.clone()),
+        class_names,
+        content: contrastive_eval::Content::Thumbnails(thumbnails),
+    })
+}

@@ -2,11 +2,11 @@
 //! final evaluation, exports and the figures.
 
 use crate::flags::CommonFlags;
-use crate::image_data::{fit_normalize, load_image_data, sample_of, ImageFlags};
+use crate::image_data::{fit_normalize, image_items, load_image_data, sample_of, ImageFlags};
 use crate::image_eval::{raw_pixels, score, Scores};
 use crate::pretrained::resolve_init;
 use crate::recipe::Recipe;
-use crate::report::{plot_run, save_embeddings, saves_shards, ROWS_PER_SHARD};
+use crate::report::{plot_run, save_embeddings, saves_shards, write_views, Shown, ROWS_PER_SHARD};
 use candle_core::{Device, Tensor};
 use contrastive_core::collapse::Spread;
 use contrastive_core::data::{Collate, Dataset, Loader, LoaderConfig, MultiCrop, TwoViews, Views};
@@ -300,12 +300,14 @@ where
         (None, None)
     };
     // The trained encoder's spread, as the monitor measures it (in the JSON).
-    let spread = if leader {
-        let z = features(encoder(&objective), &spread_sample, &normalize, size, &device)?;
-        let s = Spread::of(&z)?;
-        Some(json!({ "embedding_std": s.scaled_std, "effective_rank": s.effective_rank }))
-    } else {
-        None
+    let spread_z =
+        if leader { Some(features(encoder(&objective), &spread_sample, &normalize, size, &device)?) } else { None };
+    let spread = match &spread_z {
+        Some(z) => {
+            let s = Spread::of(z)?;
+            Some(json!({ "embedding_std": s.scaled_std, "effective_rank": s.effective_rank }))
+        }
+        None => None,
     };
     if let Some(path) = flags.save_embeddings.as_ref().filter(|_| leader) {
         match &exported {
@@ -329,7 +331,7 @@ where
         eprintln!("{} unreadable image files were skipped (each named in a warning above)", skipped.len());
     }
     let images = steps * batch_size * loader.shard().world_size;
-    Ok(json!({
+    let figures = json!({
         "method": spec.method,
         "data": data.source,
         "train_images": train.len(),
@@ -349,5 +351,18 @@ where
         "spread": spread,
         "checkpoint": summary.checkpoint.map(|p| p.display().to_string()),
         "wall_seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-    }))
+    });
+    // The projector and the report show the evaluation images' embeddings, or without labels
+    // the sample the collapse statistics come from.
+    let shown = match (&exported, &spread_z) {
+        (Some(test_f), _) => Some((test_f, &eval_test, "evaluation_images")),
+        (None, Some(z)) => Some((z, &spread_sample, "training_images")),
+        (None, None) => None,
+    };
+    let items = |rows: &[usize]| image_items(shown.map_or(&eval_test, |s| s.1), rows);
+    let shown = shown.map(|(embeddings, _, name)| Shown { name, embeddings, items: &items });
+    for f in write_views(flags, &figures, shown)? {
+        eprintln!("view: {}", f.display());
+    }
+    Ok(figures)
 }

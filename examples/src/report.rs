@@ -1,8 +1,13 @@
 //! What a run leaves behind: plots, exported embeddings, and the final JSON line.
 
+use crate::flags::CommonFlags;
 use candle_core::{DType, Tensor};
 use contrastive_core::train::read_history;
 use contrastive_core::{Error, Result};
+use contrastive_eval::{
+    spread_indices, write_projector, EmbeddingMap, Items, ProjectorEmbedding, RunReport, PROJECTOR_POINTS,
+    REPORT_POINTS,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -50,14 +55,84 @@ pub fn plot_run(run_dir: &Path, embeddings: Option<(&Tensor, &[u32], &str)>) -> 
     Ok(written)
 }
 
-/// Prints the run's figures as one JSON object: the last line on stdout. An object gains
-/// `device` (`--device`: where the model and batches were) and `ops`, the path the custom ops
-/// took there (`"kernels"` on the CPU, `"generic"` elsewhere or under
-/// `CONTRASTIVE_GENERIC_OPS=1`).
-pub fn print_final(figures: &serde_json::Value) {
+/// Embeddings of a run for people to look at: TensorBoard's projector and the report's map.
+pub struct Shown<'a> {
+    /// The tensor's name in the projector (letters, digits, `_`, `-`).
+    pub name: &'a str,
+    /// (N, D) embeddings, of which an evenly spread sample is shown.
+    pub embeddings: &'a Tensor,
+    /// What the rows at the given indices are (only the sampled rows are asked for: an image
+    /// set's thumbnails are read for those alone).
+    pub items: &'a dyn Fn(&[usize]) -> Result<Items>,
+}
+
+/// What a run leaves for people to look at, on rank 0: with `--save-embeddings`, TensorBoard's
+/// projector files for at most [`PROJECTOR_POINTS`] rows of `shown` (in the run folder, beside
+/// its event files, or without one in a folder `<PATH>-projector` beside the embeddings), and
+/// in the run folder `report.html` with the history's curves, the final `figures`, the run's
+/// flags and a map of at most [`REPORT_POINTS`] rows. Returns the files written.
+pub fn write_views(flags: &CommonFlags, figures: &serde_json::Value, shown: Option<Shown>) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
     if !crate::processes::is_leader() {
-        return;
+        return Ok(written);
     }
+    let sample = |cap: usize| -> Result<Option<(Tensor, Items)>> {
+        let Some(s) = &shown else { return Ok(None) };
+        let rows = spread_indices(s.embeddings.dim(0)?, cap);
+        let index =
+            Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), s.embeddings.device())?;
+        Ok(Some((s.embeddings.index_select(&index, 0)?, (s.items)(&rows)?)))
+    };
+    if let (Some(path), Some(s)) = (&flags.save_embeddings, &shown) {
+        if let Some((embeddings, items)) = sample(PROJECTOR_POINTS)?.filter(|(e, _)| e.dim(0).is_ok_and(|n| n > 0)) {
+            let dir = flags.run_dir().unwrap_or_else(|| projector_beside(path));
+            written.extend(write_projector(
+                &dir,
+                &[ProjectorEmbedding { name: s.name, embeddings: &embeddings, items: &items }],
+            )?);
+        }
+    }
+    if let Some(dir) = flags.run_dir() {
+        let history = dir.join("history.jsonl");
+        let history = if history.exists() { read_history(&history)? } else { Vec::new() };
+        let record = dir.join(crate::run_record::FILE);
+        let config = match std::fs::read_to_string(&record) {
+            Ok(text) => {
+                serde_json::from_str(&text).map_err(|e| Error::Json { path: record.clone(), message: e.to_string() })?
+            }
+            Err(_) => serde_json::Value::Null,
+        };
+        let example = config.get("example").and_then(|e| e.as_str()).unwrap_or("contrastive").to_string();
+        let map = match sample(REPORT_POINTS)? {
+            Some((embeddings, items)) if embeddings.dim(0)? >= 2 => Some(EmbeddingMap::pca(&embeddings, items)?),
+            _ => None,
+        };
+        let report = RunReport {
+            title: format!("{example}: {}", dir.display()),
+            config,
+            figures: completed(figures),
+            history: &history,
+            map,
+        };
+        let path = dir.join("report.html");
+        report.write(&path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// `<PATH>-projector` beside PATH (its `.safetensors` extension dropped).
+fn projector_beside(path: &Path) -> PathBuf {
+    let stem = if saves_shards(path) { path.to_path_buf() } else { path.with_extension("") };
+    let mut name = stem.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push("-projector");
+    stem.with_file_name(name)
+}
+
+/// The final figures as printed: `figures` with `device` (`--device`: where the model and
+/// batches were), `ops` (the path the custom ops took there: `"kernels"` on the CPU, `"generic"`
+/// elsewhere or under `CONTRASTIVE_GENERIC_OPS=1`), `world_size` and `global_batch_size`.
+pub fn completed(figures: &serde_json::Value) -> serde_json::Value {
     let mut figures = figures.clone();
     if let Some(map) = figures.as_object_mut() {
         let (spec, device) = crate::flags::opened_device();
@@ -69,6 +144,15 @@ pub fn print_final(figures: &serde_json::Value) {
             map.entry("global_batch_size").or_insert_with(|| (batch * world_size as u64).into());
         }
     }
+    figures
+}
+
+/// Prints the run's figures ([`completed`]) as one JSON object: the last line on stdout.
+pub fn print_final(figures: &serde_json::Value) {
+    if !crate::processes::is_leader() {
+        return;
+    }
+    let figures = completed(figures);
     println!("{}", serde_json::to_string(&figures).unwrap_or_else(|_| "{}".to_string()));
 }
 

@@ -23,6 +23,25 @@ fn final_json(out: &Output) -> serde_json::Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
 }
 
+/// The data `report.html` in `run_dir` shows (its embedded JSON).
+fn report_data(run_dir: &Path) -> serde_json::Value {
+    let page = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    let start = "<script type=\"application/json\" id=\"report-data\">";
+    let json = &page[page.find(start).unwrap() + start.len()..];
+    serde_json::from_str(&json[..json.find("</script>").unwrap()]).unwrap()
+}
+
+/// The metadata lines of projector tensor `name` in `dir`, after checking its config and tensor
+/// (`rows` lines).
+fn projector_metadata(dir: &Path, name: &str, rows: usize) -> Vec<String> {
+    let config = std::fs::read_to_string(dir.join("projector_config.pbtxt")).unwrap();
+    assert!(config.contains(&format!("tensor_name: \"{name}\"")), "{config}");
+    let tensor = std::fs::read_to_string(dir.join(format!("projector/{name}.tsv"))).unwrap();
+    assert_eq!(tensor.lines().count(), rows);
+    let metadata = std::fs::read_to_string(dir.join(format!("projector/{name}_metadata.tsv"))).unwrap();
+    metadata.lines().map(str::to_string).collect()
+}
+
 #[test]
 fn max_steps_stops_training_and_the_json_reports_steps_and_last_loss() {
     let assets = tempfile::tempdir().unwrap();
@@ -311,6 +330,10 @@ fn simclr_trains_from_image_files_of_any_size_and_counts_the_unreadable_ones() {
     assert!(json["trained"].is_null() && json["untrained"].is_null(), "{json}");
     let set = contrastive_eval::EmbeddingShards::open(&shards).unwrap();
     assert_eq!((set.len(), set.labelled()), (40, false));
+    // Without --out the projector files go beside the shards: the spread sample of the 40
+    // unlabelled training images, without labels.
+    let metadata = projector_metadata(&dir.path().join("embeddings-projector"), "training_images", 40);
+    assert_eq!((metadata[0].as_str(), metadata[1].as_str()), ("index\tlabel", "0\t"));
     let x = set.to_tensor().unwrap().to_vec2::<f32>().unwrap();
     assert!(x.iter().flatten().all(|v| v.is_finite()) && x[0] != x[1]);
     // A folder holding other files is refused before any training.
@@ -366,6 +389,8 @@ fn simcse_with_gradient_caching_takes_the_plain_steps() {
         let common = ["--quick", "--max-steps", "2", "--threads", "2", "--batch-size", "16"];
         Command::new(env!("CARGO_BIN_EXE_simcse")).args(common).args(extra).output().unwrap()
     };
+    let out = tempfile::tempdir().unwrap();
+    let run_dir = out.path().join("run");
     let cached = run(&["--grad-cache-chunk", "5"]);
     if !cached.status.success() && String::from_utf8_lossy(&cached.stderr).contains("fetch-assets") {
         assert!(
@@ -376,8 +401,13 @@ fn simcse_with_gradient_caching_takes_the_plain_steps() {
         eprintln!("MiniLM or the corpus is not fetched (scripts/fetch-assets minilm sotu): skipped");
         return;
     }
-    let (a, b) = (final_json(&run(&[])), final_json(&cached));
+    let (a, b) = (final_json(&run(&["--out", run_dir.to_str().unwrap()])), final_json(&cached));
     assert_eq!(b["grad_cache_chunk"], 5);
+    // The report maps Lee-50's documents, each shown with its text.
+    let report = report_data(&run_dir);
+    let texts = report["map"]["texts"].as_array().unwrap();
+    assert_eq!((texts.len(), report["map"]["text_kind"].as_str()), (50, Some("sentence")));
+    assert!(texts.iter().all(|t| t.as_str().is_some_and(|t| t.len() > 100)));
     let get = |v: &serde_json::Value, path: &[&str]| path.iter().fold(v.clone(), |v, f| v[f].clone()).as_f64().unwrap();
     for path in [&["last_loss"][..], &["lee50_after", "pearson"]] {
         let (x, y) = (get(&a, path), get(&b, path));
@@ -428,8 +458,28 @@ fn molecule_clip_with_gradient_caching() {
         let common = ["--quick", "--data", data, "--max-steps", "3", "--threads", "2", "--batch-size", "64"];
         final_json(&Command::new(env!("CARGO_BIN_EXE_molecule_clip")).args(common).args(extra).output().unwrap())
     };
-    let (plain, whole, chunks) = (run(&[]), run(&["--grad-cache-chunk", "64"]), run(&["--grad-cache-chunk", "16"]));
+    let out = tempfile::tempdir().unwrap();
+    let (run_dir, embeddings) = (out.path().join("run"), out.path().join("e.safetensors"));
+    let plain = run(&["--out", run_dir.to_str().unwrap(), "--save-embeddings", embeddings.to_str().unwrap()]);
+    let (whole, chunks) = (run(&["--grad-cache-chunk", "64"]), run(&["--grad-cache-chunk", "16"]));
     assert_eq!(plain["last_loss"], whole["last_loss"]);
+    // The learnt temperature with every step; the projector and the report show each held-out
+    // molecule twice (graph and SMILES tower) with its SMILES.
+    let history = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
+    let last: serde_json::Value = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|r| r["loss"].is_number())
+        .unwrap();
+    assert!((last["method"]["temperature"].as_f64().unwrap() - plain["temperature"].as_f64().unwrap()).abs() < 1e-9);
+    let n = plain["holdout_molecules"].as_u64().unwrap() as usize;
+    let metadata = projector_metadata(&run_dir, "molecules", 2 * n);
+    assert_eq!(metadata[0], "index\tlabel\tclass\tsmiles");
+    assert!(metadata[1].starts_with("0\t0\tgraph\t") && metadata[n + 1].starts_with(&format!("{n}\t1\tSMILES\t")));
+    assert_eq!(metadata[1].split('\t').nth(3), metadata[n + 1].split('\t').nth(3), "one molecule, one SMILES");
+    let report = report_data(&run_dir);
+    assert_eq!(report["map"]["texts"].as_array().unwrap().len(), (2 * n).min(2000));
+    assert_eq!(report["map"]["text_kind"], "smiles");
     assert_eq!(chunks["grad_cache_chunk"], 16);
     assert!(chunks["last_loss"].as_f64().is_some_and(f64::is_finite), "{chunks}");
 }
@@ -511,6 +561,27 @@ fn byol_simsiam_barlow_twins_vicreg_and_dino_train_and_record_collapse() {
         }
         let saved = candle_core::safetensors::load(&embeddings, &candle_core::Device::Cpu).unwrap();
         assert_eq!(saved["embeddings"].dims(), [8, 256], "{binary}");
+        // Step time in the history; DINO's teacher temperature with each step.
+        let first: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+        assert!(first["step_s"].as_f64().is_some_and(|s| s > 0.0), "{binary}: {first}");
+        if binary.ends_with("dino") {
+            assert!(first["method"]["teacher_temperature"].as_f64().is_some(), "{first}");
+        }
+        // The projector beside the event files, and the report: the 8 evaluation images with
+        // their class folders' names and thumbnails.
+        let metadata = projector_metadata(&run_dir, "evaluation_images", 8);
+        assert_eq!(metadata[0], "index\tlabel\tclass", "{binary}");
+        for line in &metadata[1..] {
+            let cells: Vec<&str> = line.split('\t').collect();
+            assert_eq!(cells[2], ["a", "b"][cells[1].parse::<usize>().unwrap()], "{binary}: {metadata:?}");
+        }
+        assert!(run_dir.join("projector/evaluation_images_sprite.png").exists());
+        let report = report_data(&run_dir);
+        assert_eq!(report["map"]["x"].as_array().unwrap().len(), 8, "{binary}");
+        assert!(report["map"]["sprite"].as_str().unwrap().starts_with("data:image/png;base64,"));
+        assert_eq!(report["figures"]["steps"], 8);
+        assert_eq!(report["series"]["train/loss"].as_array().unwrap().len(), 8);
+        assert_eq!(report["series"]["eval/effective_rank"].as_array().unwrap().len(), 2);
     }
     let bad = run(env!("CARGO_BIN_EXE_dino"), &["--quick", "--prototypes", "0"], assets.path());
     assert_eq!(bad.status.code(), Some(2));

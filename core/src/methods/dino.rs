@@ -289,6 +289,11 @@ impl<B: Backbone, P: CropViews<View = B::Input>> Objective for Dino<B, P> {
         Ok(())
     }
 
+    /// The teacher's temperature of the step (it warms up over the first epochs).
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![("teacher_temperature", self.loss.teacher_temperature(self.epoch))])
+    }
+
     fn extra_state(&self) -> Result<ExtraState> {
         let mut tensors = self.teacher.state("teacher.");
         tensors.insert("center".into(), self.loss.center().clone());

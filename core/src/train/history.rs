@@ -3,7 +3,7 @@
 use super::tensorboard::EventWriter;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
@@ -23,6 +23,13 @@ pub struct HistoryRecord {
     /// Training throughput of the step.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub samples_per_s: Option<f64>,
+    /// Seconds the step took (loading its batch included).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub step_s: Option<f64>,
+    /// The method's own figures of the step ([`Objective::step_figures`](super::Objective::step_figures):
+    /// a learnable or scheduled temperature).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub method: BTreeMap<String, f64>,
     /// Seconds since training started.
     pub elapsed_s: f64,
     /// Evaluation results at the end of an epoch.
@@ -30,9 +37,25 @@ pub struct HistoryRecord {
     pub eval: HashMap<String, f64>,
 }
 
+impl HistoryRecord {
+    /// The record's figures by their TensorBoard names: `train/loss`, `train/lr`,
+    /// `train/samples_per_s`, `train/step_s`, `train/<name>` for each of the method's figures,
+    /// then `eval/<name>` for each evaluation figure, in name order.
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        let train =
+            [("loss", self.loss), ("lr", self.lr), ("samples_per_s", self.samples_per_s), ("step_s", self.step_s)];
+        let mut scalars: Vec<(String, f64)> =
+            train.iter().filter_map(|(name, v)| v.map(|v| (format!("train/{name}"), v))).collect();
+        scalars.extend(self.method.iter().map(|(k, v)| (format!("train/{k}"), *v)));
+        let mut eval: Vec<(String, f64)> = self.eval.iter().map(|(k, v)| (format!("eval/{k}"), *v)).collect();
+        eval.sort_by(|a, b| a.0.cmp(&b.0));
+        scalars.extend(eval);
+        scalars
+    }
+}
+
 /// Where a run's records go (rank 0 with a run folder; nowhere otherwise): `history.jsonl`, and
-/// the same figures as TensorBoard scalars (`train/loss`, `train/lr`, `train/samples_per_s`,
-/// `eval/<name>` for each evaluation figure).
+/// the same figures as TensorBoard scalars ([`HistoryRecord::scalars`]).
 #[derive(Default)]
 pub(super) struct RunLog {
     pub(super) history: Option<std::fs::File>,
@@ -87,13 +110,7 @@ impl RunLog {
             writeln!(f, "{line}").map_err(|e| Error::io("history.jsonl", e))?;
         }
         if let Some(events) = &mut self.events {
-            let train = [("loss", record.loss), ("lr", record.lr), ("samples_per_s", record.samples_per_s)];
-            let mut scalars: Vec<(String, f64)> =
-                train.iter().filter_map(|(name, v)| v.map(|v| (format!("train/{name}"), v))).collect();
-            let mut eval: Vec<(String, f64)> = record.eval.iter().map(|(k, v)| (format!("eval/{k}"), *v)).collect();
-            eval.sort_by(|a, b| a.0.cmp(&b.0));
-            scalars.extend(eval);
-            events.scalars(record.step as u64, &scalars)?;
+            events.scalars(record.step as u64, &record.scalars())?;
             // Each record is on disk when it is written, as `history.jsonl`'s line is: a run
             // watched in TensorBoard shows every step as it ends.
             events.flush()?;

@@ -392,12 +392,15 @@ impl<O: Objective> Trainer<O> {
                 self.state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
                 summary.last_loss = Some(value);
                 summary.first_step_seconds.get_or_insert(started.elapsed().as_secs_f64());
+                let step_seconds = step_started.elapsed().as_secs_f64();
                 let record = HistoryRecord {
                     step: self.state.step,
                     epoch,
                     loss: Some(value),
                     lr: Some(lr),
-                    samples_per_s: Some((batch_len * world) as f64 / step_started.elapsed().as_secs_f64()),
+                    samples_per_s: Some((batch_len * world) as f64 / step_seconds),
+                    step_s: Some(step_seconds),
+                    method: self.objective.step_figures()?.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
                     elapsed_s: self.state.elapsed_s,
                     eval: HashMap::new(),
                 };
@@ -458,6 +461,8 @@ impl<O: Objective> Trainer<O> {
             loss: None,
             lr: None,
             samples_per_s: None,
+            step_s: None,
+            method: Default::default(),
             elapsed_s: self.state.elapsed_s,
             eval,
         };

@@ -30,6 +30,12 @@ pub trait Objective {
         Ok(())
     }
 
+    /// The method's figures that change as it trains (a learnable or scheduled temperature),
+    /// read after each step's [`Objective::after_step`] and logged with it as `train/<name>`.
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        Ok(Vec::new())
+    }
+
     /// State beyond the parameters that an exact resume needs (a queue, a target network,
     /// dropout stream positions).
     fn extra_state(&self) -> Result<ExtraState> {
