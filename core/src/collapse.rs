@@ -16,6 +16,7 @@
 //! an evenly strided sample of that many rows stands for the set (the rank is then at most that).
 
 use crate::error::{Error, Result};
+use crate::similarity::{BlockSize, Similarity};
 use candle_core::{DType, Tensor};
 
 /// The largest matrix whose eigenvalues [`Spread::of`] computes (512 x 512: seconds).
@@ -32,6 +33,9 @@ pub struct Spread {
     pub effective_rank: f64,
     /// The effective rank's ceiling here: min(rows used, D).
     pub max_rank: usize,
+    /// Wang and Isola's uniformity with t = 2 ([`uniformity`]): 0 when collapsed to a point,
+    /// lower the more evenly spread (about -3.9 for random directions in 128 dimensions).
+    pub uniformity: f64,
 }
 
 impl Spread {
@@ -69,7 +73,7 @@ impl Spread {
             let picks: Vec<u32> = (0..MAX_RANK_SIDE).map(|i| (i * n / MAX_RANK_SIDE) as u32).collect();
             z.index_select(&Tensor::new(picks.as_slice(), z.device())?, 0)?
         } else {
-            z
+            z.clone()
         };
         let m = sample.dim(0)?;
         let gram = if d <= m { sample.t()?.matmul(&sample)? } else { sample.matmul(&sample.t()?)? };
@@ -84,7 +88,8 @@ impl Spread {
             // Every embedding is zero: one point.
             1.0
         };
-        Ok(Self { std, scaled_std: std * (d as f64).sqrt(), effective_rank, max_rank: side })
+        let uniformity = uniformity(&z, 2.0)?;
+        Ok(Self { std, scaled_std: std * (d as f64).sqrt(), effective_rank, max_rank: side, uniformity })
     }
 
     /// A sentence saying how the embeddings collapsed, or `None`: complete collapse when
@@ -106,6 +111,32 @@ impl Spread {
         }
         None
     }
+}
+
+/// Uniformity (Wang and Isola 2020, arXiv:2005.10242): log E exp(-t ‖f(x) - f(y)‖²) over all
+/// pairs of distinct rows of `z` (N >= 2, D) after L2 normalisation; lower is better (the paper
+/// uses t = 2: 0 for one point, about -4 spread over a high-dimensional sphere). Computed block
+/// by block through cosine similarities.
+pub fn uniformity(z: &Tensor, t: f64) -> Result<f64> {
+    let (n, d) = z.dims2()?;
+    if n < 2 {
+        return Err(Error::shape("uniformity: embeddings", "(N >= 2, D)", &[n, d]));
+    }
+    let z = z.to_dtype(DType::F64)?;
+    // For unit vectors ‖a - b‖² = 2 - 2 cos(a, b); every term lies in [e^{-4t}, 1].
+    let mut sum = 0.0f64;
+    Similarity::Cosine.for_each_block(&z, &z, BlockSize::default(), |r0, c0, block| {
+        for (i, row) in block.to_vec2::<f64>()?.into_iter().enumerate() {
+            for (j, cos) in row.into_iter().enumerate() {
+                if c0 + j > r0 + i {
+                    sum += (-t * (2.0 - 2.0 * cos).max(0.0)).exp();
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let pairs = (n * (n - 1) / 2) as f64;
+    Ok((sum / pairs).ln())
 }
 
 /// The eigenvalues of a symmetric `side` x `side` row-major matrix, by cyclic Jacobi rotations

@@ -62,6 +62,12 @@ fn one_point_is_complete_collapse_and_gaussian_embeddings_are_spread() {
     let spread = Spread::of(&tensor(&point, DType::F32)).unwrap();
     assert!(spread.std < 1e-7 && (spread.effective_rank - 1.0).abs() < 1e-6, "{spread:?}");
     assert!(spread.collapse().unwrap().contains("collapsed to a point"));
+    assert!(spread.uniformity.abs() < 1e-9, "one point: every pair at distance 0, log 1: {spread:?}");
+    // [e1, -e1, e1, -e1]: 2 of the 6 pairs at distance 0, 4 at squared distance 4:
+    // log((2 + 4 e^-8) / 6).
+    let poles: Rows = (0..4).map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, 0.0, 0.0]).collect();
+    let want = ((2.0 + 4.0 * (-8.0f64).exp()) / 6.0).ln();
+    assert!((Spread::of(&tensor(&poles, DType::F64)).unwrap().uniformity - want).abs() < 1e-12);
     // Gaussian rows fill every direction: std x sqrt(D) near 1, rank near D.
     let gaussian = random_rows(7, 2000, 16, 1.0);
     let spread = Spread::of(&tensor(&gaussian, DType::F32)).unwrap();

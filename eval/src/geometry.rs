@@ -3,7 +3,7 @@
 
 use crate::check;
 use candle_core::{DType, Tensor, D};
-use contrastive_core::similarity::{l2_normalize, BlockSize, Similarity};
+use contrastive_core::similarity::l2_normalize;
 use contrastive_core::{Error, Result};
 
 /// E ‖f(x) - f(y)‖^α over positive pairs (row i of `z1` with row i of `z2`), after L2
@@ -20,25 +20,12 @@ pub fn alignment(z1: &Tensor, z2: &Tensor, alpha: f64) -> Result<f64> {
 }
 
 /// log E exp(-t ‖f(x) - f(y)‖²) over all pairs of distinct rows, after L2 normalisation; lower
-/// is better. The paper uses t = 2. Computed block by block, stably in the log domain.
+/// is better. The paper uses t = 2. Computed block by block ([`contrastive_core::collapse::uniformity`],
+/// which the collapse monitor logs).
 pub fn uniformity(z: &Tensor, t: f64) -> Result<f64> {
     let (n, d) = check::embeddings("uniformity", z)?;
     if n < 2 {
         return Err(Error::shape("uniformity: embeddings", "(N >= 2, D)", &[n, d]));
     }
-    let z = z.to_dtype(DType::F64)?;
-    // For unit vectors ‖a - b‖² = 2 - 2 cos(a, b); every term lies in [e^{-4t}, 1].
-    let mut sum = 0.0f64;
-    Similarity::Cosine.for_each_block(&z, &z, BlockSize::default(), |r0, c0, block| {
-        for (i, row) in block.to_vec2::<f64>()?.into_iter().enumerate() {
-            for (j, cos) in row.into_iter().enumerate() {
-                if c0 + j > r0 + i {
-                    sum += (-t * (2.0 - 2.0 * cos).max(0.0)).exp();
-                }
-            }
-        }
-        Ok(())
-    })?;
-    let pairs = (n * (n - 1) / 2) as f64;
-    Ok((sum / pairs).ln())
+    contrastive_core::collapse::uniformity(z, t)
 }

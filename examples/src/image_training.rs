@@ -8,15 +8,18 @@ use crate::pretrained::resolve_init;
 use crate::recipe::Recipe;
 use crate::report::{plot_run, save_embeddings, saves_shards, write_views, Shown, ROWS_PER_SHARD};
 use candle_core::{Device, Tensor};
+use contrastive_core::augment::Augment;
 use contrastive_core::collapse::Spread;
 use contrastive_core::data::{Collate, Dataset, Loader, LoaderConfig, MultiCrop, TwoViews, Views};
 use contrastive_core::optim::{OptimizerConfig, Schedule};
+use contrastive_core::rng::keyed_rng;
 use contrastive_core::train::{Objective, Trainer, TrainerConfig};
-use contrastive_core::Result;
+use contrastive_core::{Backbone, Result};
 use contrastive_eval::{Knn, LinearProbe, ShardWriter};
 use contrastive_vision::augment::{Normalize, ViewAugmentation};
 use contrastive_vision::{
-    load_encoder_weights, CollateViews, Encoder, Image, ImageEmbedder, ImageSet, ImageSplit, InMemoryImages, Resized,
+    load_encoder_weights, stack_images, CollateViews, Encoder, Image, ImageEmbedder, ImageSet, ImageSplit,
+    InMemoryImages, Resized,
 };
 use serde_json::json;
 use std::cell::Cell;
@@ -53,6 +56,18 @@ fn features(
 ) -> Result<Tensor> {
     // Resized as each file is read: a batch never holds the files at their own size.
     contrastive_core::embed(&ImageEmbedder::new(encoder, normalize, device), &Resized { images, size }, 500)
+}
+
+/// The key of the alignment monitor's views (`keyed_rng`): apart from every training view.
+const ALIGNMENT_KEY: u64 = 0xa119;
+
+/// Embeddings of views already normalised by the recipe, 128 at a time.
+fn embed_views(encoder: &Encoder, views: &[Image], device: &Device) -> Result<Tensor> {
+    let parts = views
+        .chunks(128)
+        .map(|chunk| Ok(encoder.encode(&stack_images(&chunk.iter().collect::<Vec<_>>(), device)?, false)?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0)?)
 }
 
 /// Writes the embeddings of `images` to `path`: a `.safetensors` file (computed whole), or a
@@ -152,7 +167,7 @@ where
     V: Views<(Image, u32)> + 'static,
     CollateViews: Collate<V::Out, Batch = O::Batch>,
 {
-    let ImageRun { data, size, views, normalize, .. } = run;
+    let ImageRun { data, size, views, normalize, recipe } = run;
     let started = Instant::now();
     // The model's device (its variables are there); each batch moves to it once, after collation.
     let device = flags.device()?;
@@ -283,6 +298,28 @@ where
             );
             spent.set(spent.get() + t.elapsed().as_secs_f64());
             Ok(z)
+        });
+    }
+    // Alignment (Wang and Isola 2020, alpha 2): two views of 256 of those images by the run's
+    // recipe, the same views every epoch, so the figure moves with the encoder alone.
+    if leader {
+        let pairs = sample_of(&spread_sample, 256)?;
+        let augment = recipe.build(size, normalize.clone());
+        let (dev, seed) = (device.clone(), flags.seed);
+        let spent = Rc::clone(&monitor_time);
+        trainer.add_evaluation("alignment", 1, move |o: &mut O, _| {
+            let t = Instant::now();
+            let mut views: [Vec<Image>; 2] = [Vec::new(), Vec::new()];
+            for i in 0..pairs.len() {
+                let (image, _) = pairs.get(i)?;
+                for (v, out) in views.iter_mut().enumerate() {
+                    out.push(augment.apply(image.clone(), &mut keyed_rng(seed, &[ALIGNMENT_KEY, i as u64, v as u64]))?);
+                }
+            }
+            let [a, b] = views.map(|v| embed_views(encoder(o), &v, &dev));
+            let alignment = contrastive_eval::alignment(&a?, &b?, 2.0)?;
+            spent.set(spent.get() + t.elapsed().as_secs_f64());
+            Ok(alignment)
         });
     }
     let steps_before = trainer.state().step;

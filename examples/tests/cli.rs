@@ -558,6 +558,10 @@ fn byol_simsiam_barlow_twins_vicreg_and_dino_train_and_record_collapse() {
         for m in &monitors {
             let (std, rank) = (m["eval"]["embedding_std"].as_f64(), m["eval"]["effective_rank"].as_f64());
             assert!(std.is_some_and(|s| s >= 0.0) && rank.is_some_and(|r| r >= 1.0), "{binary}: {m}");
+            // Uniformity (t = 2) lies in [-8, 0]; alignment (alpha 2) of unit vectors in [0, 4].
+            let (uniformity, alignment) = (m["eval"]["uniformity"].as_f64(), m["eval"]["alignment"].as_f64());
+            assert!(uniformity.is_some_and(|u| (-8.0..=0.0).contains(&u)), "{binary}: {m}");
+            assert!(alignment.is_some_and(|a| (0.0..=4.0).contains(&a)), "{binary}: {m}");
         }
         let saved = candle_core::safetensors::load(&embeddings, &candle_core::Device::Cpu).unwrap();
         assert_eq!(saved["embeddings"].dims(), [8, 256], "{binary}");

@@ -9,8 +9,8 @@ impl<O: Objective> Trainer<O> {
     /// Twins, VICReg, DINO): after every `every_epochs` epochs, `embed` returns embeddings of a
     /// fixed sample (N, D), and their [`Spread`](crate::collapse::Spread) goes into the history as
     /// `embedding_std` (the per-dimension standard deviation of the l2-normalised rows, times
-    /// sqrt(D): about 1 when spread, 0 when collapsed) and `effective_rank`; a collapsed set
-    /// prints a warning that says which.
+    /// sqrt(D): about 1 when spread, 0 when collapsed), `effective_rank` and `uniformity` (t = 2);
+    /// a collapsed set prints a warning that says which.
     pub fn add_collapse_monitor(
         &mut self,
         every_epochs: usize,
@@ -27,6 +27,7 @@ impl<O: Objective> Trainer<O> {
                 Ok(vec![
                     ("embedding_std".to_string(), spread.scaled_std),
                     ("effective_rank".to_string(), spread.effective_rank),
+                    ("uniformity".to_string(), spread.uniformity),
                 ])
             }),
         ));
