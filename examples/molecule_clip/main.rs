@@ -209,6 +209,7 @@ fn build(
         layer_norm_eps: 1e-12,
         model_type: Default::default(),
         pad_token_id: None,
+        relative_attention_num_buckets: 32,
     };
     let bert = Bert::new(&bert_config, vb.pp("smiles.bert"), seed)?;
     let projection = linear(128, cli.dim, vb.pp("smiles.projection"))?;

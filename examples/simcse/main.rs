@@ -165,7 +165,9 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     });
     let opened = opened.map_err(|_| Error::config("--data", "the thread reading the corpus panicked"))??;
     let model = model?;
-    let tokenizer = Arc::new(Tokenizer::from_file(&model_dir.join("tokenizer.json"), cli.max_length)?);
+    let tokenizer = Arc::new(
+        Tokenizer::from_file(&model_dir.join("tokenizer.json"), cli.max_length)?.pad_with(bert_config.padding_id())?,
+    );
     let batch_size = flags.batch_size.unwrap_or(if flags.quick { 16 } else { 64 });
     let loader_config = LoaderConfig { batch_size, seed: flags.seed, shuffle: true, drop_last: true, threads: 1 };
     let collate = CollateSentences { tokenizer: Arc::clone(&tokenizer), device: device.clone() };
@@ -235,7 +237,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let before = lee50(&SentenceEncoder::from_folder(&model_dir, &device)?)?;
     eprintln!("Lee-50 before: Pearson {:.4}, Spearman {:.4}", before.0, before.1);
     let (bert, store) = model.into_parts();
-    let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256.min(bert_config.max_tokens()))?;
+    let eval_tokenizer = Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256.min(bert_config.max_tokens()))?
+        .pad_with(bert_config.padding_id())?;
     let encoder = SentenceEncoder::new(bert, store, eval_tokenizer, SentencePooling::Mean, true, &device);
     let (after, documents_z, documents) = lee50_with_embeddings(&encoder)?;
     let after = (after.pearson, after.spearman);

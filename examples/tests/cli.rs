@@ -592,38 +592,49 @@ fn byol_simsiam_barlow_twins_vicreg_and_dino_train_and_record_collapse() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--prototypes"));
 }
 
-/// `simcse --init` on an XLM-RoBERTa folder (the text crate's tiny random one, with its Unigram
-/// tokenizer) trains, evaluates and exports a folder that declares its family; a --max-length
-/// past the model's positions is refused by name. Needs no asset.
+/// `simcse --init` on an XLM-RoBERTa folder and an MPNet folder (the text crate's tiny random
+/// ones, with their Unigram and WordPiece tokenizers) trains, evaluates and exports a folder that
+/// declares its family and loads back; a --max-length past the model's positions is refused by
+/// name. Needs no asset.
 #[test]
-fn simcse_trains_and_exports_an_xlm_roberta_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/tests/fixtures/tiny_xlmr");
-    let data = dir.path().join("lines.txt");
-    let line = |i: usize| format!("The river and the stone of the north number {i} met the southern light again.");
-    std::fs::write(&data, (0..64).map(line).collect::<Vec<_>>().join("\n")).unwrap();
-    let export = dir.path().join("encoder");
-    let args = |extra: &[&str]| {
-        let mut a: Vec<String> = ["--quick", "--max-steps", "2", "--format", "lines", "--batch-size", "8"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        a.extend(["--init".into(), init.display().to_string(), "--data".into(), data.display().to_string()]);
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
-    let out = Command::new(env!("CARGO_BIN_EXE_simcse"))
-        .args(args(&["--export", &export.display().to_string()]))
-        .output()
-        .unwrap();
-    let json = final_json(&out);
-    assert_eq!(json["steps"], 2);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(export.join("config.json")).unwrap()).unwrap();
-    assert_eq!((config["model_type"].as_str(), config["pad_token_id"].as_u64()), (Some("xlm-roberta"), Some(1)));
-    assert_eq!(config["architectures"][0], "XLMRobertaModel");
-    let out = Command::new(env!("CARGO_BIN_EXE_simcse")).args(args(&["--max-length", "39"])).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && out.status.code().is_some(), "{stderr}");
-    assert!(stderr.contains("--max-length") && stderr.contains("at most 38"), "{stderr}");
+fn simcse_trains_and_exports_an_xlm_roberta_and_an_mpnet_folder() {
+    // (fixture, model_type, architecture, the longest --max-length its positions allow)
+    for (fixture, family, architecture, longest) in
+        [("tiny_xlmr", "xlm-roberta", "XLMRobertaModel", 38), ("tiny_mpnet", "mpnet", "MPNetModel", 158)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/tests/fixtures").join(fixture);
+        let data = dir.path().join("lines.txt");
+        let line = |i: usize| format!("The river and the stone of the north number {i} met the southern light again.");
+        std::fs::write(&data, (0..64).map(line).collect::<Vec<_>>().join("\n")).unwrap();
+        let export = dir.path().join("encoder");
+        let args = |extra: &[&str]| {
+            let mut a: Vec<String> = ["--quick", "--max-steps", "2", "--format", "lines", "--batch-size", "8"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            a.extend(["--init".into(), init.display().to_string(), "--data".into(), data.display().to_string()]);
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_simcse"))
+            .args(args(&["--export", &export.display().to_string()]))
+            .output()
+            .unwrap();
+        let json = final_json(&out);
+        assert_eq!(json["steps"], 2, "{fixture}");
+        assert!(json["last_loss"].as_f64().is_some_and(f64::is_finite), "{fixture}: {json}");
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(export.join("config.json")).unwrap()).unwrap();
+        assert_eq!((config["model_type"].as_str(), config["pad_token_id"].as_u64()), (Some(family), Some(1)));
+        assert_eq!(config["architectures"][0], architecture);
+        // The export loads back and encodes.
+        let encoder = contrastive_text::SentenceEncoder::from_folder(&export, &candle_core::Device::Cpu).unwrap();
+        assert_eq!(encoder.encode(&["alpha river", "cloud"]).unwrap().dims()[0], 2);
+        let too_long = (longest + 1).to_string();
+        let out = Command::new(env!("CARGO_BIN_EXE_simcse")).args(args(&["--max-length", &too_long])).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.status.code().is_some(), "{stderr}");
+        assert!(stderr.contains("--max-length") && stderr.contains(&format!("at most {longest}")), "{stderr}");
+    }
 }

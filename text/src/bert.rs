@@ -6,7 +6,7 @@
 //! embeddings, the attention probabilities and every hidden state in training, and the core's
 //! LayerNorm with its fused backward: SimCSE, whose only augmentation is dropout, needs both.
 
-use crate::config::{Activation, BertConfig};
+use crate::config::{Activation, BertConfig, ModelType};
 use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{embedding, Embedding, VarBuilder};
 use contrastive_core::nn::{layer_norm, LayerNorm, SeededDropout};
@@ -36,7 +36,10 @@ pub struct Bert {
     config: BertConfig,
     word: Embedding,
     position: Embedding,
-    token_type: Embedding,
+    /// Token type embeddings (none for MPNet).
+    token_type: Option<Embedding>,
+    /// MPNet's relative position bias: (buckets, heads).
+    relative_bias: Option<Embedding>,
     embedding_norm: LayerNorm,
     embedding_dropout: SeededDropout,
     layers: Vec<Layer>,
@@ -55,20 +58,28 @@ impl Bert {
         let (h, p) = (config.hidden_size, config.hidden_dropout_prob);
         let e = vb.pp("embeddings");
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        // MPNet names the attention's parts `attn.q`, `attn.k`, `attn.v`, `attn.o` and its
+        // LayerNorm `attention.LayerNorm`; the dropout streams keep BERT's names.
+        let mpnet = config.model_type == ModelType::Mpnet;
+        let [query, key, value, out, norm] = if mpnet {
+            ["attn.q", "attn.k", "attn.v", "attn.o", "LayerNorm"]
+        } else {
+            ["self.query", "self.key", "self.value", "output.dense", "output.LayerNorm"]
+        };
         for i in 0..config.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
             let name = |s: &str| format!("encoder.layer.{i}.{s}");
             layers.push(Layer {
                 attention: SelfAttention {
-                    query: linear(h, h, a.pp("self.query"))?,
-                    key: linear(h, h, a.pp("self.key"))?,
-                    value: linear(h, h, a.pp("self.value"))?,
+                    query: linear(h, h, a.pp(query))?,
+                    key: linear(h, h, a.pp(key))?,
+                    value: linear(h, h, a.pp(value))?,
                     heads: config.num_attention_heads,
                     dropout: dropout(config.attention_probs_dropout_prob, seed, &name("attention.probs"))?,
                 },
-                attention_output: linear(h, h, a.pp("output.dense"))?,
-                attention_norm: layer_norm(h, config.layer_norm_eps, a.pp("output.LayerNorm"))?,
+                attention_output: linear(h, h, a.pp(out))?,
+                attention_norm: layer_norm(h, config.layer_norm_eps, a.pp(norm))?,
                 attention_dropout: dropout(p, seed, &name("attention.output"))?,
                 intermediate: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
                 output: linear(config.intermediate_size, h, l.pp("output.dense"))?,
@@ -80,7 +91,18 @@ impl Bert {
             config: config.clone(),
             word: embedding(config.vocab_size, h, e.pp("word_embeddings"))?,
             position: embedding(config.max_position_embeddings, h, e.pp("position_embeddings"))?,
-            token_type: embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?,
+            token_type: match config.model_type.has_token_types() {
+                true => Some(embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?),
+                false => None,
+            },
+            relative_bias: match mpnet {
+                true => Some(embedding(
+                    config.relative_attention_num_buckets,
+                    config.num_attention_heads,
+                    vb.pp("encoder.relative_attention_bias"),
+                )?),
+                false => None,
+            },
             embedding_norm: layer_norm(h, config.layer_norm_eps, e.pp("LayerNorm"))?,
             embedding_dropout: dropout(p, seed, "embeddings")?,
             layers,
@@ -173,15 +195,34 @@ impl Bert {
             true => no_gradient_where(&self.position.forward(&positions)?, &positions, pad)?,
             false => self.position.forward(&positions)?,
         };
-        let x = (word + position)?.add(&self.token_type.forward(type_ids)?)?;
+        let mut x = (word + position)?;
+        if let Some(token_type) = &self.token_type {
+            x = x.add(&token_type.forward(type_ids)?)?;
+        }
         let mut h = cut(self.embedding_dropout.forward_t(&self.embedding_norm.forward(&x)?, train)?);
         // Padding gets a large negative score before the softmax (finite, so no NaN appears).
         let dtype = h.dtype();
         let bias = ((mask.to_dtype(dtype)? - 1.0)? * 1e4)?;
+        let position_bias = match &self.relative_bias {
+            Some(table) => Some(self.position_bias(table, l, ids.device())?),
+            None => None,
+        };
         for layer in &self.layers {
-            h = cut(layer.forward(&h, &bias, train, self)?);
+            h = cut(layer.forward(&h, &bias, position_bias.as_ref(), train, self)?);
         }
         Ok(h)
+    }
+
+    /// MPNet's relative position bias (heads, L, L): entry (h, i, j) is head h's learnt bias for
+    /// the bucket of key j's offset from query i.
+    fn position_bias(&self, table: &Embedding, len: usize, device: &Device) -> Result<Tensor> {
+        let buckets = crate::config::MPNET_BUCKETS;
+        let ids: Vec<u32> = (0..len)
+            .flat_map(|i| (0..len).map(move |j| relative_position_bucket(j as i64 - i as i64, buckets, 128)))
+            .collect();
+        let ids = Tensor::from_vec(ids, (len, len), device)?;
+        // (L, L, heads) -> (heads, L, L)
+        table.forward(&ids)?.permute((2, 0, 1))?.contiguous()
     }
 
     /// Position ids (B, L): 0, 1, 2, ... for BERT; for RoBERTa, each token that is not padding
@@ -220,9 +261,36 @@ fn no_gradient_where(x: &Tensor, ids: &Tensor, pad: u32) -> Result<Tensor> {
     is_pad.where_cond(&x.detach(), x)
 }
 
+/// The bucket of a key's offset `relative` (key position minus query position) from its query,
+/// as MPNet (after T5, Raffel et al. 2020) numbers them: half the buckets for keys before the
+/// query, half for keys after; in each half, offsets below a quarter of the buckets have a
+/// bucket each and larger ones share buckets spaced logarithmically up to `max_distance`.
+pub fn relative_position_bucket(relative: i64, buckets: usize, max_distance: usize) -> u32 {
+    let half = (buckets / 2) as i64;
+    let n = -relative;
+    let mut bucket = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let exact = half / 2;
+    bucket += if n < exact {
+        n
+    } else {
+        // In f32, as PyTorch computes it; truncated toward zero by `.to(torch.long)`.
+        let log_ratio = (n as f32 / exact as f32).ln() / (max_distance as f64 / exact as f64).ln() as f32;
+        (exact + (log_ratio * (half - exact) as f32) as i64).min(half - 1)
+    };
+    bucket as u32
+}
+
 impl Layer {
-    fn forward(&self, x: &Tensor, bias: &Tensor, train: bool, bert: &Bert) -> Result<Tensor> {
-        let a = self.attention.forward(x, bias, train)?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        position_bias: Option<&Tensor>,
+        train: bool,
+        bert: &Bert,
+    ) -> Result<Tensor> {
+        let a = self.attention.forward(x, bias, position_bias, train)?;
         let a = self.attention_dropout.forward_t(&self.attention_output.forward(&a)?, train)?;
         let h = self.attention_norm.forward(&(a + x)?)?;
         let f = bert.activation(&self.intermediate.forward(&h)?)?;
@@ -232,16 +300,29 @@ impl Layer {
 }
 
 impl SelfAttention {
-    /// `key_bias` (B, L): 0 for tokens, -10,000 for padding.
-    fn forward(&self, x: &Tensor, key_bias: &Tensor, train: bool) -> Result<Tensor> {
+    /// `key_bias` (B, L): 0 for tokens, -10,000 for padding; `position_bias` (heads, L, L):
+    /// MPNet's.
+    fn forward(&self, x: &Tensor, key_bias: &Tensor, position_bias: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let (q, k, v) = (self.query.forward(x)?, self.key.forward(x)?, self.value.forward(x)?);
-        // The core's fused op: heads read in place, probabilities recomputed in the backward pass.
-        contrastive_core::nn::multi_head_attention(&q, &k, &v, key_bias, self.heads, &self.dropout, train)
+        match position_bias {
+            // The core's fused op: heads read in place, probabilities recomputed in the backward pass.
+            None => contrastive_core::nn::multi_head_attention(&q, &k, &v, key_bias, self.heads, &self.dropout, train),
+            Some(p) => contrastive_core::nn::multi_head_attention_with_position_bias(
+                &q,
+                &k,
+                &v,
+                key_bias,
+                p,
+                self.heads,
+                &self.dropout,
+                train,
+            ),
+        }
     }
 }
 
-/// Loads Hugging Face BERT (or RoBERTa, XLM-RoBERTa) weights into the `embeddings.*` and
-/// `encoder.*` variables of `store`: names with or without a `bert.` (`roberta.`) prefix,
+/// Loads Hugging Face BERT (or RoBERTa, XLM-RoBERTa, MPNet) weights into the `embeddings.*` and
+/// `encoder.*` variables of `store`: names with or without a `bert.` (`roberta.`, `mpnet.`) prefix,
 /// LayerNorm `gamma`/`beta` as `weight`/`bias`; `pooler.*`, the `cls.*` and `lm_head.*` heads and
 /// the `embeddings.position_ids` and `token_type_ids` buffers are left out. A missing tensor or a
 /// shape that differs from the config is an error naming the tensor, both shapes and the file.
@@ -267,6 +348,7 @@ pub fn load_bert_weights(
         let name = name
             .strip_prefix("bert.")
             .or_else(|| name.strip_prefix("roberta."))
+            .or_else(|| name.strip_prefix("mpnet."))
             .unwrap_or(&name)
             .replace("LayerNorm.gamma", "LayerNorm.weight")
             .replace("LayerNorm.beta", "LayerNorm.bias");

@@ -33,12 +33,21 @@ pub enum ModelType {
     /// XLM-RoBERTa (multilingual-e5, bge-m3, paraphrase-multilingual-*): RoBERTa's encoder.
     #[serde(rename = "xlm-roberta")]
     XlmRoberta,
+    /// MPNet (all-mpnet-base-v2): RoBERTa's positions, no token types, and a learnt relative
+    /// position bias on every layer's attention scores (T5's buckets).
+    #[serde(rename = "mpnet")]
+    Mpnet,
 }
 
 impl ModelType {
     /// Whether positions are numbered after the padding id (RoBERTa's numbering).
     pub fn positions_after_padding(self) -> bool {
-        matches!(self, Self::Roberta | Self::XlmRoberta)
+        matches!(self, Self::Roberta | Self::XlmRoberta | Self::Mpnet)
+    }
+
+    /// Whether the model has token type (segment) embeddings (all but MPNet).
+    pub fn has_token_types(self) -> bool {
+        !matches!(self, Self::Mpnet)
     }
 
     /// The `architectures` entry of an exported `config.json`.
@@ -47,6 +56,7 @@ impl ModelType {
             Self::Bert => "BertModel",
             Self::Roberta => "RobertaModel",
             Self::XlmRoberta => "XLMRobertaModel",
+            Self::Mpnet => "MPNetModel",
         }
     }
 }
@@ -72,20 +82,32 @@ pub struct BertConfig {
     pub attention_probs_dropout_prob: f64,
     /// Longest input in tokens.
     pub max_position_embeddings: usize,
-    /// Token types (segments).
+    /// Token types (segments); MPNet's configs have none.
+    #[serde(default)]
     pub type_vocab_size: usize,
     /// LayerNorm epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
-    /// The family (`bert` when absent, as in older BERT configs); another family (MPNet, ...)
-    /// is refused by name.
+    /// The family (`bert` when absent, as in older BERT configs); another family (DeBERTa,
+    /// ...) is refused by name.
     #[serde(default)]
     pub model_type: ModelType,
     /// The padding token's id: where RoBERTa's positions start (Hugging Face's default 0 for
     /// BERT, 1 for RoBERTa, when absent).
     #[serde(default)]
     pub pad_token_id: Option<u32>,
+    /// MPNet's relative position buckets (32 when absent; other families have none).
+    #[serde(default = "default_buckets")]
+    pub relative_attention_num_buckets: usize,
 }
+
+fn default_buckets() -> usize {
+    MPNET_BUCKETS
+}
+
+/// The buckets MPNet's relative positions fall into: Hugging Face's MPNetEncoder computes them
+/// with its default of 32 whatever `relative_attention_num_buckets` says (which sizes the table).
+pub const MPNET_BUCKETS: usize = 32;
 
 fn default_eps() -> f64 {
     1e-12
@@ -109,12 +131,17 @@ impl BertConfig {
             layer_norm_eps: 1e-12,
             model_type: ModelType::Bert,
             pad_token_id: Some(0),
+            relative_attention_num_buckets: 32,
         }
     }
 
-    /// The padding id (`pad_token_id`, or the family's default: 0 for BERT, 1 for RoBERTa).
+    /// The padding id (`pad_token_id`, or the family's default: 0 for BERT, 1 for RoBERTa; always
+    /// 1 for MPNet, whose Hugging Face embeddings fix it there).
     pub fn padding_id(&self) -> u32 {
-        self.pad_token_id.unwrap_or(if self.model_type.positions_after_padding() { 1 } else { 0 })
+        match self.model_type {
+            ModelType::Mpnet => 1,
+            t => self.pad_token_id.unwrap_or(if t.positions_after_padding() { 1 } else { 0 }),
+        }
     }
 
     /// The positions a sequence of `len` tokens can use (RoBERTa's start after the padding id).
@@ -148,11 +175,20 @@ impl BertConfig {
             ("num_attention_heads", self.num_attention_heads),
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
-            ("type_vocab_size", self.type_vocab_size),
+            ("type_vocab_size", if self.model_type.has_token_types() { self.type_vocab_size } else { 1 }),
         ] {
             if v == 0 {
                 return Err(Error::config(field, "must be positive"));
             }
+        }
+        if self.model_type == ModelType::Mpnet && self.relative_attention_num_buckets < MPNET_BUCKETS {
+            return Err(Error::config(
+                "relative_attention_num_buckets",
+                format!(
+                    "{}: MPNet numbers relative positions into {MPNET_BUCKETS} buckets whatever the config says",
+                    self.relative_attention_num_buckets
+                ),
+            ));
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             return Err(Error::config(

@@ -23,8 +23,8 @@ mod simcse;
 mod tokenizer;
 
 pub use batch::{sentence_loader, sentence_stream, CollateSentences, SentenceBatch, Triple};
-pub use bert::{load_bert_weights, Bert};
-pub use config::{Activation, BertConfig, ModelType};
+pub use bert::{load_bert_weights, relative_position_bucket, Bert};
+pub use config::{Activation, BertConfig, ModelType, MPNET_BUCKETS};
 pub use data::{
     read_corpus, read_lee50, read_sts_tsv, split_sentences, CorpusFormat, Lee50, LeftOut, TextCorpus, MAX_LINE_BYTES,
 };

@@ -2,7 +2,7 @@
 //! layout sentence-transformers uses.
 
 use crate::bert::{load_bert_weights, Bert};
-use crate::config::BertConfig;
+use crate::config::{BertConfig, ModelType};
 use crate::pooling::Pooling;
 use crate::tokenizer::Tokenizer;
 use candle_core::{DType, Device, Tensor};
@@ -136,6 +136,11 @@ impl SentenceEncoder {
         } else {
             return Err(Error::in_file(dir, None, "neither tokenizer.json nor vocab.txt in this folder"));
         };
+        // The model's padding id, where the config names one (MPNet's vocabulary holds [PAD] too).
+        let tokenizer = match config.pad_token_id.is_some() || config.model_type == ModelType::Mpnet {
+            true => tokenizer.pad_with(config.padding_id()).map_err(|e| Error::in_file(dir, None, e.to_string()))?,
+            false => tokenizer,
+        };
         let pooling = match read_json(&dir.join("1_Pooling/config.json")) {
             Ok(v) if v.get("pooling_mode_cls_token").and_then(|b| b.as_bool()) == Some(true) => SentencePooling::Cls,
             _ => SentencePooling::Mean,
@@ -163,6 +168,11 @@ impl SentenceEncoder {
     #[cfg(feature = "hub")]
     pub fn from_hub(repo: &contrastive_core::hub::HubRepo, device: &Device) -> Result<Self> {
         Self::from_folder(&download_model_folder(repo)?, device)
+    }
+
+    /// The tokenizer sentences go through (with the model's padding token).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
     }
 
     /// The BERT's variables.

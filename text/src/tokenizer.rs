@@ -186,6 +186,22 @@ impl Tokenizer {
         Ok(Self { inner, max_length, truncated: AtomicUsize::new(0) })
     }
 
+    /// Pads with token `id`: the model's own padding id (`BertConfig::padding_id`), which a
+    /// vocabulary holding both BERT's `[PAD]` and `<pad>` (MPNet's) does not tell. An id outside
+    /// the vocabulary is an error.
+    pub fn pad_with(mut self, id: u32) -> Result<Self> {
+        let token = self.inner.id_to_token(id).ok_or_else(|| {
+            Error::config("pad_token_id", format!("{id} is not in the tokenizer's vocabulary of {}", self.vocab_size()))
+        })?;
+        self.inner.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id: id,
+            pad_token: token,
+            ..PaddingParams::default()
+        }));
+        Ok(self)
+    }
+
     /// Writes the tokenizer as `tokenizer.json` (with its truncation; padding is set per batch).
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut plain = self.inner.clone();

@@ -58,6 +58,7 @@ fn model(collective: Arc<dyn Collective>) -> SimCse {
         layer_norm_eps: 1e-12,
         model_type: Default::default(),
         pad_token_id: None,
+        relative_attention_num_buckets: 32,
     };
     let config = SimCseConfig { temperature: 0.1, pooling: SimCsePooling::ClsMlp };
     SimCse::new(config, &bert, 3, &Device::Cpu).unwrap().with_collective(collective)

@@ -38,6 +38,7 @@ fn saved_encoder(dir: &Path) -> Vec<f32> {
         layer_norm_eps: 1e-12,
         model_type: Default::default(),
         pad_token_id: None,
+        relative_attention_num_buckets: 32,
     };
     let store = ParamStore::new(7, InitScheme::Normal { std: 0.5 });
     let bert = Bert::new(&config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();

@@ -44,6 +44,7 @@ fn tiny_bert(dropout: f64) -> BertConfig {
         layer_norm_eps: 1e-12,
         model_type: Default::default(),
         pad_token_id: None,
+        relative_attention_num_buckets: 32,
     }
 }
 

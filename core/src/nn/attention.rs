@@ -41,7 +41,6 @@ pub fn multi_head_attention(
     if heads == 0 || h % heads != 0 {
         bail!("attention: a width of {h} does not split into {heads} heads");
     }
-    let d = h / heads;
     let same_dtype = [k, v, key_bias].iter().all(|t| t.dtype() == q.dtype());
     let drops = train && dropout.p() > 0.0;
     // An empty batch has an empty context (candle's reductions refuse empty tensors).
@@ -49,16 +48,72 @@ pub fn multi_head_attention(
         return Tensor::zeros((b, l, h), q.dtype(), q.device());
     }
     if !(crate::kernel::runs_kernel(q) && same_dtype) {
-        let split = |t: &Tensor| t.reshape((b, l, heads, d))?.transpose(1, 2)?.contiguous();
-        let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(&key_bias.reshape((b, 1, 1, l))?)?;
-        let probs = dropout.forward_t(&super::softmax_last_dim(&scores)?, drops)?;
-        return probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h));
+        return attention_tensor_ops(q, k, v, key_bias, None, heads, dropout, drops);
     }
     let keep = if drops { Some(dropout.draw(b * heads * l * l)?) } else { None };
     let bias = key_bias.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
     let op = Attention { heads, len: l, bias, keep, scale: dropout.scale() };
     q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
+
+/// [`multi_head_attention`] with a per-head position bias (heads, L, L) added to every row's
+/// scores (MPNet's relative position bias, shared by the batch), which receives its gradient.
+/// It runs as candle's tensor ops on every device: the fused kernel takes no per-head bias.
+#[allow(clippy::too_many_arguments)]
+pub fn multi_head_attention_with_position_bias(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_bias: &Tensor,
+    position_bias: &Tensor,
+    heads: usize,
+    dropout: &SeededDropout,
+    train: bool,
+) -> Result<Tensor> {
+    let (b, l, h) = q.dims3()?;
+    if k.dims() != q.dims() || v.dims() != q.dims() {
+        bail!("attention: queries {:?}, keys {:?} and values {:?} must have one shape", q.dims(), k.dims(), v.dims());
+    }
+    if key_bias.dims() != [b, l] {
+        bail!("attention: a key bias of {:?} for {b} rows of {l} tokens (expected [{b}, {l}])", key_bias.dims());
+    }
+    if position_bias.dims() != [heads, l, l] {
+        bail!(
+            "attention: a position bias of {:?} for {heads} heads of {l} tokens (expected [{heads}, {l}, {l}])",
+            position_bias.dims()
+        );
+    }
+    if heads == 0 || h % heads != 0 {
+        bail!("attention: a width of {h} does not split into {heads} heads");
+    }
+    if q.elem_count() == 0 {
+        return Tensor::zeros((b, l, h), q.dtype(), q.device());
+    }
+    attention_tensor_ops(q, k, v, key_bias, Some(position_bias), heads, dropout, train && dropout.p() > 0.0)
+}
+
+/// The attention as candle's tensor ops (any device; gradients by candle's backward).
+#[allow(clippy::too_many_arguments)]
+fn attention_tensor_ops(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_bias: &Tensor,
+    position_bias: Option<&Tensor>,
+    heads: usize,
+    dropout: &SeededDropout,
+    drops: bool,
+) -> Result<Tensor> {
+    let (b, l, h) = q.dims3()?;
+    let d = h / heads;
+    let split = |t: &Tensor| t.reshape((b, l, heads, d))?.transpose(1, 2)?.contiguous();
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let mut scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?.broadcast_add(&key_bias.reshape((b, 1, 1, l))?)?;
+    if let Some(p) = position_bias {
+        scores = scores.broadcast_add(&p.unsqueeze(0)?)?;
+    }
+    let probs = dropout.forward_t(&super::softmax_last_dim(&scores)?, drops)?;
+    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))
 }
 
 struct Attention {

@@ -16,7 +16,7 @@ mod projection_head;
 mod softmax;
 mod target_network;
 
-pub use attention::multi_head_attention;
+pub use attention::{multi_head_attention, multi_head_attention_with_position_bias};
 pub use batch_norm::{batch_norm, batch_statistics, uses_running_statistics, with_running_statistics, BatchNorm};
 pub use dropout::{in_global_batch, SeededDropout};
 pub use gelu::gelu_erf;
