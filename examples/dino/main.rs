@@ -14,7 +14,7 @@ use contrastive_examples::image_data::ImageFlags;
 use contrastive_examples::image_method::MethodFlags;
 use contrastive_examples::image_training::{train_and_evaluate, ImageRun, RunSpec};
 use contrastive_examples::report::finish;
-use contrastive_vision::{CropBatch, Encoder};
+use contrastive_vision::{CropBatch, Encoder, EncoderConfig};
 
 /// DINO (Caron et al. 2021) with lightly's CIFAR-10 head on the encoder's width (512 hidden, 64
 /// bottleneck, 2048 prototypes), 2 global views (40-100% crops at the image size) and 6 local
@@ -64,7 +64,15 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
     let local_size = cli.local_size.unwrap_or((run.size.0 * 96 / 224).max(8));
     let run = run.multi_crop(2, cli.local_views, local_size)?;
-    let setup = cli.method.setup(run.data.train.channels())?;
+    let setup = cli.method.setup(run.data.train.channels(), run.size, cli.images.patch_size)?;
+    if let EncoderConfig::Vit(vit) = &setup.config {
+        if local_size % vit.patch_size != 0 {
+            return Err(contrastive_core::Error::config(
+                "--local-size",
+                format!("{local_size}: a ViT's local views must be a multiple of --patch-size {}", vit.patch_size),
+            ));
+        }
+    }
     let mut config = DinoConfig::with_widths(setup.config.dim(), 512, 64, cli.prototypes);
     config.loss.teacher_temp = cli.teacher_temperature;
     config.loss.warmup_teacher_temp = cli.teacher_temperature.min(config.loss.warmup_teacher_temp);

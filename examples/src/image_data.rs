@@ -31,6 +31,10 @@ pub struct ImageFlags {
     /// images and N/4 test images, spread over the sets (default: all of them).
     #[arg(long, value_name = "N", value_parser = crate::flags::at_least_one())]
     pub eval_images: Option<usize>,
+    /// Side of a ViT's square patches, in pixels (`--encoder vit-*`; it must divide the views'
+    /// side: 16 for 96 or 224, 4 or 7 for Fashion-MNIST's 28).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = crate::flags::at_least_one())]
+    pub patch_size: usize,
 }
 
 impl ImageFlags {

@@ -45,9 +45,10 @@ impl EncoderSetup {
 }
 
 impl MethodFlags {
-    /// The encoder for images of `channels` and the run's processes.
-    pub fn setup(&self, channels: usize) -> Result<EncoderSetup> {
+    /// The encoder for images of `channels` seen as views of `size` (a ViT's patches of
+    /// `patch_size`) and the run's processes.
+    pub fn setup(&self, channels: usize, size: (usize, usize), patch_size: usize) -> Result<EncoderSetup> {
         let processes = crate::processes::collective_with_batch_norm(self.sync_batch_norm)?;
-        Ok(EncoderSetup { config: self.encoder.config(channels), processes })
+        Ok(EncoderSetup { config: self.encoder.config(channels, size, patch_size)?, processes })
     }
 }

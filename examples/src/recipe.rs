@@ -56,19 +56,48 @@ pub enum EncoderChoice {
     Convnet,
     /// ResNet-18 with the CIFAR stem.
     Resnet18,
+    /// timm's ViT-Tiny (width 192, 12 blocks, 3 heads) at `--patch-size`.
+    VitTiny,
+    /// timm's ViT-Small (DINO's ViT-S: width 384, 6 heads).
+    VitSmall,
+    /// timm's ViT-Base (width 768, 12 heads).
+    VitBase,
 }
 
 impl EncoderChoice {
-    /// The encoder's configuration for images of `channels`.
-    pub fn config(self, channels: usize) -> contrastive_vision::EncoderConfig {
-        use contrastive_vision::{ConvNetConfig, EncoderConfig, ResNetConfig, Stem};
-        match self {
+    /// The encoder's configuration for images of `channels` seen as views of `size`, a ViT cut
+    /// into patches of `patch_size` (its position embeddings laid out for the views' height; other
+    /// sizes, DINO's local views, resample them). A view side that the patch does not divide is
+    /// an error naming both flags.
+    pub fn config(
+        self,
+        channels: usize,
+        size: (usize, usize),
+        patch_size: usize,
+    ) -> contrastive_core::Result<contrastive_vision::EncoderConfig> {
+        use contrastive_vision::{ConvNetConfig, EncoderConfig, ResNetConfig, Stem, VitConfig};
+        let vit = |preset: fn(usize, usize) -> VitConfig| -> contrastive_core::Result<EncoderConfig> {
+            if size.0 % patch_size != 0 || size.1 % patch_size != 0 {
+                return Err(contrastive_core::Error::config(
+                    "--patch-size",
+                    format!(
+                        "{patch_size} does not divide the {}x{} views: pick a patch size that does, or another --image-size",
+                        size.0, size.1
+                    ),
+                ));
+            }
+            Ok(EncoderConfig::Vit(VitConfig { in_channels: channels, ..preset(patch_size, size.0) }))
+        };
+        Ok(match self {
             EncoderChoice::Convnet => {
                 EncoderConfig::ConvNet(ConvNetConfig { in_channels: channels, ..ConvNetConfig::default() })
             }
             EncoderChoice::Resnet18 => {
                 EncoderConfig::ResNet(ResNetConfig { in_channels: channels, ..ResNetConfig::resnet18(Stem::Cifar) })
             }
-        }
+            EncoderChoice::VitTiny => vit(VitConfig::tiny)?,
+            EncoderChoice::VitSmall => vit(VitConfig::small)?,
+            EncoderChoice::VitBase => vit(VitConfig::base)?,
+        })
     }
 }

@@ -638,3 +638,46 @@ fn simcse_trains_and_exports_an_xlm_roberta_and_an_mpnet_folder() {
         assert!(stderr.contains("--max-length") && stderr.contains(&format!("at most {longest}")), "{stderr}");
     }
 }
+
+/// `--encoder vit-tiny` trains SimCLR and DINO (whose smaller local views resample the ViT's
+/// position embeddings); a patch size that does not divide the views is refused by name.
+#[test]
+fn simclr_and_dino_train_a_vit() {
+    let assets = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    random_image_folder(data.path());
+    let common = [
+        "--data",
+        data.path().to_str().unwrap(),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+        "--quick",
+        "--encoder",
+        "vit-tiny",
+        "--image-size",
+        "16",
+        "--patch-size",
+        "4",
+    ];
+    for (binary, extra) in
+        [(env!("CARGO_BIN_EXE_simclr"), &[][..]), (env!("CARGO_BIN_EXE_dino"), &["--local-size", "8"][..])]
+    {
+        let json = final_json(&run(binary, &[&common[..], extra].concat(), assets.path()));
+        assert_eq!(json["steps"], 2, "{binary}: {json}");
+        assert!(json["last_loss"].as_f64().is_some_and(f64::is_finite), "{binary}: {json}");
+        assert!(json["spread"]["effective_rank"].as_f64().is_some_and(|r| r >= 1.0), "{binary}: {json}");
+    }
+    // The last --patch-size of `common` becomes 5; DINO's local views of 6 are not whole patches.
+    let odd_patch = [&common[..common.len() - 1], &["5"][..]].concat();
+    for (binary, args, flag) in [
+        (env!("CARGO_BIN_EXE_simclr"), odd_patch, "--patch-size"),
+        (env!("CARGO_BIN_EXE_dino"), [&common[..], &["--local-size", "6"][..]].concat(), "--local-size"),
+    ] {
+        let out = run(binary, &args, assets.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
+        assert!(stderr.contains(flag), "{binary}: {stderr}");
+    }
+}

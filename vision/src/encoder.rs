@@ -2,17 +2,20 @@
 
 use crate::convnet::{ConvNet, ConvNetConfig};
 use crate::resnet::{ResNet, ResNetConfig};
+use crate::vit::{Vit, VitConfig};
 use candle_core::{ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 /// Which encoder, and its shape.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum EncoderConfig {
     /// The small ConvNet (8x8 to 32x32 inputs).
     ConvNet(ConvNetConfig),
     /// A ResNet.
     ResNet(ResNetConfig),
+    /// A Vision Transformer.
+    Vit(VitConfig),
 }
 
 impl Default for EncoderConfig {
@@ -27,6 +30,7 @@ impl EncoderConfig {
         match self {
             EncoderConfig::ConvNet(c) => c.widths.last().copied().unwrap_or(0),
             EncoderConfig::ResNet(c) => c.dim(),
+            EncoderConfig::Vit(c) => c.dim,
         }
     }
 }
@@ -38,6 +42,8 @@ pub enum Encoder {
     ConvNet(ConvNet),
     /// See [`ResNet`].
     ResNet(ResNet),
+    /// See [`Vit`].
+    Vit(Vit),
 }
 
 impl Encoder {
@@ -46,6 +52,8 @@ impl Encoder {
         Ok(match config {
             EncoderConfig::ConvNet(c) => Encoder::ConvNet(ConvNet::new(c, vb)?),
             EncoderConfig::ResNet(c) => Encoder::ResNet(ResNet::new(c, vb)?),
+            // Drop path draws from streams of seed 0: the same masks whatever the run's seed.
+            EncoderConfig::Vit(c) => Encoder::Vit(Vit::new(c, vb, 0)?),
         })
     }
 
@@ -54,6 +62,7 @@ impl Encoder {
         match self {
             Encoder::ConvNet(e) => e.dim(),
             Encoder::ResNet(e) => e.dim(),
+            Encoder::Vit(e) => e.dim(),
         }
     }
 }
@@ -73,6 +82,7 @@ impl ModuleT for Encoder {
         match self {
             Encoder::ConvNet(e) => e.forward_t(x, train),
             Encoder::ResNet(e) => e.forward_t(x, train),
+            Encoder::Vit(e) => e.forward_t(x, train),
         }
     }
 }

@@ -33,6 +33,7 @@ mod moco;
 mod resnet;
 mod simclr;
 mod unfold;
+mod vit;
 mod weights;
 
 pub use add_relu::add_relu;
@@ -51,6 +52,7 @@ pub use max_pool::MaxPool2d;
 pub use moco::{MoCo, MoCoConfig, MoCoSettings};
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 pub use simclr::{SimClr, SimClrConfig};
+pub use vit::{antialiased_bicubic_weights, resample_position_embeddings, Vit, VitConfig};
 pub use weights::{load_encoder_weights, LoadReport};
 
 // The README's example runs as a doctest.

@@ -38,6 +38,17 @@ pub fn load_encoder_weights(store: &ParamStore, path: &Path, prefix: &str) -> Re
                 format!("tensor `{short}` (or `{name}`) is missing; the encoder needs {} tensors", wanted.len()),
             ));
         };
+        // A ViT's position embeddings for another image size (timm's 224 weights for 96 pixel
+        // views): resampled to the model's grid, as timm does when it loads them.
+        let resampled;
+        let t = match (short.ends_with("pos_embed"), t.dims(), var.dims()) {
+            (true, &[1, n, d], &[1, m, e]) if n != m && d == e => {
+                resampled = crate::vit::resample_position_embeddings(t, m)
+                    .map_err(|e| Error::checkpoint(path, format!("tensor `{short}`: {e}")))?;
+                &resampled
+            }
+            _ => *t,
+        };
         if t.dims() != var.dims() {
             return Err(Error::checkpoint(
                 path,
