@@ -35,6 +35,10 @@ pub struct ImageFlags {
     /// side: 16 for 96 or 224, 4 or 7 for Fashion-MNIST's 28).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = crate::flags::at_least_one())]
     pub patch_size: usize,
+    /// A ViT's stochastic depth in its last block (rising linearly from 0 in the first; timm's
+    /// `drop_path_rate`, DINO's ViT-S 0.1).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = crate::flags::below_one)]
+    pub drop_path: f64,
 }
 
 impl ImageFlags {

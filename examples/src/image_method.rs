@@ -45,10 +45,15 @@ impl EncoderSetup {
 }
 
 impl MethodFlags {
-    /// The encoder for images of `channels` seen as views of `size` (a ViT's patches of
-    /// `patch_size`) and the run's processes.
-    pub fn setup(&self, channels: usize, size: (usize, usize), patch_size: usize) -> Result<EncoderSetup> {
+    /// The encoder for images of `channels` seen as views of `size` (a ViT as `images` says) and
+    /// the run's processes.
+    pub fn setup(
+        &self,
+        channels: usize,
+        size: (usize, usize),
+        images: &crate::image_data::ImageFlags,
+    ) -> Result<EncoderSetup> {
         let processes = crate::processes::collective_with_batch_norm(self.sync_batch_norm)?;
-        Ok(EncoderSetup { config: self.encoder.config(channels, size, patch_size)?, processes })
+        Ok(EncoderSetup { config: self.encoder.config(channels, size, images)?, processes })
     }
 }

@@ -66,15 +66,16 @@ pub enum EncoderChoice {
 
 impl EncoderChoice {
     /// The encoder's configuration for images of `channels` seen as views of `size`, a ViT cut
-    /// into patches of `patch_size` (its position embeddings laid out for the views' height; other
-    /// sizes, DINO's local views, resample them). A view side that the patch does not divide is
-    /// an error naming both flags.
+    /// into patches of `--patch-size` with `--drop-path` (its position embeddings laid out for the
+    /// views' height; other sizes, DINO's local views, resample them). A view side that the patch
+    /// does not divide is an error naming the flag.
     pub fn config(
         self,
         channels: usize,
         size: (usize, usize),
-        patch_size: usize,
+        images: &crate::image_data::ImageFlags,
     ) -> contrastive_core::Result<contrastive_vision::EncoderConfig> {
+        let (patch_size, drop_path) = (images.patch_size, images.drop_path);
         use contrastive_vision::{ConvNetConfig, EncoderConfig, ResNetConfig, Stem, VitConfig};
         let vit = |preset: fn(usize, usize) -> VitConfig| -> contrastive_core::Result<EncoderConfig> {
             if size.0 % patch_size != 0 || size.1 % patch_size != 0 {
@@ -86,7 +87,7 @@ impl EncoderChoice {
                     ),
                 ));
             }
-            Ok(EncoderConfig::Vit(VitConfig { in_channels: channels, ..preset(patch_size, size.0) }))
+            Ok(EncoderConfig::Vit(VitConfig { in_channels: channels, drop_path, ..preset(patch_size, size.0) }))
         };
         Ok(match self {
             EncoderChoice::Convnet => {

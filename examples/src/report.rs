@@ -81,7 +81,7 @@ pub fn write_views(flags: &CommonFlags, figures: &serde_json::Value, shown: Opti
         let rows = spread_indices(s.embeddings.dim(0)?, cap);
         let index =
             Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), s.embeddings.device())?;
-        Ok(Some((s.embeddings.index_select(&index, 0)?, (s.items)(&rows)?)))
+        Ok(Some((s.embeddings.contiguous()?.index_select(&index, 0)?, (s.items)(&rows)?)))
     };
     if let (Some(path), Some(s)) = (&flags.save_embeddings, &shown) {
         if let Some((embeddings, items)) = sample(PROJECTOR_POINTS)?.filter(|(e, _)| e.dim(0).is_ok_and(|n| n > 0)) {

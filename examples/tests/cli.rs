@@ -669,6 +669,22 @@ fn simclr_and_dino_train_a_vit() {
         assert!(json["last_loss"].as_f64().is_some_and(f64::is_finite), "{binary}: {json}");
         assert!(json["spread"]["effective_rank"].as_f64().is_some_and(|r| r >= 1.0), "{binary}: {json}");
     }
+    // With drop path, a run stopped after one step and resumed takes the second step an
+    // uninterrupted run takes: the drop path streams' positions are in the checkpoint.
+    let simclr = env!("CARGO_BIN_EXE_simclr");
+    let out = tempfile::tempdir().unwrap();
+    let (whole, parts) = (out.path().join("whole"), out.path().join("parts"));
+    fn with<'a>(common: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [common, &["--drop-path", "0.5"][..], extra].concat()
+    }
+    let straight = final_json(&run(simclr, &with(&common, &["--out", whole.to_str().unwrap()]), assets.path()));
+    let mut one_step = common.to_vec();
+    assert_eq!((one_step[4], one_step[5]), ("--max-steps", "2"));
+    one_step[5] = "1";
+    let first = with(&one_step, &["--out", parts.to_str().unwrap()]);
+    assert_eq!(final_json(&run(simclr, &first, assets.path()))["steps"], 1);
+    let resumed = final_json(&run(simclr, &with(&common, &["--resume", parts.to_str().unwrap()]), assets.path()));
+    assert_eq!(resumed["last_loss"], straight["last_loss"], "{resumed} vs {straight}");
     // The last --patch-size of `common` becomes 5; DINO's local views of 6 are not whole patches.
     let odd_patch = [&common[..common.len() - 1], &["5"][..]].concat();
     for (binary, args, flag) in [

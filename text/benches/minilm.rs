@@ -1,8 +1,9 @@
 //! MiniLM-shaped BERT (6 layers, hidden 384, 12 heads, randomly initialised) on a batch of 64 x 32
 //! tokens: the eval forward pass, and a training step (dropout on, forward, mean over tokens,
 //! squared mean, backward). The same work as `python3 bench/pytorch/torch_ref.py bert` and
-//! `... bert_train` (transformers' BertModel), to run in one sitting; and the whole SimCSE
-//! optimiser step of the `simcse` example.
+//! `... bert_train` (transformers' BertModel), to run in one sitting; XLM-RoBERTa-base's eval
+//! forward pass on the same batch (`... xlmr`); and the whole SimCSE optimiser step of the
+//! `simcse` example.
 //!
 //!     cargo bench -p contrastive-text --bench minilm
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
@@ -37,6 +38,30 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // XLM-RoBERTa-base (12 layers, hidden 768, 250,002 tokens), the eval forward pass on the
+    // same batch shape: `python3 bench/pytorch/torch_ref.py xlmr` (transformers' XLMRobertaModel).
+    let xlmr_config = BertConfig {
+        vocab_size: 250_002,
+        hidden_size: 768,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        intermediate_size: 3072,
+        max_position_embeddings: 514,
+        type_vocab_size: 1,
+        layer_norm_eps: 1e-5,
+        model_type: contrastive_text::ModelType::XlmRoberta,
+        pad_token_id: Some(1),
+        ..BertConfig::minilm_l6()
+    };
+    let xlmr_store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
+    let xlmr = Bert::new(&xlmr_config, xlmr_store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
+    let mut group = c.benchmark_group("xlmr_base_b64_s32");
+    group.throughput(Throughput::Elements(64 * 32));
+    group.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
+    group.bench_function("forward_eval", |b| b.iter(|| xlmr.forward_inference(&ids, &types, &mask).unwrap()));
+    group.finish();
+    drop((xlmr, xlmr_store));
 
     // The whole SimCSE optimiser step of the example (64 sentences of 32 tokens through the
     // encoder twice, InfoNCE, backward, clipping at 1.0, AdamW), as sentence-transformers' step in

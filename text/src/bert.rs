@@ -126,29 +126,13 @@ impl Bert {
     /// The dropout streams' positions as JSON (`{"dropout_positions": [...]}`), for a checkpoint's
     /// extra state: a resumed run then draws the masks an uninterrupted one would have.
     pub fn dropout_state(&self) -> serde_json::Value {
-        let positions: Vec<String> = self.dropouts().iter().map(|d| d.position().to_string()).collect();
-        serde_json::json!({ "dropout_positions": positions })
+        contrastive_core::nn::stream_positions(&self.dropouts())
     }
 
     /// Restores what [`Bert::dropout_state`] returned; a count that does not match the layers is
     /// an error.
     pub fn load_dropout_state(&self, state: &serde_json::Value) -> contrastive_core::Result<()> {
-        use contrastive_core::Error;
-        let positions = state.get("dropout_positions").and_then(|v| v.as_array()).cloned().unwrap_or_default();
-        let dropouts = self.dropouts();
-        if positions.len() != dropouts.len() {
-            return Err(Error::checkpoint(
-                "extra.json",
-                format!("{} dropout positions, the model has {} dropout layers", positions.len(), dropouts.len()),
-            ));
-        }
-        for (d, p) in dropouts.iter().zip(positions) {
-            let p: u128 = p.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                Error::checkpoint("extra.json", format!("dropout position {p} is not a decimal integer"))
-            })?;
-            d.set_position(p);
-        }
-        Ok(())
+        contrastive_core::nn::restore_stream_positions(&self.dropouts(), state)
     }
 
     fn activation(&self, x: &Tensor) -> Result<Tensor> {

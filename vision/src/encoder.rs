@@ -75,6 +75,26 @@ impl contrastive_core::Backbone for Encoder {
     fn dim(&self) -> usize {
         Encoder::dim(self)
     }
+
+    /// A ViT's drop path streams' positions (none for the convolutional encoders).
+    fn extra_state(&self) -> contrastive_core::Result<contrastive_core::train::ExtraState> {
+        Ok(match self {
+            Encoder::Vit(v) => contrastive_core::train::ExtraState {
+                json: contrastive_core::nn::stream_positions(&v.drop_paths()),
+                ..Default::default()
+            },
+            _ => Default::default(),
+        })
+    }
+
+    fn load_extra_state(&mut self, state: contrastive_core::train::ExtraState) -> contrastive_core::Result<()> {
+        match self {
+            Encoder::Vit(v) if !state.json.is_null() => {
+                contrastive_core::nn::restore_stream_positions(&v.drop_paths(), &state.json)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl ModuleT for Encoder {

@@ -111,6 +111,34 @@ impl SeededDropout {
     }
 }
 
+/// The positions of `streams` as JSON (`{"dropout_positions": ["123", ...]}`: decimal strings,
+/// as a u128 does not fit a JSON number) for a checkpoint's extra state: a resumed run then draws
+/// the masks an uninterrupted one would have.
+pub fn stream_positions(streams: &[&SeededDropout]) -> serde_json::Value {
+    let positions: Vec<String> = streams.iter().map(|d| d.position().to_string()).collect();
+    serde_json::json!({ "dropout_positions": positions })
+}
+
+/// Restores what [`stream_positions`] returned; a count that differs from `streams` is an error.
+pub fn restore_stream_positions(streams: &[&SeededDropout], state: &serde_json::Value) -> crate::Result<()> {
+    use crate::Error;
+    let positions = state.get("dropout_positions").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    if positions.len() != streams.len() {
+        return Err(Error::checkpoint(
+            "extra.json",
+            format!("{} dropout positions, the model has {} dropout layers", positions.len(), streams.len()),
+        ));
+    }
+    for (d, p) in streams.iter().zip(positions) {
+        let p: u128 = p
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::checkpoint("extra.json", format!("dropout position {p} is not a decimal integer")))?;
+        d.set_position(p);
+    }
+    Ok(())
+}
+
 /// `x ⊙ m` with m = `scale` where kept and 0 elsewhere (a product, so a NaN input stays NaN as
 /// on the tensor path); its backward is `dy ⊙ m`.
 struct Masked {

@@ -18,7 +18,7 @@ mod target_network;
 
 pub use attention::{multi_head_attention, multi_head_attention_with_position_bias};
 pub use batch_norm::{batch_norm, batch_statistics, uses_running_statistics, with_running_statistics, BatchNorm};
-pub use dropout::{in_global_batch, SeededDropout};
+pub use dropout::{in_global_batch, restore_stream_positions, stream_positions, SeededDropout};
 pub use gelu::gelu_erf;
 pub use gradient_check::check_gradients;
 pub use layer_norm::{layer_norm, LayerNorm};
