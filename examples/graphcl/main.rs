@@ -9,17 +9,18 @@ static GLOBAL: contrastive_core::alloc::MiMalloc = contrastive_core::alloc::MiMa
 use candle_core::DType;
 use clap::Parser;
 use contrastive_core::data::{BatchSource, Loader, LoaderConfig};
+use contrastive_core::grad_cache::GradCache;
 use contrastive_core::optim::{OptimizerConfig, Schedule};
 use contrastive_core::train::{Objective, Summary, Trainer, TrainerConfig};
 use contrastive_core::Result;
-use contrastive_eval::{CrossValidation, Items, LinearProbe, MeanStd};
+use contrastive_eval::{spread_indices, CrossValidation, Items, LinearProbe, MeanStd};
 use contrastive_examples::flags::{at_least_one_u64, below_one, positive, CommonFlags, GradCacheFlags};
 use contrastive_examples::processes;
 use contrastive_examples::report::{finish, plot_run, save_embeddings, write_views, Shown};
 use contrastive_graph::augment::AugmentationSet;
 use contrastive_graph::{
-    label_degree_histogram, load_tu, load_tu_aligned, CollateGraphs, GraphCl, GraphClConfig, GraphClLoss, GraphViews,
-    NodeFeatures, TuOptions,
+    label_degree_histogram, load_tu, load_tu_aligned, CollateGraphs, Graph, GraphCl, GraphClConfig, GraphClLoss,
+    GraphViews, NodeFeatures, TuOptions,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -159,14 +160,23 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             ..TrainerConfig::default()
         };
         let run_dir = run_dir_of(seed);
+        // The collapse statistics and uniformity of (at most 2,000 of) the evaluation graphs,
+        // every epoch, on rank 0.
+        let monitored: Vec<Graph> = match leader {
+            true => {
+                spread_indices(eval_set.graphs.len(), 2000).into_iter().map(|i| eval_set.graphs[i].clone()).collect()
+            }
+            false => Vec::new(),
+        };
         let t = Instant::now();
         let (summary, model) = match cli.grad_cache.grad_cache_chunk {
             Some(chunk) => {
+                let cached = cli.grad_cache.wrap(model, chunk)?;
                 let (summary, cached) =
-                    fit(flags, trainer_config, cli.grad_cache.wrap(model, chunk)?, &run_dir, &loader)?;
+                    fit(flags, trainer_config, cached, GradCache::inner, &monitored, &run_dir, &loader)?;
                 (summary, cached.into_inner())
             }
-            None => fit(flags, trainer_config, model, &run_dir, &loader)?,
+            None => fit(flags, trainer_config, model, |m| m, &monitored, &run_dir, &loader)?,
         };
         let global_batch = loader.batch_len(0) * processes.world_size();
         graphs_per_s.push((summary.steps as f64 * global_batch as f64) / t.elapsed().as_secs_f64());
@@ -237,14 +247,21 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
 }
 
 /// One seed's training run: (summary, trained objective).
-fn fit<O: Objective<Batch = GraphViews>>(
+fn fit<O: Objective<Batch = GraphViews> + 'static>(
     flags: &CommonFlags,
     config: TrainerConfig,
     model: O,
+    graphcl: fn(&O) -> &GraphCl,
+    monitored: &[Graph],
     run_dir: &Option<PathBuf>,
     loader: &impl BatchSource<Batch = GraphViews>,
 ) -> Result<(Summary, O)> {
     let mut trainer = flags.start_in(Trainer::new(config, model)?, run_dir.clone())?;
+    if monitored.len() >= 2 {
+        let graphs = monitored.to_vec();
+        trainer
+            .add_collapse_monitor(1, move |o: &mut O, _| contrastive_core::embed(graphcl(o).encoder(), &graphs, 512));
+    }
     let summary = trainer.fit(loader)?;
     flags.stop_if_interrupted(&summary)?;
     Ok((summary, trainer.into_objective()))

@@ -391,10 +391,23 @@ fn fit<O: Objective<Batch = ClipBatch<GraphBatch, TokenBatch>> + 'static>(
     loader: &impl BatchSource<Batch = ClipBatch<GraphBatch, TokenBatch>>,
 ) -> Result<(Summary, O, f64)> {
     let mut trainer = Trainer::new(config, model)?;
+    let (t, h, d) = (Arc::clone(&tokenizer), holdout.clone(), device.clone());
     trainer.add_evaluation("holdout_graph_to_smiles_r1", 1, move |model, _| {
-        let (g, s) = embed_both(clip(model), &tokenizer, &holdout, &device)?;
+        let (g, s) = embed_both(clip(model), &t, &h, &d)?;
         Ok(paired_retrieval(&g, &s, &[1])?.0.recall_at[0].1)
     });
+    // Alignment of each held-out molecule's two embeddings (its positive pair), and the graph
+    // tower's collapse statistics and uniformity.
+    let (t, h, d) = (Arc::clone(&tokenizer), holdout.clone(), device.clone());
+    trainer.add_evaluation("alignment", 1, move |model, _| {
+        let (g, s) = embed_both(clip(model), &t, &h, &d)?;
+        contrastive_eval::alignment(&g, &s, 2.0)
+    });
+    if holdout.len() >= 2 {
+        trainer.add_collapse_monitor(1, move |model: &mut O, _| {
+            Ok(embed_both(clip(model), &tokenizer, &holdout, &device)?.0)
+        });
+    }
     let mut trainer = flags.start(trainer)?;
     let fit_started = Instant::now();
     let summary = trainer.fit(loader)?;

@@ -213,10 +213,21 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         }
     };
 
+    let monitor = match leader {
+        true => Some(Monitor {
+            tokenizer: Arc::new(
+                Tokenizer::from_file(&model_dir.join("tokenizer.json"), 256.min(bert_config.max_tokens()))?
+                    .pad_with(bert_config.padding_id())?,
+            ),
+            documents: read_lee50(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/data/lee50"))?.documents,
+            device: device.clone(),
+        }),
+        false => None,
+    };
     let fit_started = started.elapsed().as_secs_f64();
     let (summary, model, train_seconds) = match &source {
-        Source::Memory(loader) => train_maybe_cached(&cli, model, loader)?,
-        Source::Stream(loader) => train_maybe_cached(&cli, model, loader)?,
+        Source::Memory(loader) => train_maybe_cached(&cli, model, monitor, loader)?,
+        Source::Stream(loader) => train_maybe_cached(&cli, model, monitor, loader)?,
     };
     // Every process tokenized its own share.
     let mut truncated = [tokenizer.truncated() as f32];
@@ -318,21 +329,34 @@ enum Source {
 fn train_maybe_cached<S: BatchSource<Batch = SentenceBatch>>(
     cli: &Cli,
     model: SimCse,
+    monitor: Option<Monitor>,
     loader: &S,
 ) -> Result<(Summary, SimCse, f64)> {
     match cli.grad_cache_chunk {
         Some(chunk) => {
-            let (summary, model, seconds) = train(cli, GradCache::new(model, chunk)?, loader)?;
+            let (summary, model, seconds) =
+                train(cli, GradCache::new(model, chunk)?, GradCache::inner, monitor, loader)?;
             Ok((summary, model.into_inner(), seconds))
         }
-        None => train(cli, model, loader),
+        None => train(cli, model, |m| m, monitor, loader),
     }
 }
 
+/// What the collapse monitor embeds every epoch: Lee-50's documents through the evaluation's
+/// tokenizer (rank 0 only).
+#[derive(Clone)]
+struct Monitor {
+    tokenizer: Arc<Tokenizer>,
+    documents: Vec<String>,
+    device: candle_core::Device,
+}
+
 /// The reference recipe's training run on `loader`: (summary, trained model, seconds).
-fn train<S: BatchSource<Batch = SentenceBatch>, O: Objective<Batch = SentenceBatch>>(
+fn train<S: BatchSource<Batch = SentenceBatch>, O: Objective<Batch = SentenceBatch> + 'static>(
     cli: &Cli,
     model: O,
+    simcse: fn(&O) -> &SimCse,
+    monitor: Option<Monitor>,
     loader: &S,
 ) -> Result<(Summary, O, f64)> {
     let flags = &cli.common;
@@ -351,6 +375,21 @@ fn train<S: BatchSource<Batch = SentenceBatch>, O: Objective<Batch = SentenceBat
     let total_steps = trainer_config.total_steps(loader.batches_per_epoch());
     trainer_config.schedule = Schedule::WarmupLinear { warmup_steps: 0, total_steps };
     let mut trainer = flags.start(Trainer::new(trainer_config, model)?)?;
+    // The collapse statistics and uniformity of Lee-50's documents (eval mode: no dropout mask
+    // is drawn), every epoch.
+    if let Some(m) = monitor {
+        trainer.add_collapse_monitor(1, move |o: &mut O, _| {
+            let parts = m
+                .documents
+                .chunks(64)
+                .map(|chunk| {
+                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    Ok(simcse(o).embed(&m.tokenizer.encode(&refs, &m.device)?, false)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::cat(&parts, 0)?)
+        });
+    }
     let fit_started = Instant::now();
     let summary = trainer.fit(loader)?;
     flags.stop_if_interrupted(&summary)?;

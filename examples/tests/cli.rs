@@ -403,6 +403,16 @@ fn simcse_with_gradient_caching_takes_the_plain_steps() {
     }
     let (a, b) = (final_json(&run(&["--out", run_dir.to_str().unwrap()])), final_json(&cached));
     assert_eq!(b["grad_cache_chunk"], 5);
+    // A whole epoch (evaluations run at epochs' ends; --quick's 256 sentences in 4 batches): the
+    // collapse statistics of Lee-50's documents in the history.
+    let epoch_dir = out.path().join("epoch");
+    let args =
+        ["--quick", "--epochs", "1", "--threads", "2", "--batch-size", "64", "--out", epoch_dir.to_str().unwrap()];
+    final_json(&Command::new(env!("CARGO_BIN_EXE_simcse")).args(args).output().unwrap());
+    let history = std::fs::read_to_string(epoch_dir.join("history.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+    assert!(last["eval"]["uniformity"].as_f64().is_some_and(|u| (-8.0..=0.0).contains(&u)), "{last}");
+    assert!(last["eval"]["effective_rank"].as_f64().is_some_and(|r| r >= 1.0), "{last}");
     // The report maps Lee-50's documents, each shown with its text.
     let report = report_data(&run_dir);
     let texts = report["map"]["texts"].as_array().unwrap();
@@ -423,8 +433,19 @@ fn graphcl_with_gradient_caching() {
         let common = ["--quick", "--max-steps", "2", "--threads", "2", "--batch-size", "64"];
         final_json(&Command::new(env!("CARGO_BIN_EXE_graphcl")).args(common).args(extra).output().unwrap())
     };
+    let out = tempfile::tempdir().unwrap();
+    let run_dir = out.path().join("run");
     let (plain, whole) = (run(&[]), run(&["--grad-cache-chunk", "64"]));
     assert_eq!(whole["grad_cache_chunk"], 64);
+    // A whole epoch (evaluations run at epochs' ends): the collapse statistics of the evaluation
+    // graphs in the history, and the report's map of the graph embeddings with their labels.
+    let args = ["--quick", "--epochs", "1", "--threads", "2", "--batch-size", "64", "--out", run_dir.to_str().unwrap()];
+    final_json(&Command::new(env!("CARGO_BIN_EXE_graphcl")).args(args).output().unwrap());
+    let history = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+    assert!(last["eval"]["uniformity"].as_f64().is_some_and(|u| (-8.0..=0.0).contains(&u)), "{last}");
+    let report = report_data(&run_dir);
+    assert_eq!(report["map"]["labels"].as_array().unwrap().len(), report["map"]["x"].as_array().unwrap().len());
     assert_eq!(whole["grad_cache_batch_norm"], "chunk");
     assert_eq!(plain["grad_cache_batch_norm"], serde_json::Value::Null);
     assert_eq!(plain["last_loss"], whole["last_loss"]);
@@ -472,6 +493,28 @@ fn molecule_clip_with_gradient_caching() {
         .rfind(|r| r["loss"].is_number())
         .unwrap();
     assert!((last["method"]["temperature"].as_f64().unwrap() - plain["temperature"].as_f64().unwrap()).abs() < 1e-9);
+    // A whole epoch (evaluations run at epochs' ends): alignment of the held-out pairs, the graph
+    // tower's collapse statistics and uniformity.
+    let epoch_dir = out.path().join("epoch");
+    let args = [
+        "--quick",
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--threads",
+        "2",
+        "--batch-size",
+        "64",
+        "--out",
+        epoch_dir.to_str().unwrap(),
+    ];
+    final_json(&Command::new(env!("CARGO_BIN_EXE_molecule_clip")).args(args).output().unwrap());
+    let epoch = std::fs::read_to_string(epoch_dir.join("history.jsonl")).unwrap();
+    let e = &serde_json::from_str::<serde_json::Value>(epoch.lines().last().unwrap()).unwrap()["eval"];
+    assert!(e["alignment"].as_f64().is_some_and(|a| (0.0..=4.0).contains(&a)), "{e}");
+    assert!(e["uniformity"].as_f64().is_some_and(|u| (-8.0..=0.0).contains(&u)), "{e}");
+    assert!(e["effective_rank"].as_f64().is_some_and(|r| r >= 1.0), "{e}");
     let n = plain["holdout_molecules"].as_u64().unwrap() as usize;
     let metadata = projector_metadata(&run_dir, "molecules", 2 * n);
     assert_eq!(metadata[0], "index\tlabel\tclass\tsmiles");
