@@ -410,6 +410,8 @@ fn simcse_with_gradient_caching_takes_the_plain_steps() {
         ["--quick", "--epochs", "1", "--threads", "2", "--batch-size", "64", "--out", epoch_dir.to_str().unwrap()];
     final_json(&Command::new(env!("CARGO_BIN_EXE_simcse")).args(args).output().unwrap());
     let history = std::fs::read_to_string(epoch_dir.join("history.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+    assert_eq!(first["method"]["temperature"], 0.05, "the fixed temperature with each step: {first}");
     let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
     assert!(last["eval"]["uniformity"].as_f64().is_some_and(|u| (-8.0..=0.0).contains(&u)), "{last}");
     assert!(last["eval"]["effective_rank"].as_f64().is_some_and(|r| r >= 1.0), "{last}");

@@ -177,6 +177,11 @@ impl<B: Backbone<Input = GraphBatch>> Objective for GraphCl<B> {
         &self.store
     }
 
+    /// The (fixed) temperature, logged with each step beside the learnt ones of other methods.
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![("temperature", self.temperature)])
+    }
+
     fn config(&self) -> serde_json::Value {
         // The shape GraphClConfig serialises to, so checkpoints of either constructor compare.
         serde_json::json!({ "method": "graphcl", "graphcl": {

@@ -205,6 +205,11 @@ impl<B: Backbone<Input = TokenBatch>> Objective for SimCse<B> {
         &self.store
     }
 
+    /// The (fixed) temperature, logged with each step beside the learnt ones of other methods.
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![("temperature", self.config.temperature)])
+    }
+
     fn extra_state(&self) -> Result<ExtraState> {
         self.encoder.extra_state()
     }

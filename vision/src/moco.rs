@@ -338,6 +338,11 @@ impl<B: Backbone<Input = Tensor>> Objective for MoCo<B> {
         &self.store
     }
 
+    /// The (fixed) temperature, logged with each step beside the learnt ones of other methods.
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![("temperature", self.config.temperature)])
+    }
+
     /// After the optimizer step: the key network follows the query network, and this batch's
     /// keys join the queue (MoCo's order: its next forward pass sees the updated key network).
     fn after_step(&mut self, progress: &Progress) -> candle_core::Result<()> {

@@ -192,6 +192,11 @@ impl<B: Backbone<Input = Tensor>> Objective for SimClr<B> {
         &self.store
     }
 
+    /// The (fixed) temperature, logged with each step beside the learnt ones of other methods.
+    fn step_figures(&self) -> candle_core::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![("temperature", self.temperature)])
+    }
+
     fn config(&self) -> serde_json::Value {
         // The shape SimClrConfig serialises to, so checkpoints of either constructor compare.
         serde_json::json!({ "method": "simclr", "simclr": {
