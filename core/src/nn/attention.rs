@@ -31,16 +31,7 @@ pub fn multi_head_attention(
     dropout: &SeededDropout,
     train: bool,
 ) -> Result<Tensor> {
-    let (b, l, h) = q.dims3()?;
-    if k.dims() != q.dims() || v.dims() != q.dims() {
-        bail!("attention: queries {:?}, keys {:?} and values {:?} must have one shape", q.dims(), k.dims(), v.dims());
-    }
-    if key_bias.dims() != [b, l] {
-        bail!("attention: a key bias of {:?} for {b} rows of {l} tokens (expected [{b}, {l}])", key_bias.dims());
-    }
-    if heads == 0 || h % heads != 0 {
-        bail!("attention: a width of {h} does not split into {heads} heads");
-    }
+    let (b, l, h) = checked_shapes(q, k, v, key_bias, heads)?;
     let same_dtype = [k, v, key_bias].iter().all(|t| t.dtype() == q.dtype());
     let drops = train && dropout.p() > 0.0;
     // An empty batch has an empty context (candle's reductions refuse empty tensors).
@@ -70,6 +61,27 @@ pub fn multi_head_attention_with_position_bias(
     dropout: &SeededDropout,
     train: bool,
 ) -> Result<Tensor> {
+    let (b, l, h) = checked_shapes(q, k, v, key_bias, heads)?;
+    if position_bias.dims() != [heads, l, l] {
+        bail!(
+            "attention: a position bias of {:?} for {heads} heads of {l} tokens (expected [{heads}, {l}, {l}])",
+            position_bias.dims()
+        );
+    }
+    if q.elem_count() == 0 {
+        return Tensor::zeros((b, l, h), q.dtype(), q.device());
+    }
+    attention_tensor_ops(q, k, v, key_bias, Some(position_bias), heads, dropout, train && dropout.p() > 0.0)
+}
+
+/// (B, L, H) of queries, keys and values of one shape, a (B, L) key bias and H split into `heads`.
+fn checked_shapes(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_bias: &Tensor,
+    heads: usize,
+) -> Result<(usize, usize, usize)> {
     let (b, l, h) = q.dims3()?;
     if k.dims() != q.dims() || v.dims() != q.dims() {
         bail!("attention: queries {:?}, keys {:?} and values {:?} must have one shape", q.dims(), k.dims(), v.dims());
@@ -77,19 +89,10 @@ pub fn multi_head_attention_with_position_bias(
     if key_bias.dims() != [b, l] {
         bail!("attention: a key bias of {:?} for {b} rows of {l} tokens (expected [{b}, {l}])", key_bias.dims());
     }
-    if position_bias.dims() != [heads, l, l] {
-        bail!(
-            "attention: a position bias of {:?} for {heads} heads of {l} tokens (expected [{heads}, {l}, {l}])",
-            position_bias.dims()
-        );
-    }
     if heads == 0 || h % heads != 0 {
         bail!("attention: a width of {h} does not split into {heads} heads");
     }
-    if q.elem_count() == 0 {
-        return Tensor::zeros((b, l, h), q.dtype(), q.device());
-    }
-    attention_tensor_ops(q, k, v, key_bias, Some(position_bias), heads, dropout, train && dropout.p() > 0.0)
+    Ok((b, l, h))
 }
 
 /// The attention as candle's tensor ops (any device; gradients by candle's backward).
