@@ -41,7 +41,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("barlow_twins", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
-    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images)?;
+    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images, cli.common.seed)?;
     let config =
         BarlowTwinsConfig { lambda: cli.lambda, ..BarlowTwinsConfig::with_widths(setup.config.dim(), 2048, 2048) };
     let model: Model = BarlowTwins::new(setup.build(), config, cli.common.seed, &cli.common.device()?)?

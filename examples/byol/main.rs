@@ -42,7 +42,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("byol", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
-    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images)?;
+    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images, cli.common.seed)?;
     let config = ByolConfig {
         momentum: Momentum::Cosine { base: cli.momentum },
         ..ByolConfig::with_widths(setup.config.dim(), 1024, 128)

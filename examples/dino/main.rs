@@ -64,7 +64,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
     let local_size = cli.local_size.unwrap_or((run.size.0 * 96 / 224).max(8));
     let run = run.multi_crop(2, cli.local_views, local_size)?;
-    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images)?;
+    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images, cli.common.seed)?;
     if let EncoderConfig::Vit(vit) = &setup.config {
         if local_size % vit.patch_size != 0 {
             return Err(contrastive_core::Error::config(

@@ -66,7 +66,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("moco", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.recipe)?;
-    let encoder = cli.encoder.config(run.data.train.channels(), run.size, &cli.images)?;
+    let encoder = cli.encoder.config(run.data.train.channels(), run.size, &cli.images, cli.common.seed)?;
     let width = encoder.dim();
     let config = MoCoConfig {
         encoder,

@@ -38,7 +38,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("simsiam", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
-    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images)?;
+    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images, cli.common.seed)?;
     let config = SimSiamConfig::with_widths(setup.config.dim(), 512, 128, 64);
     let model: Model = SimSiam::new(setup.build(), config, cli.common.seed, &cli.common.device()?)?;
     let spec = RunSpec { method: "simsiam", epochs: 2, batch_size: 256, lr: cli.method.lr };

@@ -45,15 +45,16 @@ impl EncoderSetup {
 }
 
 impl MethodFlags {
-    /// The encoder for images of `channels` seen as views of `size` (a ViT as `images` says) and
-    /// the run's processes.
+    /// The encoder for images of `channels` seen as views of `size` (a ViT as `images` says, its
+    /// drop path seeded by `seed`) and the run's processes.
     pub fn setup(
         &self,
         channels: usize,
         size: (usize, usize),
         images: &crate::image_data::ImageFlags,
+        seed: u64,
     ) -> Result<EncoderSetup> {
         let processes = crate::processes::collective_with_batch_norm(self.sync_batch_norm)?;
-        Ok(EncoderSetup { config: self.encoder.config(channels, size, images)?, processes })
+        Ok(EncoderSetup { config: self.encoder.config(channels, size, images, seed)?, processes })
     }
 }

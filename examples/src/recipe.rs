@@ -66,7 +66,8 @@ pub enum EncoderChoice {
 
 impl EncoderChoice {
     /// The encoder's configuration for images of `channels` seen as views of `size`, a ViT cut
-    /// into patches of `--patch-size` with `--drop-path` (its position embeddings laid out for the
+    /// into patches of `--patch-size` with `--drop-path` drawn from streams of `seed` (its position
+    /// embeddings laid out for the
     /// views' height; other sizes, DINO's local views, resample them). A view side that the patch
     /// does not divide is an error naming the flag.
     pub fn config(
@@ -74,6 +75,7 @@ impl EncoderChoice {
         channels: usize,
         size: (usize, usize),
         images: &crate::image_data::ImageFlags,
+        seed: u64,
     ) -> contrastive_core::Result<contrastive_vision::EncoderConfig> {
         let (patch_size, drop_path) = (images.patch_size, images.drop_path);
         use contrastive_vision::{ConvNetConfig, EncoderConfig, ResNetConfig, Stem, VitConfig};
@@ -87,7 +89,7 @@ impl EncoderChoice {
                     ),
                 ));
             }
-            Ok(EncoderConfig::Vit(VitConfig { in_channels: channels, drop_path, ..preset(patch_size, size.0) }))
+            Ok(EncoderConfig::Vit(VitConfig { in_channels: channels, drop_path, seed, ..preset(patch_size, size.0) }))
         };
         Ok(match self {
             EncoderChoice::Convnet => {

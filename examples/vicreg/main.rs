@@ -48,7 +48,7 @@ fn run(cli: Cli) -> contrastive_core::Result<serde_json::Value> {
     cli.common.setup()?;
     cli.common.check_paths("vicreg", &cli)?;
     let run = ImageRun::prepare(&cli.common, &cli.images, cli.method.recipe)?;
-    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images)?;
+    let setup = cli.method.setup(run.data.train.channels(), run.size, &cli.images, cli.common.seed)?;
     let weights = VicRegWeights {
         invariance: cli.invariance,
         variance: cli.variance,

@@ -52,8 +52,7 @@ impl Encoder {
         Ok(match config {
             EncoderConfig::ConvNet(c) => Encoder::ConvNet(ConvNet::new(c, vb)?),
             EncoderConfig::ResNet(c) => Encoder::ResNet(ResNet::new(c, vb)?),
-            // Drop path draws from streams of seed 0: the same masks whatever the run's seed.
-            EncoderConfig::Vit(c) => Encoder::Vit(Vit::new(c, vb, 0)?),
+            EncoderConfig::Vit(c) => Encoder::Vit(Vit::new(c, vb, c.seed)?),
         })
     }
 

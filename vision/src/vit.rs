@@ -30,6 +30,10 @@ pub struct VitConfig {
     /// Stochastic depth of the last block (0 in the first, rising linearly): timm's
     /// `drop_path_rate`.
     pub drop_path: f64,
+    /// The seed of the drop path streams when built as an [`Encoder`](crate::Encoder) (the run's
+    /// seed in the examples).
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl VitConfig {
@@ -49,7 +53,17 @@ impl VitConfig {
     }
 
     fn with_width(dim: usize, heads: usize, patch_size: usize, image_size: usize) -> Self {
-        Self { patch_size, image_size, in_channels: 3, dim, depth: 12, heads, mlp_dim: 4 * dim, drop_path: 0.0 }
+        Self {
+            patch_size,
+            image_size,
+            in_channels: 3,
+            dim,
+            depth: 12,
+            heads,
+            mlp_dim: 4 * dim,
+            drop_path: 0.0,
+            seed: 0,
+        }
     }
 
     /// Patches a side of the position embeddings' grid.

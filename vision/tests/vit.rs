@@ -32,6 +32,7 @@ fn config() -> VitConfig {
         heads: 3,
         mlp_dim: 96,
         drop_path: 0.0,
+        seed: 0,
     }
 }
 
@@ -95,6 +96,11 @@ fn drop_path_drops_whole_samples_in_training_only() {
     assert!((2..16).step_by(2).any(|i| rows[i] != rows[0]));
     // ... and two passes draw other masks.
     assert!(max_diff(&encoder.forward_t(&x, true).unwrap(), &train) > 0.0);
+    // The streams follow the config's seed: the same seed draws the same masks, another other ones.
+    let same = tiny(&config).1.forward_t(&x, true).unwrap();
+    assert_eq!(max_diff(&same, &train), 0.0);
+    let other = tiny(&VitConfig { seed: 1, ..config.clone() }).1.forward_t(&x, true).unwrap();
+    assert!(max_diff(&other, &train) > 0.0);
 }
 
 #[test]
