@@ -7,8 +7,10 @@
 //! - `convnet_simclr_step`: one SimCLR step of the small ConvNet at 28x28, batch 256 (two views of
 //!   each image, the projection head, NT-Xent, backward, AdamW): the same work as
 //!   `python3 bench/pytorch/simclr_fmnist_torch.py --timing` (its `train_s_per_step`).
-//! - `resnet18_simclr_step`: the same with ResNet-18 (CIFAR stem) at 32x32, batch 64: compare with
-//!   `python3 bench/pytorch/torch_train_step.py`.
+//! - `resnet18_simclr_step`: the same with ResNet-18 (CIFAR stem) at 32x32, batch 64 and 256, and
+//!   with the ImageNet stem at 96x96, batch 32; `resnet50_simclr_step` at 96x96, batch 32, and
+//!   `resnet50_forward` (evaluation mode, 32 images at 96x96): compare with
+//!   `python3 bench/pytorch/torch_train_step.py --all` (one of them: `--bench NAME`).
 //!
 //!     cargo bench -p contrastive-vision --bench train_step
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
@@ -98,9 +100,27 @@ fn steps(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
     simclr_step(c, "convnet_simclr_step_b256_28x28", EncoderConfig::default(), [256, 1, 28, 28], 30, false);
     simclr_step(c, "convnet_simclr_step_b256_28x28_generic", EncoderConfig::default(), [256, 1, 28, 28], 30, true);
-    let resnet = EncoderConfig::ResNet(ResNetConfig::resnet18(Stem::Cifar));
-    simclr_step(c, "resnet18_simclr_step_b64_32x32", resnet, [64, 3, 32, 32], 40, false);
+    let resnet18 = |stem| EncoderConfig::ResNet(ResNetConfig::resnet18(stem));
+    simclr_step(c, "resnet18_simclr_step_b64_32x32", resnet18(Stem::Cifar), [64, 3, 32, 32], 40, false);
+    simclr_step(c, "resnet18_simclr_step_b256_32x32", resnet18(Stem::Cifar), [256, 3, 32, 32], 90, false);
+    simclr_step(c, "resnet18_simclr_step_b32_96x96", resnet18(Stem::ImageNet), [32, 3, 96, 96], 40, false);
+    let resnet50 = EncoderConfig::ResNet(ResNetConfig::resnet50(Stem::ImageNet));
+    simclr_step(c, "resnet50_simclr_step_b32_96x96", resnet50, [32, 3, 96, 96], 90, false);
 }
 
-criterion_group!(benches, conv_block, steps);
+/// ResNet-50 (ImageNet stem) in evaluation mode on 32 images at 96x96: what embedding a dataset
+/// costs.
+fn resnet50_forward(c: &mut Criterion) {
+    contrastive_core::alloc::keep_freed_memory();
+    let store = ParamStore::new(0, InitScheme::PyTorch);
+    let vb = store.var_builder(DType::F32, &Device::Cpu);
+    let encoder = Encoder::new(&EncoderConfig::ResNet(ResNetConfig::resnet50(Stem::ImageNet)), vb).unwrap();
+    let x = random(&[32, 3, 96, 96], 1);
+    let mut group = c.benchmark_group("vision");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(20));
+    group.bench_function("resnet50_forward_b32_96x96", |b| b.iter(|| encoder.forward_t(&x, false).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, conv_block, steps, resnet50_forward);
 criterion_main!(benches);
