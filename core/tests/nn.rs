@@ -528,12 +528,13 @@ fn seeded_dropout_kernel_gives_the_tensor_ops_bits() {
     assert!(y.iter().all(|v| v.is_nan()));
 }
 
-/// softmax(q kᵀ / √d + bias) v for each head, written as loops (f64).
+/// softmax(q kᵀ / √d + bias [+ position bias of the head]) v for each head, written as loops (f64).
 fn attention_by_loops(
     q: &[f64],
     k: &[f64],
     v: &[f64],
     bias: &[f64],
+    position: Option<&[f64]>,
     (b, l, h, heads): (usize, usize, usize, usize),
 ) -> Vec<f64> {
     let d = h / heads;
@@ -544,7 +545,9 @@ fn attention_by_loops(
                 let at = |t: usize, c: usize| r * l * h + t * h + hd * d + c;
                 let scores: Vec<f64> = (0..l)
                     .map(|j| {
-                        (0..d).map(|c| q[at(i, c)] * k[at(j, c)]).sum::<f64>() / (d as f64).sqrt() + bias[r * l + j]
+                        (0..d).map(|c| q[at(i, c)] * k[at(j, c)]).sum::<f64>() / (d as f64).sqrt()
+                            + bias[r * l + j]
+                            + position.map_or(0.0, |p| p[(hd * l + i) * l + j])
                     })
                     .collect();
                 let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -594,7 +597,7 @@ fn multi_head_attention_kernel_matches_the_tensor_ops_and_the_definition() {
     }
     let off = SeededDropout::new(0.3, 5, "p").unwrap();
     let eval = multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &bias_t, heads, &off, false).unwrap();
-    let expected = attention_by_loops(&qkv[0], &qkv[1], &qkv[2], &bias, (b, l, h, heads));
+    let expected = attention_by_loops(&qkv[0], &qkv[1], &qkv[2], &bias, None, (b, l, h, heads));
     let got = eval.flatten_all().unwrap().to_vec1::<f64>().unwrap();
     let worst = got.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-12, "against loops: {worst}");
@@ -619,4 +622,81 @@ fn multi_head_attention_kernel_matches_the_tensor_ops_and_the_definition() {
     let short = bias_t.narrow(1, 0, 4).unwrap();
     let e = multi_head_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), &short, heads, &off, false).unwrap_err();
     assert!(e.to_string().contains("key bias of [3, 4]"), "{e}");
+}
+
+/// The fused attention with a per-head position bias (MPNet's) against its tensor-op form (values,
+/// and the gradients of queries, keys, values and the bias; with dropout drawing the same masks,
+/// and without) and against loops; its bias gradient the same bits on 1 and 3 threads; shapes.
+#[test]
+fn attention_with_position_bias_kernel_matches_the_tensor_ops_and_the_definition() {
+    let (b, l, heads, h) = (5, 6, 3, 12);
+    let dev = Device::Cpu;
+    let qkv: Vec<Vec<f64>> = (0..3).map(|s| random_rows(40 + s, b * l, h, 1.5).concat()).collect();
+    let position: Vec<f64> = random_rows(44, heads * l, l, 2.0).concat();
+    let var =
+        |x: &Vec<f64>, dims: &[usize]| Var::from_tensor(&Tensor::from_vec(x.clone(), dims, &dev).unwrap()).unwrap();
+    let (q, k, v) = (var(&qkv[0], &[b, l, h]), var(&qkv[1], &[b, l, h]), var(&qkv[2], &[b, l, h]));
+    let pos = var(&position, &[heads, l, l]);
+    let bias: Vec<f64> = (0..b * l).map(|i| if i / l == 1 && i % l >= 4 { -1e4 } else { 0.0 }).collect();
+    let bias_t = Tensor::from_vec(bias.clone(), (b, l), &dev).unwrap();
+    let paths = |vars: [&Var; 4], key_bias: &Tensor, train: bool| {
+        let layers = [SeededDropout::new(0.3, 7, "p").unwrap(), SeededDropout::new(0.3, 7, "p").unwrap()];
+        let [q, k, v, p] = vars.map(|t| t.as_tensor());
+        let differences = contrastive_core::kernel::path_differences(&vars, |generic| {
+            multi_head_attention_with_position_bias(q, k, v, key_bias, p, heads, &layers[usize::from(generic)], train)
+        })
+        .unwrap();
+        assert_eq!(layers[0].position(), layers[1].position());
+        differences
+    };
+    for train in [false, true] {
+        let (y, g) = paths([&q, &k, &v, &pos], &bias_t, train);
+        assert!(y < 1e-12 && g.len() == 4 && g.iter().all(|&d| d < 1e-12), "train {train}: {y} {g:?}");
+    }
+    let off = SeededDropout::new(0.3, 7, "p").unwrap();
+    let attend = |p: &Tensor, train: bool| {
+        multi_head_attention_with_position_bias(
+            q.as_tensor(),
+            k.as_tensor(),
+            v.as_tensor(),
+            &bias_t,
+            p,
+            heads,
+            &off,
+            train,
+        )
+    };
+    let got = attend(pos.as_tensor(), false).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let expected = attention_by_loops(&qkv[0], &qkv[1], &qkv[2], &bias, Some(&position), (b, l, h, heads));
+    let worst = got.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-12, "against loops: {worst}");
+    // The bias matters: without it the loops give another context.
+    let plain = attention_by_loops(&qkv[0], &qkv[1], &qkv[2], &bias, None, (b, l, h, heads));
+    assert!(got.iter().zip(&plain).map(|(a, e)| (a - e).abs()).fold(0.0, f64::max) > 0.1);
+    // f32: within 1e-5 of the tensor ops; the bias's gradient, summed over the batch, the same
+    // bits whatever the thread count.
+    let [q32, k32, v32, p32] =
+        [&q, &k, &v, &pos].map(|t| Var::from_tensor(&t.as_tensor().to_dtype(DType::F32).unwrap()).unwrap());
+    let bias32 = bias_t.to_dtype(DType::F32).unwrap();
+    let (y, g) = paths([&q32, &k32, &v32, &p32], &bias32, true);
+    assert!(y < 1e-5 && g.iter().all(|&d| d < 1e-5), "f32: {y} {g:?}");
+    let bias_gradient = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let dropout = SeededDropout::new(0.3, 7, "p").unwrap();
+            let [q, k, v, p] = [&q32, &k32, &v32, &p32].map(|t| t.as_tensor());
+            let y = multi_head_attention_with_position_bias(q, k, v, &bias32, p, heads, &dropout, true).unwrap();
+            let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            grads.get(p).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        })
+    };
+    let (one, three) = (bias_gradient(1), bias_gradient(3));
+    assert!(one.iter().any(|&x| x != 0.0));
+    assert_eq!(
+        one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        three.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
+    // A bias of the wrong shape is named.
+    let e = attend(&pos.as_tensor().narrow(2, 0, 5).unwrap(), false).unwrap_err();
+    assert!(e.to_string().contains("position bias of [3, 6, 5]"), "{e}");
 }

@@ -2,8 +2,8 @@
 //! tokens: the eval forward pass, and a training step (dropout on, forward, mean over tokens,
 //! squared mean, backward). The same work as `python3 bench/pytorch/torch_ref.py bert` and
 //! `... bert_train` (transformers' BertModel), to run in one sitting; XLM-RoBERTa-base's eval
-//! forward pass on the same batch (`... xlmr`); and the whole SimCSE optimiser step of the
-//! `simcse` example.
+//! forward pass on the same batch (`... xlmr`); MPNet-base's forward pass and training step
+//! (`... mpnet`); and the whole SimCSE optimiser step of the `simcse` example.
 //!
 //!     cargo bench -p contrastive-text --bench minilm
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
@@ -62,6 +62,31 @@ fn bench(c: &mut Criterion) {
     group.bench_function("forward_eval", |b| b.iter(|| xlmr.forward_inference(&ids, &types, &mask).unwrap()));
     group.finish();
     drop((xlmr, xlmr_store));
+
+    // MPNet-base (all-mpnet-base-v2's shape: 12 layers, hidden 768, a relative position bias on
+    // every layer's scores), the eval forward pass and a training step as MiniLM's above:
+    // `python3 bench/pytorch/torch_ref.py mpnet` (transformers' MPNetModel).
+    let mpnet_config = BertConfig {
+        vocab_size: 30_527,
+        type_vocab_size: 0,
+        model_type: contrastive_text::ModelType::Mpnet,
+        layer_norm_eps: 1e-5,
+        ..xlmr_config
+    };
+    let mpnet_store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
+    let mpnet = Bert::new(&mpnet_config, mpnet_store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
+    let mut group = c.benchmark_group("mpnet_base_b64_s32");
+    group.throughput(Throughput::Elements(64 * 32));
+    group.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(20));
+    group.bench_function("forward_eval", |b| b.iter(|| mpnet.forward_inference(&ids, &types, &mask).unwrap()));
+    group.bench_function("train_step", |b| {
+        b.iter(|| {
+            let h = mpnet.forward_t(&ids, &types, &mask, true).unwrap();
+            h.mean(1).unwrap().sqr().unwrap().mean_all().unwrap().backward().unwrap()
+        })
+    });
+    group.finish();
+    drop((mpnet, mpnet_store));
 
     // The whole SimCSE optimiser step of the example (64 sentences of 32 tokens through the
     // encoder twice, InfoNCE, backward, clipping at 1.0, AdamW), as sentence-transformers' step in
