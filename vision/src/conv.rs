@@ -184,9 +184,22 @@ fn images_per_task(positions: usize) -> usize {
     2048usize.div_ceil(positions.max(1)).clamp(1, 64)
 }
 
+/// How the products of a task use threads: the task's own where there are at least as many tasks
+/// as threads, the pool's where there are fewer (the late, small feature maps put a whole batch in
+/// one or two tasks, which left the other cores idle). gemm splits a product over threads by
+/// blocks of the output, never along the sum, so the result is the same bits either way.
+fn task_threads(images: usize, per_task: usize) -> Threads {
+    if images.div_ceil(per_task.max(1)) < rayon::current_num_threads() {
+        Threads::Pool
+    } else {
+        Threads::One
+    }
+}
+
 fn forward_channels_first<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
     let per_task = images_per_task(p);
+    let threads = task_threads(x.len() / d.in_len(), per_task);
     let mut y = vec![T::zero(); x.len() / d.in_len() * d.out_len()];
     y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).for_each_init(
         || (Vec::new(), Vec::new()),
@@ -203,7 +216,7 @@ fn forward_channels_first<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) -> Vec<T> 
                 Strided::new(w, (rows, 1)),
                 Strided::new(col, (ld, 1)),
                 T::one(),
-                Threads::One,
+                threads,
             );
             for (i, yi) in ys.chunks_mut(d.out_len()).enumerate() {
                 for (o, dst) in yi.chunks_mut(p).enumerate() {
@@ -224,6 +237,7 @@ fn backward_channels_first<T: KernelFloat>(
     need_dx: bool,
 ) -> (Option<Vec<T>>, Vec<T>) {
     let p = d.positions();
+    let threads = task_threads(x.len() / d.in_len(), images_per_task(p));
     let task = |dxs: Option<&mut [T]>, xs: &[T], dys: &[T]| {
         let rows = d.rows();
         let mut col = Vec::new();
@@ -244,7 +258,7 @@ fn backward_channels_first<T: KernelFloat>(
             Strided::new(&g, (ld, 1)),
             Strided::new(&col, (1, ld)),
             T::one(),
-            Threads::One,
+            threads,
         );
         let Some(dxs) = dxs else { return dw };
         // dcol (rows x B·P) = Wᵀ (rows x O) · dY, folded back onto each image.
@@ -255,7 +269,7 @@ fn backward_channels_first<T: KernelFloat>(
             Strided::new(w, (1, rows)),
             Strided::new(&g, (ld, 1)),
             T::one(),
-            Threads::One,
+            threads,
         );
         for (i, dxi) in dxs.chunks_mut(d.in_len()).enumerate() {
             col2im(&col[i * p..], d, dxi, ld);
@@ -297,6 +311,7 @@ fn over_tasks<T: KernelFloat>(
 pub(crate) fn forward_channels_last<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
     let per_task = images_per_task(p);
+    let threads = task_threads(x.len() / d.in_len(), per_task);
     let w = kernel_rows(w, d);
     let mut y = vec![T::zero(); x.len() / d.in_len() * d.out_len()];
     y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).for_each_init(
@@ -314,7 +329,7 @@ pub(crate) fn forward_channels_last<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) 
                     Strided::new(col, strides),
                     Strided::new(&w, (1, rows)),
                     T::one(),
-                    Threads::One,
+                    threads,
                 );
             }
         },
@@ -332,6 +347,7 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
 ) -> (Option<Vec<T>>, Vec<T>) {
     let (rows, p) = (d.rows(), d.positions());
     let w = kernel_rows(w, d);
+    let threads = task_threads(x.len() / d.in_len(), images_per_task(p));
     let task = |dxs: Option<&mut [T]>, xs: &[T], dys: &[T]| {
         let sub = images_per_unfold::<T>(d);
         let mut col = Vec::new();
@@ -348,7 +364,7 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
                 Strided::new(dys, (1, d.o)),
                 Strided::new(&col, strides),
                 T::one(),
-                Threads::One,
+                threads,
             );
             let Some(dxs) = dxs.as_mut().and_then(|it| it.next()) else { continue };
             if d.c == 1 {
@@ -361,7 +377,7 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
                     Strided::new(&w, (1, rows)),
                     Strided::new(dys, (1, d.o)),
                     T::one(),
-                    Threads::One,
+                    threads,
                 );
                 for (i, dxi) in dxs.chunks_mut(d.in_len()).enumerate() {
                     col2im(&col[i * p..], d, dxi, n);
@@ -375,7 +391,7 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
                     Strided::new(dys, (d.o, 1)),
                     Strided::new(&w, (rows, 1)),
                     T::one(),
-                    Threads::One,
+                    threads,
                 );
                 for (ci, dxi) in col.chunks(p * rows).zip(dxs.chunks_mut(d.in_len())) {
                     row2im(ci, d, dxi);
