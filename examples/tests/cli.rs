@@ -637,16 +637,20 @@ fn byol_simsiam_barlow_twins_vicreg_and_dino_train_and_record_collapse() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--prototypes"));
 }
 
-/// `simcse --init` on an XLM-RoBERTa folder and an MPNet folder (the text crate's tiny random
-/// ones, with their Unigram and WordPiece tokenizers) trains, evaluates and exports a folder that
-/// declares its family and loads back; a --max-length past the model's positions is refused by
-/// name. Needs no asset.
+/// `simcse --init` on a RoBERTa, an XLM-RoBERTa and an MPNet folder (the text crate's tiny random
+/// ones, with their byte-level BPE, Unigram and WordPiece tokenizers) trains, evaluates and
+/// exports a folder that declares its family and loads back; a --max-length past the model's
+/// positions is refused by name. Needs no asset. With `SAVE_EXPORTS_TO=DIR` the exports stay in
+/// DIR/<fixture> with `ours.json`, our vectors of `tests/golden/family_roundtrip.py`'s sentences,
+/// which that script compares with sentence-transformers' for the same folder.
 #[test]
-fn simcse_trains_and_exports_an_xlm_roberta_and_an_mpnet_folder() {
+fn simcse_trains_and_exports_a_roberta_an_xlm_roberta_and_an_mpnet_folder() {
     // (fixture, model_type, architecture, the longest --max-length its positions allow)
-    for (fixture, family, architecture, longest) in
-        [("tiny_xlmr", "xlm-roberta", "XLMRobertaModel", 38), ("tiny_mpnet", "mpnet", "MPNetModel", 158)]
-    {
+    for (fixture, family, architecture, longest) in [
+        ("tiny_roberta", "roberta", "RobertaModel", 38),
+        ("tiny_xlmr", "xlm-roberta", "XLMRobertaModel", 38),
+        ("tiny_mpnet", "mpnet", "MPNetModel", 158),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/tests/fixtures").join(fixture);
         let data = dir.path().join("lines.txt");
@@ -675,7 +679,20 @@ fn simcse_trains_and_exports_an_xlm_roberta_and_an_mpnet_folder() {
         assert_eq!(config["architectures"][0], architecture);
         // The export loads back and encodes.
         let encoder = contrastive_text::SentenceEncoder::from_folder(&export, &candle_core::Device::Cpu).unwrap();
-        assert_eq!(encoder.encode(&["alpha river", "cloud"]).unwrap().dims()[0], 2);
+        let sentences = ["alpha river", "cloud", "The river runs north past the stone.", "Café — 東京"];
+        let vectors = encoder.encode(&sentences).unwrap();
+        assert_eq!(vectors.dims()[0], 4);
+        if let Some(keep) = std::env::var_os("SAVE_EXPORTS_TO") {
+            let kept = Path::new(&keep).join(fixture);
+            std::fs::create_dir_all(&kept).unwrap();
+            for entry in walk(&export) {
+                let to = kept.join(entry.strip_prefix(&export).unwrap());
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(&entry, to).unwrap();
+            }
+            let ours = serde_json::json!({"sentences": sentences, "vectors": vectors.to_vec2::<f32>().unwrap()});
+            std::fs::write(kept.join("ours.json"), ours.to_string()).unwrap();
+        }
         let too_long = (longest + 1).to_string();
         let out = Command::new(env!("CARGO_BIN_EXE_simcse")).args(args(&["--max-length", &too_long])).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -741,4 +758,18 @@ fn simclr_and_dino_train_a_vit() {
         assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
         assert!(stderr.contains(flag), "{binary}: {stderr}");
     }
+}
+
+/// The files under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -229,6 +229,7 @@ impl SentenceEncoder {
         let weights = dir.join("model.safetensors");
         contrastive_core::atomic::save_safetensors(&tensors, &weights)?;
         self.tokenizer.save(&dir.join("tokenizer.json"))?;
+        write("tokenizer_config.json", self.tokenizer.transformers_config()?)?;
         let mut modules = vec![
             json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
             json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),

@@ -213,6 +213,36 @@ impl Tokenizer {
         })
     }
 
+    /// transformers' `tokenizer_config.json` for this tokenizer: the special tokens its
+    /// tokenizer.json uses (the model's unknown token, the padding token, the first and last
+    /// tokens its post-processor adds as `cls_token` and `sep_token`) and the maximum length. A
+    /// loader that finds none puts its class's defaults in their place: MPNet's class says
+    /// `[UNK]` where a vocabulary may use `<unk>`, and every unknown word then gets another id.
+    pub fn transformers_config(&self) -> Result<serde_json::Value> {
+        let text = self.inner.to_string(false).map_err(|e| Error::Data(format!("tokenizer: {e}")))?;
+        let parsed: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::Data(format!("tokenizer: {e}")))?;
+        let model = &parsed["model"];
+        // WordPiece, BPE and WordLevel name it; Unigram gives its index in the vocabulary.
+        let unk = model["unk_token"].as_str().map(String::from).or_else(|| {
+            let id = usize::try_from(model["unk_id"].as_u64()?).ok()?;
+            model["vocab"][id][0].as_str().map(String::from)
+        });
+        let mut config = serde_json::Map::new();
+        config.insert("model_max_length".into(), serde_json::json!(self.max_length));
+        if let Some(unk) = unk {
+            config.insert("unk_token".into(), serde_json::json!(unk));
+        }
+        if let Some(padding) = self.inner.get_padding() {
+            config.insert("pad_token".into(), serde_json::json!(padding.pad_token));
+        }
+        if let Some((cls, sep)) = wrapping_tokens(&parsed["post_processor"]) {
+            config.insert("cls_token".into(), serde_json::json!(cls));
+            config.insert("sep_token".into(), serde_json::json!(sep));
+        }
+        Ok(serde_json::Value::Object(config))
+    }
+
     /// The maximum length in tokens.
     pub fn max_length(&self) -> usize {
         self.max_length
@@ -252,5 +282,22 @@ impl Tokenizer {
             type_ids: take(&|e| e.get_type_ids())?,
             attention_mask: take(&|e| e.get_attention_mask())?,
         })
+    }
+}
+
+/// The tokens a tokenizer.json post-processor puts before and after a single sentence (BERT's
+/// and RoBERTa's processors, a template's first and last special tokens, the first of a sequence
+/// of processors that adds any).
+fn wrapping_tokens(post: &serde_json::Value) -> Option<(String, String)> {
+    let name = |v: &serde_json::Value| v.as_str().map(String::from);
+    match post["type"].as_str()? {
+        "BertProcessing" | "RobertaProcessing" => Some((name(&post["cls"][0])?, name(&post["sep"][0])?)),
+        "TemplateProcessing" => {
+            let single = post["single"].as_array()?;
+            let special = |piece: Option<&serde_json::Value>| name(&piece?["SpecialToken"]["id"]);
+            Some((special(single.first())?, special(single.last())?))
+        }
+        "Sequence" => post["processors"].as_array()?.iter().find_map(wrapping_tokens),
+        _ => None,
     }
 }

@@ -124,6 +124,7 @@ fn sentence_encoder_loads_saves_and_scores_lee50() {
         "config.json",
         "model.safetensors",
         "tokenizer.json",
+        "tokenizer_config.json",
         "modules.json",
         "sentence_bert_config.json",
         "1_Pooling/config.json",

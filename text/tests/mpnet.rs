@@ -91,6 +91,16 @@ fn an_mpnet_folder_encodes_sentences_padded_with_the_models_pad_token() {
         (config["model_type"].as_str(), config["architectures"][0].as_str()),
         (Some("mpnet"), Some("MPNetModel"))
     );
+    // The special tokens the tokenizer.json uses, so that transformers' MPNet tokenizer does not
+    // put its class's [UNK] in place of the vocabulary's <unk> (tests/golden/family_roundtrip.py).
+    let tokens: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("tokenizer_config.json")).unwrap()).unwrap();
+    let token = |k: &str| tokens[k].as_str().unwrap_or("none").to_string();
+    assert_eq!(
+        [token("unk_token"), token("pad_token"), token("cls_token"), token("sep_token")],
+        ["<unk>", "<pad>", "<s>", "</s>"]
+    );
+    assert_eq!(tokens["model_max_length"], encoder.tokenizer().max_length());
     let again = SentenceEncoder::from_folder(out.path(), &Device::Cpu).unwrap();
     assert!(
         max_diff(

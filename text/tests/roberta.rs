@@ -71,4 +71,17 @@ fn a_roberta_folder_encodes_sentences() {
     assert!(d < 1e-5, "{d}");
     let v = all.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(v.iter().all(|x| x.is_finite()));
+    // Saved, it names the tokens its tokenizer.json wraps and pads with (byte-level BPE has no
+    // unknown token).
+    let out = tempfile::tempdir().unwrap();
+    encoder.save(out.path()).unwrap();
+    let tokens: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("tokenizer_config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&tokens["cls_token"], &tokens["sep_token"], &tokens["pad_token"]),
+        (&"<s>".into(), &"</s>".into(), &"<pad>".into())
+    );
+    assert!(tokens.get("unk_token").is_none(), "{tokens}");
+    let again = SentenceEncoder::from_folder(out.path(), &Device::Cpu).unwrap();
+    assert!(max_diff(&again.encode(&SENTENCES).unwrap(), &all) < 1e-6);
 }
