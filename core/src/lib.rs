@@ -34,6 +34,7 @@ pub mod alloc;
 pub mod atomic;
 pub mod augment;
 mod backbone;
+pub mod candle_pool;
 pub mod collapse;
 pub mod collective;
 pub mod cross_modal;

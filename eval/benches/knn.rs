@@ -23,6 +23,7 @@ fn random(seed: u64, n: usize, d: usize) -> Tensor {
 
 fn knn(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let train = random(1, 60_000, 128);
     let test = random(2, 10_000, 128);
     let labels: Vec<u32> = (0..60_000).map(|i| i % 10).collect();

@@ -136,9 +136,11 @@ pub fn below_one(s: &str) -> Result<f64, String> {
 }
 
 impl CommonFlags {
-    /// Installs the log subscriber (RUST_LOG, default `info` to stderr) and sizes the thread pool.
+    /// Installs the log subscriber (RUST_LOG, default `info` to stderr) and sizes the thread pools
+    /// (rayon's and candle's own).
     pub fn setup(&self) -> contrastive_core::Result<()> {
         contrastive_core::alloc::keep_freed_memory();
+        contrastive_core::candle_pool::configure_candle_pool(self.threads());
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/BZR163");
     let graphs = load_tu(&dir, TuOptions { node_label_classes: Some(33) }).unwrap().graphs;
     let batch: Vec<Graph> = graphs.iter().cycle().take(128).cloned().collect();

@@ -36,6 +36,7 @@ fn write_corpus(path: &std::path::Path, bytes: usize) -> usize {
 
 fn bench(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lines.txt");
     let bytes = write_corpus(&path, 256 << 20);

@@ -36,6 +36,7 @@ fn peak_rss_mb() -> f64 {
 /// "seconds_per_step peak_mb".
 fn child(batch: usize, cached: bool, steps: usize) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let config = SimCseConfig { temperature: 0.05, pooling: SimCsePooling::Mean };
     let model = SimCse::new(config, &BertConfig::minilm_l6(), 0, &Device::Cpu).unwrap();
     let ids: Vec<u32> = (0..batch * 32).map(|i| 100 + (i * 7919 % 30000) as u32).collect();

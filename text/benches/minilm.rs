@@ -21,6 +21,7 @@ use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let config = BertConfig::minilm_l6();
     let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
     let bert = Bert::new(&config, store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();

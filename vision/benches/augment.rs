@@ -32,6 +32,7 @@ fn images(channels: usize, side: usize) -> InMemoryImages {
 
 fn bench(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let rgb = Normalize { mean: vec![0.49, 0.48, 0.45], std: vec![0.25, 0.24, 0.26] };
     let gray = Normalize { mean: vec![0.286], std: vec![0.353] };
     let cases = [

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let dir = std::env::var_os("IMAGE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-images")));

@@ -55,6 +55,7 @@ fn step<O: Objective>(c: &mut Criterion, name: &str, mut objective: O, batch: O:
 
 fn steps(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let dev = Device::Cpu;
     let views =
         || ViewBatch { first: random(&[256, 1, 28, 28], 1), second: random(&[256, 1, 28, 28], 2), indices: vec![] };

@@ -39,6 +39,7 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
 
 fn conv_block(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let store = ParamStore::new(0, InitScheme::PyTorch);
     let vb = store.var_builder(DType::F32, &Device::Cpu);
     let g = ConvGeometry { in_channels: 64, out_channels: 64, kernel: 3, stride: 1, padding: 1 };
@@ -98,6 +99,7 @@ fn simclr_step(c: &mut Criterion, name: &str, config: EncoderConfig, input: [usi
 
 fn steps(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     simclr_step(c, "convnet_simclr_step_b256_28x28", EncoderConfig::default(), [256, 1, 28, 28], 30, false);
     simclr_step(c, "convnet_simclr_step_b256_28x28_generic", EncoderConfig::default(), [256, 1, 28, 28], 30, true);
     let resnet18 = |stem| EncoderConfig::ResNet(ResNetConfig::resnet18(stem));
@@ -112,6 +114,7 @@ fn steps(c: &mut Criterion) {
 /// costs.
 fn resnet50_forward(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let store = ParamStore::new(0, InitScheme::PyTorch);
     let vb = store.var_builder(DType::F32, &Device::Cpu);
     let encoder = Encoder::new(&EncoderConfig::ResNet(ResNetConfig::resnet50(Stem::ImageNet)), vb).unwrap();

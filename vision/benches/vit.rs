@@ -17,6 +17,7 @@ use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     contrastive_core::alloc::keep_freed_memory();
+    contrastive_core::candle_pool::configure_candle_pool(0);
     let store = ParamStore::new(0, InitScheme::Normal { std: 0.02 });
     let vit = Vit::new(&VitConfig::small(16, 96), store.var_builder(DType::F32, &Device::Cpu), 0).unwrap();
     let x = Tensor::randn(0f32, 1.0, (32, 3, 96, 96), &Device::Cpu).unwrap();
