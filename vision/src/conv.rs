@@ -317,24 +317,27 @@ pub(crate) fn forward_channels_last<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) 
     y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).for_each_init(
         Vec::new,
         |col, (ys, xs)| {
-            let sub = images_per_unfold::<T>(d);
+            let sub = if d.is_pointwise() { per_task } else { images_per_unfold::<T>(d) };
             for (xs, ys) in xs.chunks(d.in_len() * sub).zip(ys.chunks_mut(d.out_len() * sub)) {
                 let n = xs.len() / d.in_len() * p;
-                let strides = unfold(xs, d, col);
+                let lhs = unfolded(xs, d, col);
                 // Y (B·P x O) = rows (B·P x k·k·C) · Wᵀ (k·k·C x O)
-                gemm(
-                    ys,
-                    (n, d.o, rows),
-                    false,
-                    Strided::new(col, strides),
-                    Strided::new(&w, (1, rows)),
-                    T::one(),
-                    threads,
-                );
+                gemm(ys, (n, d.o, rows), false, lhs, Strided::new(&w, (1, rows)), T::one(), threads);
             }
         },
     );
     y
+}
+
+/// The rows matrix of channels-last images as gemm reads it: the images themselves for a 1x1
+/// kernel at stride 1 (each position's C channels are its row already, so nothing is copied; half
+/// of ResNet-50's convolutions), else unfolded into `col`.
+fn unfolded<'a, T: KernelFloat>(xs: &'a [T], d: &Dims, col: &'a mut Vec<T>) -> Strided<'a, T> {
+    if d.is_pointwise() {
+        return Strided::new(xs, (d.c, 1));
+    }
+    let strides = unfold(xs, d, col);
+    Strided::new(col, strides)
 }
 
 /// (dx if `need_dx`, dw) from x, w and dy, images (N, H, W, C).
@@ -349,25 +352,28 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
     let w = kernel_rows(w, d);
     let threads = task_threads(x.len() / d.in_len(), images_per_task(p));
     let task = |dxs: Option<&mut [T]>, xs: &[T], dys: &[T]| {
-        let sub = images_per_unfold::<T>(d);
+        let sub = if d.is_pointwise() { images_per_task(p) } else { images_per_unfold::<T>(d) };
         let mut col = Vec::new();
         let mut dw = vec![T::zero(); d.o * rows];
         let mut dxs = dxs.map(|dxs| dxs.chunks_mut(d.in_len() * sub));
         for (k, (xs, dys)) in xs.chunks(d.in_len() * sub).zip(dys.chunks(d.out_len() * sub)).enumerate() {
             let n = xs.len() / d.in_len() * p;
-            let strides = unfold(xs, d, &mut col);
+            let lhs = unfolded(xs, d, &mut col);
             // dW (O x k·k·C) += dYᵀ (O x B·P) · rows (B·P x k·k·C)
-            gemm(
-                &mut dw,
-                (d.o, rows, n),
-                k > 0,
-                Strided::new(dys, (1, d.o)),
-                Strided::new(&col, strides),
-                T::one(),
-                threads,
-            );
+            gemm(&mut dw, (d.o, rows, n), k > 0, Strided::new(dys, (1, d.o)), lhs, T::one(), threads);
             let Some(dxs) = dxs.as_mut().and_then(|it| it.next()) else { continue };
-            if d.c == 1 {
+            if d.is_pointwise() {
+                // The image is its own rows matrix: dX (B·P x C) = dY (B·P x O) · W (O x C).
+                gemm(
+                    dxs,
+                    (n, rows, d.o),
+                    false,
+                    Strided::new(dys, (d.o, 1)),
+                    Strided::new(&w, (rows, 1)),
+                    T::one(),
+                    threads,
+                );
+            } else if d.c == 1 {
                 // dcol (k·k x B·P) = W (k·k x O) · dYᵀ (O x B·P), folded back by col2im (see
                 // unfold).
                 gemm(
