@@ -309,6 +309,17 @@ fn over_tasks<T: KernelFloat>(
 /// Channels-last images (N, H, W, C) to (N, OH, OW, O): per task of B images, the rows
 /// (B·OH·OW x k·k·C) times the kernel, written straight into the output.
 pub(crate) fn forward_channels_last<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
+    forward_channels_last_then(x, w, d, |_| {})
+}
+
+/// [`forward_channels_last`], with `epilogue` applied to each block of output rows (B·OH·OW x O)
+/// right after its product, while the block is still in cache.
+pub(crate) fn forward_channels_last_then<T: KernelFloat>(
+    x: &[T],
+    w: &[T],
+    d: &Dims,
+    epilogue: impl Fn(&mut [T]) + Sync,
+) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
     let per_task = images_per_task(p);
     let threads = task_threads(x.len() / d.in_len(), per_task);
@@ -323,6 +334,7 @@ pub(crate) fn forward_channels_last<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) 
                 let lhs = unfolded(xs, d, col);
                 // Y (B·P x O) = rows (B·P x k·k·C) · Wᵀ (k·k·C x O)
                 gemm(ys, (n, d.o, rows), false, lhs, Strided::new(&w, (1, rows)), T::one(), threads);
+                epilogue(ys);
             }
         },
     );

@@ -17,6 +17,7 @@ use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
 use contrastive_core::nn::batch_norm_kernel::{self as batch_norm, Moments};
 use contrastive_core::nn::BatchNorm;
 use contrastive_core::with_kernel_float;
+use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// What follows the BatchNorm in a [`ConvBn`].
@@ -29,8 +30,9 @@ pub enum Activation {
 }
 
 /// `batch_norm(conv(x))`, then the activation, on channels-last images (N, H, W, C) to (N, OH, OW,
-/// O). In training on the CPU (f32, f64, a convolution without bias) it is one fused op;
-/// otherwise, and in eval mode, the separate layers run.
+/// O). On the CPU (f32, f64, a convolution without bias) it is one fused op: in training the
+/// convolution then BatchNorm on the batch's statistics; on running statistics (eval mode, frozen
+/// BatchNorm) the BatchNorm folded into the convolution. Elsewhere the separate layers run.
 #[derive(Clone, Debug)]
 pub struct ConvBn {
     conv: Conv2d,
@@ -72,10 +74,7 @@ impl ConvBn {
 
     /// Applies the block; batch statistics (and a running-statistics update) when `train`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        // Frozen statistics (`with_running_statistics`) go through the BatchNorm on its own.
-        let fused = train
-            && !contrastive_core::nn::uses_running_statistics()
-            && self.conv.bias().is_none()
+        let fused = self.conv.bias().is_none()
             && contrastive_core::kernel::runs_kernel(x)
             && [self.conv.weight(), self.bn.weight(), self.bn.bias()].iter().all(|t| t.dtype() == x.dtype());
         let relu = self.activation == Activation::Relu;
@@ -98,6 +97,10 @@ impl ConvBn {
                 g.out_channels
             );
         }
+        // Frozen statistics (`with_running_statistics`) are running statistics in training too.
+        if !train || contrastive_core::nn::uses_running_statistics() {
+            return self.forward_folded(x, relu);
+        }
         // One variable-backed input for γ and β (an op takes three inputs); cat's backward splits
         // the gradient back onto both.
         let affine = Tensor::cat(&[self.bn.weight(), self.bn.bias()], 0)?;
@@ -113,6 +116,141 @@ impl ConvBn {
         let Some(Saved { moments, .. }) = stats.as_ref() else { bail!("ConvBn: the fused op left no statistics") };
         self.bn.update_running(&moments.mean, &moments.var, moments.count)?;
         Ok(out)
+    }
+}
+
+impl ConvBn {
+    /// On running statistics BatchNorm is a per-channel scale `s = γ/√(var + ε)` and shift
+    /// `β - mean·s`, so the block is `conv(x, W·s) + shift`: one op whose shift and ReLU run on
+    /// each block of output rows as its product leaves it, where the separate layers make three
+    /// more activation-sized passes (scale, shift, ReLU). Gradients reach W, γ and β through the
+    /// two small per-channel products; the running statistics are buffers and get none.
+    fn forward_folded(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let bn = &self.bn;
+        let scale = (bn.weight() / (bn.running_var().detach() + bn.eps())?.sqrt()?)?;
+        let shift = (bn.bias() - (bn.running_mean().detach() * &scale)?)?;
+        let w = self.conv.weight().broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
+        let op = ShiftedConvOp { geometry: self.conv.geometry(), relu };
+        x.contiguous()?.apply_op3(&w.contiguous()?, &shift.contiguous()?, op)
+    }
+}
+
+/// `conv(x, w) + shift` per output channel, then ReLU if `relu`, channels-last: the folded block.
+struct ShiftedConvOp {
+    geometry: ConvGeometry,
+    relu: bool,
+}
+
+/// Rows per partial sum of the shift's gradient: fixed, so the sum runs in one order on any
+/// number of threads.
+const SHIFT_ROWS: usize = 1024;
+
+impl ShiftedConvOp {
+    fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], shift: &[T], d: &Dims) -> Vec<T> {
+        conv::forward_channels_last_then(x, w, d, |rows| {
+            for row in rows.chunks_mut(d.o) {
+                for (v, &s) in row.iter_mut().zip(shift) {
+                    let shifted = *v + s;
+                    *v = if self.relu { num_traits::Float::max(shifted, T::zero()) } else { shifted };
+                }
+            }
+        })
+    }
+
+    /// (dx, dw, dshift) from x, w, the output and its gradient.
+    #[allow(clippy::type_complexity)]
+    fn gradients<T: KernelFloat>(
+        &self,
+        (xs, ws): (&[T], &[T]),
+        out: &[T],
+        grad: &[T],
+        d: &Dims,
+        need_dx: bool,
+    ) -> (Option<Vec<T>>, Vec<T>, Vec<T>) {
+        let masked = self.relu.then(|| batch_norm::relu_masked(grad, out));
+        let g = masked.as_deref().unwrap_or(grad);
+        let partials: Vec<Vec<T>> = g
+            .par_chunks(SHIFT_ROWS * d.o)
+            .map(|rows| {
+                let mut sum = vec![T::zero(); d.o];
+                for row in rows.chunks(d.o) {
+                    for (s, &v) in sum.iter_mut().zip(row) {
+                        *s += v;
+                    }
+                }
+                sum
+            })
+            .collect();
+        let mut dshift = vec![T::zero(); d.o];
+        for part in partials {
+            for (s, v) in dshift.iter_mut().zip(part) {
+                *s += v;
+            }
+        }
+        let (dx, dw) = conv::backward_channels_last(xs, ws, g, d, need_dx);
+        (dx, dw, dshift)
+    }
+}
+
+impl CustomOp3 for ShiftedConvOp {
+    fn name(&self) -> &'static str {
+        "shifted-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, h, w, _) = l1.shape().dims4()?;
+        let d = Dims::new(self.geometry, h, w)?;
+        let g = self.geometry;
+        if l2.dims() != [g.out_channels, g.in_channels, g.kernel, g.kernel] || l3.dims() != [g.out_channels] {
+            bail!("ConvBn: folded weight {:?} and shift {:?} do not fit {g:?}", l2.dims(), l3.dims());
+        }
+        let out = with_kernel_float!(s1.dtype(), "ConvBn", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            self.forward(
+                contiguous_slice(s1, l1, "ConvBn")?,
+                contiguous_slice(s2, l2, "ConvBn")?,
+                contiguous_slice(s3, l3, "ConvBn")?,
+                &d,
+            )
+        ));
+        Ok((out, Shape::from((n, d.oh, d.ow, d.o))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        shift: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (_, h, wd, _) = x.dims4()?;
+        let d = Dims::new(self.geometry, h, wd)?;
+        let (grad, res) = (grad.contiguous()?, res.contiguous()?);
+        // An input that is neither a variable nor computed from one (the images) needs no gradient.
+        let need_dx = x.track_op();
+        with_kernel_float!(x.dtype(), "ConvBn", |T| {
+            let (dx, dw, dshift) = with_cpu_slice(x, "ConvBn", |xs: &[T]| {
+                with_cpu_slice(w, "ConvBn", |ws: &[T]| {
+                    with_cpu_slice(&res, "ConvBn", |os: &[T]| {
+                        with_cpu_slice(&grad, "ConvBn", |gs: &[T]| self.gradients((xs, ws), os, gs, &d, need_dx))
+                    })
+                })
+            })????;
+            let dx = dx.map(|dx| Tensor::from_vec(dx, x.dims(), x.device())).transpose()?;
+            Ok((
+                dx,
+                Some(Tensor::from_vec(dw, w.dims(), w.device())?),
+                Some(Tensor::from_vec(dshift, shift.dims(), shift.device())?),
+            ))
+        })
     }
 }
 

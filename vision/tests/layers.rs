@@ -169,9 +169,29 @@ fn fused_conv_batch_norm_case(activation: Activation) {
         assert!(max_abs_diff(a, b) < 1e-12, "running statistics");
         assert!(max_abs_diff(a, &a.zeros_like().unwrap()) > 1e-3, "running statistics moved");
     }
-    // Eval mode runs the layers on the running statistics.
-    let eval = fused.forward_t(x.as_tensor(), false).unwrap();
-    assert!(max_abs_diff(&eval, &separate(x.as_tensor(), false)) < 1e-12);
+    // On running statistics (eval mode, and frozen BatchNorm in training) the BatchNorm is folded
+    // into the convolution: the same values and the same gradients of x, W, γ and β as the
+    // separate layers, which normalise by the running statistics.
+    let frozen = |train: bool, block: &dyn Fn(&Tensor, bool) -> Tensor| {
+        contrastive_core::nn::with_running_statistics(|| block(x.as_tensor(), train))
+    };
+    for train in [false, true] {
+        let folded = frozen(train, &|x, train| fused.forward_t(x, train).unwrap());
+        let reference = frozen(train, &|x, train| separate(x, train));
+        assert!(max_abs_diff(&folded, &reference) < 1e-12, "folded, train {train}, {activation:?}");
+        let min = folded.flatten_all().unwrap().min(0).unwrap().to_scalar::<f64>().unwrap();
+        assert_eq!(min == 0.0, relu, "folded, {activation:?}: minimum {min}");
+        let g1 = (folded * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_abs_diff(&dx(&g1), &dx(&g2)) < 1e-12, "folded input gradient, {activation:?}");
+        for ((name, a), (_, b)) in fv.iter().zip(&pv) {
+            let (ga, gb) = (g1.get(a.as_tensor()).unwrap(), g2.get(b.as_tensor()).unwrap());
+            assert!(max_abs_diff(ga, gb) < 1e-12, "folded gradient of {name}, train {train}");
+            assert!(max_abs_diff(ga, &ga.zeros_like().unwrap()) > 1e-6, "{name} gets a gradient");
+        }
+    }
+    // The running statistics stayed as they were.
+    assert!(max_abs_diff(fused.bn().running_mean(), plain.bn().running_mean()) < 1e-12);
 }
 
 #[test]
