@@ -419,7 +419,7 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
         dw
     };
     let (dx, dw) = over_tasks(x, dy, d, need_dx, task);
-    (dx, kernel_from_rows(&dw, d))
+    (dx, kernel_from_rows(dw, d))
 }
 
 impl ConvOp {

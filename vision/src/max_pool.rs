@@ -19,15 +19,33 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
-    /// Pools (N, C, H, W) on the CPU in f32 or f64.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn check(&self, x: &Tensor, (h, w): (usize, usize)) -> Result<()> {
         if self.kernel == 0 || self.stride == 0 || 2 * self.padding > self.kernel {
             bail!("max pool: kernel and stride must be positive and padding at most half the kernel, got {self:?}");
         }
-        let (_, _, h, w) = x.dims4()?;
         if h + 2 * self.padding < self.kernel || w + 2 * self.padding < self.kernel {
             bail!("max pool: input {:?} is smaller than the window {}", x.dims(), self.kernel);
         }
+        Ok(())
+    }
+
+    /// Pools channels-last images (N, H, W, C) to (N, OH, OW, C): on the CPU in f32 or f64 each
+    /// window compares whole runs of C channels (the ResNet's stem pools without permuting its
+    /// activations twice); elsewhere the channels-first pool between permutes.
+    pub fn forward_channels_last(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, h, w, _) = x.dims4()?;
+        self.check(x, (h, w))?;
+        if contrastive_core::kernel::runs_kernel(x) {
+            x.contiguous()?.apply_op1(ChannelsLast(*self))
+        } else {
+            self.forward_generic(&x.permute((0, 3, 1, 2))?.contiguous()?)?.permute((0, 2, 3, 1))
+        }
+    }
+
+    /// Pools (N, C, H, W) on the CPU in f32 or f64.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        self.check(x, (h, w))?;
         if contrastive_core::kernel::runs_kernel(x) {
             x.contiguous()?.apply_op1(*self)
         } else {
@@ -177,6 +195,113 @@ impl CustomOp2 for MaxPoolBackward {
                 contiguous_slice::<T>(s2, l2, "max pool")?,
                 h,
                 w,
+            )
+        ));
+        Ok((dx, l1.shape().clone()))
+    }
+}
+
+/// [`MaxPool2d`] over channels-last images (N, H, W, C).
+#[derive(Clone, Copy)]
+struct ChannelsLast(MaxPool2d);
+
+impl ChannelsLast {
+    /// The maximum of each channel over the window of output position (oy, ox) of one image (H·W,
+    /// C), in `best`, and the input position it came from, in `at`: the first on ties and NaN
+    /// propagating, as the channels-first pool and PyTorch do.
+    #[allow(clippy::too_many_arguments)]
+    fn window<T: KernelFloat>(
+        &self,
+        x: &[T],
+        (h, w, c): (usize, usize, usize),
+        oy: usize,
+        ox: usize,
+        best: &mut [T],
+        at: &mut [usize],
+    ) {
+        let p = self.0;
+        at.fill(usize::MAX);
+        for ky in 0..p.kernel {
+            let Some(iy) = (oy * p.stride + ky).checked_sub(p.padding).filter(|&iy| iy < h) else { continue };
+            for kx in 0..p.kernel {
+                let Some(ix) = (ox * p.stride + kx).checked_sub(p.padding).filter(|&ix| ix < w) else { continue };
+                let i = iy * w + ix;
+                for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(&x[i * c..][..c]) {
+                    if *a == usize::MAX || v > *b || v.is_nan() {
+                        *b = v;
+                        *a = i;
+                    }
+                }
+            }
+        }
+    }
+
+    fn run<T: KernelFloat>(&self, x: &[T], (h, w, c): (usize, usize, usize)) -> Vec<T> {
+        let (oh, ow) = self.0.out_dims(h, w);
+        let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
+        y.par_chunks_mut(oh * ow * c).zip(x.par_chunks(h * w * c)).for_each_init(
+            || vec![0usize; c],
+            |at, (yi, xi)| {
+                for (o, best) in yi.chunks_mut(c).enumerate() {
+                    self.window(xi, (h, w, c), o / ow, o % ow, best, at);
+                }
+            },
+        );
+        y
+    }
+
+    fn run_backward<T: KernelFloat>(&self, x: &[T], dy: &[T], (h, w, c): (usize, usize, usize)) -> Vec<T> {
+        let (oh, ow) = self.0.out_dims(h, w);
+        let mut dx = vec![T::zero(); x.len()];
+        dx.par_chunks_mut(h * w * c).zip(x.par_chunks(h * w * c)).zip(dy.par_chunks(oh * ow * c)).for_each_init(
+            || (vec![T::zero(); c], vec![0usize; c]),
+            |(best, at), ((dxi, xi), dyi)| {
+                for (o, g) in dyi.chunks(c).enumerate() {
+                    self.window(xi, (h, w, c), o / ow, o % ow, best, at);
+                    for (ch, (&i, &g)) in at.iter().zip(g).enumerate() {
+                        dxi[i * c + ch] += g;
+                    }
+                }
+            },
+        );
+        dx
+    }
+}
+
+impl CustomOp1 for ChannelsLast {
+    fn name(&self) -> &'static str {
+        "max-pool2d-channels-last"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, h, w, c) = l.shape().dims4()?;
+        let (oh, ow) = self.0.out_dims(h, w);
+        let y = with_kernel_float!(s.dtype(), "max pool", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            self.run(contiguous_slice::<T>(s, l, "max pool")?, (h, w, c))
+        ));
+        Ok((y, Shape::from((n, oh, ow, c))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &ChannelsLastBackward(*self))?))
+    }
+}
+
+/// The input gradient of a channels-last max pool.
+struct ChannelsLastBackward(ChannelsLast);
+
+impl CustomOp2 for ChannelsLastBackward {
+    fn name(&self) -> &'static str {
+        "max-pool2d-channels-last-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, h, w, c) = l1.shape().dims4()?;
+        let dx = with_kernel_float!(s1.dtype(), "max pool", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            self.0.run_backward(
+                contiguous_slice::<T>(s1, l1, "max pool")?,
+                contiguous_slice::<T>(s2, l2, "max pool")?,
+                (h, w, c),
             )
         ));
         Ok((dx, l1.shape().clone()))

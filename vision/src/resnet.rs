@@ -176,8 +176,7 @@ impl ModuleT for ResNet {
         }
         let mut h = self.stem.forward_t(&x.permute((0, 2, 3, 1))?.contiguous()?, train)?;
         if let Some(pool) = &self.pool {
-            // The max pool runs channels-first (once per image, on the stem's output).
-            h = pool.forward(&h.permute((0, 3, 1, 2))?.contiguous()?)?.permute((0, 2, 3, 1))?.contiguous()?;
+            h = pool.forward_channels_last(&h)?;
         }
         for block in &self.blocks {
             h = block.forward_t(&h, train)?;

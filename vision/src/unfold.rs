@@ -4,6 +4,7 @@
 
 use crate::conv::ConvGeometry;
 use candle_core::{Result, WithDType};
+use std::borrow::Cow;
 
 /// The sizes one image needs.
 #[derive(Clone, Copy)]
@@ -244,12 +245,21 @@ pub(crate) fn transpose_blocks<T: WithDType>(src: &[T], rows: usize, cols: usize
     out
 }
 
-/// The kernel (O, C, k, k) with each output's row in im2row's order (ky, kx, c).
-pub(crate) fn kernel_rows<T: WithDType>(w: &[T], d: &Dims) -> Vec<T> {
-    transpose_blocks(w, d.c, d.taps())
+/// The kernel (O, C, k, k) with each output's row in im2row's order (ky, kx, c). A 1x1 kernel is
+/// in that order already and is borrowed as it is.
+pub(crate) fn kernel_rows<'a, T: WithDType>(w: &'a [T], d: &Dims) -> Cow<'a, [T]> {
+    if d.taps() == 1 {
+        Cow::Borrowed(w)
+    } else {
+        Cow::Owned(transpose_blocks(w, d.c, d.taps()))
+    }
 }
 
 /// A kernel gradient in im2row's order back to (O, C, k, k).
-pub(crate) fn kernel_from_rows<T: WithDType>(rows: &[T], d: &Dims) -> Vec<T> {
-    transpose_blocks(rows, d.taps(), d.c)
+pub(crate) fn kernel_from_rows<T: WithDType>(rows: Vec<T>, d: &Dims) -> Vec<T> {
+    if d.taps() == 1 {
+        rows
+    } else {
+        transpose_blocks(&rows, d.taps(), d.c)
+    }
 }

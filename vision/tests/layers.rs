@@ -337,6 +337,33 @@ fn max_pool_reference(x: &Tensor, pool: MaxPool2d) -> Vec<f64> {
 }
 
 #[test]
+fn channels_last_max_pool_matches_channels_first_bit_for_bit() {
+    // After a ReLU half the inputs are tied zeros; one NaN must win its windows in both layouts.
+    for pool in [
+        MaxPool2d { kernel: 3, stride: 2, padding: 1 },
+        MaxPool2d { kernel: 2, stride: 2, padding: 0 },
+        MaxPool2d { kernel: 3, stride: 1, padding: 0 },
+    ] {
+        let mut v =
+            random(&[3, 6, 9, 8], 11, DType::F32).relu().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v[100] = f32::NAN;
+        let x = Var::from_tensor(&Tensor::from_vec(v, (3, 6, 9, 8), &Device::Cpu).unwrap()).unwrap();
+        let first = pool.forward(x.as_tensor()).unwrap();
+        let last = pool.forward_channels_last(&to_channels_last(x.as_tensor())).unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        assert_eq!(bits(&to_channels_first(&last)), bits(&first), "{pool:?}");
+        assert!(bits(&first).iter().any(|&b| f32::from_bits(b).is_nan()), "the NaN reaches the output");
+        let weights = random(first.dims(), 12, DType::F32);
+        let g1 = (first * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (last * to_channels_last(&weights)).unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, b) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
+        assert_eq!(bits(a), bits(b), "gradient, {pool:?}");
+    }
+}
+
+#[test]
 fn max_pool_matches_definition_and_finite_differences() {
     for pool in [
         MaxPool2d { kernel: 3, stride: 2, padding: 1 },
@@ -536,6 +563,13 @@ fn every_layer_gives_the_same_values_and_gradients_on_the_generic_path() {
             &format!("{pool:?}"),
             &[&x],
             |_| pool.forward(&x.as_tensor().relu().unwrap()).unwrap(),
+            1e-6,
+        );
+        let x = Var::from_tensor(&random(&[2, 9, 9, 5], 10, DType::F32)).unwrap();
+        kernels_against_generic(
+            &format!("channels-last {pool:?}"),
+            &[&x],
+            |_| pool.forward_channels_last(&x.as_tensor().relu().unwrap()).unwrap(),
             1e-6,
         );
     }
