@@ -374,18 +374,7 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
             // dW (O x k·k·C) += dYᵀ (O x B·P) · rows (B·P x k·k·C)
             gemm(&mut dw, (d.o, rows, n), k > 0, Strided::new(dys, (1, d.o)), lhs, T::one(), threads);
             let Some(dxs) = dxs.as_mut().and_then(|it| it.next()) else { continue };
-            if d.is_pointwise() {
-                // The image is its own rows matrix: dX (B·P x C) = dY (B·P x O) · W (O x C).
-                gemm(
-                    dxs,
-                    (n, rows, d.o),
-                    false,
-                    Strided::new(dys, (d.o, 1)),
-                    Strided::new(&w, (rows, 1)),
-                    T::one(),
-                    threads,
-                );
-            } else if d.c == 1 {
+            if d.c == 1 && !d.is_pointwise() {
                 // dcol (k·k x B·P) = W (k·k x O) · dYᵀ (O x B·P), folded back by col2im (see
                 // unfold).
                 gemm(
@@ -401,9 +390,12 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
                     col2im(&col[i * p..], d, dxi, n);
                 }
             } else {
-                // drows (B·P x k·k·C) = dY (B·P x O) · W (O x k·k·C), folded back onto each image.
+                // drows (B·P x k·k·C) = dY (B·P x O) · W (O x k·k·C), folded back onto each image;
+                // for a 1x1 kernel at stride 1 the rows are dX itself.
+                let in_place = d.is_pointwise();
+                let dst: &mut [T] = if in_place { &mut *dxs } else { &mut col };
                 gemm(
-                    &mut col,
+                    dst,
                     (n, rows, d.o),
                     false,
                     Strided::new(dys, (d.o, 1)),
@@ -411,8 +403,10 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
                     T::one(),
                     threads,
                 );
-                for (ci, dxi) in col.chunks(p * rows).zip(dxs.chunks_mut(d.in_len())) {
-                    row2im(ci, d, dxi);
+                if !in_place {
+                    for (ci, dxi) in col.chunks(p * rows).zip(dxs.chunks_mut(d.in_len())) {
+                        row2im(ci, d, dxi);
+                    }
                 }
             }
         }

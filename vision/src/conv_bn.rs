@@ -47,13 +47,25 @@ struct Saved {
     moments: Moments,
 }
 
+/// The fused op: the convolution, a per-channel normalisation, then ReLU if `relu`.
 struct ConvBnOp {
     geometry: ConvGeometry,
-    eps: f64,
     relu: bool,
-    saved: Arc<Mutex<Option<Saved>>>,
-    /// The processes whose batches BatchNorm normalises together (SyncBatchNorm), if any.
-    sync: Option<Arc<dyn Collective>>,
+    normalise: Normalise,
+}
+
+/// How [`ConvBnOp`] normalises the convolution's output, and what its third input is.
+enum Normalise {
+    /// By the batch's statistics (training); the third input is γ and β side by side (2·O).
+    Batch {
+        eps: f64,
+        saved: Arc<Mutex<Option<Saved>>>,
+        /// The processes whose batches BatchNorm normalises together (SyncBatchNorm), if any.
+        sync: Option<Arc<dyn Collective>>,
+    },
+    /// By running statistics folded into the weights: the third input is the shift (O) added to
+    /// each block of output rows as its product leaves it.
+    Folded,
 }
 
 impl ConvBn {
@@ -106,7 +118,8 @@ impl ConvBn {
         let affine = Tensor::cat(&[self.bn.weight(), self.bn.bias()], 0)?;
         let saved = Arc::new(Mutex::new(None));
         let sync = contrastive_core::collective::sync_batch_norm();
-        let op = ConvBnOp { geometry: g, eps: self.bn.eps(), relu, saved: Arc::clone(&saved), sync };
+        let normalise = Normalise::Batch { eps: self.bn.eps(), saved: Arc::clone(&saved), sync };
+        let op = ConvBnOp { geometry: g, relu, normalise };
         let out = x.contiguous()?.apply_op3(&self.conv.weight().contiguous()?, &affine, op)?;
         let (_, oh, ow, _) = out.dims4()?;
         if n * oh * ow < 2 {
@@ -130,128 +143,36 @@ impl ConvBn {
         let scale = (bn.weight() / (bn.running_var().detach() + bn.eps())?.sqrt()?)?;
         let shift = (bn.bias() - (bn.running_mean().detach() * &scale)?)?;
         let w = self.conv.weight().broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
-        let op = ShiftedConvOp { geometry: self.conv.geometry(), relu };
+        let op = ConvBnOp { geometry: self.conv.geometry(), relu, normalise: Normalise::Folded };
         x.contiguous()?.apply_op3(&w.contiguous()?, &shift.contiguous()?, op)
     }
-}
-
-/// `conv(x, w) + shift` per output channel, then ReLU if `relu`, channels-last: the folded block.
-struct ShiftedConvOp {
-    geometry: ConvGeometry,
-    relu: bool,
 }
 
 /// Rows per partial sum of the shift's gradient: fixed, so the sum runs in one order on any
 /// number of threads.
 const SHIFT_ROWS: usize = 1024;
 
-impl ShiftedConvOp {
-    fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], shift: &[T], d: &Dims) -> Vec<T> {
-        conv::forward_channels_last_then(x, w, d, |rows| {
-            for row in rows.chunks_mut(d.o) {
-                for (v, &s) in row.iter_mut().zip(shift) {
-                    let shifted = *v + s;
-                    *v = if self.relu { num_traits::Float::max(shifted, T::zero()) } else { shifted };
+/// The column sums of `g` (rows of `o`), in blocks of [`SHIFT_ROWS`] rows added in order.
+fn column_sums<T: KernelFloat>(g: &[T], o: usize) -> Vec<T> {
+    let partials: Vec<Vec<T>> = g
+        .par_chunks(SHIFT_ROWS * o)
+        .map(|rows| {
+            let mut sum = vec![T::zero(); o];
+            for row in rows.chunks(o) {
+                for (s, &v) in sum.iter_mut().zip(row) {
+                    *s += v;
                 }
             }
+            sum
         })
-    }
-
-    /// (dx, dw, dshift) from x, w, the output and its gradient.
-    #[allow(clippy::type_complexity)]
-    fn gradients<T: KernelFloat>(
-        &self,
-        (xs, ws): (&[T], &[T]),
-        out: &[T],
-        grad: &[T],
-        d: &Dims,
-        need_dx: bool,
-    ) -> (Option<Vec<T>>, Vec<T>, Vec<T>) {
-        let masked = self.relu.then(|| batch_norm::relu_masked(grad, out));
-        let g = masked.as_deref().unwrap_or(grad);
-        let partials: Vec<Vec<T>> = g
-            .par_chunks(SHIFT_ROWS * d.o)
-            .map(|rows| {
-                let mut sum = vec![T::zero(); d.o];
-                for row in rows.chunks(d.o) {
-                    for (s, &v) in sum.iter_mut().zip(row) {
-                        *s += v;
-                    }
-                }
-                sum
-            })
-            .collect();
-        let mut dshift = vec![T::zero(); d.o];
-        for part in partials {
-            for (s, v) in dshift.iter_mut().zip(part) {
-                *s += v;
-            }
+        .collect();
+    let mut total = vec![T::zero(); o];
+    for part in partials {
+        for (s, v) in total.iter_mut().zip(part) {
+            *s += v;
         }
-        let (dx, dw) = conv::backward_channels_last(xs, ws, g, d, need_dx);
-        (dx, dw, dshift)
     }
-}
-
-impl CustomOp3 for ShiftedConvOp {
-    fn name(&self) -> &'static str {
-        "shifted-conv"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, h, w, _) = l1.shape().dims4()?;
-        let d = Dims::new(self.geometry, h, w)?;
-        let g = self.geometry;
-        if l2.dims() != [g.out_channels, g.in_channels, g.kernel, g.kernel] || l3.dims() != [g.out_channels] {
-            bail!("ConvBn: folded weight {:?} and shift {:?} do not fit {g:?}", l2.dims(), l3.dims());
-        }
-        let out = with_kernel_float!(s1.dtype(), "ConvBn", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
-            self.forward(
-                contiguous_slice(s1, l1, "ConvBn")?,
-                contiguous_slice(s2, l2, "ConvBn")?,
-                contiguous_slice(s3, l3, "ConvBn")?,
-                &d,
-            )
-        ));
-        Ok((out, Shape::from((n, d.oh, d.ow, d.o))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        shift: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (_, h, wd, _) = x.dims4()?;
-        let d = Dims::new(self.geometry, h, wd)?;
-        let (grad, res) = (grad.contiguous()?, res.contiguous()?);
-        // An input that is neither a variable nor computed from one (the images) needs no gradient.
-        let need_dx = x.track_op();
-        with_kernel_float!(x.dtype(), "ConvBn", |T| {
-            let (dx, dw, dshift) = with_cpu_slice(x, "ConvBn", |xs: &[T]| {
-                with_cpu_slice(w, "ConvBn", |ws: &[T]| {
-                    with_cpu_slice(&res, "ConvBn", |os: &[T]| {
-                        with_cpu_slice(&grad, "ConvBn", |gs: &[T]| self.gradients((xs, ws), os, gs, &d, need_dx))
-                    })
-                })
-            })????;
-            let dx = dx.map(|dx| Tensor::from_vec(dx, x.dims(), x.device())).transpose()?;
-            Ok((
-                dx,
-                Some(Tensor::from_vec(dw, w.dims(), w.device())?),
-                Some(Tensor::from_vec(dshift, shift.dims(), shift.device())?),
-            ))
-        })
-    }
+    total
 }
 
 impl ConvBnOp {
@@ -260,43 +181,67 @@ impl ConvBnOp {
         Dims::new(self.geometry, h, w)
     }
 
-    fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], affine: &[T], d: &Dims) -> Result<Vec<T>> {
+    fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], third: &[T], d: &Dims) -> Result<Vec<T>> {
+        let Normalise::Batch { eps, saved, sync } = &self.normalise else {
+            return Ok(conv::forward_channels_last_then(x, w, d, |rows| {
+                for row in rows.chunks_mut(d.o) {
+                    for (v, &s) in row.iter_mut().zip(third) {
+                        let shifted = *v + s;
+                        *v = if self.relu { num_traits::Float::max(shifted, T::zero()) } else { shifted };
+                    }
+                }
+            }));
+        };
         let y = conv::forward_channels_last(x, w, d);
-        let (gamma, beta) = affine.split_at(d.o);
+        let (gamma, beta) = third.split_at(d.o);
         let dims = (y.len() / d.o, d.o, 1);
-        let (out, moments) = batch_norm::forward(&y, gamma, beta, dims, self.eps, self.relu, self.sync.as_deref())?;
-        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) =
+        let (out, moments) = batch_norm::forward(&y, gamma, beta, dims, *eps, self.relu, sync.as_deref())?;
+        *saved.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Saved { conv_out: T::to_cpu_storage_owned(y), moments });
         Ok(out)
     }
 
+    /// (dx, dw, the third input's gradient) from the inputs, the output and its gradient.
     #[allow(clippy::type_complexity)]
     fn gradients<T: KernelFloat>(
         &self,
-        (x, w, affine): (&Tensor, &Tensor, &Tensor),
+        (x, w, third): (&Tensor, &Tensor, &Tensor),
         out: &Tensor,
         grad: &Tensor,
-        saved: &Saved,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = self.dims(x.layout())?;
         // An input that is neither a variable nor computed from one (the images) needs no gradient.
         let need_dx = x.track_op();
-        let conv_out = saved.conv_out.as_slice::<T>()?;
-        let (dx, dw, daffine) = with_cpu_slice(x, "ConvBn", |xs: &[T]| {
+        let (dx, dw, dthird) = with_cpu_slice(x, "ConvBn", |xs: &[T]| {
             with_cpu_slice(w, "ConvBn", |ws: &[T]| {
-                with_cpu_slice(affine, "ConvBn", |afs: &[T]| {
+                with_cpu_slice(third, "ConvBn", |ts: &[T]| {
                     with_cpu_slice(grad, "ConvBn", |gs: &[T]| {
                         with_cpu_slice(out, "ConvBn", |os: &[T]| {
                             // Through the fused ReLU: the gradient passes where the output is positive.
                             let masked = self.relu.then(|| batch_norm::relu_masked(gs, os));
                             let g = masked.as_deref().unwrap_or(gs);
-                            let dims = (conv_out.len() / d.o, d.o, 1);
-                            let sync = self.sync.as_deref();
-                            let (dy, mut daffine, dbeta) =
-                                batch_norm::backward(conv_out, &afs[..d.o], g, dims, &saved.moments, self.eps, sync)?;
-                            daffine.extend(dbeta);
-                            let (dx, dw) = conv::backward_channels_last(xs, ws, &dy, &d, need_dx);
-                            Ok::<_, candle_core::Error>((dx, dw, daffine))
+                            let (dconv, dthird) = match &self.normalise {
+                                Normalise::Batch { eps, saved, sync } => {
+                                    let saved = saved.lock().unwrap_or_else(|e| e.into_inner());
+                                    let Some(saved) = saved.as_ref() else { bail!("ConvBn: backward before forward") };
+                                    let conv_out = saved.conv_out.as_slice::<T>()?;
+                                    let dims = (conv_out.len() / d.o, d.o, 1);
+                                    let (dy, mut daffine, dbeta) = batch_norm::backward(
+                                        conv_out,
+                                        &ts[..d.o],
+                                        g,
+                                        dims,
+                                        &saved.moments,
+                                        *eps,
+                                        sync.as_deref(),
+                                    )?;
+                                    daffine.extend(dbeta);
+                                    (std::borrow::Cow::Owned(dy), daffine)
+                                }
+                                Normalise::Folded => (std::borrow::Cow::Borrowed(g), column_sums(g, d.o)),
+                            };
+                            let (dx, dw) = conv::backward_channels_last(xs, ws, &dconv, &d, need_dx);
+                            Ok::<_, candle_core::Error>((dx, dw, dthird))
                         })
                     })
                 })
@@ -306,7 +251,7 @@ impl ConvBnOp {
         Ok((
             dx,
             Some(Tensor::from_vec(dw, w.dims(), w.device())?),
-            Some(Tensor::from_vec(daffine, affine.dims(), affine.device())?),
+            Some(Tensor::from_vec(dthird, third.dims(), third.device())?),
         ))
     }
 }
@@ -328,8 +273,12 @@ impl CustomOp3 for ConvBnOp {
         let d = self.dims(l1)?;
         let n = l1.dims()[0];
         let g = self.geometry;
-        if l2.dims() != [g.out_channels, g.in_channels, g.kernel, g.kernel] || l3.dims() != [2 * g.out_channels] {
-            bail!("ConvBn: weight {:?} and γβ {:?} do not fit {g:?}", l2.dims(), l3.dims());
+        let third = match self.normalise {
+            Normalise::Batch { .. } => 2 * g.out_channels,
+            Normalise::Folded => g.out_channels,
+        };
+        if l2.dims() != [g.out_channels, g.in_channels, g.kernel, g.kernel] || l3.dims() != [third] {
+            bail!("ConvBn: weight {:?} and γβ or shift {:?} do not fit {g:?}", l2.dims(), l3.dims());
         }
         let out = with_kernel_float!(s1.dtype(), "ConvBn", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
             self.forward(
@@ -346,13 +295,11 @@ impl CustomOp3 for ConvBnOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        affine: &Tensor,
+        third: &Tensor,
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(saved) = saved.as_ref() else { bail!("ConvBn: backward before forward") };
         let (grad, res) = (grad.contiguous()?, res.contiguous()?);
-        with_kernel_float!(x.dtype(), "ConvBn", |T| self.gradients::<T>((x, w, affine), &res, &grad, saved))
+        with_kernel_float!(x.dtype(), "ConvBn", |T| self.gradients::<T>((x, w, third), &res, &grad))
     }
 }

@@ -36,7 +36,7 @@ impl MaxPool2d {
         let (_, h, w, _) = x.dims4()?;
         self.check(x, (h, w))?;
         if contrastive_core::kernel::runs_kernel(x) {
-            x.contiguous()?.apply_op1(ChannelsLast(*self))
+            x.contiguous()?.apply_op1(PoolOp { pool: *self, channels_last: true })
         } else {
             self.forward_generic(&x.permute((0, 3, 1, 2))?.contiguous()?)?.permute((0, 2, 3, 1))
         }
@@ -47,7 +47,7 @@ impl MaxPool2d {
         let (_, _, h, w) = x.dims4()?;
         self.check(x, (h, w))?;
         if contrastive_core::kernel::runs_kernel(x) {
-            x.contiguous()?.apply_op1(*self)
+            x.contiguous()?.apply_op1(PoolOp { pool: *self, channels_last: false })
         } else {
             self.forward_generic(x)
         }
@@ -160,47 +160,6 @@ impl MaxPool2d {
     }
 }
 
-impl CustomOp1 for MaxPool2d {
-    fn name(&self) -> &'static str {
-        "max-pool2d"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l.shape().dims4()?;
-        let (oh, ow) = self.out_dims(h, w);
-        let y = with_kernel_float!(s.dtype(), "max pool", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
-            self.run(contiguous_slice::<T>(s, l, "max pool")?, h, w)
-        ));
-        Ok((y, Shape::from((n, c, oh, ow))))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(*self))?))
-    }
-}
-
-/// The input gradient of a max pool: each output's gradient goes to its window's maximum.
-struct MaxPoolBackward(MaxPool2d);
-
-impl CustomOp2 for MaxPoolBackward {
-    fn name(&self) -> &'static str {
-        "max-pool2d-backward"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, _, h, w) = l1.shape().dims4()?;
-        let dx = with_kernel_float!(s1.dtype(), "max pool", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
-            self.0.run_backward(
-                contiguous_slice::<T>(s1, l1, "max pool")?,
-                contiguous_slice::<T>(s2, l2, "max pool")?,
-                h,
-                w,
-            )
-        ));
-        Ok((dx, l1.shape().clone()))
-    }
-}
-
 /// [`MaxPool2d`] over channels-last images (N, H, W, C).
 #[derive(Clone, Copy)]
 struct ChannelsLast(MaxPool2d);
@@ -236,17 +195,44 @@ impl ChannelsLast {
         }
     }
 
+    /// The values [`Self::window`] picks, without their positions: the same comparisons as
+    /// branch-free selects, which vectorise over the channels (the forward needs no positions).
+    fn window_max<T: KernelFloat>(
+        &self,
+        x: &[T],
+        (h, w, c): (usize, usize, usize),
+        oy: usize,
+        ox: usize,
+        best: &mut [T],
+    ) {
+        let p = self.0;
+        let mut first = true;
+        for ky in 0..p.kernel {
+            let Some(iy) = (oy * p.stride + ky).checked_sub(p.padding).filter(|&iy| iy < h) else { continue };
+            for kx in 0..p.kernel {
+                let Some(ix) = (ox * p.stride + kx).checked_sub(p.padding).filter(|&ix| ix < w) else { continue };
+                let tap = &x[(iy * w + ix) * c..][..c];
+                if first {
+                    best.copy_from_slice(tap);
+                    first = false;
+                    continue;
+                }
+                for (b, &v) in best.iter_mut().zip(tap) {
+                    // NaN propagates: a NaN tap is taken, and nothing is greater than a NaN kept.
+                    *b = if v > *b || v.is_nan() { v } else { *b };
+                }
+            }
+        }
+    }
+
     fn run<T: KernelFloat>(&self, x: &[T], (h, w, c): (usize, usize, usize)) -> Vec<T> {
         let (oh, ow) = self.0.out_dims(h, w);
         let mut y = vec![T::zero(); x.len() / (h * w) * oh * ow];
-        y.par_chunks_mut(oh * ow * c).zip(x.par_chunks(h * w * c)).for_each_init(
-            || vec![0usize; c],
-            |at, (yi, xi)| {
-                for (o, best) in yi.chunks_mut(c).enumerate() {
-                    self.window(xi, (h, w, c), o / ow, o % ow, best, at);
-                }
-            },
-        );
+        y.par_chunks_mut(oh * ow * c).zip(x.par_chunks(h * w * c)).for_each(|(yi, xi)| {
+            for (o, best) in yi.chunks_mut(c).enumerate() {
+                self.window_max(xi, (h, w, c), o / ow, o % ow, best);
+            }
+        });
         y
     }
 
@@ -268,42 +254,63 @@ impl ChannelsLast {
     }
 }
 
-impl CustomOp1 for ChannelsLast {
-    fn name(&self) -> &'static str {
-        "max-pool2d-channels-last"
-    }
+/// The pooling op on either layout.
+#[derive(Clone, Copy)]
+struct PoolOp {
+    pool: MaxPool2d,
+    /// Images (N, H, W, C) rather than (N, C, H, W).
+    channels_last: bool,
+}
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, h, w, c) = l.shape().dims4()?;
-        let (oh, ow) = self.0.out_dims(h, w);
-        let y = with_kernel_float!(s.dtype(), "max pool", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
-            self.run(contiguous_slice::<T>(s, l, "max pool")?, (h, w, c))
-        ));
-        Ok((y, Shape::from((n, oh, ow, c))))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &ChannelsLastBackward(*self))?))
+impl PoolOp {
+    /// (N, H, W, C) of the input, whichever its layout.
+    fn dims(&self, l: &Layout) -> Result<(usize, usize, usize, usize)> {
+        let (n, a, b, c) = l.shape().dims4()?;
+        Ok(if self.channels_last { (n, a, b, c) } else { (n, b, c, a) })
     }
 }
 
-/// The input gradient of a channels-last max pool.
-struct ChannelsLastBackward(ChannelsLast);
-
-impl CustomOp2 for ChannelsLastBackward {
+impl CustomOp1 for PoolOp {
     fn name(&self) -> &'static str {
-        "max-pool2d-channels-last-backward"
+        "max-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, h, w, c) = self.dims(l)?;
+        let (oh, ow) = self.pool.out_dims(h, w);
+        let y = with_kernel_float!(s.dtype(), "max pool", |T| {
+            let x = contiguous_slice::<T>(s, l, "max pool")?;
+            let y = if self.channels_last { ChannelsLast(self.pool).run(x, (h, w, c)) } else { self.pool.run(x, h, w) };
+            <T as candle_core::WithDType>::to_cpu_storage_owned(y)
+        });
+        let shape = if self.channels_last { (n, oh, ow, c) } else { (n, c, oh, ow) };
+        Ok((y, Shape::from(shape)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &PoolBackward(*self))?))
+    }
+}
+
+/// The input gradient of a max pool: each output's gradient goes to its window's maximum.
+struct PoolBackward(PoolOp);
+
+impl CustomOp2 for PoolBackward {
+    fn name(&self) -> &'static str {
+        "max-pool2d-backward"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, h, w, c) = l1.shape().dims4()?;
-        let dx = with_kernel_float!(s1.dtype(), "max pool", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
-            self.0.run_backward(
-                contiguous_slice::<T>(s1, l1, "max pool")?,
-                contiguous_slice::<T>(s2, l2, "max pool")?,
-                (h, w, c),
-            )
-        ));
+        let (_, h, w, c) = self.0.dims(l1)?;
+        let dx = with_kernel_float!(s1.dtype(), "max pool", |T| {
+            let (x, dy) = (contiguous_slice::<T>(s1, l1, "max pool")?, contiguous_slice::<T>(s2, l2, "max pool")?);
+            let dx = if self.0.channels_last {
+                ChannelsLast(self.0.pool).run_backward(x, dy, (h, w, c))
+            } else {
+                self.0.pool.run_backward(x, dy, h, w)
+            };
+            <T as candle_core::WithDType>::to_cpu_storage_owned(dx)
+        });
         Ok((dx, l1.shape().clone()))
     }
 }
