@@ -165,6 +165,17 @@ impl MaxPool2d {
 struct ChannelsLast(MaxPool2d);
 
 impl ChannelsLast {
+    /// The input positions (H·W indices) the window of output position (oy, ox) covers inside
+    /// an image of `h` x `w`, in (ky, kx) order.
+    fn taps(&self, (h, w): (usize, usize), oy: usize, ox: usize) -> impl Iterator<Item = usize> {
+        let p = self.0;
+        let inside =
+            move |o: usize, k: usize, side: usize| (o * p.stride + k).checked_sub(p.padding).filter(|&i| i < side);
+        (0..p.kernel)
+            .filter_map(move |ky| inside(oy, ky, h))
+            .flat_map(move |iy| (0..p.kernel).filter_map(move |kx| inside(ox, kx, w)).map(move |ix| iy * w + ix))
+    }
+
     /// The maximum of each channel over the window of output position (oy, ox) of one image (H·W,
     /// C), in `best`, and the input position it came from, in `at`: the first on ties and NaN
     /// propagating, as the channels-first pool and PyTorch do.
@@ -178,18 +189,12 @@ impl ChannelsLast {
         best: &mut [T],
         at: &mut [usize],
     ) {
-        let p = self.0;
         at.fill(usize::MAX);
-        for ky in 0..p.kernel {
-            let Some(iy) = (oy * p.stride + ky).checked_sub(p.padding).filter(|&iy| iy < h) else { continue };
-            for kx in 0..p.kernel {
-                let Some(ix) = (ox * p.stride + kx).checked_sub(p.padding).filter(|&ix| ix < w) else { continue };
-                let i = iy * w + ix;
-                for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(&x[i * c..][..c]) {
-                    if *a == usize::MAX || v > *b || v.is_nan() {
-                        *b = v;
-                        *a = i;
-                    }
+        for i in self.taps((h, w), oy, ox) {
+            for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(&x[i * c..][..c]) {
+                if *a == usize::MAX || v > *b || v.is_nan() {
+                    *b = v;
+                    *a = i;
                 }
             }
         }
@@ -205,22 +210,15 @@ impl ChannelsLast {
         ox: usize,
         best: &mut [T],
     ) {
-        let p = self.0;
-        let mut first = true;
-        for ky in 0..p.kernel {
-            let Some(iy) = (oy * p.stride + ky).checked_sub(p.padding).filter(|&iy| iy < h) else { continue };
-            for kx in 0..p.kernel {
-                let Some(ix) = (ox * p.stride + kx).checked_sub(p.padding).filter(|&ix| ix < w) else { continue };
-                let tap = &x[(iy * w + ix) * c..][..c];
-                if first {
-                    best.copy_from_slice(tap);
-                    first = false;
-                    continue;
-                }
-                for (b, &v) in best.iter_mut().zip(tap) {
-                    // NaN propagates: a NaN tap is taken, and nothing is greater than a NaN kept.
-                    *b = if v > *b || v.is_nan() { v } else { *b };
-                }
+        let mut taps = self.taps((h, w), oy, ox);
+        // The padding is at most half the window, so every window holds an input.
+        if let Some(i) = taps.next() {
+            best.copy_from_slice(&x[i * c..][..c]);
+        }
+        for i in taps {
+            for (b, &v) in best.iter_mut().zip(&x[i * c..][..c]) {
+                // NaN propagates: a NaN tap is taken, and nothing is greater than a NaN kept.
+                *b = if v > *b || v.is_nan() { v } else { *b };
             }
         }
     }
