@@ -56,7 +56,7 @@ impl MaxPool2d {
     /// The device-generic path, in candle's tensor ops: the padded input's k² strided windows
     /// (gathered by `index_select`), their maximum, and the gradient routed to the first window
     /// that holds it, as the kernel and PyTorch do (candle's `maximum` would split it on ties, and
-    /// ties are everywhere after a ReLU).
+    /// ties are everywhere after a ReLU); a window with a NaN gives NaN, as theirs do.
     fn forward_generic(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let (oh, ow) = self.out_dims(h, w);
@@ -79,17 +79,37 @@ impl MaxPool2d {
                 windows.push(rows.index_select(&positions(ow, kx)?, 3)?);
             }
         }
-        let mut max = windows[0].detach();
-        for window in &windows[1..] {
-            max = max.maximum(&window.detach())?;
+        let nans = windows
+            .iter()
+            .map(|w| {
+                let w = w.detach();
+                w.ne(&w)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The maximum of each window's numbers (candle's `maximum` would drop or keep a NaN
+        // depending on its side).
+        let minus_inf = (windows[0].detach().zeros_like()? - f64::INFINITY)?;
+        let mut max = nans[0].where_cond(&minus_inf, &windows[0].detach())?;
+        for (window, nan) in windows.iter().zip(&nans).skip(1) {
+            max = max.maximum(&nan.where_cond(&minus_inf, &window.detach())?)?;
         }
+        // A window holding a NaN gives its last NaN, as the kernel does (a NaN tap is always
+        // taken, PyTorch's propagation)...
+        let mut taken = nans[0].zeros_like()?;
+        let mut nan_picks = Vec::with_capacity(nans.len());
+        for nan in nans.iter().rev() {
+            let pick = nan.mul(&taken.eq(0u8)?)?;
+            taken = taken.maximum(&pick)?;
+            nan_picks.push(pick);
+        }
+        nan_picks.reverse();
+        // ... and any other its first tap equal to the maximum.
         let zeros = max.zeros_like()?;
-        let mut taken = max.ne(&max)?; // all false (the maximum of a real window is never NaN)
         let mut y = zeros.clone();
-        for window in &windows {
+        for (window, nan_pick) in windows.iter().zip(&nan_picks) {
             let first = window.detach().eq(&max)?.mul(&taken.eq(0u8)?)?;
-            y = (y + first.where_cond(window, &zeros)?)?;
             taken = taken.maximum(&first)?;
+            y = (y + first.maximum(nan_pick)?.where_cond(window, &zeros)?)?;
         }
         Ok(y)
     }
