@@ -700,3 +700,28 @@ fn attention_with_position_bias_kernel_matches_the_tensor_ops_and_the_definition
     let e = attend(&pos.as_tensor().narrow(2, 0, 5).unwrap(), false).unwrap_err();
     assert!(e.to_string().contains("position bias of [3, 6, 5]"), "{e}");
 }
+
+/// Column sums over many blocks of rows (narrow: 1024-row blocks) and over one block (wide)
+/// equal a plain row-by-row sum in f64, and run in one order on one thread and on four.
+#[test]
+fn column_sums_match_a_plain_sum_on_any_thread_count() {
+    use contrastive_core::kernel::column_sums;
+    for (rows, width) in [(5000usize, 64usize), (3, 70_000), (0, 8)] {
+        let g: Vec<f32> = (0..rows * width).map(|i| ((i * 7919 % 1009) as f32 - 504.0) / 97.0).collect();
+        let mut plain = vec![0f64; width];
+        for row in g.chunks(width) {
+            for (p, &v) in plain.iter_mut().zip(row) {
+                *p += v as f64;
+            }
+        }
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| column_sums(&g, width))
+        };
+        let (one, four) = (on(1), on(4));
+        assert_eq!(one, four, "{rows} x {width}: the thread count changed the sums");
+        for (j, (&s, &p)) in one.iter().zip(&plain).enumerate() {
+            assert!((s as f64 - p).abs() <= 1e-3 * (1.0 + p.abs()), "{rows} x {width}, column {j}: {s} vs {p}");
+        }
+    }
+}

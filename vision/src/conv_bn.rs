@@ -13,11 +13,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use candle_nn::ModuleT;
 use contrastive_core::collective::Collective;
-use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
+use contrastive_core::kernel::{column_sums, contiguous_slice, with_cpu_slice, KernelFloat};
 use contrastive_core::nn::batch_norm_kernel::{self as batch_norm, Moments};
 use contrastive_core::nn::BatchNorm;
 use contrastive_core::with_kernel_float;
-use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// What follows the BatchNorm in a [`ConvBn`].
@@ -146,33 +145,6 @@ impl ConvBn {
         let op = ConvBnOp { geometry: self.conv.geometry(), relu, normalise: Normalise::Folded };
         x.contiguous()?.apply_op3(&w.contiguous()?, &shift.contiguous()?, op)
     }
-}
-
-/// Rows per partial sum of the shift's gradient: fixed, so the sum runs in one order on any
-/// number of threads.
-const SHIFT_ROWS: usize = 1024;
-
-/// The column sums of `g` (rows of `o`), in blocks of [`SHIFT_ROWS`] rows added in order.
-fn column_sums<T: KernelFloat>(g: &[T], o: usize) -> Vec<T> {
-    let partials: Vec<Vec<T>> = g
-        .par_chunks(SHIFT_ROWS * o)
-        .map(|rows| {
-            let mut sum = vec![T::zero(); o];
-            for row in rows.chunks(o) {
-                for (s, &v) in sum.iter_mut().zip(row) {
-                    *s += v;
-                }
-            }
-            sum
-        })
-        .collect();
-    let mut total = vec![T::zero(); o];
-    for part in partials {
-        for (s, v) in total.iter_mut().zip(part) {
-            *s += v;
-        }
-    }
-    total
 }
 
 impl ConvBnOp {

@@ -14,6 +14,7 @@ pub use path::{
 use candle_core::WithDType;
 pub(crate) use exp::{exp_shifted_sum_f32, exp_shifted_sum_f64};
 use num_traits::Float;
+use rayon::prelude::*;
 
 /// The element types the kernels run in (f32 and f64).
 pub trait KernelFloat:
@@ -147,4 +148,33 @@ pub fn gemm<T: KernelFloat>(
             parallelism,
         )
     }
+}
+
+/// Elements per partial sum of [`column_sums`]: a block holds `max(1, SUM_BLOCK / width)` rows,
+/// a function of the width only, so the sum runs in one order on any number of threads.
+const SUM_BLOCK: usize = 1 << 16;
+
+/// The column sums of `g`, rows of `width` (a bias's or a shift's gradient): partial sums over
+/// blocks of rows in parallel, added in order.
+pub fn column_sums<T: KernelFloat>(g: &[T], width: usize) -> Vec<T> {
+    let rows_per_block = (SUM_BLOCK / width.max(1)).max(1);
+    let partials: Vec<Vec<T>> = g
+        .par_chunks(width.max(1) * rows_per_block)
+        .map(|rows| {
+            let mut acc = vec![T::zero(); width];
+            for row in rows.chunks(width.max(1)) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut sums = vec![T::zero(); width];
+    for p in partials {
+        for (s, v) in sums.iter_mut().zip(p) {
+            *s += v;
+        }
+    }
+    sums
 }

@@ -7,7 +7,7 @@
 //! one custom op whose backward writes dx = dy W and dW = dyᵀ x directly, and the bias is added
 //! by another whose backward sums the gradient's rows in parallel, in a fixed order.
 
-use crate::kernel::{contiguous_slice, gemm, with_cpu_slice, KernelFloat, Strided, Threads};
+use crate::kernel::{column_sums, contiguous_slice, gemm, with_cpu_slice, KernelFloat, Strided, Threads};
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
@@ -156,8 +156,7 @@ impl CustomOp2 for Product {
     }
 }
 
-/// Rows per task in the bias gradient: fixed, so that the summation order (and so the result)
-/// does not depend on the thread count.
+/// Rows per task of the bias add.
 const ROWS_PER_TASK: usize = 64;
 
 /// `y (N, out) + b (out)`; backward: the gradient itself, and its column sums for the bias.
@@ -173,28 +172,6 @@ fn add_rows<T: KernelFloat>(y: &[T], b: &[T]) -> Vec<T> {
         }
     });
     out
-}
-
-fn column_sums<T: KernelFloat>(g: &[T], width: usize) -> Vec<T> {
-    let partials: Vec<Vec<T>> = g
-        .par_chunks(width * ROWS_PER_TASK)
-        .map(|rows| {
-            let mut acc = vec![T::zero(); width];
-            for row in rows.chunks(width) {
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += v;
-                }
-            }
-            acc
-        })
-        .collect();
-    let mut sums = vec![T::zero(); width];
-    for p in partials {
-        for (s, v) in sums.iter_mut().zip(p) {
-            *s += v;
-        }
-    }
-    sums
 }
 
 impl CustomOp2 for BiasAdd {
