@@ -550,3 +550,40 @@ fn dino_names_bad_views_and_settings() {
     let bad = DinoLossConfig { center_momentum: 1.5, ..DinoLossConfig::default() };
     assert!(DinoLoss::new(bad, DType::F32, &dev).unwrap_err().to_string().contains("center_momentum"));
 }
+
+/// The fused CPU cross-entropy against the tensor-op path, on stacked views of odd sizes, with
+/// more student views than teacher views and fewer: values and student gradients agree, and
+/// `loss` of the views apart equals `loss_stacked` of them stacked.
+#[test]
+fn dino_fused_cross_entropy_matches_the_tensor_ops() {
+    use contrastive_core::kernel::path_differences;
+    let dev = Device::Cpu;
+    for (teacher_views, student_views, rows, dim) in [(2usize, 5usize, 7usize, 33usize), (3, 2, 4, 9), (1, 3, 1, 5)] {
+        let config = DinoLossConfig { output_dim: dim, student_temp: 0.13, ..DinoLossConfig::default() };
+        let mut dino = DinoLoss::new(config, DType::F64, &dev).unwrap();
+        let values =
+            |n: usize, seed: f64| -> Vec<f64> { (0..n).map(|i| ((i as f64 + seed) * 0.37).sin() * 3.0).collect() };
+        let teacher =
+            Tensor::from_vec(values(teacher_views * rows * dim, 0.5), (teacher_views * rows, dim), &dev).unwrap();
+        dino.update_center(std::slice::from_ref(&teacher), &Local).unwrap();
+        let student =
+            Var::from_vec(values(student_views * rows * dim, 11.0), (student_views * rows, dim), &dev).unwrap();
+        let (value, grads) =
+            path_differences(&[&student], |_| dino.loss_stacked(&teacher, teacher_views, student.as_tensor(), 2))
+                .unwrap();
+        assert!(value < 1e-12 && grads[0] < 1e-12, "{teacher_views}/{student_views}: {value} {grads:?}");
+        let apart = |x: &Tensor, views: usize| -> Vec<Tensor> { x.chunk(views, 0).unwrap() };
+        let stacked = scalar(&dino.loss_stacked(&teacher, teacher_views, student.as_tensor(), 2).unwrap());
+        let split =
+            scalar(&dino.loss(&apart(&teacher, teacher_views), &apart(student.as_tensor(), student_views), 2).unwrap());
+        assert!((stacked - split).abs() < 1e-12, "{stacked} vs {split}");
+    }
+    let dino = DinoLoss::new(DinoLossConfig { output_dim: 4, ..DinoLossConfig::default() }, DType::F32, &dev).unwrap();
+    let v = |b: usize, k: usize| Tensor::ones((b, k), DType::F32, &dev).unwrap();
+    let e = dino.loss_stacked(&v(6, 4), 4, &v(6, 4), 0).unwrap_err().to_string();
+    assert!(e.contains("6 teacher rows do not split into 4 views"), "{e}");
+    let e = dino.loss_stacked(&v(6, 4), 2, &v(7, 4), 0).unwrap_err().to_string();
+    assert!(e.contains("7 student rows"), "{e}");
+    let e = dino.loss_stacked(&v(6, 4), 2, &v(6, 5), 0).unwrap_err().to_string();
+    assert!(e.contains("(views x B, 4)"), "{e}");
+}

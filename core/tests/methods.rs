@@ -281,6 +281,12 @@ fn dino_freezes_its_last_layer_for_an_epoch_moves_its_centre_and_learns() {
     assert_ne!(last(&dino), start, "the last layer trains after epoch 1");
     assert_ne!(values(dino.params()).into_iter().find(|(n, _)| n == "encoder.0.weight").unwrap(), encoder_moved);
     assert!(losses.iter().all(|l| l.is_finite()) && std > 0.0 && rank >= 1.0);
+    // Views run through one head stacked, so a view of another batch size is named, not paired
+    // with the wrong rows.
+    let mut dino = dino;
+    let view = |rows: usize| Tensor::ones((rows, DIM), candle_core::DType::F32, &dev).unwrap();
+    let e = dino.loss(&(vec![view(6), view(6)], vec![view(5)])).unwrap_err().to_string();
+    assert!(e.contains("view 2 has 5 rows and view 0 6"), "{e}");
 }
 
 fn weights(o: &impl Objective) -> Vec<u32> {

@@ -14,8 +14,13 @@
 //! `warmup_teacher_temp_epochs` epochs. Pairs skip a view with itself: the teacher's views must be
 //! the student's first views. Defaults are lightly's `DINOLoss`'s (the paper's with τ_t 0.04
 //! throughout).
+//!
+//! On the CPU (f32, f64) the cross-entropy runs as one fused op (`dino_fused.rs`); elsewhere as
+//! tensor ops.
 
+use super::dino_fused::DinoCrossEntropy;
 use crate::collective::Collective;
+use crate::kernel::runs_kernel;
 use candle_core::{bail, DType, Device, Result, Tensor, D};
 
 /// DINO's loss settings.
@@ -119,24 +124,65 @@ impl DinoLoss {
         if (student_rows, student_dim) != (rows, dim) {
             bail!("dino_loss: teacher views of {rows} x {dim}, student views of {student_rows} x {student_dim}");
         }
-        let pairs = teacher.len() * student.len() - teacher.len().min(student.len());
+        let stack = |views: &[Tensor]| if views.len() == 1 { Ok(views[0].clone()) } else { Tensor::cat(views, 0) };
+        self.stacked_loss(&stack(teacher)?, teacher.len(), &stack(student)?, student.len(), rows, epoch)
+    }
+
+    /// [`DinoLoss::loss`] of views stacked along rows: `teacher` holds the teacher's
+    /// `teacher_views` views, (T·B, output_dim), `student` every student view in the same order,
+    /// (S·B, output_dim), the teacher's views first. The DINO method runs its heads once over the
+    /// stacked views and hands them here unsplit.
+    pub fn loss_stacked(
+        &self,
+        teacher: &Tensor,
+        teacher_views: usize,
+        student: &Tensor,
+        epoch: usize,
+    ) -> Result<Tensor> {
+        let dim = self.config.output_dim;
+        let (teacher_rows, student_rows) = match (teacher.dims(), student.dims()) {
+            (&[t, d1], &[s, d2]) if d1 == dim && d2 == dim => (t, s),
+            (t, s) => bail!("dino_loss: stacked teacher {t:?} and student {s:?}; both must be (views x B, {dim})"),
+        };
+        if teacher_views == 0 || teacher_rows % teacher_views != 0 || teacher_rows == 0 {
+            bail!("dino_loss: {teacher_rows} teacher rows do not split into {teacher_views} views of one size");
+        }
+        let rows = teacher_rows / teacher_views;
+        if student_rows % rows != 0 || student_rows == 0 {
+            bail!("dino_loss: {student_rows} student rows are not whole views of the teacher's {rows} rows");
+        }
+        self.stacked_loss(teacher, teacher_views, student, student_rows / rows, rows, epoch)
+    }
+
+    fn stacked_loss(
+        &self,
+        teacher: &Tensor,
+        teacher_views: usize,
+        student: &Tensor,
+        student_views: usize,
+        rows: usize,
+        epoch: usize,
+    ) -> Result<Tensor> {
+        let pairs = teacher_views * student_views - teacher_views.min(student_views);
         if pairs == 0 {
             bail!(
-                "dino_loss: {} teacher and {} student views make no pair of different views",
-                teacher.len(),
-                student.len()
+                "dino_loss: {teacher_views} teacher and {student_views} student views make no pair of different views"
             );
         }
         let temp = self.teacher_temperature(epoch);
-        let probs: Vec<Tensor> = teacher
-            .iter()
-            .map(|t| candle_nn::ops::softmax_last_dim(&(t.detach().broadcast_sub(&self.center)? / temp)?))
-            .collect::<Result<_>>()?;
+        let teacher = teacher.detach();
+        if runs_kernel(student) && teacher.dtype() == student.dtype() {
+            let op = DinoCrossEntropy::new(rows, self.config.student_temp, temp, pairs);
+            return student.contiguous()?.apply_op3(&teacher.contiguous()?, &self.center, op);
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&(teacher.broadcast_sub(&self.center)? / temp)?)?;
+        let view = |x: &Tensor, v: usize| x.narrow(0, v * rows, rows);
+        let probs: Vec<Tensor> = (0..teacher_views).map(|t| view(&probs, t)).collect::<Result<_>>()?;
         // Σ_{t ≠ s} P_t · log Q_s = Σ_s (Σ_t P_t - P_s [s is a teacher view]) · log Q_s.
         let all = probs.iter().skip(1).try_fold(probs[0].clone(), |sum, p| sum + p)?;
-        let mut total = Tensor::zeros((), student[0].dtype(), student[0].device())?;
-        for (s, out) in student.iter().enumerate() {
-            let log_q = candle_nn::ops::log_softmax(&(out / self.config.student_temp)?, D::Minus1)?;
+        let mut total = Tensor::zeros((), student.dtype(), student.device())?;
+        for s in 0..student_views {
+            let log_q = candle_nn::ops::log_softmax(&(view(student, s)? / self.config.student_temp)?, D::Minus1)?;
             let targets = match probs.get(s) {
                 Some(own) => (&all - own)?,
                 None => all.clone(),

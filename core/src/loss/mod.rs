@@ -47,6 +47,7 @@ mod barlow_twins;
 mod clip;
 mod composite;
 mod dino;
+mod dino_fused;
 mod fused;
 mod negative_cosine;
 mod vicreg;

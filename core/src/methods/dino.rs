@@ -171,8 +171,27 @@ impl<B: Backbone> Network<B> {
         Ok(Self { encoder, head: DinoHead::new(head, vb.pp("head"))? })
     }
 
-    fn forward(&self, view: &B::Input, freeze_last: bool) -> candle_core::Result<Tensor> {
-        self.head.forward(&self.encoder.encode(view, true)?, freeze_last)
+    /// The head's outputs for `views`, stacked along rows in their order. The encoder sees each
+    /// view on its own (its BatchNorm takes a view's statistics, as lightly's recipe does); the
+    /// head, row by row alike, runs once over them all.
+    fn forward<'a>(&self, views: impl Iterator<Item = &'a B::Input>, freeze_last: bool) -> candle_core::Result<Tensor>
+    where
+        B::Input: 'a,
+    {
+        let features = views.map(|v| self.encoder.encode(v, true)).collect::<candle_core::Result<Vec<_>>>()?;
+        let rows = |f: &Tensor| f.dims().first().copied().unwrap_or(0);
+        if let Some((i, f)) = features.iter().enumerate().find(|(_, f)| rows(f) != rows(&features[0])) {
+            candle_core::bail!(
+                "dino: view {i} has {} rows and view 0 {}; every view must be the batch's",
+                rows(f),
+                rows(&features[0])
+            );
+        }
+        let stacked = match features.as_slice() {
+            [one] => one.clone(),
+            _ => Tensor::cat(&features, 0)?,
+        };
+        self.head.forward(&stacked, freeze_last)
     }
 }
 
@@ -263,19 +282,11 @@ impl<B: Backbone, P: CropViews<View = B::Input>> Objective for Dino<B, P> {
 
     fn loss(&mut self, batch: &P) -> candle_core::Result<Tensor> {
         let freeze = self.epoch < self.config.freeze_last_layer_epochs;
-        let teacher = batch
-            .global_views()
-            .iter()
-            .map(|v| Ok(self.teacher.network().forward(v, false)?.detach()))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let student = batch
-            .global_views()
-            .iter()
-            .chain(batch.local_views())
-            .map(|v| self.student.forward(v, freeze))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let loss = self.loss.loss(&teacher, &student, self.epoch)?;
-        self.loss.update_center(&teacher, self.collective.as_ref())?;
+        let globals = batch.global_views();
+        let teacher = self.teacher.network().forward(globals.iter(), false)?.detach();
+        let student = self.student.forward(globals.iter().chain(batch.local_views()), freeze)?;
+        let loss = self.loss.loss_stacked(&teacher, globals.len(), &student, self.epoch)?;
+        self.loss.update_center(std::slice::from_ref(&teacher), self.collective.as_ref())?;
         Ok(loss)
     }
 
