@@ -189,9 +189,9 @@ impl ConvBnOp {
                 with_cpu_slice(third, "ConvBn", |ts: &[T]| {
                     with_cpu_slice(grad, "ConvBn", |gs: &[T]| {
                         with_cpu_slice(out, "ConvBn", |os: &[T]| {
-                            // Through the fused ReLU: the gradient passes where the output is positive.
-                            let masked = self.relu.then(|| batch_norm::relu_masked(gs, os));
-                            let g = masked.as_deref().unwrap_or(gs);
+                            // Through the fused ReLU the gradient passes where the output is
+                            // positive: BatchNorm's backward reads that on the fly.
+                            let relu_out = self.relu.then_some(os);
                             let (dconv, dthird) = match &self.normalise {
                                 Normalise::Batch { eps, saved, sync } => {
                                     let saved = saved.lock().unwrap_or_else(|e| e.into_inner());
@@ -201,7 +201,7 @@ impl ConvBnOp {
                                     let (dy, mut daffine, dbeta) = batch_norm::backward(
                                         conv_out,
                                         &ts[..d.o],
-                                        g,
+                                        (gs, relu_out),
                                         dims,
                                         &saved.moments,
                                         *eps,
@@ -210,7 +210,14 @@ impl ConvBnOp {
                                     daffine.extend(dbeta);
                                     (std::borrow::Cow::Owned(dy), daffine)
                                 }
-                                Normalise::Folded => (std::borrow::Cow::Borrowed(g), column_sums(g, d.o)),
+                                Normalise::Folded => {
+                                    let g = match relu_out {
+                                        Some(out) => std::borrow::Cow::Owned(batch_norm::relu_masked(gs, out)),
+                                        None => std::borrow::Cow::Borrowed(gs),
+                                    };
+                                    let shift = column_sums(&g, d.o);
+                                    (g, shift)
+                                }
                             };
                             let (dx, dw) = conv::backward_channels_last(xs, ws, &dconv, &d, need_dx);
                             Ok::<_, candle_core::Error>((dx, dw, dthird))

@@ -90,19 +90,27 @@ fn lane_sums<T: KernelFloat>(n: usize, f: impl Fn(usize) -> (T, T)) -> (f64, f64
 /// a fixed order, so the result does not depend on the thread count.
 const ROWS: usize = 256;
 
-/// Per channel Σ f(p, q, m) and Σ g(p, q, m) over the rows of two (N, C) buffers `p` and `q`
-/// with a per-channel value `m`: each block of [`ROWS`] rows summed in T along the channels
+/// Per channel the two sums of f(p, q, r, m) over the rows of three (N, C) buffers with a
+/// per-channel value `m`: each block of [`ROWS`] rows summed in T along the channels
 /// (contiguous, so it vectorises), the blocks in f64.
-fn row_sums<T: KernelFloat>(p: &[T], q: &[T], m: &[T], f: impl Fn(T, T, T) -> (T, T) + Sync) -> (Vec<f64>, Vec<f64>) {
+fn row_sums<T: KernelFloat>(
+    p: &[T],
+    q: &[T],
+    r: &[T],
+    m: &[T],
+    f: impl Fn(T, T, T, T) -> (T, T) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
     let c = m.len();
     let blocks: Vec<(Vec<T>, Vec<T>)> = p
         .par_chunks(c * ROWS)
         .zip(q.par_chunks(c * ROWS))
-        .map(|(pb, qb)| {
+        .zip(r.par_chunks(c * ROWS))
+        .map(|((pb, qb), rb)| {
             let (mut a, mut b) = (vec![T::zero(); c], vec![T::zero(); c]);
-            for (pr, qr) in pb.chunks_exact(c).zip(qb.chunks_exact(c)) {
-                for ((a, b), ((&pv, &qv), &mv)) in a.iter_mut().zip(b.iter_mut()).zip(pr.iter().zip(qr).zip(m)) {
-                    let (u, v) = f(pv, qv, mv);
+            for ((pr, qr), rr) in pb.chunks_exact(c).zip(qb.chunks_exact(c)).zip(rb.chunks_exact(c)) {
+                let values = pr.iter().zip(qr).zip(rr).zip(m);
+                for ((a, b), (((&pv, &qv), &rv), &mv)) in a.iter_mut().zip(b.iter_mut()).zip(values) {
+                    let (u, v) = f(pv, qv, rv, mv);
                     *a += u;
                     *b += v;
                 }
@@ -120,17 +128,18 @@ fn row_sums<T: KernelFloat>(p: &[T], q: &[T], m: &[T], f: impl Fn(T, T, T) -> (T
     (sa, sb)
 }
 
-/// Per channel Σ f(p, q, m) and Σ g(p, q, m) over two (N, C, S) buffers with a per-channel
+/// Per channel the two sums of f(p, q, r, m) over three (N, C, S) buffers with a per-channel
 /// value `m`: each plane (or block of rows) summed in T, the planes in f64, in a fixed order.
 fn channel_sums<T: KernelFloat>(
     p: &[T],
     q: &[T],
+    r: &[T],
     m: &[T],
     (n, c, s): (usize, usize, usize),
-    f: impl Fn(T, T, T) -> (T, T) + Sync,
+    f: impl Fn(T, T, T, T) -> (T, T) + Sync,
 ) -> (Vec<f64>, Vec<f64>) {
     if s == 1 {
-        return row_sums(p, q, m, f);
+        return row_sums(p, q, r, m, f);
     }
     (0..c)
         .into_par_iter()
@@ -138,8 +147,8 @@ fn channel_sums<T: KernelFloat>(
             let (mv, mut a, mut b) = (m[ch], 0.0, 0.0);
             for i in 0..n {
                 let at = (i * c + ch) * s;
-                let (pp, qp) = (&p[at..at + s], &q[at..at + s]);
-                let (u, v) = lane_sums(s, |j| f(pp[j], qp[j], mv));
+                let (pp, qp, rp) = (&p[at..at + s], &q[at..at + s], &r[at..at + s]);
+                let (u, v) = lane_sums(s, |j| f(pp[j], qp[j], rp[j], mv));
                 a += u;
                 b += v;
             }
@@ -165,17 +174,17 @@ fn channel_moments<T: KernelFloat>(
             })
             .unzip()
     };
-    let centred = |v: T, _: T, shift: T| {
+    let centred = |v: T, _: T, _: T, shift: T| {
         let d = v - shift;
         (d, d * d)
     };
     let Some(collective) = sync else {
         let shift: Vec<T> = (0..c).map(|ch| if s == 1 { x[ch] } else { x[ch * s] }).collect();
-        let (sum, sq) = channel_sums(x, x, &shift, (n, c, s), centred);
+        let (sum, sq) = channel_sums(x, x, x, &shift, (n, c, s), centred);
         let (mean, var) = moments(&shift, &sum, &sq, local as f64);
         return Ok(Moments { mean, var, count: local });
     };
-    let (mut sum, _) = channel_sums(x, x, &vec![T::zero(); c], (n, c, s), |v, _, _| (v, T::zero()));
+    let (mut sum, _) = channel_sums(x, x, x, &vec![T::zero(); c], (n, c, s), |v, _, _, _| (v, T::zero()));
     sum.push(local as f64);
     all_reduce_f64(&mut sum, collective)?;
     let count = sum.pop().unwrap_or(0.0);
@@ -183,7 +192,7 @@ fn channel_moments<T: KernelFloat>(
         bail!("BatchNorm in training needs more than one value per channel, got {count} over the processes");
     }
     let shift: Vec<T> = sum.iter().map(|v| <T as WithDType>::from_f64(v / count)).collect();
-    let (mut parts, sq) = channel_sums(x, x, &shift, (n, c, s), centred);
+    let (mut parts, sq) = channel_sums(x, x, x, &shift, (n, c, s), centred);
     parts.extend(sq);
     all_reduce_f64(&mut parts, collective)?;
     let (mean, var) = moments(&shift, &parts[..c], &parts[c..], count);
@@ -246,25 +255,26 @@ pub fn forward<T: KernelFloat>(
     Ok((y, moments))
 }
 
-/// `dy` where the fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
+/// `dy` where a fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
 pub fn relu_masked<T: KernelFloat>(dy: &[T], out: &[T]) -> Vec<T> {
     let mut g = vec![T::zero(); dy.len()];
     g.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14)).zip(out.par_chunks(1 << 14)).for_each(|((g, d), o)| {
         for ((g, &d), &o) in g.iter_mut().zip(d).zip(o) {
-            *g = if o > T::zero() { d } else { T::zero() };
+            *g = relu_gate(d, o);
         }
     });
     g
 }
 
 /// (dx, dγ, dβ) from x, γ and the output gradient `dy`, with the batch statistics of the forward
-/// pass. Under SyncBatchNorm (`sync`) the input gradient takes the sums over every process (its
-/// outputs depend on every process's inputs through the statistics), while dγ and dβ stay this
-/// process's share, which the trainer's average completes.
+/// pass. After a fused ReLU, `relu_out` is the forward's output: the gradient passes where it is
+/// positive, read on the fly by both passes. Under SyncBatchNorm (`sync`) the input gradient
+/// takes the sums over every process (its outputs depend on every process's inputs through the
+/// statistics), while dγ and dβ stay this process's share, which the trainer's average completes.
 pub fn backward<T: KernelFloat>(
     x: &[T],
     w: &[T],
-    dy: &[T],
+    (dy, relu_out): (&[T], Option<&[T]>),
     (n, c, s): (usize, usize, usize),
     moments: &Moments,
     eps: f64,
@@ -274,7 +284,13 @@ pub fn backward<T: KernelFloat>(
     let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     // Σ g and Σ g·(x - mean) per channel.
     let m: Vec<T> = mean.iter().map(|&v| <T as WithDType>::from_f64(v)).collect();
-    let (local_dy, local_dy_xc) = channel_sums(dy, x, &m, (n, c, s), |g, v, m| (g, g * (v - m)));
+    let (local_dy, local_dy_xc) = match relu_out {
+        Some(out) => channel_sums(dy, x, out, &m, (n, c, s), |g, v, o, m| {
+            let g = relu_gate(g, o);
+            (g, g * (v - m))
+        }),
+        None => channel_sums(dy, x, dy, &m, (n, c, s), |g, v, _, m| (g, g * (v - m))),
+    };
     let (sum_dy, sum_dy_xc, count) = match sync {
         None => (local_dy.clone(), local_dy_xc.clone(), (n * s) as f64),
         Some(collective) => {
@@ -295,32 +311,63 @@ pub fn backward<T: KernelFloat>(
             (t(k1), t(k2), t(k3))
         })
         .collect();
+    let dx = match relu_out {
+        Some(out) => input_gradient(x, dy, out, &coef, s, relu_gate),
+        // Without the ReLU, `dy` stands in for the output (never read).
+        None => input_gradient(x, dy, dy, &coef, s, |g, _| g),
+    };
+    Ok((dx, own_dw(&local_dy_xc, &rstd), own_db(&local_dy)))
+}
+
+/// dx = k1·gate(g, out) + k2·x + k3 per channel (k from `coef`), over (N, C, S) buffers.
+fn input_gradient<T: KernelFloat>(
+    x: &[T],
+    dy: &[T],
+    out: &[T],
+    coef: &[(T, T, T)],
+    s: usize,
+    gate: impl Fn(T, T) -> T + Sync,
+) -> Vec<T> {
+    let c = coef.len();
     let mut dx = vec![T::zero(); x.len()];
     if s == 1 {
         let k1: Vec<T> = coef.iter().map(|k| k.0).collect();
         let k2: Vec<T> = coef.iter().map(|k| k.1).collect();
         let k3: Vec<T> = coef.iter().map(|k| k.2).collect();
-        dx.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).zip(dy.par_chunks(c * ROWS)).for_each(
-            |((dxb, xb), dyb)| {
-                for ((dxr, xr), dyr) in dxb.chunks_mut(c).zip(xb.chunks(c)).zip(dyb.chunks(c)) {
-                    let coefs = k1.iter().zip(&k2).zip(&k3);
-                    for (((o, &v), &g), ((&k1, &k2), &k3)) in dxr.iter_mut().zip(xr).zip(dyr).zip(coefs) {
-                        *o = k1 * g + k2 * v + k3;
-                    }
+        let blocks = dx.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).zip(dy.par_chunks(c * ROWS));
+        blocks.zip(out.par_chunks(c * ROWS)).for_each(|(((dxb, xb), dyb), ob)| {
+            let rows = dxb.chunks_mut(c).zip(xb.chunks(c)).zip(dyb.chunks(c)).zip(ob.chunks(c));
+            for (((dxr, xr), dyr), or) in rows {
+                let values = xr.iter().zip(dyr).zip(or);
+                let coefs = k1.iter().zip(&k2).zip(&k3);
+                for ((o, ((&v, &g), &out)), ((&k1, &k2), &k3)) in dxr.iter_mut().zip(values).zip(coefs) {
+                    *o = k1 * gate(g, out) + k2 * v + k3;
                 }
-            },
-        );
-        return Ok((dx, own_dw(&local_dy_xc, &rstd), own_db(&local_dy)));
+            }
+        });
+        return dx;
     }
-    dx.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).zip(dy.par_chunks(c * s)).for_each(|((dxi, xi), dyi)| {
+    let planes = dx.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).zip(dy.par_chunks(c * s));
+    planes.zip(out.par_chunks(c * s)).for_each(|(((dxi, xi), dyi), oi)| {
         for (ch, &(k1, k2, k3)) in coef.iter().enumerate() {
             let r = ch * s..(ch + 1) * s;
-            for ((o, &v), &g) in dxi[r.clone()].iter_mut().zip(&xi[r.clone()]).zip(&dyi[r]) {
-                *o = k1 * g + k2 * v + k3;
+            let values = xi[r.clone()].iter().zip(&dyi[r.clone()]).zip(&oi[r.clone()]);
+            for (o, ((&v, &g), &out)) in dxi[r].iter_mut().zip(values) {
+                *o = k1 * gate(g, out) + k2 * v + k3;
             }
         }
     });
-    Ok((dx, own_dw(&local_dy_xc, &rstd), own_db(&local_dy)))
+    dx
+}
+
+/// ReLU's backward: the gradient `g` where the output `out` is positive, 0 elsewhere.
+#[inline(always)]
+fn relu_gate<T: KernelFloat>(g: T, out: T) -> T {
+    if out > T::zero() {
+        g
+    } else {
+        T::zero()
+    }
 }
 
 /// dγ = Σ g·x̂ over this process's values.
@@ -399,9 +446,9 @@ fn gradients<T: KernelFloat>(
         with_cpu_slice(w, "BatchNorm", |ws: &[T]| {
             with_cpu_slice(grad, "BatchNorm", |gs: &[T]| match relu_out {
                 Some(out) => with_cpu_slice(out, "BatchNorm", |os: &[T]| {
-                    backward(xs, ws, &relu_masked(gs, os), dims, &moments, eps, sync)
+                    backward(xs, ws, (gs, Some(os)), dims, &moments, eps, sync)
                 }),
-                None => Ok(backward(xs, ws, gs, dims, &moments, eps, sync)),
+                None => Ok(backward(xs, ws, (gs, None), dims, &moments, eps, sync)),
             })
         })
     })?????;
