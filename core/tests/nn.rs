@@ -725,3 +725,58 @@ fn column_sums_match_a_plain_sum_on_any_thread_count() {
         }
     }
 }
+
+/// Moments gathered block by block (blocks of uneven sizes, one empty) and merged equal the
+/// two-pass mean and biased variance of all the rows in f64, in f32 data far from zero too
+/// (where one-pass sums about zero would cancel).
+#[test]
+fn partial_moments_merge_to_the_two_pass_moments() {
+    use contrastive_core::nn::batch_norm_kernel::PartialMoments;
+    let c = 3;
+    let rows: Vec<f32> =
+        (0..1000 * c).map(|i| 1e4 + ((i * 37 % 101) as f32 - 50.0) / 7.0 * (1 + i % c) as f32).collect();
+    let (mut mean, mut var) = (vec![0f64; c], vec![0f64; c]);
+    for ch in 0..c {
+        let values: Vec<f64> = rows.iter().skip(ch).step_by(c).map(|&v| v as f64).collect();
+        mean[ch] = values.iter().sum::<f64>() / values.len() as f64;
+        var[ch] = values.iter().map(|v| (v - mean[ch]).powi(2)).sum::<f64>() / values.len() as f64;
+    }
+    let mut merged = PartialMoments::empty(c);
+    for (start, end) in [(0, 1), (1, 300), (300, 300), (300, 1000)] {
+        merged.merge(&PartialMoments::of_rows(&rows[start * c..end * c], c));
+    }
+    let m = merged.moments();
+    assert_eq!(m.count, 1000);
+    for ch in 0..c {
+        assert!((m.mean[ch] - mean[ch]).abs() < 1e-6 * mean[ch].abs(), "mean {ch}: {} vs {}", m.mean[ch], mean[ch]);
+        assert!((m.var[ch] - var[ch]).abs() < 1e-4 * var[ch], "var {ch}: {} vs {}", m.var[ch], var[ch]);
+    }
+}
+
+/// A product into an uninitialised destination never reads it: a destination full of NaN (what
+/// freed memory may hold) comes back as the plain product, for shapes on gemm's matrix, vector
+/// and tiny paths.
+#[test]
+fn gemm_into_uninit_writes_the_whole_destination_without_reading_it() {
+    use contrastive_core::kernel::{gemm_into_uninit, Strided, Threads};
+    use std::mem::MaybeUninit;
+    for (m, n, k) in [(37usize, 19usize, 23usize), (1, 9, 5), (8, 1, 3), (3, 4, 0)] {
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.21).cos()).collect();
+        let mut dst = vec![MaybeUninit::new(f32::NAN); m * n];
+        let got = gemm_into_uninit(
+            &mut dst,
+            (m, n, k),
+            Strided::new(&a, (k, 1)),
+            Strided::new(&b, (n, 1)),
+            2.0,
+            Threads::Pool,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = 2.0 * (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum::<f32>();
+                assert!((got[i * n + j] - want).abs() < 1e-4, "{m}x{n}x{k} ({i}, {j}): {} vs {want}", got[i * n + j]);
+            }
+        }
+    }
+}

@@ -16,9 +16,12 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
-use contrastive_core::kernel::{contiguous_slice, gemm, with_cpu_slice, KernelFloat, Strided, Threads};
+use contrastive_core::kernel::{
+    contiguous_slice, gemm, gemm_into_uninit, with_cpu_slice, written_vec, KernelFloat, Strided, Threads,
+};
 use contrastive_core::with_kernel_float;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 pub(crate) use crate::unfold::Dims;
 use crate::unfold::{col2im, columns, images_per_unfold, kernel_from_rows, kernel_rows, row2im, unfold};
@@ -309,36 +312,39 @@ fn over_tasks<T: KernelFloat>(
 /// Channels-last images (N, H, W, C) to (N, OH, OW, O): per task of B images, the rows
 /// (B·OH·OW x k·k·C) times the kernel, written straight into the output.
 pub(crate) fn forward_channels_last<T: KernelFloat>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
-    forward_channels_last_then(x, w, d, |_| {})
+    forward_channels_last_then(x, w, d, |_, _| {})
 }
 
-/// [`forward_channels_last`], with `epilogue` applied to each block of output rows (B·OH·OW x O)
-/// right after its product, while the block is still in cache.
+/// [`forward_channels_last`], with `epilogue(first_row, rows)` applied to each block of output
+/// rows (B·OH·OW x O, the first of them row `first_row` of the whole output) right after its
+/// product, while the block is still in cache. The blocks are fixed by the shapes alone, never by
+/// the thread count.
 pub(crate) fn forward_channels_last_then<T: KernelFloat>(
     x: &[T],
     w: &[T],
     d: &Dims,
-    epilogue: impl Fn(&mut [T]) + Sync,
+    epilogue: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
     let per_task = images_per_task(p);
     let threads = task_threads(x.len() / d.in_len(), per_task);
     let w = kernel_rows(w, d);
-    let mut y = vec![T::zero(); x.len() / d.in_len() * d.out_len()];
-    y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).for_each_init(
-        Vec::new,
-        |col, (ys, xs)| {
+    let fill = |y: &mut [MaybeUninit<T>]| {
+        let tasks = y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).enumerate();
+        tasks.for_each_init(Vec::new, |col, (task, (ys, xs))| {
             let sub = if d.is_pointwise() { per_task } else { images_per_unfold::<T>(d) };
-            for (xs, ys) in xs.chunks(d.in_len() * sub).zip(ys.chunks_mut(d.out_len() * sub)) {
+            let blocks = xs.chunks(d.in_len() * sub).zip(ys.chunks_mut(d.out_len() * sub)).enumerate();
+            for (k, (xs, ys)) in blocks {
                 let n = xs.len() / d.in_len() * p;
                 let lhs = unfolded(xs, d, col);
                 // Y (B·P x O) = rows (B·P x k·k·C) · Wᵀ (k·k·C x O)
-                gemm(ys, (n, d.o, rows), false, lhs, Strided::new(&w, (1, rows)), T::one(), threads);
-                epilogue(ys);
+                let ys = gemm_into_uninit(ys, (n, d.o, rows), lhs, Strided::new(&w, (1, rows)), T::one(), threads);
+                epilogue((task * per_task + k * sub) * p, ys);
             }
-        },
-    );
-    y
+        });
+    };
+    // SAFETY: each image's block of output rows is one product's destination, written whole.
+    unsafe { written_vec(x.len() / d.in_len() * d.out_len(), fill) }
 }
 
 /// The rows matrix of channels-last images as gemm reads it: the images themselves for a 1x1

@@ -14,7 +14,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use candle_nn::ModuleT;
 use contrastive_core::collective::Collective;
 use contrastive_core::kernel::{column_sums, contiguous_slice, with_cpu_slice, KernelFloat};
-use contrastive_core::nn::batch_norm_kernel::{self as batch_norm, Moments};
+use contrastive_core::nn::batch_norm_kernel::{self as batch_norm, Moments, PartialMoments};
 use contrastive_core::nn::BatchNorm;
 use contrastive_core::with_kernel_float;
 use std::sync::{Arc, Mutex};
@@ -155,7 +155,7 @@ impl ConvBnOp {
 
     fn forward<T: KernelFloat>(&self, x: &[T], w: &[T], third: &[T], d: &Dims) -> Result<Vec<T>> {
         let Normalise::Batch { eps, saved, sync } = &self.normalise else {
-            return Ok(conv::forward_channels_last_then(x, w, d, |rows| {
+            return Ok(conv::forward_channels_last_then(x, w, d, |_, rows| {
                 for row in rows.chunks_mut(d.o) {
                     for (v, &s) in row.iter_mut().zip(third) {
                         let shifted = *v + s;
@@ -164,10 +164,32 @@ impl ConvBnOp {
                 }
             }));
         };
-        let y = conv::forward_channels_last(x, w, d);
         let (gamma, beta) = third.split_at(d.o);
-        let dims = (y.len() / d.o, d.o, 1);
-        let (out, moments) = batch_norm::forward(&y, gamma, beta, dims, *eps, self.relu, sync.as_deref())?;
+        let (y, out, moments) = match sync {
+            Some(sync) => {
+                let y = conv::forward_channels_last(x, w, d);
+                let dims = (y.len() / d.o, d.o, 1);
+                let (out, moments) = batch_norm::forward(&y, gamma, beta, dims, *eps, self.relu, Some(sync.as_ref()))?;
+                (y, out, moments)
+            }
+            None => {
+                // The statistics of each block of the convolution's output as the product leaves
+                // it in cache, merged in row order: no pass of their own over the output.
+                let blocks = Mutex::new(Vec::new());
+                let y = conv::forward_channels_last_then(x, w, d, |first_row, rows| {
+                    let part = PartialMoments::of_rows(rows, d.o);
+                    blocks.lock().unwrap_or_else(|e| e.into_inner()).push((first_row, part));
+                });
+                let mut blocks = blocks.into_inner().unwrap_or_else(|e| e.into_inner());
+                blocks.sort_by_key(|(first_row, _)| *first_row);
+                let mut all = PartialMoments::empty(d.o);
+                blocks.iter().for_each(|(_, part)| all.merge(part));
+                let moments = all.moments();
+                let dims = (y.len() / d.o, d.o, 1);
+                let out = batch_norm::normalize(&y, gamma, beta, dims, &moments, *eps, self.relu);
+                (y, out, moments)
+            }
+        };
         *saved.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Saved { conv_out: T::to_cpu_storage_owned(y), moments });
         Ok(out)

@@ -15,6 +15,7 @@ use candle_core::WithDType;
 pub(crate) use exp::{exp_shifted_sum_f32, exp_shifted_sum_f64};
 use num_traits::Float;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// The element types the kernels run in (f32 and f64).
 pub trait KernelFloat:
@@ -110,6 +111,63 @@ pub enum Threads {
 /// need: a caller's bug, never the data's.
 pub fn gemm<T: KernelFloat>(
     dst: &mut [T],
+    dims: (usize, usize, usize),
+    accumulate: bool,
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    scale: T,
+    threads: Threads,
+) {
+    assert!(dst.len() >= dims.0 * dims.1, "gemm: destination holds {} of {} x {}", dst.len(), dims.0, dims.1);
+    // SAFETY: `dst` holds m × n initialised elements (checked above).
+    unsafe { gemm_raw(dst.as_mut_ptr(), dims, accumulate, a, b, scale, threads) }
+}
+
+/// [`gemm`] without accumulation into an uninitialised `dst`, which it writes whole (gemm never
+/// reads the destination it does not accumulate into): for a product into a fresh buffer, which
+/// zeroing first would cost a pass of its own. Returns `dst`, now initialised.
+pub fn gemm_into_uninit<'d, T: KernelFloat>(
+    dst: &'d mut [MaybeUninit<T>],
+    dims: (usize, usize, usize),
+    a: Strided<'_, T>,
+    b: Strided<'_, T>,
+    scale: T,
+    threads: Threads,
+) -> &'d mut [T] {
+    let (m, n, _) = dims;
+    assert!(dst.len() >= m * n, "gemm: destination holds {} of {m} x {n}", dst.len());
+    let dst = &mut dst[..m * n];
+    // SAFETY: `dst` holds m × n elements (checked above); without accumulation gemm writes every
+    // one of them and reads none.
+    unsafe {
+        gemm_raw(dst.as_mut_ptr().cast::<T>(), dims, false, a, b, scale, threads);
+        &mut *(dst as *mut [MaybeUninit<T>] as *mut [T])
+    }
+}
+
+/// A vector of `len` elements for a kernel that writes every one of them: `fill` gets them
+/// uninitialised (as `vec![0; len]` would not leave them, at the cost of a zeroing pass).
+///
+/// # Safety
+///
+/// `fill` must initialise every element of the slice it is given before it returns.
+pub unsafe fn written_vec<T>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: the capacity is at least `len`, and `fill` initialised the first `len` elements
+    // (the caller's contract).
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// The product behind [`gemm`] and [`gemm_into_uninit`].
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of m × n elements (and for reads of them when `accumulate`),
+/// and alias neither operand.
+unsafe fn gemm_raw<T: KernelFloat>(
+    dst: *mut T,
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
     a: Strided<'_, T>,
@@ -117,20 +175,19 @@ pub fn gemm<T: KernelFloat>(
     scale: T,
     threads: Threads,
 ) {
-    assert!(dst.len() >= m * n, "gemm: destination holds {} of {m} x {n}", dst.len());
     assert!(a.covers(m, k) && b.covers(k, n), "gemm: an operand is smaller than {m} x {k} x {n} under its strides");
     let parallelism = match (threads, rayon::current_num_threads()) {
         (Threads::One, _) | (Threads::Pool, 0 | 1) => gemm::Parallelism::None,
         (Threads::Pool, t) => gemm::Parallelism::Rayon(t),
     };
-    // SAFETY: every element the strides reach lies inside its slice (checked above), and `dst`
-    // is a distinct mutable borrow, so it aliases neither operand.
+    // SAFETY: every element the strides reach lies inside its operand's slice (checked above),
+    // and `dst` is valid and distinct (the caller's contract).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,

@@ -5,12 +5,13 @@
 //! and [`relu_masked`] serve ops that embed a BatchNorm (`contrastive-vision`'s `ConvBn`).
 
 use crate::collective::Collective;
-use crate::kernel::{contiguous_slice, with_cpu_slice, KernelFloat};
+use crate::kernel::{contiguous_slice, with_cpu_slice, written_vec, KernelFloat};
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use num_traits::Float;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 /// The training-mode op; it keeps the batch mean and biased variance per channel of its forward.
@@ -212,14 +213,18 @@ fn affine<T: KernelFloat>(mean: &[f64], var: &[f64], w: &[T], b: &[T], eps: f64)
         .unzip()
 }
 
-/// y = x·a + b, then ReLU if `relu`, over a run of values with their (a, b).
+/// y = x·a + b, then ReLU if `relu`, over a run of values with their (a, b); writes every `y`.
 #[inline(always)]
-fn affine_run<T: Float>(y: &mut [T], x: &[T], coefs: impl Iterator<Item = (T, T)>, relu: bool) {
+fn affine_run<T: Float>(y: &mut [MaybeUninit<T>], x: &[T], coefs: impl Iterator<Item = (T, T)>, relu: bool) {
     let out = y.iter_mut().zip(x).zip(coefs);
     if relu {
-        out.for_each(|((o, &v), (a, b))| *o = Float::max(v * a + b, T::zero()));
+        out.for_each(|((o, &v), (a, b))| {
+            o.write(Float::max(v * a + b, T::zero()));
+        });
     } else {
-        out.for_each(|((o, &v), (a, b))| *o = v * a + b);
+        out.for_each(|((o, &v), (a, b))| {
+            o.write(v * a + b);
+        });
     }
 }
 
@@ -235,24 +240,113 @@ pub fn forward<T: KernelFloat>(
     relu: bool,
     sync: Option<&dyn Collective>,
 ) -> Result<(Vec<T>, Moments)> {
-    let (_, c, s) = dims;
     let moments = channel_moments(x, dims, sync)?;
+    let y = normalize(x, w, b, dims, &moments, eps, relu);
+    Ok((y, moments))
+}
+
+/// The normalising pass of [`forward`] on statistics already gathered: x·γ/√(var + eps) + the
+/// shift, then ReLU if `relu`.
+pub fn normalize<T: KernelFloat>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    (_, c, s): (usize, usize, usize),
+    moments: &Moments,
+    eps: f64,
+    relu: bool,
+) -> Vec<T> {
     let (scale, shift) = affine(&moments.mean, &moments.var, w, b, eps);
-    let mut y = vec![T::zero(); x.len()];
-    if s == 1 {
-        y.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).for_each(|(yb, xb)| {
-            for (yr, xr) in yb.chunks_mut(c).zip(xb.chunks(c)) {
-                affine_run(yr, xr, scale.iter().copied().zip(shift.iter().copied()), relu);
+    let fill = |y: &mut [MaybeUninit<T>]| {
+        if s == 1 {
+            y.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).for_each(|(yb, xb)| {
+                for (yr, xr) in yb.chunks_mut(c).zip(xb.chunks(c)) {
+                    affine_run(yr, xr, scale.iter().copied().zip(shift.iter().copied()), relu);
+                }
+            });
+            return;
+        }
+        y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(yi, xi)| {
+            for ch in 0..c {
+                let run = std::iter::repeat((scale[ch], shift[ch]));
+                affine_run(&mut yi[ch * s..][..s], &xi[ch * s..][..s], run, relu);
             }
         });
-        return Ok((y, moments));
+    };
+    // SAFETY: `x` and `y` have one length, and the runs cover every value of every row or plane
+    // (`x` holds whole rows of C or planes of C·S: its layout's shape).
+    unsafe { written_vec(x.len(), fill) }
+}
+
+/// Per-channel count, mean and sum of squared deviations of some rows of an (N, C) buffer, for
+/// statistics gathered block by block while a producer writes the blocks (`contrastive-vision`'s
+/// ConvBn sums each block of its convolution's output while it is still in cache). Blocks merge
+/// by Chan et al.'s pairwise update; merged in a fixed order, the result does not depend on the
+/// thread count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartialMoments {
+    count: usize,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl PartialMoments {
+    /// No rows of `c` channels.
+    pub fn empty(c: usize) -> Self {
+        Self { count: 0, mean: vec![0.0; c], m2: vec![0.0; c] }
     }
-    y.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).for_each(|(yi, xi)| {
-        for ch in 0..c {
-            affine_run(&mut yi[ch * s..][..s], &xi[ch * s..][..s], std::iter::repeat((scale[ch], shift[ch])), relu);
+
+    /// The moments of `rows` (R x C, row-major): each channel shifted by its first row's value
+    /// (free of cancellation), summed in T along the channels over [`ROWS`] rows at a time, then
+    /// in f64.
+    pub fn of_rows<T: KernelFloat>(rows: &[T], c: usize) -> Self {
+        let n = rows.len().checked_div(c).unwrap_or(0);
+        if n == 0 {
+            return Self::empty(c);
         }
-    });
-    Ok((y, moments))
+        let shift = &rows[..c];
+        let (mut sum, mut sq) = (vec![0.0f64; c], vec![0.0f64; c]);
+        let (mut block_sum, mut block_sq) = (vec![T::zero(); c], vec![T::zero(); c]);
+        for block in rows.chunks(c * ROWS) {
+            block_sum.iter_mut().chain(block_sq.iter_mut()).for_each(|v| *v = T::zero());
+            for row in block.chunks_exact(c) {
+                for ((a, q), (&v, &m)) in block_sum.iter_mut().zip(block_sq.iter_mut()).zip(row.iter().zip(shift)) {
+                    let d = v - m;
+                    *a += d;
+                    *q += d * d;
+                }
+            }
+            for ch in 0..c {
+                sum[ch] += WithDType::to_f64(block_sum[ch]);
+                sq[ch] += WithDType::to_f64(block_sq[ch]);
+            }
+        }
+        let count = n as f64;
+        let mean = (0..c).map(|ch| WithDType::to_f64(shift[ch]) + sum[ch] / count).collect();
+        let m2 = (0..c).map(|ch| (sq[ch] - sum[ch] * sum[ch] / count).max(0.0)).collect();
+        Self { count: n, mean, m2 }
+    }
+
+    /// Adds `other`'s rows to these.
+    pub fn merge(&mut self, other: &Self) {
+        if other.count == 0 {
+            return;
+        }
+        let (na, nb) = (self.count as f64, other.count as f64);
+        let n = na + nb;
+        for ch in 0..self.mean.len().min(other.mean.len()) {
+            let delta = other.mean[ch] - self.mean[ch];
+            self.mean[ch] += delta * nb / n;
+            self.m2[ch] += other.m2[ch] + delta * delta * na * nb / n;
+        }
+        self.count += other.count;
+    }
+
+    /// The mean and biased variance per channel.
+    pub fn moments(&self) -> Moments {
+        let count = self.count.max(1) as f64;
+        Moments { mean: self.mean.clone(), var: self.m2.iter().map(|m| m / count).collect(), count: self.count }
+    }
 }
 
 /// `dy` where a fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
@@ -329,35 +423,39 @@ fn input_gradient<T: KernelFloat>(
     gate: impl Fn(T, T) -> T + Sync,
 ) -> Vec<T> {
     let c = coef.len();
-    let mut dx = vec![T::zero(); x.len()];
-    if s == 1 {
-        let k1: Vec<T> = coef.iter().map(|k| k.0).collect();
-        let k2: Vec<T> = coef.iter().map(|k| k.1).collect();
-        let k3: Vec<T> = coef.iter().map(|k| k.2).collect();
-        let blocks = dx.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).zip(dy.par_chunks(c * ROWS));
-        blocks.zip(out.par_chunks(c * ROWS)).for_each(|(((dxb, xb), dyb), ob)| {
-            let rows = dxb.chunks_mut(c).zip(xb.chunks(c)).zip(dyb.chunks(c)).zip(ob.chunks(c));
-            for (((dxr, xr), dyr), or) in rows {
-                let values = xr.iter().zip(dyr).zip(or);
-                let coefs = k1.iter().zip(&k2).zip(&k3);
-                for ((o, ((&v, &g), &out)), ((&k1, &k2), &k3)) in dxr.iter_mut().zip(values).zip(coefs) {
-                    *o = k1 * gate(g, out) + k2 * v + k3;
+    assert!(dy.len() == x.len() && out.len() == x.len(), "BatchNorm backward: x, dy and the output differ in size");
+    let fill = |dx: &mut [MaybeUninit<T>]| {
+        if s == 1 {
+            let k1: Vec<T> = coef.iter().map(|k| k.0).collect();
+            let k2: Vec<T> = coef.iter().map(|k| k.1).collect();
+            let k3: Vec<T> = coef.iter().map(|k| k.2).collect();
+            let blocks = dx.par_chunks_mut(c * ROWS).zip(x.par_chunks(c * ROWS)).zip(dy.par_chunks(c * ROWS));
+            blocks.zip(out.par_chunks(c * ROWS)).for_each(|(((dxb, xb), dyb), ob)| {
+                let rows = dxb.chunks_mut(c).zip(xb.chunks(c)).zip(dyb.chunks(c)).zip(ob.chunks(c));
+                for (((dxr, xr), dyr), or) in rows {
+                    let values = xr.iter().zip(dyr).zip(or);
+                    let coefs = k1.iter().zip(&k2).zip(&k3);
+                    for ((o, ((&v, &g), &out)), ((&k1, &k2), &k3)) in dxr.iter_mut().zip(values).zip(coefs) {
+                        o.write(k1 * gate(g, out) + k2 * v + k3);
+                    }
+                }
+            });
+            return;
+        }
+        let planes = dx.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).zip(dy.par_chunks(c * s));
+        planes.zip(out.par_chunks(c * s)).for_each(|(((dxi, xi), dyi), oi)| {
+            for (ch, &(k1, k2, k3)) in coef.iter().enumerate() {
+                let r = ch * s..(ch + 1) * s;
+                let values = xi[r.clone()].iter().zip(&dyi[r.clone()]).zip(&oi[r.clone()]);
+                for (o, ((&v, &g), &out)) in dxi[r].iter_mut().zip(values) {
+                    o.write(k1 * gate(g, out) + k2 * v + k3);
                 }
             }
         });
-        return dx;
-    }
-    let planes = dx.par_chunks_mut(c * s).zip(x.par_chunks(c * s)).zip(dy.par_chunks(c * s));
-    planes.zip(out.par_chunks(c * s)).for_each(|(((dxi, xi), dyi), oi)| {
-        for (ch, &(k1, k2, k3)) in coef.iter().enumerate() {
-            let r = ch * s..(ch + 1) * s;
-            let values = xi[r.clone()].iter().zip(&dyi[r.clone()]).zip(&oi[r.clone()]);
-            for (o, ((&v, &g), &out)) in dxi[r].iter_mut().zip(values) {
-                *o = k1 * gate(g, out) + k2 * v + k3;
-            }
-        }
-    });
-    dx
+    };
+    // SAFETY: dx, x, dy and the output have one length (asserted), and the runs cover every
+    // value of every row of C or plane of C·S.
+    unsafe { written_vec(x.len(), fill) }
 }
 
 /// ReLU's backward: the gradient `g` where the output `out` is positive, 0 elsewhere.
