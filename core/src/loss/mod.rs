@@ -31,7 +31,7 @@
 //! temperature is a variable, so it is written with tensor ops.
 //!
 //! The non-contrastive losses, which need no negatives, stand apart, one file each, in tensor
-//! ops (any device):
+//! ops (any device; DINO's cross-entropy also as one fused CPU op):
 //!
 //! | function | paper | what prevents collapse |
 //! | --- | --- | --- |
