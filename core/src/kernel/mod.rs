@@ -123,7 +123,7 @@ pub fn gemm<T: KernelFloat>(
     unsafe { gemm_raw(dst.as_mut_ptr(), dims, accumulate, a, b, scale, threads) }
 }
 
-/// [`gemm`] without accumulation into an uninitialised `dst`, which it writes whole (gemm never
+/// [`gemm()`] without accumulation into an uninitialised `dst`, which it writes whole (gemm never
 /// reads the destination it does not accumulate into): for a product into a fresh buffer, which
 /// zeroing first would cost a pass of its own. Returns `dst`, now initialised.
 pub fn gemm_into_uninit<'d, T: KernelFloat>(
@@ -160,7 +160,7 @@ pub unsafe fn written_vec<T>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>]
     v
 }
 
-/// The product behind [`gemm`] and [`gemm_into_uninit`].
+/// The product behind [`gemm()`] and [`gemm_into_uninit`].
 ///
 /// # Safety
 ///

@@ -297,7 +297,7 @@ impl PartialMoments {
     }
 
     /// The moments of `rows` (R x C, row-major): each channel shifted by its first row's value
-    /// (free of cancellation), summed in T along the channels over [`ROWS`] rows at a time, then
+    /// (free of cancellation), summed in T along the channels over 256 rows at a time, then
     /// in f64.
     pub fn of_rows<T: KernelFloat>(rows: &[T], c: usize) -> Self {
         let n = rows.len().checked_div(c).unwrap_or(0);
