@@ -5,6 +5,7 @@
 mod attention;
 mod batch_norm;
 pub mod batch_norm_kernel;
+mod batch_norm_moments;
 mod dropout;
 mod gelu;
 mod gradient_check;
