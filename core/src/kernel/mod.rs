@@ -212,26 +212,28 @@ unsafe fn gemm_raw<T: KernelFloat>(
 const SUM_BLOCK: usize = 1 << 16;
 
 /// The column sums of `g`, rows of `width` (a bias's or a shift's gradient): partial sums over
-/// blocks of rows in parallel, added in order.
+/// blocks of rows in parallel, added in order, all in f64 (so the result is the exact sum rounded
+/// once, whatever the blocks: the data-parallel tests compare a batch summed whole with its halves
+/// summed apart, through layers that amplify rounding).
 pub fn column_sums<T: KernelFloat>(g: &[T], width: usize) -> Vec<T> {
     let rows_per_block = (SUM_BLOCK / width.max(1)).max(1);
-    let partials: Vec<Vec<T>> = g
+    let partials: Vec<Vec<f64>> = g
         .par_chunks(width.max(1) * rows_per_block)
         .map(|rows| {
-            let mut acc = vec![T::zero(); width];
+            let mut acc = vec![0.0f64; width];
             for row in rows.chunks(width.max(1)) {
                 for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += v;
+                    *a += WithDType::to_f64(v);
                 }
             }
             acc
         })
         .collect();
-    let mut sums = vec![T::zero(); width];
+    let mut sums = vec![0.0f64; width];
     for p in partials {
         for (s, v) in sums.iter_mut().zip(p) {
             *s += v;
         }
     }
-    sums
+    sums.into_iter().map(<T as WithDType>::from_f64).collect()
 }
