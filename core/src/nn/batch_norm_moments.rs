@@ -66,7 +66,7 @@ pub(super) const ROWS: usize = 256;
 
 /// Per channel the two sums of f(p, q, r, m) over the rows of three (N, C) buffers with a
 /// per-channel value `m`: each block of [`ROWS`] rows summed in T along the channels
-/// (contiguous, so it vectorises), the blocks in f64.
+/// (contiguous, so it vectorises), in parallel, the blocks in f64.
 fn row_sums<T: KernelFloat>(
     p: &[T],
     q: &[T],
@@ -75,23 +75,41 @@ fn row_sums<T: KernelFloat>(
     f: impl Fn(T, T, T, T) -> (T, T) + Sync,
 ) -> (Vec<f64>, Vec<f64>) {
     let c = m.len();
-    let blocks: Vec<(Vec<T>, Vec<T>)> = p
-        .par_chunks(c * ROWS)
-        .zip(q.par_chunks(c * ROWS))
-        .zip(r.par_chunks(c * ROWS))
-        .map(|((pb, qb), rb)| {
-            let (mut a, mut b) = (vec![T::zero(); c], vec![T::zero(); c]);
-            for ((pr, qr), rr) in pb.chunks_exact(c).zip(qb.chunks_exact(c)).zip(rb.chunks_exact(c)) {
-                let values = pr.iter().zip(qr).zip(rr).zip(m);
-                for ((a, b), (((&pv, &qv), &rv), &mv)) in a.iter_mut().zip(b.iter_mut()).zip(values) {
-                    let (u, v) = f(pv, qv, rv, mv);
-                    *a += u;
-                    *b += v;
-                }
-            }
-            (a, b)
-        })
-        .collect();
+    let blocks = p.par_chunks(c * ROWS).zip(q.par_chunks(c * ROWS)).zip(r.par_chunks(c * ROWS));
+    let sums: Vec<(Vec<T>, Vec<T>)> = blocks.map(|((pb, qb), rb)| block_sums(pb, qb, rb, m, &f)).collect();
+    add_blocks(c, sums)
+}
+
+/// [`row_sums`] on the calling thread (for a caller that already runs in parallel): the same
+/// blocks, so the same sums.
+fn row_sums_here<T: KernelFloat>(p: &[T], m: &[T], f: impl Fn(T, T, T, T) -> (T, T)) -> (Vec<f64>, Vec<f64>) {
+    let c = m.len();
+    add_blocks(c, p.chunks(c * ROWS).map(|pb| block_sums(pb, pb, pb, m, &f)).collect())
+}
+
+/// One block's two sums per channel, in T.
+fn block_sums<T: KernelFloat>(
+    pb: &[T],
+    qb: &[T],
+    rb: &[T],
+    m: &[T],
+    f: &impl Fn(T, T, T, T) -> (T, T),
+) -> (Vec<T>, Vec<T>) {
+    let c = m.len();
+    let (mut a, mut b) = (vec![T::zero(); c], vec![T::zero(); c]);
+    for ((pr, qr), rr) in pb.chunks_exact(c).zip(qb.chunks_exact(c)).zip(rb.chunks_exact(c)) {
+        let values = pr.iter().zip(qr).zip(rr).zip(m);
+        for ((a, b), (((&pv, &qv), &rv), &mv)) in a.iter_mut().zip(b.iter_mut()).zip(values) {
+            let (u, v) = f(pv, qv, rv, mv);
+            *a += u;
+            *b += v;
+        }
+    }
+    (a, b)
+}
+
+/// The blocks' sums added in order, in f64.
+fn add_blocks<T: KernelFloat>(c: usize, blocks: Vec<(Vec<T>, Vec<T>)>) -> (Vec<f64>, Vec<f64>) {
     let (mut sa, mut sb) = (vec![0.0; c], vec![0.0; c]);
     for (a, b) in blocks {
         for ch in 0..c {
@@ -131,6 +149,12 @@ pub(super) fn channel_sums<T: KernelFloat>(
         .unzip()
 }
 
+/// The terms of a shifted mean and variance: v - shift and its square.
+fn centred<T: KernelFloat>(v: T, _: T, _: T, shift: T) -> (T, T) {
+    let d = v - shift;
+    (d, d * d)
+}
+
 /// Per channel: mean and biased variance, from shifted sums (the shift keeps the variance free
 /// of cancellation). One process: one pass, each channel shifted by its first value. Several
 /// (SyncBatchNorm): the sums all-reduced, a first pass for the mean, a second about it.
@@ -147,10 +171,6 @@ pub(super) fn channel_moments<T: KernelFloat>(
                 (WithDType::to_f64(shift[ch]) + m, (sq[ch] / count - m * m).max(0.0))
             })
             .unzip()
-    };
-    let centred = |v: T, _: T, _: T, shift: T| {
-        let d = v - shift;
-        (d, d * d)
     };
     let Some(collective) = sync else {
         let shift: Vec<T> = (0..c).map(|ch| if s == 1 { x[ch] } else { x[ch * s] }).collect();
@@ -192,30 +212,14 @@ impl PartialMoments {
     }
 
     /// The moments of `rows` (R x C, row-major): each channel shifted by its first row's value
-    /// (free of cancellation), summed in T along the channels over blocks of rows, then
-    /// in f64.
+    /// (free of cancellation), summed as the batch moments are.
     pub fn of_rows<T: KernelFloat>(rows: &[T], c: usize) -> Self {
         let n = rows.len().checked_div(c).unwrap_or(0);
         if n == 0 {
             return Self::empty(c);
         }
         let shift = &rows[..c];
-        let (mut sum, mut sq) = (vec![0.0f64; c], vec![0.0f64; c]);
-        let (mut block_sum, mut block_sq) = (vec![T::zero(); c], vec![T::zero(); c]);
-        for block in rows.chunks(c * ROWS) {
-            block_sum.iter_mut().chain(block_sq.iter_mut()).for_each(|v| *v = T::zero());
-            for row in block.chunks_exact(c) {
-                for ((a, q), (&v, &m)) in block_sum.iter_mut().zip(block_sq.iter_mut()).zip(row.iter().zip(shift)) {
-                    let d = v - m;
-                    *a += d;
-                    *q += d * d;
-                }
-            }
-            for ch in 0..c {
-                sum[ch] += WithDType::to_f64(block_sum[ch]);
-                sq[ch] += WithDType::to_f64(block_sq[ch]);
-            }
-        }
+        let (sum, sq) = row_sums_here(rows, shift, centred);
         let count = n as f64;
         let mean = (0..c).map(|ch| WithDType::to_f64(shift[ch]) + sum[ch] / count).collect();
         let m2 = (0..c).map(|ch| (sq[ch] - sum[ch] * sum[ch] / count).max(0.0)).collect();
