@@ -186,13 +186,21 @@ pub(crate) fn im2row<T: WithDType>(x: &[T], d: &Dims, rows: &mut [T]) {
 }
 
 /// Images unfolded at a time within a task: a rows matrix of about 1 MiB (an L2 cache) stays in
-/// cache between im2row writing it and the gemm packing it; at least 128 rows for the gemm. (On
-/// the 2-core test machine the ConvNet step's median went from 209 to 185-190 ms against unfolding
-/// the whole task at once.)
+/// cache between im2row writing it and the gemm reading it, but at least [`MIN_UNFOLD_ROWS`]
+/// rows. (On the 2-core test machine the ConvNet step's median went from 209 to 185-190 ms
+/// against unfolding the whole task at once.)
 pub(crate) fn images_per_unfold<T>(d: &Dims) -> usize {
     let image = d.positions() * d.rows() * std::mem::size_of::<T>();
-    ((1 << 20) / image.max(1)).max(128usize.div_ceil(d.positions())).max(1)
+    ((1 << 20) / image.max(1)).max(MIN_UNFOLD_ROWS.div_ceil(d.positions())).max(1)
 }
+
+/// gemm packs the kernel (O x k·k·C) afresh for every product, a transposing copy of all of it:
+/// over few rows of images that copy weighs beside the multiply-adds.
+/// The deep layers' 3x3 kernels are the largest (ResNet-50's last is 512 x 4608) where a 1 MiB
+/// rows matrix holds fewest rows (135 of 4608 at 3x3): with at least 512 rows a product, the
+/// ResNet-50 forward at 96x96 went from 235/231 to 196/206 ms, ResNet-18's step at 96x96 from
+/// 663/671 to 597/568 ms (at least 128 before).
+const MIN_UNFOLD_ROWS: usize = 512;
 
 /// The rows matrix (B·P x k·k·C) of a task's channels-last images, in `col`, and its (row, column)
 /// strides as gemm reads it. With one channel a channels-last image is also channels-first, so
