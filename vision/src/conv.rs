@@ -25,6 +25,7 @@ use std::mem::MaybeUninit;
 
 pub(crate) use crate::unfold::Dims;
 use crate::unfold::{col2im, columns, images_per_unfold, kernel_from_rows, kernel_rows, row2im, unfold};
+use crate::winograd;
 
 /// Shape of a convolution: square kernel, same stride and padding on both axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,16 +330,28 @@ pub(crate) fn forward_channels_last_then<T: KernelFloat>(
     let per_task = images_per_task(p);
     let threads = task_threads(x.len() / d.in_len(), per_task);
     let w = kernel_rows(w, d);
+    let winograd = winograd::applies(d);
+    let u = if winograd { winograd::kernel_transform(&w, d) } else { Vec::new() };
+    let sub = if winograd {
+        winograd::images_per_block(d)
+    } else if d.is_pointwise() {
+        per_task
+    } else {
+        images_per_unfold::<T>(d)
+    };
     let fill = |y: &mut [MaybeUninit<T>]| {
         let tasks = y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).enumerate();
-        tasks.for_each_init(Vec::new, |col, (task, (ys, xs))| {
-            let sub = if d.is_pointwise() { per_task } else { images_per_unfold::<T>(d) };
+        tasks.for_each_init(Default::default, |(col, scratch), (task, (ys, xs))| {
             let blocks = xs.chunks(d.in_len() * sub).zip(ys.chunks_mut(d.out_len() * sub)).enumerate();
             for (k, (xs, ys)) in blocks {
-                let n = xs.len() / d.in_len() * p;
-                let lhs = unfolded(xs, d, col);
-                // Y (B·P x O) = rows (B·P x k·k·C) · Wᵀ (k·k·C x O)
-                let ys = gemm_into_uninit(ys, (n, d.o, rows), lhs, Strided::new(&w, (1, rows)), T::one(), threads);
+                let ys = if winograd {
+                    winograd::forward_block(xs, &u, d, scratch, ys, threads)
+                } else {
+                    let n = xs.len() / d.in_len() * p;
+                    let lhs = unfolded(xs, d, col);
+                    // Y (B·P x O) = rows (B·P x k·k·C) · Wᵀ (k·k·C x O)
+                    gemm_into_uninit(ys, (n, d.o, rows), lhs, Strided::new(&w, (1, rows)), T::one(), threads)
+                };
                 epilogue((task * per_task + k * sub) * p, ys);
             }
         });
@@ -369,7 +382,11 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
     let (rows, p) = (d.rows(), d.positions());
     let w = kernel_rows(w, d);
     let threads = task_threads(x.len() / d.in_len(), images_per_task(p));
+    let u = if winograd::applies(d) { winograd::kernel_transform(&w, d) } else { Vec::new() };
     let task = |dxs: Option<&mut [T]>, xs: &[T], dys: &[T]| {
+        if winograd::applies(d) {
+            return winograd_task(dxs, xs, dys, &u, d, threads);
+        }
         let sub = if d.is_pointwise() { images_per_task(p) } else { images_per_unfold::<T>(d) };
         let mut col = Vec::new();
         let mut dw = vec![T::zero(); d.o * rows];
@@ -420,6 +437,27 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
     };
     let (dx, dw) = over_tasks(x, dy, d, need_dx, task);
     (dx, kernel_from_rows(dw, d))
+}
+
+/// The backward task of a convolution that runs as F(2x2, 3x3) (see [`winograd`]): the kernel's
+/// gradient in im2row's order, and the input's added into `dxs` if given.
+fn winograd_task<T: KernelFloat>(
+    dxs: Option<&mut [T]>,
+    xs: &[T],
+    dys: &[T],
+    u: &[T],
+    d: &Dims,
+    threads: Threads,
+) -> Vec<T> {
+    let sub = winograd::images_per_block(d);
+    let mut scratch = winograd::Scratch::default();
+    let mut du = vec![T::zero(); u.len()];
+    let mut dxs = dxs.map(|dxs| dxs.chunks_mut(d.in_len() * sub));
+    for (k, (xs, dys)) in xs.chunks(d.in_len() * sub).zip(dys.chunks(d.out_len() * sub)).enumerate() {
+        let dx = dxs.as_mut().and_then(|it| it.next());
+        winograd::backward_block(xs, dys, u, d, &mut scratch, &mut du, k > 0, dx, threads);
+    }
+    winograd::kernel_transform_adjoint(&du, d)
 }
 
 impl ConvOp {

@@ -35,6 +35,7 @@ mod simclr;
 mod unfold;
 mod vit;
 mod weights;
+mod winograd;
 
 pub use add_relu::add_relu;
 pub use batch::{stack_images, CollateViews, CropBatch, ViewBatch};

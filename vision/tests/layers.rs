@@ -95,10 +95,16 @@ fn to_channels_first(x: &Tensor) -> Tensor {
 fn channels_last_conv_matches_channels_first_in_value_and_gradient() {
     // The channels-first op is checked against candle and finite differences above; the
     // channels-last op (its own im2row, gemm and row2im; a 1x1 kernel at stride 1 reads the
-    // images in place, and the last case spreads the batch over two tasks) must agree with it,
-    // permuted.
-    for (i, &(cin, cout, k, s, p, side)) in
-        GEOMETRIES.iter().chain(&[(16, 8, 3, 2, 1, 7), (12, 5, 3, 1, 1, 6), (8, 4, 1, 1, 0, 40)]).enumerate()
+    // images in place, and (8, 4, 1, 1, 0, 40) spreads the batch over two tasks) must agree with
+    // it, permuted. The 3x3 kernels at stride 1 and padding 1 with 16 channels or more run as
+    // Winograd's F(2x2, 3x3): on 6x7 (an odd side, whose last tiles reach past the map), 10x11,
+    // and 32x33 (two tasks of images).
+    let winograd = [(16, 24, 3, 1, 1, 6), (24, 16, 3, 1, 1, 10), (16, 16, 3, 1, 1, 32)];
+    for (i, &(cin, cout, k, s, p, side)) in GEOMETRIES
+        .iter()
+        .chain(&[(16, 8, 3, 2, 1, 7), (12, 5, 3, 1, 1, 6), (8, 4, 1, 1, 0, 40)])
+        .chain(&winograd)
+        .enumerate()
     {
         let g = ConvGeometry { in_channels: cin, out_channels: cout, kernel: k, stride: s, padding: p };
         let x = Var::from_tensor(&random(&[3, cin, side, side + 1], i as u64, DType::F64)).unwrap();
@@ -202,6 +208,30 @@ fn conv_f32_matches_f64() {
     let y64 = conv2d_forward(&x, &w, g).unwrap();
     let y32 = conv2d_forward(&x.to_dtype(DType::F32).unwrap(), &w.to_dtype(DType::F32).unwrap(), g).unwrap();
     assert!(max_abs_diff(&y64, &y32) < 1e-4);
+}
+
+#[test]
+fn winograd_conv_f32_matches_f64() {
+    // F(2x2, 3x3) adds the transforms' roundings to the products'; in f32 the values, the input
+    // gradient and the kernel gradient stay as close to f64 as the direct products' (the test
+    // above, 1e-4 on outputs of this size).
+    let g = ConvGeometry { in_channels: 64, out_channels: 32, kernel: 3, stride: 1, padding: 1 };
+    let run = |dtype: DType| {
+        let x = Var::from_tensor(&to_channels_last(&random(&[6, 64, 9, 8], 1, DType::F64).to_dtype(dtype).unwrap()))
+            .unwrap();
+        let w = Var::from_tensor(&random(&[32, 64, 3, 3], 2, DType::F64).to_dtype(dtype).unwrap()).unwrap();
+        let weights = random(&[6, 9, 8, 32], 3, DType::F64).to_dtype(dtype).unwrap();
+        let y = conv2d_forward_channels_last(x.as_tensor(), w.as_tensor(), g).unwrap();
+        let grads = (&y * weights).unwrap().sum_all().unwrap().backward().unwrap();
+        let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        [f64_of(&y), f64_of(grads.get(x.as_tensor()).unwrap()), f64_of(grads.get(w.as_tensor()).unwrap())]
+    };
+    let (single, double) = (run(DType::F32), run(DType::F64));
+    for (what, a, b) in [("values", 0, 0), ("input gradient", 1, 1), ("kernel gradient", 2, 2)] {
+        let scale = double[b].abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        let err = max_abs_diff(&single[a], &double[b]);
+        assert!(err < 1e-5 * scale.max(1.0), "{what}: {err} against values up to {scale}");
+    }
 }
 
 #[test]
