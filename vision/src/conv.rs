@@ -188,6 +188,17 @@ fn images_per_task(positions: usize) -> usize {
     2048usize.div_ceil(positions.max(1)).clamp(1, 64)
 }
 
+/// Images per task of a channels-last convolution: as [`images_per_task`], or one block of
+/// Winograd's tiles, whose transforms run on the task's thread (a task of the whole batch left the
+/// other cores idle through them on the small late maps).
+fn channels_last_images_per_task(d: &Dims) -> usize {
+    if winograd::applies(d) {
+        winograd::images_per_block(d)
+    } else {
+        images_per_task(d.positions())
+    }
+}
+
 /// How the products of a task use threads: the task's own where there are at least as many tasks
 /// as threads, the pool's where there are fewer (the late, small feature maps put a whole batch in
 /// one or two tasks, which left the other cores idle). gemm splits a product over threads by
@@ -280,20 +291,19 @@ fn backward_channels_first<T: KernelFloat>(
         }
         dw
     };
-    let (dx, dw) = over_tasks(x, dy, d, need_dx, task);
+    let (dx, dw) = over_tasks(x, dy, (d, images_per_task(p)), need_dx, task);
     (dx, dw)
 }
 
-/// Runs a backward `task` on each group of [`images_per_task`] images (with its slice of dx,
-/// zeroed, when `need_dx`) in parallel, and sums the tasks' weight gradients in task order.
+/// Runs a backward `task` on each group of `per_task` images (with its slice of dx, zeroed, when
+/// `need_dx`) in parallel, and sums the tasks' weight gradients in task order.
 fn over_tasks<T: KernelFloat>(
     x: &[T],
     dy: &[T],
-    d: &Dims,
+    (d, per_task): (&Dims, usize),
     need_dx: bool,
     task: impl Fn(Option<&mut [T]>, &[T], &[T]) -> Vec<T> + Sync,
 ) -> (Option<Vec<T>>, Vec<T>) {
-    let per_task = images_per_task(d.positions());
     let mut dx = vec![T::zero(); if need_dx { x.len() } else { 0 }];
     let inputs = x.par_chunks(d.in_len() * per_task).zip(dy.par_chunks(d.out_len() * per_task));
     let partials: Vec<Vec<T>> = if need_dx {
@@ -327,7 +337,7 @@ pub(crate) fn forward_channels_last_then<T: KernelFloat>(
     epilogue: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
-    let per_task = images_per_task(p);
+    let per_task = channels_last_images_per_task(d);
     let threads = task_threads(x.len() / d.in_len(), per_task);
     let w = kernel_rows(w, d);
     let winograd = winograd::applies(d);
@@ -381,7 +391,7 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
 ) -> (Option<Vec<T>>, Vec<T>) {
     let (rows, p) = (d.rows(), d.positions());
     let w = kernel_rows(w, d);
-    let threads = task_threads(x.len() / d.in_len(), images_per_task(p));
+    let threads = task_threads(x.len() / d.in_len(), channels_last_images_per_task(d));
     let u = if winograd::applies(d) { winograd::kernel_transform(&w, d) } else { Vec::new() };
     let task = |dxs: Option<&mut [T]>, xs: &[T], dys: &[T]| {
         if winograd::applies(d) {
@@ -435,7 +445,7 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
         }
         dw
     };
-    let (dx, dw) = over_tasks(x, dy, d, need_dx, task);
+    let (dx, dw) = over_tasks(x, dy, (d, channels_last_images_per_task(d)), need_dx, task);
     (dx, kernel_from_rows(dw, d))
 }
 

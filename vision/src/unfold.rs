@@ -247,11 +247,18 @@ pub(crate) fn row2im<T: WithDType>(rows: &[T], d: &Dims, dx: &mut [T]) {
 
 /// Each consecutive (rows x cols) block of `src`, transposed.
 pub(crate) fn transpose_blocks<T: WithDType>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
+    // In squares of 32 x 32, which stay in cache between their reads and their writes: a
+    // ResNet's 512 x 4608 kernel transposed element by element took milliseconds.
+    const SQUARE: usize = 32;
     let mut out = vec![T::zero(); src.len()];
     for (block, dst) in src.chunks(rows * cols).zip(out.chunks_mut(rows * cols)) {
-        for (r, line) in block.chunks(cols).enumerate() {
-            for (c, &v) in line.iter().enumerate() {
-                dst[c * rows + r] = v;
+        for r0 in (0..rows).step_by(SQUARE) {
+            for c0 in (0..cols).step_by(SQUARE) {
+                for r in r0..(r0 + SQUARE).min(rows) {
+                    for c in c0..(c0 + SQUARE).min(cols) {
+                        dst[c * rows + r] = block[r * cols + c];
+                    }
+                }
             }
         }
     }
