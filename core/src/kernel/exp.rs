@@ -14,7 +14,7 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 const LANES: usize = 16;
 
 #[inline(always)]
-fn exp_cephes(x: f32) -> f32 {
+pub(crate) fn exp_cephes(x: f32) -> f32 {
     let xc = x.clamp(MIN_ARG, MAX_ARG);
     let k = (xc * LOG2E + 0.5).floor();
     let r = xc - k * LN2_HI - k * LN2_LO;

@@ -24,9 +24,82 @@ struct GeluErf;
 
 const CHUNK: usize = 4096;
 
-/// Φ(x) and φ(x) in the element type.
+/// Φ(x) and φ(x) in the element type, and the two passes over a chunk.
 trait Normal: num_traits::Float + Send + Sync {
     fn cdf_pdf(self) -> (Self, Self);
+
+    /// `ys = xs Φ(xs)`.
+    fn gelu_chunk(xs: &[Self], ys: &mut [Self]) {
+        gelu_loop(xs, ys)
+    }
+
+    /// `ds = gs (Φ(xs) + xs φ(xs))`.
+    fn gelu_grad_chunk(xs: &[Self], gs: &[Self], ds: &mut [Self]) {
+        gelu_grad_loop(xs, gs, ds)
+    }
+}
+
+#[inline(always)]
+fn gelu_loop<T: Normal>(xs: &[T], ys: &mut [T]) {
+    for (y, &x) in ys.iter_mut().zip(xs) {
+        *y = x * x.cdf_pdf().0;
+    }
+}
+
+/// d/dx x Φ(x) = Φ(x) + x φ(x).
+#[inline(always)]
+fn gelu_grad_loop<T: Normal>(xs: &[T], gs: &[T], ds: &mut [T]) {
+    for ((d, &x), &g) in ds.iter_mut().zip(xs).zip(gs) {
+        let (cdf, pdf) = x.cdf_pdf();
+        *d = g * (cdf + x * pdf);
+    }
+}
+
+/// The f32 loops compiled for AVX-512 and for AVX2 (the CPU's widest is picked at run time, as
+/// for the loss's exponential): with the polynomial exponential inlined they vectorise, where
+/// libm's `expf`, called an element at a time, made GELU a tenth of a MiniLM training step.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn gelu_avx512(xs: &[f32], ys: &mut [f32]) {
+        super::gelu_loop(xs, ys)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gelu_avx2(xs: &[f32], ys: &mut [f32]) {
+        super::gelu_loop(xs, ys)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn gelu_grad_avx512(xs: &[f32], gs: &[f32], ds: &mut [f32]) {
+        super::gelu_grad_loop(xs, gs, ds)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gelu_grad_avx2(xs: &[f32], gs: &[f32], ds: &mut [f32]) {
+        super::gelu_grad_loop(xs, gs, ds)
+    }
+}
+
+/// The widest vector unit this CPU has, for the f32 loops.
+#[derive(Clone, Copy, PartialEq)]
+enum Width {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+fn width() -> Width {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Width::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Width::Avx2;
+        }
+    }
+    Width::Baseline
 }
 
 impl Normal for f32 {
@@ -38,12 +111,37 @@ impl Normal for f32 {
         const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
         const P: f32 = 0.327_591_1;
         const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152, 1.061_405_4];
-        let e = (-0.5 * self * self).exp();
+        // The polynomial exponential (2e-7 relative): libm's would keep the loops scalar.
+        let e = crate::kernel::exp_cephes(-0.5 * self * self);
         let z = self.abs() * std::f32::consts::FRAC_1_SQRT_2;
         let t = 1.0 / (1.0 + P * z);
         let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
         let erf = (1.0 - poly * e).copysign(self);
         (0.5 * (1.0 + erf), FRAC_1_SQRT_2PI * e)
+    }
+
+    fn gelu_chunk(xs: &[f32], ys: &mut [f32]) {
+        match width() {
+            // SAFETY: the CPU has just been checked to support the enabled features.
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx512 => unsafe { wide::gelu_avx512(xs, ys) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx2 => unsafe { wide::gelu_avx2(xs, ys) },
+            _ => gelu_loop(xs, ys),
+        }
+    }
+
+    fn gelu_grad_chunk(xs: &[f32], gs: &[f32], ds: &mut [f32]) {
+        match width() {
+            // SAFETY: the CPU has just been checked to support the enabled features.
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx512 => unsafe { wide::gelu_grad_avx512(xs, gs, ds) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx2 => unsafe { wide::gelu_grad_avx2(xs, gs, ds) },
+            _ => gelu_grad_loop(xs, gs, ds),
+        }
     }
 }
 
@@ -58,22 +156,14 @@ impl Normal for f64 {
 
 fn forward<T: Normal>(x: &[T]) -> Vec<T> {
     let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(ys, xs)| {
-        for (y, &x) in ys.iter_mut().zip(xs) {
-            *y = x * x.cdf_pdf().0;
-        }
-    });
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(ys, xs)| T::gelu_chunk(xs, ys));
     y
 }
 
-/// d/dx x Φ(x) = Φ(x) + x φ(x).
 fn backward<T: Normal>(x: &[T], g: &[T]) -> Vec<T> {
     let mut dx = vec![T::zero(); x.len()];
     dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((ds, xs), gs)| {
-        for ((d, &x), &g) in ds.iter_mut().zip(xs).zip(gs) {
-            let (cdf, pdf) = x.cdf_pdf();
-            *d = g * (cdf + x * pdf);
-        }
+        T::gelu_grad_chunk(xs, gs, ds)
     });
     dx
 }

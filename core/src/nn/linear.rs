@@ -1,16 +1,20 @@
-//! A linear layer whose backward is three products and a column sum. candle-nn's `Linear` adds
-//! the bias with `broadcast_add`, whose backward sums the (…, out) gradient over every leading
-//! dimension with a strided reduction (a tenth of a MiniLM training step), and multiplies by the
-//! transposed weight, whose backward builds the weight's gradient transposed and adds it back
-//! through a strided pass (16 ms of a 2048 x 2048 layer's backward on 2 cores, more than its
-//! products). Here, on the CPU, the input is flattened to rows and multiplied by the weight in
-//! one custom op whose backward writes dx = dy W and dW = dyᵀ x directly, and the bias is added
-//! by another whose backward sums the gradient's rows in parallel, in a fixed order.
+//! A linear layer whose backward is two products and a column sum, in one op. candle-nn's
+//! `Linear` adds the bias with `broadcast_add`, whose backward sums the (…, out) gradient over
+//! every leading dimension with a strided reduction (a tenth of a MiniLM training step), and
+//! multiplies by the transposed weight, whose backward builds the weight's gradient transposed and
+//! adds it back through a strided pass (16 ms of a 2048 x 2048 layer's backward on 2 cores, more
+//! than its products). Here, on the CPU, the input is flattened to rows and multiplied by the
+//! weight onto rows holding the bias, in one custom op whose backward writes dx = dy W, dW = dyᵀ x
+//! and db (the gradient's column sums, in parallel in a fixed order) directly. One op, not a
+//! product and a bias add: candle's backward gives every node's output a zeroed gradient buffer
+//! and adds the incoming gradient into it, a pass over the layer's output per node.
 
-use crate::kernel::{column_sums, contiguous_slice, gemm, with_cpu_slice, KernelFloat, Strided, Threads};
+use crate::kernel::{
+    column_sums, contiguous_slice, gemm, gemm_into_uninit, with_cpu_slice, written_vec, KernelFloat, Strided, Threads,
+};
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
@@ -75,15 +79,18 @@ impl Module for Linear {
         }
         let rows: usize = leading.iter().product();
         let x = x.contiguous()?.reshape((rows, input))?;
-        let y = if fused(&x, &self.weight) {
-            x.apply_op2(&self.weight.contiguous()?, Product)?
-        } else {
-            x.matmul(&self.weight.t()?)?
-        };
         let y = match &self.bias {
-            None => y,
-            Some(b) if fused(&y, b) => y.apply_op2(&b.contiguous()?, BiasAdd)?,
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) if fused(&x, &self.weight) && b.dtype() == x.dtype() => {
+                x.apply_op3(&self.weight.contiguous()?, &b.contiguous()?, BiasedProduct)?
+            }
+            None if fused(&x, &self.weight) => x.apply_op2(&self.weight.contiguous()?, Product)?,
+            bias => {
+                let y = x.matmul(&self.weight.t()?)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                }
+            }
         };
         let mut shape = leading.to_vec();
         shape.push(out);
@@ -91,8 +98,8 @@ impl Module for Linear {
     }
 }
 
-fn fused(y: &Tensor, b: &Tensor) -> bool {
-    crate::kernel::runs_kernel(y) && b.dtype() == y.dtype()
+fn fused(x: &Tensor, w: &Tensor) -> bool {
+    crate::kernel::runs_kernel(x) && w.dtype() == x.dtype()
 }
 
 /// `x (N, in) Wᵀ` for a weight W (out, in); backward: dx = dy W, dW = dyᵀ x.
@@ -106,12 +113,30 @@ fn product_dims(x: &Layout, w: &Layout) -> Result<(usize, usize, usize)> {
     }
 }
 
-/// `x (rows, input)` times the transpose of `w (out, input)`.
-fn times_weight_t<T: KernelFloat>(x: &[T], w: &[T], (rows, input, out): (usize, usize, usize)) -> Vec<T> {
-    let mut y = vec![T::zero(); rows * out];
+/// `x (rows, input)` times the transpose of `w (out, input)`, plus `bias (out)` on every row.
+fn times_weight_t<T: KernelFloat>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    (rows, input, out): (usize, usize, usize),
+) -> Vec<T> {
+    let dims = (rows, out, input);
     let (x, wt) = (Strided::new(x, (input, 1)), Strided::new(w, (1, input)));
-    gemm(&mut y, (rows, out, input), false, x, wt, T::one(), Threads::Pool);
-    y
+    match bias {
+        Some(b) => {
+            let mut y = vec![T::zero(); rows * out];
+            y.par_chunks_mut(out.max(1) * ROWS_PER_TASK)
+                .for_each(|rows| rows.chunks_mut(out.max(1)).for_each(|r| r.copy_from_slice(b)));
+            gemm(&mut y, dims, true, x, wt, T::one(), Threads::Pool);
+            y
+        }
+        // SAFETY: without accumulation the product writes all rows × out elements.
+        None => unsafe {
+            written_vec(rows * out, |y| {
+                gemm_into_uninit(y, dims, x, wt, T::one(), Threads::Pool);
+            })
+        },
+    }
 }
 
 /// (dx, dW) = (dy W, dyᵀ x) for the gradient `g` (rows, out) of `x Wᵀ`.
@@ -121,11 +146,17 @@ fn product_grads<T: KernelFloat>(
     w: &[T],
     (rows, input, out): (usize, usize, usize),
 ) -> (Vec<T>, Vec<T>) {
-    let (mut dx, mut dw) = (vec![T::zero(); rows * input], vec![T::zero(); out * input]);
     let (x, w) = (Strided::new(x, (input, 1)), Strided::new(w, (input, 1)));
-    gemm(&mut dx, (rows, input, out), false, Strided::new(g, (out, 1)), w, T::one(), Threads::Pool);
-    gemm(&mut dw, (out, input, rows), false, Strided::new(g, (1, out)), x, T::one(), Threads::Pool);
-    (dx, dw)
+    // SAFETY: without accumulation each product writes all of its destination.
+    unsafe {
+        let dx = written_vec(rows * input, |dx| {
+            gemm_into_uninit(dx, (rows, input, out), Strided::new(g, (out, 1)), w, T::one(), Threads::Pool);
+        });
+        let dw = written_vec(out * input, |dw| {
+            gemm_into_uninit(dw, (out, input, rows), Strided::new(g, (1, out)), x, T::one(), Threads::Pool);
+        });
+        (dx, dw)
+    }
 }
 
 impl CustomOp2 for Product {
@@ -136,7 +167,7 @@ impl CustomOp2 for Product {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let dims = product_dims(l1, l2)?;
         let out = with_kernel_float!(s1.dtype(), "linear", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
-            times_weight_t(contiguous_slice(s1, l1, "linear")?, contiguous_slice(s2, l2, "linear")?, dims)
+            times_weight_t(contiguous_slice(s1, l1, "linear")?, contiguous_slice(s2, l2, "linear")?, None, dims)
         ));
         Ok((out, Shape::from((dims.0, dims.2))))
     }
@@ -156,47 +187,58 @@ impl CustomOp2 for Product {
     }
 }
 
-/// Rows per task of the bias add.
+/// Rows per task of the bias fill.
 const ROWS_PER_TASK: usize = 64;
 
-/// `y (N, out) + b (out)`; backward: the gradient itself, and its column sums for the bias.
-struct BiasAdd;
+/// `x (N, in) Wᵀ + b` for a weight W (out, in) and a bias b (out); backward: dx = dy W,
+/// dW = dyᵀ x, db = the column sums of dy.
+struct BiasedProduct;
 
-fn add_rows<T: KernelFloat>(y: &[T], b: &[T]) -> Vec<T> {
-    let mut out = y.to_vec();
-    out.par_chunks_mut(b.len() * ROWS_PER_TASK).for_each(|rows| {
-        for row in rows.chunks_mut(b.len()) {
-            for (v, &bj) in row.iter_mut().zip(b) {
-                *v += bj;
-            }
-        }
-    });
-    out
-}
-
-impl CustomOp2 for BiasAdd {
+impl CustomOp3 for BiasedProduct {
     fn name(&self) -> &'static str {
-        "bias-add"
+        "linear"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        if l1.dims().len() != 2 || l2.dims() != [l1.dims()[1]] {
-            bail!("bias-add: rows {:?} and bias {:?}", l1.dims(), l2.dims());
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = product_dims(l1, l2)?;
+        if l3.dims() != [dims.2] {
+            bail!("linear: bias {:?} for a weight {:?} (out, in)", l3.dims(), l2.dims());
         }
-        let out = with_kernel_float!(s1.dtype(), "bias-add", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
-            add_rows(contiguous_slice(s1, l1, "bias-add")?, contiguous_slice(s2, l2, "bias-add")?)
+        let out = with_kernel_float!(s1.dtype(), "linear", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
+            times_weight_t(
+                contiguous_slice(s1, l1, "linear")?,
+                contiguous_slice(s2, l2, "linear")?,
+                Some(contiguous_slice(s3, l3, "linear")?),
+                dims
+            )
         ));
-        Ok((out, l1.shape().clone()))
+        Ok((out, Shape::from((dims.0, dims.2))))
     }
 
-    fn bwd(&self, _y: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = Product.bwd(x, w, res, grad)?;
         let grad = grad.contiguous()?;
         let width = b.elem_count();
-        let db = with_kernel_float!(grad.dtype(), "bias-add", |T| Tensor::from_vec(
-            with_cpu_slice(&grad, "bias-add", |g: &[T]| column_sums(g, width))?,
+        let db = with_kernel_float!(grad.dtype(), "linear", |T| Tensor::from_vec(
+            with_cpu_slice(&grad, "linear", |g: &[T]| column_sums(g, width))?,
             width,
             b.device(),
         )?);
-        Ok((Some(grad), Some(db)))
+        Ok((dx, dw, Some(db)))
     }
 }
