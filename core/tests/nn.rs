@@ -116,6 +116,24 @@ fn seeded_dropout_repeats_scales_and_resumes() {
     assert!(g.get(&v).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
 }
 
+/// A mask longer than one parallel block of the draw (2^16 words) is the stream's words in order,
+/// as one sequential draw from the layer's named stream gives them, call after call.
+#[test]
+fn seeded_dropout_masks_are_the_streams_words_in_order() {
+    use rand::RngCore as _;
+    let n = 3 * 70_001;
+    let x = Tensor::ones(n, DType::F32, &Device::Cpu).unwrap();
+    let layer = SeededDropout::new(0.25, 5, "enc.layer.0").unwrap();
+    let mut stream = contrastive_core::rng::named_rng(5, "enc.layer.0");
+    let threshold = (0.75f64 * 4_294_967_296.0).round() as u32;
+    for _call in 0..2 {
+        let y = layer.forward_t(&x, true).unwrap().to_vec1::<f32>().unwrap();
+        let expected: Vec<bool> = (0..n).map(|_| stream.next_u32() < threshold).collect();
+        assert_eq!(y.iter().map(|&v| v != 0.0).collect::<Vec<_>>(), expected);
+    }
+    assert_eq!(layer.position(), 2 * n as u128);
+}
+
 /// Under data parallelism each process draws its rows' masks of the global batch: the three
 /// processes' outputs, stacked, are the single process's, call after call, and every stream ends
 /// where the single one does (so checkpoints of any world size agree).

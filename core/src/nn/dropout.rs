@@ -94,8 +94,17 @@ impl SeededDropout {
             Some(g) => ((g.first * (n / g.rows)) as u128, (g.total * (n / g.rows)) as u128),
             None => (0, n as u128),
         };
-        rng.set_word_pos(start + skip);
-        let keep = (0..n).map(|_| rng.next_u32() < threshold).collect();
+        // Blocks of the mask drawn in parallel, each by a copy of the stream moved to its first
+        // word: the same words, in the same places, as one sequential draw.
+        let first = start + skip;
+        let mut keep = vec![false; n];
+        keep.par_chunks_mut(DRAW_BLOCK).enumerate().for_each(|(b, block)| {
+            let mut stream = rng.clone();
+            stream.set_word_pos(first + (b * DRAW_BLOCK) as u128);
+            for k in block {
+                *k = stream.next_u32() < threshold;
+            }
+        });
         rng.set_word_pos(start + advance);
         Ok(keep)
     }
@@ -148,6 +157,9 @@ struct Masked {
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
+
+/// Mask elements drawn per parallel task.
+const DRAW_BLOCK: usize = 1 << 16;
 
 impl Masked {
     fn apply<T: KernelFloat>(&self, x: &[T]) -> Vec<T> {
