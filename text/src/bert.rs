@@ -135,11 +135,12 @@ impl Bert {
         contrastive_core::nn::restore_stream_positions(&self.dropouts(), state)
     }
 
-    fn activation(&self, x: &Tensor) -> Result<Tensor> {
+    /// The feed-forward layer's activation of `layer(x)` (the erf GELU fused into the layer).
+    fn activated(&self, layer: &Linear, x: &Tensor) -> Result<Tensor> {
         match self.config.hidden_act {
-            Activation::Gelu => contrastive_core::nn::gelu_erf(x),
-            Activation::GeluTanh => x.gelu(),
-            Activation::Relu => x.relu(),
+            Activation::Gelu => layer.forward_gelu(x),
+            Activation::GeluTanh => layer.forward(x)?.gelu(),
+            Activation::Relu => layer.forward(x)?.relu(),
         }
     }
 
@@ -277,7 +278,7 @@ impl Layer {
         let a = self.attention.forward(x, bias, position_bias, train)?;
         let a = self.attention_dropout.forward_t(&self.attention_output.forward(&a)?, train)?;
         let h = self.attention_norm.forward(&(a + x)?)?;
-        let f = bert.activation(&self.intermediate.forward(&h)?)?;
+        let f = bert.activated(&self.intermediate, &h)?;
         let f = self.output_dropout.forward_t(&self.output.forward(&f)?, train)?;
         self.output_norm.forward(&(f + h)?)
     }

@@ -251,7 +251,7 @@ impl Block {
         let a =
             contrastive_core::nn::multi_head_attention(&q, &k, &v, key_bias, vit.config.heads, &vit.no_dropout, train)?;
         let x = (x + drop_path(&self.proj.forward(&a)?, &self.drop_paths[0], train)?)?;
-        let m = self.fc2.forward(&contrastive_core::nn::gelu_erf(&self.fc1.forward(&self.norm2.forward(&x)?)?)?)?;
+        let m = self.fc2.forward(&self.fc1.forward_gelu(&self.norm2.forward(&x)?)?)?;
         x + drop_path(&m, &self.drop_paths[1], train)?
     }
 }

@@ -16,7 +16,7 @@ use super::CropViews;
 use crate::collective::{Collective, Local};
 use crate::error::{Error, Result};
 use crate::loss::{DinoLoss, DinoLossConfig};
-use crate::nn::{gelu_erf, linear_no_bias, InitScheme, Linear, Momentum, ParamStore, TargetNetwork};
+use crate::nn::{linear_no_bias, InitScheme, Linear, Momentum, ParamStore, TargetNetwork};
 use crate::similarity::l2_normalize;
 use crate::train::{ExtraState, Objective, Progress};
 use crate::Backbone;
@@ -89,10 +89,7 @@ impl DinoHead {
     pub fn forward(&self, x: &Tensor, freeze_last: bool) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h)?;
-            if i + 1 < self.layers.len() {
-                h = gelu_erf(&h)?;
-            }
+            h = if i + 1 < self.layers.len() { layer.forward_gelu(&h)? } else { layer.forward(&h)? };
         }
         let h = l2_normalize(&h)?;
         let v = self.last.weight();

@@ -25,7 +25,7 @@ struct GeluErf;
 const CHUNK: usize = 4096;
 
 /// Φ(x) and φ(x) in the element type, and the two passes over a chunk.
-trait Normal: num_traits::Float + Send + Sync {
+pub(crate) trait Normal: num_traits::Float + Send + Sync {
     fn cdf_pdf(self) -> (Self, Self);
 
     /// `ys = xs Φ(xs)`.
@@ -154,17 +154,20 @@ impl Normal for f64 {
     }
 }
 
-fn forward<T: Normal>(x: &[T]) -> Vec<T> {
+/// GELU of each element, in parallel chunks.
+pub(crate) fn forward<T: Normal>(x: &[T]) -> Vec<T> {
     let mut y = vec![T::zero(); x.len()];
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(ys, xs)| T::gelu_chunk(xs, ys));
     y
 }
 
-fn backward<T: Normal>(x: &[T], g: &[T]) -> Vec<T> {
+/// The gradient `g` times GELU's derivative at `x`, in parallel chunks.
+pub(crate) fn backward<T: Normal>(x: &[T], g: &[T]) -> Vec<T> {
     let mut dx = vec![T::zero(); x.len()];
-    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((ds, xs), gs)| {
-        T::gelu_grad_chunk(xs, gs, ds)
-    });
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|((ds, xs), gs)| T::gelu_grad_chunk(xs, gs, ds));
     dx
 }
 

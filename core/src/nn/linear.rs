@@ -14,9 +14,10 @@ use crate::kernel::{
 };
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor, WithDType, D};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// `y = x Wᵀ + b` over the last dimension of `x`; weight (out, in), bias (out), as PyTorch and
 /// candle-nn name and initialise them.
@@ -40,6 +41,41 @@ impl Linear {
     /// The bias (out), if any.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
+    }
+}
+
+impl Linear {
+    /// `gelu(x Wᵀ + b)` with the exact erf GELU (BERT's feed-forward layer), on the CPU in one
+    /// op that keeps the pre-activation for its backward: one node of the (…, out) activations
+    /// in candle's graph instead of two, each of whose gradients candle zeroes and adds into.
+    /// Elsewhere, or without a bias, [`gelu_erf`](crate::nn::gelu_erf) of the layer's output.
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.bias {
+            Some(b) if fused(x, &self.weight) && b.dtype() == x.dtype() => {
+                let (rows, leading, out) = self.rows(x)?;
+                let keep = x.track_op() || self.weight.track_op() || b.track_op();
+                let op = BiasedProduct { gelu: Some(Gelu { keep, pre: Mutex::new(None) }) };
+                let y = x.contiguous()?.reshape((rows, x.dim(D::Minus1)?))?.apply_op3(
+                    &self.weight.contiguous()?,
+                    &b.contiguous()?,
+                    op,
+                )?;
+                y.reshape([leading, &[out]].concat())
+            }
+            _ => crate::nn::gelu_erf(&self.forward(x)?),
+        }
+    }
+
+    /// The number of rows of `x` flattened, its leading dimensions and the output width; an
+    /// input whose last dimension is not the weight's is an error naming both shapes.
+    fn rows<'x>(&self, x: &'x Tensor) -> Result<(usize, &'x [usize], usize)> {
+        let dims = x.dims();
+        let (out, input) = self.weight.dims2()?;
+        let Some((&last, leading)) = dims.split_last() else { bail!("Linear: a scalar input") };
+        if last != input {
+            bail!("Linear: input {dims:?}, weight {:?} expects a last dimension of {input}", self.weight.dims());
+        }
+        Ok((leading.iter().product(), leading, out))
     }
 }
 
@@ -71,17 +107,11 @@ fn check_sizes(input: usize, output: usize, vb: &VarBuilder) -> Result<()> {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims();
-        let (out, input) = self.weight.dims2()?;
-        let Some((&last, leading)) = dims.split_last() else { bail!("Linear: a scalar input") };
-        if last != input {
-            bail!("Linear: input {dims:?}, weight {:?} expects a last dimension of {input}", self.weight.dims());
-        }
-        let rows: usize = leading.iter().product();
-        let x = x.contiguous()?.reshape((rows, input))?;
+        let (rows, leading, out) = self.rows(x)?;
+        let x = x.contiguous()?.reshape((rows, self.weight.dim(1)?))?;
         let y = match &self.bias {
             Some(b) if fused(&x, &self.weight) && b.dtype() == x.dtype() => {
-                x.apply_op3(&self.weight.contiguous()?, &b.contiguous()?, BiasedProduct)?
+                x.apply_op3(&self.weight.contiguous()?, &b.contiguous()?, BiasedProduct { gelu: None })?
             }
             None if fused(&x, &self.weight) => x.apply_op2(&self.weight.contiguous()?, Product)?,
             bias => {
@@ -92,9 +122,7 @@ impl Module for Linear {
                 }
             }
         };
-        let mut shape = leading.to_vec();
-        shape.push(out);
-        y.reshape(shape)
+        y.reshape([leading, &[out]].concat())
     }
 }
 
@@ -190,9 +218,18 @@ impl CustomOp2 for Product {
 /// Rows per task of the bias fill.
 const ROWS_PER_TASK: usize = 64;
 
-/// `x (N, in) Wᵀ + b` for a weight W (out, in) and a bias b (out); backward: dx = dy W,
-/// dW = dyᵀ x, db = the column sums of dy.
-struct BiasedProduct;
+/// `x (N, in) Wᵀ + b` for a weight W (out, in) and a bias b (out), then GELU if `gelu` is set;
+/// backward: dz = dy (or dy times GELU's derivative at the kept pre-activation), dx = dz W,
+/// dW = dzᵀ x, db = the column sums of dz.
+struct BiasedProduct {
+    gelu: Option<Gelu>,
+}
+
+/// The pre-activation `x Wᵀ + b`, kept by the forward pass when a backward may follow.
+struct Gelu {
+    keep: bool,
+    pre: Mutex<Option<CpuStorage>>,
+}
 
 impl CustomOp3 for BiasedProduct {
     fn name(&self) -> &'static str {
@@ -212,14 +249,24 @@ impl CustomOp3 for BiasedProduct {
         if l3.dims() != [dims.2] {
             bail!("linear: bias {:?} for a weight {:?} (out, in)", l3.dims(), l2.dims());
         }
-        let out = with_kernel_float!(s1.dtype(), "linear", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
-            times_weight_t(
+        let out = with_kernel_float!(s1.dtype(), "linear", |T| {
+            let z = times_weight_t::<T>(
                 contiguous_slice(s1, l1, "linear")?,
                 contiguous_slice(s2, l2, "linear")?,
                 Some(contiguous_slice(s3, l3, "linear")?),
-                dims
-            )
-        ));
+                dims,
+            );
+            match &self.gelu {
+                None => T::to_cpu_storage_owned(z),
+                Some(gelu) => {
+                    let h = crate::nn::gelu::forward(&z);
+                    if gelu.keep {
+                        *gelu.pre.lock().unwrap_or_else(|e| e.into_inner()) = Some(T::to_cpu_storage_owned(z));
+                    }
+                    T::to_cpu_storage_owned(h)
+                }
+            }
+        });
         Ok((out, Shape::from((dims.0, dims.2))))
     }
 
@@ -228,17 +275,35 @@ impl CustomOp3 for BiasedProduct {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = Product.bwd(x, w, res, grad)?;
         let grad = grad.contiguous()?;
-        let width = b.elem_count();
-        let db = with_kernel_float!(grad.dtype(), "linear", |T| Tensor::from_vec(
-            with_cpu_slice(&grad, "linear", |g: &[T]| column_sums(g, width))?,
-            width,
-            b.device(),
-        )?);
-        Ok((dx, dw, Some(db)))
+        let (rows, input, out) = product_dims(x.layout(), w.layout())?;
+        let (dx, dw, db) = with_kernel_float!(x.dtype(), "linear", |T| {
+            let (dx, dw, db) = with_cpu_slice(&grad, "linear", |g: &[T]| {
+                let dz = match &self.gelu {
+                    None => None,
+                    Some(gelu) => {
+                        let pre = gelu.pre.lock().unwrap_or_else(|e| e.into_inner());
+                        let Some(pre) = pre.as_ref() else {
+                            bail!("linear: the GELU's pre-activation was not kept (its input tracked no gradient)")
+                        };
+                        Some(crate::nn::gelu::backward(T::cpu_storage_as_slice(pre)?, g))
+                    }
+                };
+                let dz = dz.as_deref().unwrap_or(g);
+                let (dx, dw) = with_cpu_slice(x, "linear", |xs: &[T]| {
+                    with_cpu_slice(w, "linear", |ws: &[T]| product_grads(dz, xs, ws, (rows, input, out)))
+                })??;
+                Ok((dx, dw, column_sums(dz, out)))
+            })??;
+            (
+                Tensor::from_vec(dx, (rows, input), x.device())?,
+                Tensor::from_vec(dw, (out, input), w.device())?,
+                Tensor::from_vec(db, out, b.device())?,
+            )
+        });
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }

@@ -7,7 +7,7 @@ mod batch_norm;
 pub mod batch_norm_kernel;
 mod batch_norm_moments;
 mod dropout;
-mod gelu;
+pub(crate) mod gelu;
 mod gradient_check;
 mod layer_norm;
 mod linear;
