@@ -14,7 +14,7 @@ use crate::kernel::{
 };
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor, WithDType, D};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor, WithDType};
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -52,30 +52,25 @@ impl Linear {
     pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         match &self.bias {
             Some(b) if fused(x, &self.weight) && b.dtype() == x.dtype() => {
-                let (rows, leading, out) = self.rows(x)?;
+                self.check_input(x)?;
                 let keep = x.track_op() || self.weight.track_op() || b.track_op();
                 let op = BiasedProduct { gelu: Some(Gelu { keep, pre: Mutex::new(None) }) };
-                let y = x.contiguous()?.reshape((rows, x.dim(D::Minus1)?))?.apply_op3(
-                    &self.weight.contiguous()?,
-                    &b.contiguous()?,
-                    op,
-                )?;
-                y.reshape([leading, &[out]].concat())
+                x.contiguous()?.apply_op3(&self.weight.contiguous()?, &b.contiguous()?, op)
             }
             _ => crate::nn::gelu_erf(&self.forward(x)?),
         }
     }
 
-    /// The number of rows of `x` flattened, its leading dimensions and the output width; an
-    /// input whose last dimension is not the weight's is an error naming both shapes.
-    fn rows<'x>(&self, x: &'x Tensor) -> Result<(usize, &'x [usize], usize)> {
-        let dims = x.dims();
-        let (out, input) = self.weight.dims2()?;
-        let Some((&last, leading)) = dims.split_last() else { bail!("Linear: a scalar input") };
-        if last != input {
-            bail!("Linear: input {dims:?}, weight {:?} expects a last dimension of {input}", self.weight.dims());
+    /// An input whose last dimension is not the weight's is an error naming both shapes.
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        let (dims, input) = (x.dims(), self.weight.dim(1)?);
+        match dims.last() {
+            None => bail!("Linear: a scalar input"),
+            Some(&last) if last != input => {
+                bail!("Linear: input {dims:?}, weight {:?} expects a last dimension of {input}", self.weight.dims())
+            }
+            Some(_) => Ok(()),
         }
-        Ok((leading.iter().product(), leading, out))
     }
 }
 
@@ -106,23 +101,27 @@ fn check_sizes(input: usize, output: usize, vb: &VarBuilder) -> Result<()> {
 }
 
 impl Module for Linear {
+    /// On the CPU the fused ops take `x` of any rank as rows (no reshape nodes in the graph,
+    /// whose backward candle would also zero and add into); elsewhere candle's product.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (rows, leading, out) = self.rows(x)?;
-        let x = x.contiguous()?.reshape((rows, self.weight.dim(1)?))?;
-        let y = match &self.bias {
-            Some(b) if fused(&x, &self.weight) && b.dtype() == x.dtype() => {
-                x.apply_op3(&self.weight.contiguous()?, &b.contiguous()?, BiasedProduct { gelu: None })?
+        self.check_input(x)?;
+        let w = &self.weight;
+        match &self.bias {
+            Some(b) if fused(x, w) && b.dtype() == x.dtype() => {
+                x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, BiasedProduct { gelu: None })
             }
-            None if fused(&x, &self.weight) => x.apply_op2(&self.weight.contiguous()?, Product)?,
+            None if fused(x, w) => x.contiguous()?.apply_op2(&w.contiguous()?, Product),
             bias => {
-                let y = x.matmul(&self.weight.t()?)?;
-                match bias {
+                let (out, input) = w.dims2()?;
+                let leading = &x.dims()[..x.rank() - 1];
+                let y = x.contiguous()?.reshape((leading.iter().product::<usize>(), input))?.matmul(&w.t()?)?;
+                let y = match bias {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
-                }
+                };
+                y.reshape([leading, &[out]].concat())
             }
-        };
-        y.reshape([leading, &[out]].concat())
+        }
     }
 }
 
@@ -130,15 +129,24 @@ fn fused(x: &Tensor, w: &Tensor) -> bool {
     crate::kernel::runs_kernel(x) && w.dtype() == x.dtype()
 }
 
-/// `x (N, in) Wᵀ` for a weight W (out, in); backward: dx = dy W, dW = dyᵀ x.
+/// `x (…, in) Wᵀ` for a weight W (out, in); backward: dx = dy W, dW = dyᵀ x.
 struct Product;
 
-/// (rows, in) and (out, in) of the two operands.
+/// (rows, in, out) of an input (…, in) and a weight (out, in).
 fn product_dims(x: &Layout, w: &Layout) -> Result<(usize, usize, usize)> {
-    match (x.dims(), w.dims()) {
-        (&[rows, input], &[out, width]) if input == width => Ok((rows, input, out)),
-        (x, w) => bail!("linear: input {x:?} and weight {w:?} (out, in) do not match"),
+    match (x.dims().split_last(), w.dims()) {
+        (Some((&input, leading)), &[out, width]) if input == width => Ok((leading.iter().product(), input, out)),
+        _ => bail!("linear: input {:?} and weight {:?} (out, in) do not match", x.dims(), w.dims()),
     }
+}
+
+/// The input's shape with its last dimension `out`.
+fn output_shape(x: &Layout, out: usize) -> Shape {
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = out;
+    }
+    Shape::from(dims)
 }
 
 /// `x (rows, input)` times the transpose of `w (out, input)`, plus `bias (out)` on every row.
@@ -197,7 +205,7 @@ impl CustomOp2 for Product {
         let out = with_kernel_float!(s1.dtype(), "linear", |T| <T as candle_core::WithDType>::to_cpu_storage_owned(
             times_weight_t(contiguous_slice(s1, l1, "linear")?, contiguous_slice(s2, l2, "linear")?, None, dims)
         ));
-        Ok((out, Shape::from((dims.0, dims.2))))
+        Ok((out, output_shape(l1, dims.2)))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -209,7 +217,7 @@ impl CustomOp2 for Product {
                     with_cpu_slice(w, "linear", |ws: &[T]| product_grads(g, xs, ws, (rows, input, out)))
                 })
             })???;
-            (Tensor::from_vec(dx, (rows, input), x.device())?, Tensor::from_vec(dw, (out, input), w.device())?)
+            (Tensor::from_vec(dx, x.dims(), x.device())?, Tensor::from_vec(dw, (out, input), w.device())?)
         });
         Ok((Some(dx), Some(dw)))
     }
@@ -218,7 +226,7 @@ impl CustomOp2 for Product {
 /// Rows per task of the bias fill.
 const ROWS_PER_TASK: usize = 64;
 
-/// `x (N, in) Wᵀ + b` for a weight W (out, in) and a bias b (out), then GELU if `gelu` is set;
+/// `x (…, in) Wᵀ + b` for a weight W (out, in) and a bias b (out), then GELU if `gelu` is set;
 /// backward: dz = dy (or dy times GELU's derivative at the kept pre-activation), dx = dz W,
 /// dW = dzᵀ x, db = the column sums of dz.
 struct BiasedProduct {
@@ -267,7 +275,7 @@ impl CustomOp3 for BiasedProduct {
                 }
             }
         });
-        Ok((out, Shape::from((dims.0, dims.2))))
+        Ok((out, output_shape(l1, dims.2)))
     }
 
     fn bwd(
@@ -299,7 +307,7 @@ impl CustomOp3 for BiasedProduct {
                 Ok((dx, dw, column_sums(dz, out)))
             })??;
             (
-                Tensor::from_vec(dx, (rows, input), x.device())?,
+                Tensor::from_vec(dx, x.dims(), x.device())?,
                 Tensor::from_vec(dw, (out, input), w.device())?,
                 Tensor::from_vec(db, out, b.device())?,
             )
