@@ -93,11 +93,27 @@ fn tile_map<T: KernelFloat, const I: usize, const O: usize>(
         let n = LANES.min(len - first);
         let mut x = [[T::zero(); LANES]; I];
         for (lanes, row) in x.iter_mut().zip(inputs) {
-            lanes[..n].copy_from_slice(&row[first..first + n]);
+            put(lanes, &row[first..first + n]);
         }
         for (k, lanes) in transform(&x).iter().enumerate() {
             store(k, first, &lanes[..n]);
         }
+    }
+}
+
+/// Copies `src` (at most LANES values) to the start of `dst`: a whole lane as one fixed-size move,
+/// which compiles to vector loads and stores where a slice copy of unknown length calls `memcpy`
+/// (6% of a ResNet-18 step went to those calls).
+#[inline(always)]
+fn put<T: Copy>(dst: &mut [T], src: &[T]) {
+    let dst = &mut dst[..src.len()];
+    match <&[T; LANES]>::try_from(src) {
+        Ok(lane) => {
+            if let Ok(d) = <&mut [T; LANES]>::try_from(dst) {
+                *d = *lane;
+            }
+        }
+        Err(_) => dst.copy_from_slice(src),
     }
 }
 
@@ -112,7 +128,7 @@ pub(crate) fn kernel_transform<T: KernelFloat>(w_rows: &[T], d: &Dims) -> Vec<T>
             c,
             &taps,
             |x| separable::<T, 3, 4, 9, TAPS>(x, g),
-            |xi, first, v| u[(xi * o + oi) * c + first..][..v.len()].copy_from_slice(v),
+            |xi, first, v| put(&mut u[(xi * o + oi) * c + first..], v),
         );
     }
     u
@@ -125,12 +141,7 @@ pub(crate) fn kernel_transform_adjoint<T: KernelFloat>(du: &[T], d: &Dims) -> Ve
     let mut dw = vec![T::zero(); o * 9 * c];
     for (oi, dst) in dw.chunks_mut(9 * c).enumerate() {
         let rows: [&[T]; TAPS] = std::array::from_fn(|xi| &du[(xi * o + oi) * c..][..c]);
-        tile_map(
-            c,
-            &rows,
-            |x| separable::<T, 4, 3, TAPS, 9>(x, gt),
-            |k, first, v| dst[k * c + first..][..v.len()].copy_from_slice(v),
-        );
+        tile_map(c, &rows, |x| separable::<T, 4, 3, TAPS, 9>(x, gt), |k, first, v| put(&mut dst[k * c + first..], v));
     }
     dw
 }
@@ -217,7 +228,7 @@ impl<T: KernelFloat> Scratch<T> {
                     c,
                     &rows,
                     |x| separable::<T, 4, 4, TAPS, TAPS>(x, bt),
-                    |xi, first, vals| v[(xi * t_all + row) * c + first..][..vals.len()].copy_from_slice(vals),
+                    |xi, first, vals| put(&mut v[(xi * t_all + row) * c + first..], vals),
                 );
             }
         }
@@ -298,7 +309,7 @@ pub(crate) fn backward_block<T: KernelFloat>(
                 o,
                 &rows,
                 |x| separable::<T, 2, 4, 4, TAPS>(x, a),
-                |xi, first, vals| m[(xi * t_all + row) * o + first..][..vals.len()].copy_from_slice(vals),
+                |xi, first, vals| put(&mut m[(xi * t_all + row) * o + first..], vals),
             );
         }
     }
