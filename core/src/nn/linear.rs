@@ -160,9 +160,19 @@ fn times_weight_t<T: KernelFloat>(
     let (x, wt) = (Strided::new(x, (input, 1)), Strided::new(w, (1, input)));
     match bias {
         Some(b) => {
-            let mut y = vec![T::zero(); rows * out];
-            y.par_chunks_mut(out.max(1) * ROWS_PER_TASK)
-                .for_each(|rows| rows.chunks_mut(out.max(1)).for_each(|r| r.copy_from_slice(b)));
+            // SAFETY: each row (of `out` = b.len() values, checked by the op) is written with
+            // the bias, which the product then accumulates onto.
+            let mut y = unsafe {
+                written_vec(rows * out, |y| {
+                    y.par_chunks_mut(out.max(1) * ROWS_PER_TASK).for_each(|rows| {
+                        for row in rows.chunks_mut(out.max(1)) {
+                            for (d, &v) in row.iter_mut().zip(b) {
+                                d.write(v);
+                            }
+                        }
+                    })
+                })
+            };
             gemm(&mut y, dims, true, x, wt, T::one(), Threads::Pool);
             y
         }
