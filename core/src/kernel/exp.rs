@@ -65,18 +65,44 @@ fn exp_shifted_sum_avx2(row: &mut [f32], shift: f32) -> f32 {
 /// Replaces each `v` of `row` by `exp(v - shift)` and returns their sum. Entries at `-inf` (or
 /// far below `shift`) become exactly 0.
 pub(crate) fn exp_shifted_sum_f32(row: &mut [f32], shift: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has just been checked to support the enabled features.
-            return unsafe { exp_shifted_sum_avx512(row, shift) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { exp_shifted_sum_avx2(row, shift) };
-        }
+    match VectorWidth::of_this_cpu() {
+        // SAFETY: the CPU supports the enabled features (checked by `of_this_cpu`).
+        #[cfg(target_arch = "x86_64")]
+        VectorWidth::Avx512 => unsafe { exp_shifted_sum_avx512(row, shift) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        VectorWidth::Avx2 => unsafe { exp_shifted_sum_avx2(row, shift) },
+        _ => exp_shifted_sum_body(row, shift),
     }
-    exp_shifted_sum_body(row, shift)
+}
+
+/// The widest vector unit of this CPU that the f32 loops are compiled for (each such loop has an
+/// AVX-512 and an AVX2 build beside its baseline one, picked at run time).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) enum VectorWidth {
+    /// AVX-512F.
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    /// Neither (or not x86-64): the baseline build.
+    Baseline,
+}
+
+impl VectorWidth {
+    /// Detected once per call (the standard library caches the CPU's features).
+    pub(crate) fn of_this_cpu() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Self::Avx2;
+            }
+        }
+        Self::Baseline
+    }
 }
 
 /// The f64 counterpart, exact to libm.

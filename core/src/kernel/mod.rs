@@ -12,7 +12,7 @@ pub use path::{
 };
 
 use candle_core::WithDType;
-pub(crate) use exp::{exp_cephes, exp_shifted_sum_f32, exp_shifted_sum_f64};
+pub(crate) use exp::{exp_cephes, exp_shifted_sum_f32, exp_shifted_sum_f64, VectorWidth};
 use num_traits::Float;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;

@@ -3,7 +3,7 @@
 //! 1/√(2π) rounded to six digits; this op computes the value and, in backward, the exact
 //! derivative in one parallel pass each.
 
-use crate::kernel::{contiguous_slice, with_cpu_slice};
+use crate::kernel::{contiguous_slice, with_cpu_slice, VectorWidth};
 use crate::with_kernel_float;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
@@ -81,27 +81,6 @@ mod wide {
     }
 }
 
-/// The widest vector unit this CPU has, for the f32 loops.
-#[derive(Clone, Copy, PartialEq)]
-enum Width {
-    Avx512,
-    Avx2,
-    Baseline,
-}
-
-fn width() -> Width {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Width::Avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Width::Avx2;
-        }
-    }
-    Width::Baseline
-}
-
 impl Normal for f32 {
     /// erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7, the f32 resolution near
     /// 1; PyTorch's vectorised float erf uses the same formula), sharing one exponential with φ:
@@ -121,25 +100,25 @@ impl Normal for f32 {
     }
 
     fn gelu_chunk(xs: &[f32], ys: &mut [f32]) {
-        match width() {
-            // SAFETY: the CPU has just been checked to support the enabled features.
+        match VectorWidth::of_this_cpu() {
+            // SAFETY: the CPU supports the enabled features (checked by `of_this_cpu`).
             #[cfg(target_arch = "x86_64")]
-            Width::Avx512 => unsafe { wide::gelu_avx512(xs, ys) },
+            VectorWidth::Avx512 => unsafe { wide::gelu_avx512(xs, ys) },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Width::Avx2 => unsafe { wide::gelu_avx2(xs, ys) },
+            VectorWidth::Avx2 => unsafe { wide::gelu_avx2(xs, ys) },
             _ => gelu_loop(xs, ys),
         }
     }
 
     fn gelu_grad_chunk(xs: &[f32], gs: &[f32], ds: &mut [f32]) {
-        match width() {
-            // SAFETY: the CPU has just been checked to support the enabled features.
+        match VectorWidth::of_this_cpu() {
+            // SAFETY: the CPU supports the enabled features (checked by `of_this_cpu`).
             #[cfg(target_arch = "x86_64")]
-            Width::Avx512 => unsafe { wide::gelu_grad_avx512(xs, gs, ds) },
+            VectorWidth::Avx512 => unsafe { wide::gelu_grad_avx512(xs, gs, ds) },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Width::Avx2 => unsafe { wide::gelu_grad_avx2(xs, gs, ds) },
+            VectorWidth::Avx2 => unsafe { wide::gelu_grad_avx2(xs, gs, ds) },
             _ => gelu_grad_loop(xs, gs, ds),
         }
     }

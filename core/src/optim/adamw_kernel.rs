@@ -4,10 +4,11 @@
 //! tensor-op form's operations in its order and precision (candle's scalar ops are `x · a + b`),
 //! so both forms give the same bits.
 
-use crate::kernel::{runs_kernel, with_cpu_slice, KernelFloat};
+use crate::kernel::{runs_kernel, with_cpu_slice, written_vec, KernelFloat};
 use crate::with_kernel_float;
 use candle_core::{Result, Tensor, WithDType};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// The scalars of one update.
 #[derive(Clone, Copy, Debug)]
@@ -62,12 +63,40 @@ pub(super) fn update(
 }
 
 fn step<T: KernelFloat>(w: &[T], g: &[T], moments: Option<(&[T], &[T])>, s: AdamWScalars) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let n = w.len();
+    // The three outputs are written whole below, so they start uninitialised (zeroing them first
+    // was a pass over three model-sized buffers a step).
+    let (mut m2, mut v2) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (m_out, v_out) = (&mut m2.spare_capacity_mut()[..n], &mut v2.spare_capacity_mut()[..n]);
+    // SAFETY: the loop writes every element of `w2`, `m_out` and `v_out` (chunks of one size over
+    // three buffers of n elements).
+    let w2 = unsafe {
+        written_vec(n, |w_out| {
+            update_into(w, g, moments, s, w_out, m_out, v_out);
+        })
+    };
+    // SAFETY: the first n elements of both were written above (the capacity is n).
+    unsafe {
+        m2.set_len(n);
+        v2.set_len(n);
+    }
+    (w2, m2, v2)
+}
+
+/// The update of [`step`] into its three (uninitialised) outputs, every element written.
+fn update_into<T: KernelFloat>(
+    w: &[T],
+    g: &[T],
+    moments: Option<(&[T], &[T])>,
+    s: AdamWScalars,
+    w2: &mut [MaybeUninit<T>],
+    m2: &mut [MaybeUninit<T>],
+    v2: &mut [MaybeUninit<T>],
+) {
     let t = |v: f64| <T as WithDType>::from_f64(v);
     let zero = T::zero();
     let (decay, b1, one_b1, b2, one_b2) = (t(s.decay), t(s.beta1), t(1.0 - s.beta1), t(s.beta2), t(1.0 - s.beta2));
     let (inv_bias2, eps, step_size) = (t(1.0 / s.bias2.sqrt()), t(s.eps), t(s.step_size));
-    let n = w.len();
-    let (mut w2, mut m2, mut v2) = (vec![zero; n], vec![zero; n], vec![zero; n]);
     w2.par_chunks_mut(CHUNK).zip(m2.par_chunks_mut(CHUNK)).zip(v2.par_chunks_mut(CHUNK)).enumerate().for_each(
         |(c, ((wo, mo), vo))| {
             let at = c * CHUNK;
@@ -84,11 +113,10 @@ fn step<T: KernelFloat>(w: &[T], g: &[T], moments: Option<(&[T], &[T])>, s: Adam
                     ),
                 };
                 let denom = (v.sqrt() * inv_bias2 + zero) * T::one() + eps;
-                wo[i] = decayed - ((m / denom) * step_size + zero);
-                mo[i] = m;
-                vo[i] = v;
+                wo[i].write(decayed - ((m / denom) * step_size + zero));
+                mo[i].write(m);
+                vo[i].write(v);
             }
         },
     );
-    (w2, m2, v2)
 }
