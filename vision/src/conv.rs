@@ -21,6 +21,7 @@ use contrastive_core::kernel::{
 };
 use contrastive_core::with_kernel_float;
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 pub(crate) use crate::unfold::Dims;
@@ -188,12 +189,11 @@ fn images_per_task(positions: usize) -> usize {
     2048usize.div_ceil(positions.max(1)).clamp(1, 64)
 }
 
-/// Images per task of a channels-last convolution: as [`images_per_task`], or one block of
-/// Winograd's tiles, whose transforms run on the task's thread (a task of the whole batch left the
-/// other cores idle through them on the small late maps).
-fn channels_last_images_per_task(d: &Dims) -> usize {
-    if winograd::applies(d) {
-        winograd::images_per_block(d)
+/// Images per task of a channels-last convolution of `images` images: as [`images_per_task`], or
+/// one block of Winograd's tiles.
+fn channels_last_images_per_task(d: &Dims, images: usize) -> usize {
+    if winograd::applies(d, images) {
+        winograd::images_per_block(d, images)
     } else {
         images_per_task(d.positions())
     }
@@ -337,18 +337,13 @@ pub(crate) fn forward_channels_last_then<T: KernelFloat>(
     epilogue: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
     let (rows, p) = (d.rows(), d.positions());
-    let per_task = channels_last_images_per_task(d);
-    let threads = task_threads(x.len() / d.in_len(), per_task);
-    let w = kernel_rows(w, d);
-    let winograd = winograd::applies(d);
-    let u = if winograd { winograd::kernel_transform(&w, d) } else { Vec::new() };
-    let sub = if winograd {
-        winograd::images_per_block(d)
-    } else if d.is_pointwise() {
-        per_task
-    } else {
-        images_per_unfold::<T>(d)
-    };
+    let images = x.len() / d.in_len();
+    let per_task = channels_last_images_per_task(d, images);
+    let threads = task_threads(images, per_task);
+    let winograd = winograd::applies(d, images);
+    let u = if winograd { winograd::forward_kernel(w, d) } else { Vec::new() };
+    let w = if winograd { Cow::Borrowed(w) } else { kernel_rows(w, d) };
+    let sub = if winograd || d.is_pointwise() { per_task } else { images_per_unfold::<T>(d) };
     let fill = |y: &mut [MaybeUninit<T>]| {
         let tasks = y.par_chunks_mut(d.out_len() * per_task).zip(x.par_chunks(d.in_len() * per_task)).enumerate();
         tasks.for_each_init(Default::default, |(col, scratch), (task, (ys, xs))| {
@@ -391,11 +386,17 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
 ) -> (Option<Vec<T>>, Vec<T>) {
     let (rows, p) = (d.rows(), d.positions());
     let w = kernel_rows(w, d);
-    let threads = task_threads(x.len() / d.in_len(), channels_last_images_per_task(d));
-    let u = if winograd::applies(d) { winograd::kernel_transform(&w, d) } else { Vec::new() };
+    let images = x.len() / d.in_len();
+    let per_task = channels_last_images_per_task(d, images);
+    let threads = task_threads(images, per_task);
+    let winograd = winograd::applies(d, images);
+    let u = if winograd { winograd::backward_kernel(&w, d) } else { Vec::new() };
     let task = |dxs: Option<&mut [T]>, xs: &[T], dys: &[T]| {
-        if winograd::applies(d) {
-            return winograd_task(dxs, xs, dys, &u, d, threads);
+        if winograd {
+            // A task is one block of Winograd's tiles.
+            let (mut scratch, mut du) = (winograd::Scratch::default(), vec![T::zero(); u.len()]);
+            winograd::backward_block(xs, dys, &u, d, &mut scratch, &mut du, dxs, threads);
+            return winograd::kernel_transform_adjoint(&du, d);
         }
         let sub = if d.is_pointwise() { images_per_task(p) } else { images_per_unfold::<T>(d) };
         let mut col = Vec::new();
@@ -445,29 +446,8 @@ pub(crate) fn backward_channels_last<T: KernelFloat>(
         }
         dw
     };
-    let (dx, dw) = over_tasks(x, dy, (d, channels_last_images_per_task(d)), need_dx, task);
+    let (dx, dw) = over_tasks(x, dy, (d, per_task), need_dx, task);
     (dx, kernel_from_rows(dw, d))
-}
-
-/// The backward task of a convolution that runs as F(2x2, 3x3) (see [`winograd`]): the kernel's
-/// gradient in im2row's order, and the input's added into `dxs` if given.
-fn winograd_task<T: KernelFloat>(
-    dxs: Option<&mut [T]>,
-    xs: &[T],
-    dys: &[T],
-    u: &[T],
-    d: &Dims,
-    threads: Threads,
-) -> Vec<T> {
-    let sub = winograd::images_per_block(d);
-    let mut scratch = winograd::Scratch::default();
-    let mut du = vec![T::zero(); u.len()];
-    let mut dxs = dxs.map(|dxs| dxs.chunks_mut(d.in_len() * sub));
-    for (k, (xs, dys)) in xs.chunks(d.in_len() * sub).zip(dys.chunks(d.out_len() * sub)).enumerate() {
-        let dx = dxs.as_mut().and_then(|it| it.next());
-        winograd::backward_block(xs, dys, u, d, &mut scratch, &mut du, k > 0, dx, threads);
-    }
-    winograd::kernel_transform_adjoint(&du, d)
 }
 
 impl ConvOp {

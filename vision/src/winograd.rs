@@ -1,103 +1,172 @@
-//! Winograd's minimal filtering F(2x2, 3x3) for the 3x3 convolutions at stride 1 and padding 1 of
+//! Winograd's minimal filtering F(4x4, 3x3) for the 3x3 convolutions at stride 1 and padding 1 of
 //! channels-last images (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
-//! 2016): each 2x2 block of outputs is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` over the 4x4 input tile `d`
-//! around it, so the products over channels are 16 matrix products (one per tile position ξ of
-//! the transformed tile, tiles x C times C x O) of 4 multiply-adds per output where the direct
-//! convolution has 9: 2.25 times fewer. The transforms' coefficients are 0, ±1 and ±1/2, exact in
-//! floating point; they add a few additions per value, and no im2row copy is made.
+//! 2016): each 4x4 block of outputs is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` over the 6x6 input tile `d`
+//! around it, so the products over channels are 36 matrix products (one per position ξ of the
+//! transformed tile, tiles x C times C x O) of 36/16 = 2.25 multiply-adds per output where the
+//! direct convolution has 9: 4 times fewer. The transforms (interpolation at 0, ±1, ±2 and ∞,
+//! coefficients up to 8 and down to 1/24) add a few operations per value, compiled for the CPU's
+//! widest vectors, and no im2row copy is made. F(2x2, 3x3), which this replaced, saved 2.25
+//! times, and its transforms, built on arrays of lanes for baseline x86-64, cost what it saved
+//! below 128 channels.
 //!
-//! The gradients are the adjoints of the same linear maps: the kernel's from the 16 products
-//! `dUξ = dMξᵀ · Vξ` over the tiles (then `Gᵀ dU G`), the input's from `dVξ = dMξ · Uξᵀ` folded
+//! The gradients are the adjoints of the same linear maps: the kernel's from the 36 products
+//! `dUξ = dMξᵀ · Vξ` over the tiles (then `Gᵀ dU G`), the input's from `dVξ = dMξ · Uξ` folded
 //! back by `B dV Bᵀ` onto the overlapping tiles, where `dM = A dY Aᵀ`.
 
-use crate::unfold::Dims;
-use contrastive_core::kernel::{gemm, KernelFloat, Strided, Threads};
+use crate::unfold::{transpose_blocks, Dims};
+use contrastive_core::kernel::{gemm, KernelFloat, Strided, Threads, VectorWidth};
+use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-/// Positions of a transformed tile (4x4).
-const TAPS: usize = 16;
+/// Outputs along a tile's side, and the inputs a tile reads along its side (OUT + 2).
+const OUT: usize = 4;
+const IN: usize = 6;
+/// Positions of a transformed tile (6x6), and outputs of a tile (4x4).
+const TAPS: usize = IN * IN;
+const OUTS: usize = OUT * OUT;
 
-/// Channels transformed at a time, in registers.
+/// Channels transformed at a time: one AVX-512 register of f32.
 const LANES: usize = 16;
-type Lanes<T> = [T; LANES];
 
-fn add<T: KernelFloat>(a: Lanes<T>, b: Lanes<T>) -> Lanes<T> {
-    std::array::from_fn(|l| a[l] + b[l])
-}
-fn sub<T: KernelFloat>(a: Lanes<T>, b: Lanes<T>) -> Lanes<T> {
-    std::array::from_fn(|l| a[l] - b[l])
-}
-fn neg<T: KernelFloat>(a: Lanes<T>) -> Lanes<T> {
-    std::array::from_fn(|l| -a[l])
-}
-fn half<T: KernelFloat>(a: Lanes<T>) -> Lanes<T> {
-    let h = <T as candle_core::WithDType>::from_f64(0.5);
-    std::array::from_fn(|l| a[l] * h)
+/// `c` as a T (the transforms' constants, folded at compile time).
+#[inline(always)]
+fn k<T: KernelFloat>(c: f64) -> T {
+    <T as candle_core::WithDType>::from_f64(c)
 }
 
-// The transforms along one axis; each 2-D one applies its map to the columns, then the rows.
+// The transforms along one axis, on one value per position (the interpolation points 0, ±1, ±2 and
+// ∞); each 2-D one applies its map to the columns, then the rows, in [`tile_map`].
 
-/// Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], the input transform.
-fn bt<T: KernelFloat>([x0, x1, x2, x3]: [Lanes<T>; 4]) -> [Lanes<T>; 4] {
-    [sub(x0, x2), add(x1, x2), sub(x2, x1), sub(x1, x3)]
+/// Bᵀ, the input transform:
+/// [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
+#[inline(always)]
+fn bt<T: KernelFloat>([x0, x1, x2, x3, x4, x5]: [T; IN]) -> [T; IN] {
+    let (t0, t1) = (x4 - k::<T>(4.0) * x2, x3 - k::<T>(4.0) * x1);
+    let (t2, t3) = (x4 - x2, k::<T>(2.0) * (x3 - x1));
+    [
+        k::<T>(4.0) * x0 - k::<T>(5.0) * x2 + x4,
+        t0 + t1,
+        t0 - t1,
+        t2 + t3,
+        t2 - t3,
+        k::<T>(4.0) * x1 - k::<T>(5.0) * x3 + x5,
+    ]
 }
 /// B, its adjoint (Bᵀ transposed).
-fn b<T: KernelFloat>([x0, x1, x2, x3]: [Lanes<T>; 4]) -> [Lanes<T>; 4] {
-    [x0, add(sub(x1, x2), x3), sub(add(x1, x2), x0), neg(x3)]
+#[inline(always)]
+fn b<T: KernelFloat>([y0, y1, y2, y3, y4, y5]: [T; IN]) -> [T; IN] {
+    let (s12, d21, s34, d43) = (y1 + y2, y2 - y1, y3 + y4, y4 - y3);
+    [
+        k::<T>(4.0) * y0,
+        k::<T>(4.0) * (d21 + y5) + k::<T>(2.0) * d43,
+        -k::<T>(5.0) * y0 - k::<T>(4.0) * s12 - s34,
+        -d21 - k::<T>(2.0) * d43 - k::<T>(5.0) * y5,
+        y0 + s12 + s34,
+        y5,
+    ]
 }
-/// Aᵀ = [1 1 1 0; 0 1 -1 -1], the output transform.
-fn at<T: KernelFloat>([x0, x1, x2, x3]: [Lanes<T>; 4]) -> [Lanes<T>; 2] {
-    [add(add(x0, x1), x2), sub(sub(x1, x2), x3)]
+/// Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1], the output transform.
+#[inline(always)]
+fn at<T: KernelFloat>([x0, x1, x2, x3, x4, x5]: [T; IN]) -> [T; OUT] {
+    let (s, d, s2, d2) = (x1 + x2, x1 - x2, x3 + x4, x3 - x4);
+    [x0 + s + s2, d + k::<T>(2.0) * d2, s + k::<T>(4.0) * s2, d + k::<T>(8.0) * d2 + x5]
 }
 /// A, its adjoint.
-fn a<T: KernelFloat>([x0, x1]: [Lanes<T>; 2]) -> [Lanes<T>; 4] {
-    [x0, add(x0, x1), sub(x0, x1), neg(x1)]
+#[inline(always)]
+fn a<T: KernelFloat>([y0, y1, y2, y3]: [T; OUT]) -> [T; IN] {
+    let (e, f) = (y0 + y2, y1 + y3);
+    let (e2, f2) = (y0 + k::<T>(4.0) * y2, k::<T>(2.0) * y1 + k::<T>(8.0) * y3);
+    [y0, e + f, e - f, e2 + f2, e2 - f2, y3]
 }
-/// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], the kernel transform.
-fn g<T: KernelFloat>([x0, x1, x2]: [Lanes<T>; 3]) -> [Lanes<T>; 4] {
-    let ends = add(x0, x2);
-    [x0, half(add(ends, x1)), half(sub(ends, x1)), x2]
+/// G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], the kernel
+/// transform.
+#[inline(always)]
+fn g<T: KernelFloat>([x0, x1, x2]: [T; 3]) -> [T; IN] {
+    let p = -(x0 + x2) * k::<T>(1.0 / 6.0);
+    let q = x0 * k::<T>(1.0 / 24.0) + x2 * k::<T>(1.0 / 6.0);
+    let (x1_6, x1_12) = (x1 * k::<T>(1.0 / 6.0), x1 * k::<T>(1.0 / 12.0));
+    [x0 * k::<T>(0.25), p - x1_6, p + x1_6, q + x1_12, q - x1_12, x2]
 }
 /// Gᵀ, its adjoint.
-fn gt<T: KernelFloat>([x0, x1, x2, x3]: [Lanes<T>; 4]) -> [Lanes<T>; 3] {
-    let (sum, diff) = (half(add(x1, x2)), half(sub(x1, x2)));
-    [add(x0, sum), diff, add(sum, x3)]
+#[inline(always)]
+fn gt<T: KernelFloat>([y0, y1, y2, y3, y4, y5]: [T; IN]) -> [T; 3] {
+    let (s12, s34) = (y1 + y2, y3 + y4);
+    [
+        y0 * k::<T>(0.25) - s12 * k::<T>(1.0 / 6.0) + s34 * k::<T>(1.0 / 24.0),
+        (y2 - y1) * k::<T>(1.0 / 6.0) + (y3 - y4) * k::<T>(1.0 / 12.0),
+        (s34 - s12) * k::<T>(1.0 / 6.0) + y5,
+    ]
 }
 
-/// The 2-D transform `L · X · Lᵀ` of an N x N tile (row-major, NN = N·N values) whose 1-D map
-/// `x ↦ L x` is `f`: M x M values (MM = M·M).
-fn separable<T: KernelFloat, const N: usize, const M: usize, const NN: usize, const MM: usize>(
-    x: &[Lanes<T>; NN],
-    f: fn([Lanes<T>; N]) -> [Lanes<T>; M],
-) -> [Lanes<T>; MM] {
-    // mid[b] = L · (column b of X), then out row i = L · (row i of mid)
-    let mid: [[Lanes<T>; M]; N] = std::array::from_fn(|b| f(std::array::from_fn(|a| x[a * N + b])));
-    let mut out = [[T::zero(); LANES]; MM];
-    for i in 0..M {
-        for (j, v) in f(std::array::from_fn(|b| mid[b][i])).into_iter().enumerate() {
-            out[i * M + j] = v;
-        }
-    }
-    out
-}
-
-/// Runs `transform` over tiles of I rows of `len` values (`inputs`), LANES values of each row at
-/// a time, handing `store(output row, first value, values)` its O rows.
-fn tile_map<T: KernelFloat, const I: usize, const O: usize>(
+/// Runs the 2-D transform `L · X · Lᵀ` whose 1-D map `x ↦ L x` is `f` over a tile of N x N input
+/// rows of `len` values (row a·N + b of the tile is `inputs[a·N + b]`), LANES values of each at a
+/// time, handing `store(k, first value, values)` the M x M output rows, k = i·M + j (MM = M·M).
+/// Written on one value per position and looped over the lanes, so that the loop vectorises into
+/// one register per position (built on arrays of lanes, the maps moved them through memory, a
+/// `memcpy` per call and more time than the products at 64 channels).
+#[inline(always)]
+fn tile_map<T: KernelFloat, const N: usize, const M: usize, const NN: usize, const MM: usize>(
     len: usize,
-    inputs: &[&[T]; I],
-    transform: impl Fn(&[Lanes<T>; I]) -> [Lanes<T>; O],
+    inputs: &[&[T]; NN],
+    f: impl Fn([T; N]) -> [T; M] + Copy,
     mut store: impl FnMut(usize, usize, &[T]),
 ) {
-    for first in (0..len).step_by(LANES) {
-        let n = LANES.min(len - first);
-        let mut x = [[T::zero(); LANES]; I];
-        for (lanes, row) in x.iter_mut().zip(inputs) {
-            put(lanes, &row[first..first + n]);
+    vectorised(|| {
+        let mut x = [[T::zero(); LANES]; NN];
+        let mut out = [[T::zero(); LANES]; MM];
+        for first in (0..len).step_by(LANES) {
+            let n = LANES.min(len - first);
+            for (lanes, row) in x.iter_mut().zip(inputs) {
+                put(lanes, &row[first..first + n]);
+            }
+            for l in 0..LANES {
+                // mid[i][b] = (L · column b of X)[i], then output row i = L · mid[i]
+                let mut mid = [[T::zero(); N]; M];
+                for b in 0..N {
+                    for (i, v) in f(std::array::from_fn(|a| x[a * N + b][l])).into_iter().enumerate() {
+                        mid[i][b] = v;
+                    }
+                }
+                for (i, row) in mid.into_iter().enumerate() {
+                    for (j, v) in f(row).into_iter().enumerate() {
+                        out[i * M + j][l] = v;
+                    }
+                }
+            }
+            for (k, lanes) in out.iter().enumerate() {
+                store(k, first, &lanes[..n]);
+            }
         }
-        for (k, lanes) in transform(&x).iter().enumerate() {
-            store(k, first, &lanes[..n]);
-        }
+    })
+}
+
+/// Runs `work` (a transform's loop over tiles, whose lanes of 16 values are one AVX-512 register)
+/// compiled for the widest vector unit of this CPU: the build targets baseline x86-64, where a lane
+/// takes four registers and the transforms cost more than the products they save.
+#[inline(always)]
+fn vectorised(work: impl FnOnce()) {
+    match VectorWidth::of_this_cpu() {
+        // SAFETY: the CPU has the features the function enables (checked by `of_this_cpu`).
+        #[cfg(target_arch = "x86_64")]
+        VectorWidth::Avx512 => unsafe { wide::avx512(work) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        VectorWidth::Avx2 => unsafe { wide::avx2(work) },
+        _ => work(),
+    }
+}
+
+/// Trampolines that compile the work inlined into them for a vector unit.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn avx512(work: impl FnOnce()) {
+        work()
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn avx2(work: impl FnOnce()) {
+        work()
     }
 }
 
@@ -117,87 +186,166 @@ fn put<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// The transformed kernel U (16, O, C) from the kernel in im2row's order (O, ky, kx, C):
-/// `G g Gᵀ` for each output and input channel.
-pub(crate) fn kernel_transform<T: KernelFloat>(w_rows: &[T], d: &Dims) -> Vec<T> {
+/// The transformed kernel U as the forward products read it, (36, C, O): `G g Gᵀ` of the kernel
+/// `w` (O, C, 3, 3), each tap's C x O block row-major. gemm packs its right operand for every
+/// product unless its rows are contiguous, and the late maps' products (few tiles, large kernels)
+/// spent more time packing it than multiplying.
+pub(crate) fn forward_kernel<T: KernelFloat>(w: &[T], d: &Dims) -> Vec<T> {
     let (c, o) = (d.c, d.o);
-    let mut u = vec![T::zero(); TAPS * o * c];
-    for (oi, w) in w_rows.chunks(9 * c).enumerate() {
-        let taps: [&[T]; 9] = std::array::from_fn(|k| &w[k * c..][..c]);
-        tile_map(
-            c,
-            &taps,
-            |x| separable::<T, 3, 4, 9, TAPS>(x, g),
-            |xi, first, v| put(&mut u[(xi * o + oi) * c + first..], v),
-        );
-    }
+    // (C, 3, 3, O): each input channel and tap's O weights contiguous.
+    let wt = transpose_blocks(w, o, 9 * c);
+    let mut u = vec![T::zero(); TAPS * c * o];
+    let rows = TapRows::new(&mut u, c, o);
+    wt.par_chunks(9 * o).enumerate().for_each(|(ci, w)| {
+        let taps: [&[T]; 9] = std::array::from_fn(|k| &w[k * o..][..o]);
+        tile_map::<T, 3, IN, 9, TAPS>(o, &taps, g, |xi, first, v| {
+            // SAFETY: input channel ci's rows are this closure's alone.
+            put(unsafe { &mut rows.row(xi, ci)[first..] }, v)
+        });
+    });
     u
 }
 
-/// The kernel's gradient in im2row's order (O, ky, kx, C) from the transformed one's (16, O, C):
-/// `Gᵀ dU G`, the adjoint of [`kernel_transform`].
+/// The transformed kernel U as the backward products read it, (36, O, C), from the kernel in
+/// im2row's order (O, ky, kx, C).
+pub(crate) fn backward_kernel<T: KernelFloat>(w_rows: &[T], d: &Dims) -> Vec<T> {
+    let (c, o) = (d.c, d.o);
+    let mut u = vec![T::zero(); TAPS * o * c];
+    let rows = TapRows::new(&mut u, o, c);
+    w_rows.par_chunks(9 * c).enumerate().for_each(|(oi, w)| {
+        let taps: [&[T]; 9] = std::array::from_fn(|k| &w[k * c..][..c]);
+        tile_map::<T, 3, IN, 9, TAPS>(c, &taps, g, |xi, first, v| {
+            // SAFETY: output channel oi's rows are this closure's alone.
+            put(unsafe { &mut rows.row(xi, oi)[first..] }, v)
+        });
+    });
+    u
+}
+
+/// The kernel's gradient in im2row's order (O, ky, kx, C) from the transformed one's (36, O, C):
+/// `Gᵀ dU G`, the adjoint of [`backward_kernel`].
 pub(crate) fn kernel_transform_adjoint<T: KernelFloat>(du: &[T], d: &Dims) -> Vec<T> {
     let (c, o) = (d.c, d.o);
     let mut dw = vec![T::zero(); o * 9 * c];
-    for (oi, dst) in dw.chunks_mut(9 * c).enumerate() {
+    dw.par_chunks_mut(9 * c).enumerate().for_each(|(oi, dst)| {
         let rows: [&[T]; TAPS] = std::array::from_fn(|xi| &du[(xi * o + oi) * c..][..c]);
-        tile_map(c, &rows, |x| separable::<T, 4, 3, TAPS, 9>(x, gt), |k, first, v| put(&mut dst[k * c + first..], v));
-    }
+        tile_map::<T, IN, 3, TAPS, 9>(c, &rows, gt, |k, first, v| put(&mut dst[k * c + first..], v));
+    });
     dw
 }
 
-/// Below this many input or output channels the transforms weigh as much as the products save:
-/// timed layer by layer (forward and backward, batch 64, least of 12 runs, against the direct
-/// convolution) F(2x2, 3x3) took 28 ms for 38 at 256 channels on 8x8 maps, 43 for 52 at 128 on
-/// 16x16, 18.5 for 23.8 at 128 on 12x12, but 24.7 for 25.6 at 64 on 24x24 and 54 for 60 then 73
-/// for 49 ms at 32 to 64 channels on 14x14 (batch 512).
-const MIN_CHANNELS: usize = 128;
+/// Below this many input or output channels the transforms weigh as much as the products save
+/// (each transformed value feeds C or O multiply-adds): timed layer by layer (forward and
+/// backward, least of 8 runs), 64 channels on 32x32 maps at batch 64 took 15.0 + 34.5 ms against
+/// the direct convolution's 16.4 + 41.8, and on 24x24 at batch 32 3.4 + 6.4 against 4.4 + 9.8.
+const MIN_CHANNELS: usize = 64;
 
-/// Whether the convolution runs as F(2x2, 3x3): a 3x3 kernel at stride 1 and padding 1, enough
-/// channels, and a map whose 2x2 tiles waste at most an eighth of their outputs on an odd side (a
-/// 3x3 map's tiles cover 16 positions for its 9, which would eat the saving).
-pub(crate) fn applies(d: &Dims) -> bool {
-    let covered = 4 * d.oh.div_ceil(2) * d.ow.div_ceil(2);
+/// Multiply-adds per input and output channel that the batch must save over the direct
+/// convolution: the kernel's transforms (36 x O x C values written, twice a step, and the
+/// gradient's adjoint) are a fixed cost per call, which a few tiles do not repay. 512 channels
+/// on 3x3 maps at batch 32 (1440) took 12.6 + 19.0 ms against the direct convolution's 7.8 +
+/// 11.5; 256 channels on 6x6 at batch 32 (5760) took 4.0 + 8.3 against 4.8 + 9.6.
+const MIN_SAVING: usize = 4096;
+
+/// Whether the convolution of `images` images runs as F(4x4, 3x3): a 3x3 kernel at stride 1 and
+/// padding 1, enough channels, a map whose tiles keep the multiply-adds per output (36 per tile
+/// over the positions the tiles hold inside the map) at most two thirds of the direct
+/// convolution's 9 (a 3x3 map, one tile, has 4 per output; a 2x2 map 9), and a batch that saves
+/// enough of them.
+pub(crate) fn applies(d: &Dims, images: usize) -> bool {
+    let (direct, winograd) = (9 * d.positions(), TAPS * tiles(d));
     d.k == 3
         && d.stride == 1
         && d.pad == 1
         && d.c >= MIN_CHANNELS
         && d.o >= MIN_CHANNELS
-        && 8 * covered <= 9 * d.positions()
+        && 3 * winograd <= 2 * direct
+        && images * direct.saturating_sub(winograd) >= MIN_SAVING
 }
 
-/// 2x2 output tiles per image.
+/// 4x4 output tiles per image.
 fn tiles(d: &Dims) -> usize {
-    d.oh.div_ceil(2) * d.ow.div_ceil(2)
+    d.oh.div_ceil(OUT) * d.ow.div_ceil(OUT)
 }
 
-/// Images a block of products covers, and a task of the convolution: at least 256 tiles, so that
-/// packing the transformed kernel (16 x O x C, afresh for each product) weighs little beside the
-/// products, and few enough that the late small maps of a batch make several tasks.
-pub(crate) fn images_per_block(d: &Dims) -> usize {
-    256usize.div_ceil(tiles(d).max(1))
+/// Images a block of products covers, and a task of the convolution, for a batch of `images`:
+/// about 256 tiles, so that each product's fixed costs weigh little beside it, split evenly (29
+/// images of 9 tiles each and then 3 left one thread idle through most of a 32-image batch). A
+/// function of the shapes alone, so that the kernel's gradient sums in one order on any number
+/// of threads.
+pub(crate) fn images_per_block(d: &Dims, images: usize) -> usize {
+    let most = 256usize.div_ceil(tiles(d).max(1));
+    let blocks = images.div_ceil(most).max(1);
+    images.div_ceil(blocks).max(1)
 }
 
-/// The output positions (y, x) of tile t's 2x2 outputs, `None` past an odd side.
-fn tile_outputs(d: &Dims, t: usize) -> [Option<usize>; 4] {
-    let tw = d.ow.div_ceil(2);
+/// The output positions (y, x) of tile t's 4x4 outputs, `None` past the map's last row or column.
+fn tile_outputs(d: &Dims, t: usize) -> [Option<usize>; OUTS] {
+    let tw = d.ow.div_ceil(OUT);
     std::array::from_fn(|k| {
-        let (oy, ox) = (2 * (t / tw) + k / 2, 2 * (t % tw) + k % 2);
+        let (oy, ox) = (OUT * (t / tw) + k / OUT, OUT * (t % tw) + k % OUT);
         (oy < d.oh && ox < d.ow).then_some(oy * d.ow + ox)
     })
 }
 
-/// The input positions of tile t's 4x4 inputs, `None` where the tile reaches past the image.
+/// The input positions of tile t's 6x6 inputs, `None` where the tile reaches past the image.
 fn tile_inputs(d: &Dims, t: usize) -> [Option<usize>; TAPS] {
-    let tw = d.ow.div_ceil(2);
+    let tw = d.ow.div_ceil(OUT);
     std::array::from_fn(|k| {
-        let (iy, ix) = ((2 * (t / tw) + k / 4).wrapping_sub(1), (2 * (t % tw) + k % 4).wrapping_sub(1));
+        let (iy, ix) = ((OUT * (t / tw) + k / IN).wrapping_sub(1), (OUT * (t % tw) + k % IN).wrapping_sub(1));
         (iy < d.h && ix < d.w).then(|| iy * d.w + ix)
     })
 }
 
-/// Scratch of one thread: the transformed inputs V (16, T, C) and the products M (16, T, O) of a
-/// block of T tiles, and a row of zeros.
+/// Tiles per parallel piece of a block's transforms: the whole block (its own task's thread)
+/// where the tasks fill the threads, else 8 tiles a piece, so the pool shares the transforms of
+/// the late maps' one or two blocks as it shares their products.
+fn min_len(threads: Threads, tiles: usize) -> usize {
+    match threads {
+        Threads::One => tiles.max(1),
+        Threads::Pool => 8,
+    }
+}
+
+/// A (36, T, width) buffer whose rows the parallel pieces of a transform write, each piece the
+/// rows of its own tiles (one tile writes row t of every tap, rows T apart, which no safe split of
+/// the slice hands out). Products read each tap's T x width block contiguously; a (T, 36, width)
+/// layout, which safe chunks could split, made them gather rows 36 x width apart, and gemm's
+/// packing of those took as long as the products on the late maps.
+struct TapRows<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    tiles: usize,
+    width: usize,
+    _buffer: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: the rows handed out to different threads are disjoint (see `row`).
+unsafe impl<T: Send> Sync for TapRows<'_, T> {}
+
+impl<'a, T> TapRows<'a, T> {
+    fn new(buffer: &'a mut [T], tiles: usize, width: usize) -> Self {
+        assert!(buffer.len() >= TAPS * tiles * width, "winograd: a buffer too small for its tiles");
+        Self { ptr: buffer.as_mut_ptr(), len: buffer.len(), tiles, width, _buffer: std::marker::PhantomData }
+    }
+
+    /// Row `tile` of tap `xi`.
+    ///
+    /// # Safety
+    ///
+    /// No two live borrows may name the same row: each tile's rows belong to one piece of work.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, xi: usize, tile: usize) -> &mut [T] {
+        let start = (xi * self.tiles + tile) * self.width;
+        assert!(xi < TAPS && tile < self.tiles && start + self.width <= self.len, "winograd: row out of range");
+        // SAFETY: inside the buffer (checked above), borrowed for 'a; no other borrow of this row
+        // is live (the caller's contract).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), self.width) }
+    }
+}
+
+/// Scratch of one thread: the transformed inputs V (36, T, C) of a block of T tiles (then their
+/// gradient dV), the products M (36, T, O) (then their gradient dM), and a row of zeros.
 pub(crate) struct Scratch<T> {
     v: Vec<T>,
     m: Vec<T>,
@@ -212,31 +360,30 @@ impl<T> Default for Scratch<T> {
 }
 
 impl<T: KernelFloat> Scratch<T> {
-    /// V (16, T, C) of `xs`' images, `Bᵀ d B` of each tile, tile t of image i at row
+    /// V (36, T, C) of `xs`' images, `Bᵀ d B` of each tile, tile t of image i at row
     /// `i·tiles + t`. Returns T.
-    fn transform_inputs(&mut self, xs: &[T], d: &Dims) -> usize {
+    fn transform_inputs(&mut self, xs: &[T], d: &Dims, threads: Threads) -> usize {
         let c = d.c;
         let t_all = xs.len() / d.in_len() * tiles(d);
         self.v.resize(TAPS * t_all * c, T::zero());
         self.zeros.resize(c.max(d.o), T::zero());
         let Scratch { v, zeros, .. } = self;
-        for (i, x) in xs.chunks(d.in_len()).enumerate() {
-            for t in 0..tiles(d) {
-                let rows = tile_inputs(d, t).map(|p| p.map_or(&zeros[..c], |p| &x[p * c..][..c]));
-                let row = i * tiles(d) + t;
-                tile_map(
-                    c,
-                    &rows,
-                    |x| separable::<T, 4, 4, TAPS, TAPS>(x, bt),
-                    |xi, first, vals| put(&mut v[(xi * t_all + row) * c + first..], vals),
-                );
-            }
-        }
+        let zeros = &zeros[..c];
+        let v = TapRows::new(v, t_all, c);
+        (0..t_all).into_par_iter().with_min_len(min_len(threads, t_all)).for_each(|row| {
+            let (x, t) = (&xs[row / tiles(d) * d.in_len()..][..d.in_len()], row % tiles(d));
+            let rows = tile_inputs(d, t).map(|p| p.map_or(zeros, |p| &x[p * c..][..c]));
+            tile_map::<T, IN, IN, TAPS, TAPS>(c, &rows, bt, |xi, first, vals| {
+                // SAFETY: this tile's rows are this closure's alone.
+                put(unsafe { &mut v.row(xi, row)[first..] }, vals)
+            });
+        });
         t_all
     }
 }
 
-/// The convolution of a block of channels-last images `xs` with the transformed kernel `u`,
+/// The convolution of a block of channels-last images `xs` with the transformed kernel `u`
+/// ([`forward_kernel`]),
 /// written whole into `ys` (their outputs, (images, OH, OW, O)). Returns `ys`, initialised.
 pub(crate) fn forward_block<'y, T: KernelFloat>(
     xs: &[T],
@@ -247,43 +394,40 @@ pub(crate) fn forward_block<'y, T: KernelFloat>(
     threads: Threads,
 ) -> &'y mut [T] {
     let (c, o) = (d.c, d.o);
-    let t_all = scratch.transform_inputs(xs, d);
+    let t_all = scratch.transform_inputs(xs, d, threads);
     let Scratch { v, m, .. } = scratch;
     m.resize(TAPS * t_all * o, T::zero());
     for xi in 0..TAPS {
         // Mξ (T x O) = Vξ (T x C) · Uξᵀ (C x O)
-        let (vx, ux) = (&v[xi * t_all * c..][..t_all * c], &u[xi * o * c..][..o * c]);
+        let vx = Strided::new(&v[xi * t_all * c..][..t_all * c], (c, 1));
         let mx = &mut m[xi * t_all * o..][..t_all * o];
-        gemm(mx, (t_all, o, c), false, Strided::new(vx, (c, 1)), Strided::new(ux, (1, c)), T::one(), threads);
+        let ux = Strided::new(&u[xi * c * o..][..c * o], (o, 1));
+        gemm(mx, (t_all, o, c), false, vx, ux, T::one(), threads);
     }
     // Y = Aᵀ M A per tile.
-    for (i, y) in ys.chunks_mut(d.out_len()).enumerate() {
+    let per_image = min_len(threads, t_all).div_ceil(tiles(d));
+    ys.par_chunks_mut(d.out_len()).with_min_len(per_image).enumerate().for_each(|(i, y)| {
         for t in 0..tiles(d) {
             let row = i * tiles(d) + t;
             let rows: [&[T]; TAPS] = std::array::from_fn(|xi| &m[(xi * t_all + row) * o..][..o]);
             let outputs = tile_outputs(d, t);
-            tile_map(
-                o,
-                &rows,
-                |x| separable::<T, 4, 2, TAPS, 4>(x, at),
-                |k, first, vals| {
-                    if let Some(p) = outputs[k] {
-                        for (dst, &v) in y[p * o + first..][..vals.len()].iter_mut().zip(vals) {
-                            dst.write(v);
-                        }
+            tile_map::<T, IN, OUT, TAPS, OUTS>(o, &rows, at, |k, first, vals| {
+                if let Some(p) = outputs[k] {
+                    for (dst, &v) in y[p * o + first..][..vals.len()].iter_mut().zip(vals) {
+                        dst.write(v);
                     }
-                },
-            );
+                }
+            });
         }
-    }
+    });
     // SAFETY: every output position lies in exactly one tile, and each tile wrote all of its
     // positions inside the map, O values each: the whole of `ys`.
     unsafe { &mut *(ys as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
-/// The backward of [`forward_block`] for a block of images: adds the transformed kernel's
-/// gradient into `du` (16, O, C; overwrites it when not `accumulate`), and the input gradient
-/// into `dxs` if given.
+/// The backward of [`forward_block`] for a block of images, `u` from [`backward_kernel`]: writes
+/// the transformed kernel's gradient into `du` (36, O, C), and adds the input gradient into `dxs`
+/// if given.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_block<T: KernelFloat>(
     xs: &[T],
@@ -292,58 +436,55 @@ pub(crate) fn backward_block<T: KernelFloat>(
     d: &Dims,
     scratch: &mut Scratch<T>,
     du: &mut [T],
-    accumulate: bool,
     dxs: Option<&mut [T]>,
     threads: Threads,
 ) {
     let (c, o) = (d.c, d.o);
-    let t_all = scratch.transform_inputs(xs, d);
+    let t_all = scratch.transform_inputs(xs, d, threads);
     let Scratch { v, m, zeros } = scratch;
-    // dM (16, T, O) = A dY Aᵀ per tile, zeros for outputs past an odd side.
+    // dM (36, T, O) = A dY Aᵀ per tile, zeros for outputs past the map.
     m.resize(TAPS * t_all * o, T::zero());
-    for (i, dy) in dys.chunks(d.out_len()).enumerate() {
-        for t in 0..tiles(d) {
-            let rows = tile_outputs(d, t).map(|p| p.map_or(&zeros[..o], |p| &dy[p * o..][..o]));
-            let row = i * tiles(d) + t;
-            tile_map(
-                o,
-                &rows,
-                |x| separable::<T, 2, 4, 4, TAPS>(x, a),
-                |xi, first, vals| put(&mut m[(xi * t_all + row) * o + first..], vals),
-            );
-        }
-    }
+    let zeros = &zeros[..o];
+    let dm = TapRows::new(m, t_all, o);
+    (0..t_all).into_par_iter().with_min_len(min_len(threads, t_all)).for_each(|row| {
+        let (dy, t) = (&dys[row / tiles(d) * d.out_len()..][..d.out_len()], row % tiles(d));
+        let rows = tile_outputs(d, t).map(|p| p.map_or(zeros, |p| &dy[p * o..][..o]));
+        tile_map::<T, OUT, IN, OUTS, TAPS>(o, &rows, a, |xi, first, vals| {
+            // SAFETY: this tile's rows are this closure's alone.
+            put(unsafe { &mut dm.row(xi, row)[first..] }, vals)
+        });
+    });
     for xi in 0..TAPS {
-        // dUξ (O x C) += dMξᵀ (O x T) · Vξ (T x C)
-        let (dm, vx) = (&m[xi * t_all * o..][..t_all * o], &v[xi * t_all * c..][..t_all * c]);
+        // dUξ (O x C) = dMξᵀ (O x T) · Vξ (T x C)
+        let (dm, vx) = (
+            Strided::new(&m[xi * t_all * o..][..t_all * o], (1, o)),
+            Strided::new(&v[xi * t_all * c..][..t_all * c], (c, 1)),
+        );
         let dst = &mut du[xi * o * c..][..o * c];
-        gemm(dst, (o, c, t_all), accumulate, Strided::new(dm, (1, o)), Strided::new(vx, (c, 1)), T::one(), threads);
+        gemm(dst, (o, c, t_all), false, dm, vx, T::one(), threads);
     }
     let Some(dxs) = dxs else { return };
     for xi in 0..TAPS {
         // dVξ (T x C) = dMξ (T x O) · Uξ (O x C), into V (no longer needed)
-        let (dm, ux) = (&m[xi * t_all * o..][..t_all * o], &u[xi * o * c..][..o * c]);
+        let dm = Strided::new(&m[xi * t_all * o..][..t_all * o], (o, 1));
         let dst = &mut v[xi * t_all * c..][..t_all * c];
-        gemm(dst, (t_all, c, o), false, Strided::new(dm, (o, 1)), Strided::new(ux, (c, 1)), T::one(), threads);
+        let ux = Strided::new(&u[xi * o * c..][..o * c], (c, 1));
+        gemm(dst, (t_all, c, o), false, dm, ux, T::one(), threads);
     }
-    // dX += B dV Bᵀ per tile, onto the tile's 4x4 inputs inside the image.
-    for (i, dx) in dxs.chunks_mut(d.in_len()).enumerate() {
+    // dX += B dV Bᵀ per tile, onto the tile's 6x6 inputs inside the image.
+    let per_image = min_len(threads, t_all).div_ceil(tiles(d));
+    dxs.par_chunks_mut(d.in_len()).with_min_len(per_image).enumerate().for_each(|(i, dx)| {
         for t in 0..tiles(d) {
             let row = i * tiles(d) + t;
             let rows: [&[T]; TAPS] = std::array::from_fn(|xi| &v[(xi * t_all + row) * c..][..c]);
             let inputs = tile_inputs(d, t);
-            tile_map(
-                c,
-                &rows,
-                |x| separable::<T, 4, 4, TAPS, TAPS>(x, b),
-                |k, first, vals| {
-                    if let Some(p) = inputs[k] {
-                        for (dst, &g) in dx[p * c + first..][..vals.len()].iter_mut().zip(vals) {
-                            *dst += g;
-                        }
+            tile_map::<T, IN, IN, TAPS, TAPS>(c, &rows, b, |k, first, vals| {
+                if let Some(p) = inputs[k] {
+                    for (dst, &g) in dx[p * c + first..][..vals.len()].iter_mut().zip(vals) {
+                        *dst += g;
                     }
-                },
-            );
+                }
+            });
         }
-    }
+    });
 }

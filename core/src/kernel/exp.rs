@@ -77,10 +77,11 @@ pub(crate) fn exp_shifted_sum_f32(row: &mut [f32], shift: f32) -> f32 {
 }
 
 /// The widest vector unit of this CPU that the f32 loops are compiled for (each such loop has an
-/// AVX-512 and an AVX2 build beside its baseline one, picked at run time).
-#[derive(Clone, Copy)]
+/// AVX-512 and an AVX2 build beside its baseline one, picked at run time): the build targets
+/// baseline x86-64, whose vectors hold 4 floats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(crate) enum VectorWidth {
+pub enum VectorWidth {
     /// AVX-512F.
     Avx512,
     /// AVX2 with FMA.
@@ -91,7 +92,7 @@ pub(crate) enum VectorWidth {
 
 impl VectorWidth {
     /// Detected once per call (the standard library caches the CPU's features).
-    pub(crate) fn of_this_cpu() -> Self {
+    pub fn of_this_cpu() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {

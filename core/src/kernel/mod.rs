@@ -12,7 +12,8 @@ pub use path::{
 };
 
 use candle_core::WithDType;
-pub(crate) use exp::{exp_cephes, exp_shifted_sum_f32, exp_shifted_sum_f64, VectorWidth};
+pub use exp::VectorWidth;
+pub(crate) use exp::{exp_cephes, exp_shifted_sum_f32, exp_shifted_sum_f64};
 use num_traits::Float;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
