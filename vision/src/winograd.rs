@@ -191,32 +191,26 @@ fn put<T: Copy>(dst: &mut [T], src: &[T]) {
 /// product unless its rows are contiguous, and the late maps' products (few tiles, large kernels)
 /// spent more time packing it than multiplying.
 pub(crate) fn forward_kernel<T: KernelFloat>(w: &[T], d: &Dims) -> Vec<T> {
-    let (c, o) = (d.c, d.o);
     // (C, 3, 3, O): each input channel and tap's O weights contiguous.
-    let wt = transpose_blocks(w, o, 9 * c);
-    let mut u = vec![T::zero(); TAPS * c * o];
-    let rows = TapRows::new(&mut u, c, o);
-    wt.par_chunks(9 * o).enumerate().for_each(|(ci, w)| {
-        let taps: [&[T]; 9] = std::array::from_fn(|k| &w[k * o..][..o]);
-        tile_map::<T, 3, IN, 9, TAPS>(o, &taps, g, |xi, first, v| {
-            // SAFETY: input channel ci's rows are this closure's alone.
-            put(unsafe { &mut rows.row(xi, ci)[first..] }, v)
-        });
-    });
-    u
+    transformed(&transpose_blocks(w, d.o, 9 * d.c), d.c, d.o)
 }
 
 /// The transformed kernel U as the backward products read it, (36, O, C), from the kernel in
 /// im2row's order (O, ky, kx, C).
 pub(crate) fn backward_kernel<T: KernelFloat>(w_rows: &[T], d: &Dims) -> Vec<T> {
-    let (c, o) = (d.c, d.o);
-    let mut u = vec![T::zero(); TAPS * o * c];
-    let rows = TapRows::new(&mut u, o, c);
-    w_rows.par_chunks(9 * c).enumerate().for_each(|(oi, w)| {
-        let taps: [&[T]; 9] = std::array::from_fn(|k| &w[k * c..][..c]);
-        tile_map::<T, 3, IN, 9, TAPS>(c, &taps, g, |xi, first, v| {
-            // SAFETY: output channel oi's rows are this closure's alone.
-            put(unsafe { &mut rows.row(xi, oi)[first..] }, v)
+    transformed(w_rows, d.o, d.c)
+}
+
+/// `G g Gᵀ` of `count` groups of 3x3 rows of `width` values (`taps`, each group's 9 rows in
+/// turn), as (36, count, width), the groups in parallel.
+fn transformed<T: KernelFloat>(taps: &[T], count: usize, width: usize) -> Vec<T> {
+    let mut u = vec![T::zero(); TAPS * count * width];
+    let rows = TapRows::new(&mut u, count, width);
+    taps.par_chunks(9 * width).enumerate().for_each(|(i, group)| {
+        let taps: [&[T]; 9] = std::array::from_fn(|k| &group[k * width..][..width]);
+        tile_map::<T, 3, IN, 9, TAPS>(width, &taps, g, |xi, first, v| {
+            // SAFETY: group i's rows are this closure's alone.
+            put(unsafe { &mut rows.row(xi, i)[first..] }, v)
         });
     });
     u
@@ -308,8 +302,8 @@ fn min_len(threads: Threads, tiles: usize) -> usize {
 }
 
 /// A (36, T, width) buffer whose rows the parallel pieces of a transform write, each piece the
-/// rows of its own tiles (one tile writes row t of every tap, rows T apart, which no safe split of
-/// the slice hands out). Products read each tap's T x width block contiguously; a (T, 36, width)
+/// rows of its own tiles, or of a kernel's channels (one tile writes row t of every tap, rows T
+/// apart, which no safe split of the slice hands out). Products read each tap's T x width block contiguously; a (T, 36, width)
 /// layout, which safe chunks could split, made them gather rows 36 x width apart, and gemm's
 /// packing of those took as long as the products on the late maps.
 struct TapRows<'a, T> {
