@@ -6,9 +6,11 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
-use contrastive_core::kernel::{contiguous_slice, with_cpu_slice};
+use contrastive_core::kernel::{contiguous_slice, with_cpu_slice, written_vec};
+use contrastive_core::nn::batch_norm_kernel::relu_masked;
 use contrastive_core::with_kernel_float;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// `max(a + b, 0)` elementwise for two tensors of one shape; any device (fused on the CPU for
 /// f32/f64).
@@ -29,24 +31,15 @@ struct AddRelu;
 const CHUNK: usize = 1 << 14;
 
 fn forward<T: WithDType + num_traits::Float>(a: &[T], b: &[T]) -> Vec<T> {
-    let mut y = vec![T::zero(); a.len()];
-    y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((ys, xs), zs)| {
-        for ((y, &x), &z) in ys.iter_mut().zip(xs).zip(zs) {
-            *y = num_traits::Float::max(x + z, T::zero());
-        }
-    });
-    y
-}
-
-/// The gradient where the output is positive, 0 elsewhere.
-fn backward<T: WithDType + num_traits::Float>(out: &[T], g: &[T]) -> Vec<T> {
-    let mut d = vec![T::zero(); out.len()];
-    d.par_chunks_mut(CHUNK).zip(out.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)).for_each(|((ds, os), gs)| {
-        for ((d, &o), &g) in ds.iter_mut().zip(os).zip(gs) {
-            *d = if o > T::zero() { g } else { T::zero() };
-        }
-    });
-    d
+    let fill = |y: &mut [MaybeUninit<T>]| {
+        y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((ys, xs), zs)| {
+            for ((y, &x), &z) in ys.iter_mut().zip(xs).zip(zs) {
+                y.write(num_traits::Float::max(x + z, T::zero()));
+            }
+        });
+    };
+    // SAFETY: `y` is no longer than either input, so each of its chunks is written whole.
+    unsafe { written_vec(a.len().min(b.len()), fill) }
 }
 
 impl CustomOp2 for AddRelu {
@@ -64,7 +57,9 @@ impl CustomOp2 for AddRelu {
     fn bwd(&self, a: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (res, grad) = (res.contiguous()?, grad.contiguous()?);
         let d = with_kernel_float!(res.dtype(), "add_relu", |T| Tensor::from_vec(
-            with_cpu_slice(&res, "add_relu", |os: &[T]| { with_cpu_slice(&grad, "add_relu", |gs| backward(os, gs)) })??,
+            with_cpu_slice(&res, "add_relu", |os: &[T]| {
+                with_cpu_slice(&grad, "add_relu", |gs| relu_masked(gs, os))
+            })??,
             res.dims(),
             res.device(),
         )?);

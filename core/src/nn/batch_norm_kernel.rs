@@ -116,13 +116,15 @@ pub fn normalize<T: KernelFloat>(
 
 /// `dy` where a fused op's output is positive, 0 elsewhere (ReLU's backward), in one pass.
 pub fn relu_masked<T: KernelFloat>(dy: &[T], out: &[T]) -> Vec<T> {
-    let mut g = vec![T::zero(); dy.len()];
-    g.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14)).zip(out.par_chunks(1 << 14)).for_each(|((g, d), o)| {
-        for ((g, &d), &o) in g.iter_mut().zip(d).zip(o) {
-            *g = relu_gate(d, o);
-        }
-    });
-    g
+    let fill = |g: &mut [MaybeUninit<T>]| {
+        g.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14)).zip(out.par_chunks(1 << 14)).for_each(|((g, d), o)| {
+            for ((g, &d), &o) in g.iter_mut().zip(d).zip(o) {
+                g.write(relu_gate(d, o));
+            }
+        });
+    };
+    // SAFETY: `g` is no longer than either input, so each of its chunks is written whole.
+    unsafe { written_vec(dy.len().min(out.len()), fill) }
 }
 
 /// (dx, dγ, dβ) from x, γ and the output gradient `dy`, with the batch statistics of the forward
