@@ -2,7 +2,7 @@
 //! == stride, so the ImageNet stem's 3x3 stride-2 pool would refuse to train.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use contrastive_core::kernel::{contiguous_slice, KernelFloat};
 use contrastive_core::with_kernel_float;
 use rayon::prelude::*;
@@ -254,16 +254,34 @@ impl ChannelsLast {
         y
     }
 
-    fn run_backward<T: KernelFloat>(&self, x: &[T], dy: &[T], (h, w, c): (usize, usize, usize)) -> Vec<T> {
+    /// The input gradient from the input `x`, the forward's output `y` and its gradient `dy`:
+    /// each output's gradient goes to the first tap equal to its maximum, which is the tap
+    /// [`Self::window`] picks, found by branch-free selects over the channels (searching the
+    /// window again per channel, with positions, ran a scalar branch per value). An output with a
+    /// NaN takes the window's own search, which picks the last NaN.
+    fn run_backward<T: KernelFloat>(&self, x: &[T], y: &[T], dy: &[T], (h, w, c): (usize, usize, usize)) -> Vec<T> {
         let (oh, ow) = self.0.out_dims(h, w);
         let mut dx = vec![T::zero(); x.len()];
-        dx.par_chunks_mut(h * w * c).zip(x.par_chunks(h * w * c)).zip(dy.par_chunks(oh * ow * c)).for_each_init(
-            || (vec![T::zero(); c], vec![0usize; c]),
-            |(best, at), ((dxi, xi), dyi)| {
-                for (o, g) in dyi.chunks(c).enumerate() {
-                    self.window(xi, (h, w, c), o / ow, o % ow, best, at);
-                    for (ch, (&i, &g)) in at.iter().zip(g).enumerate() {
-                        dxi[i * c + ch] += g;
+        let images = dx.par_chunks_mut(h * w * c).zip(x.par_chunks(h * w * c));
+        images.zip(y.par_chunks(oh * ow * c).zip(dy.par_chunks(oh * ow * c))).for_each_init(
+            || (vec![T::zero(); c], vec![0usize; c], vec![false; c]),
+            |(best, at, taken), ((dxi, xi), (yi, dyi))| {
+                for (o, (m, g)) in yi.chunks(c).zip(dyi.chunks(c)).enumerate() {
+                    if m.iter().any(|v| v.is_nan()) {
+                        self.window(xi, (h, w, c), o / ow, o % ow, best, at);
+                        for (ch, (&i, &g)) in at.iter().zip(g).enumerate() {
+                            dxi[i * c + ch] += g;
+                        }
+                        continue;
+                    }
+                    taken.fill(false);
+                    for i in self.taps((h, w), o / ow, o % ow) {
+                        let (xs, ds) = (&xi[i * c..][..c], &mut dxi[i * c..][..c]);
+                        for ((((d, &v), &m), &g), t) in ds.iter_mut().zip(xs).zip(m).zip(g).zip(taken.iter_mut()) {
+                            let hit = !*t && v == m;
+                            *d = if hit { *d + g } else { *d };
+                            *t |= hit;
+                        }
                     }
                 }
             },
@@ -305,25 +323,35 @@ impl CustomOp1 for PoolOp {
         Ok((y, Shape::from(shape)))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &PoolBackward(*self))?))
+    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op3_no_bwd(&res.contiguous()?, &grad.contiguous()?, &PoolBackward(*self))?))
     }
 }
 
-/// The input gradient of a max pool: each output's gradient goes to its window's maximum.
+/// The input gradient of a max pool from its input, output and output gradient: each output's
+/// gradient goes to its window's maximum.
 struct PoolBackward(PoolOp);
 
-impl CustomOp2 for PoolBackward {
+impl CustomOp3 for PoolBackward {
     fn name(&self) -> &'static str {
         "max-pool2d-backward"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (_, h, w, c) = self.0.dims(l1)?;
         let dx = with_kernel_float!(s1.dtype(), "max pool", |T| {
-            let (x, dy) = (contiguous_slice::<T>(s1, l1, "max pool")?, contiguous_slice::<T>(s2, l2, "max pool")?);
+            let x = contiguous_slice::<T>(s1, l1, "max pool")?;
+            let (y, dy) = (contiguous_slice::<T>(s2, l2, "max pool")?, contiguous_slice::<T>(s3, l3, "max pool")?);
             let dx = if self.0.channels_last {
-                ChannelsLast(self.0.pool).run_backward(x, dy, (h, w, c))
+                ChannelsLast(self.0.pool).run_backward(x, y, dy, (h, w, c))
             } else {
                 self.0.pool.run_backward(x, dy, h, w)
             };

@@ -4,7 +4,10 @@
 
 use crate::conv::ConvGeometry;
 use candle_core::{Result, WithDType};
+use contrastive_core::kernel::written_vec;
+use rayon::prelude::*;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 /// The sizes one image needs.
 #[derive(Clone, Copy)]
@@ -249,20 +252,28 @@ pub(crate) fn row2im<T: WithDType>(rows: &[T], d: &Dims, dx: &mut [T]) {
 pub(crate) fn transpose_blocks<T: WithDType>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
     // In squares of 32 x 32, which stay in cache between their reads and their writes: a
     // ResNet's 512 x 4608 kernel transposed element by element took milliseconds.
+    // Blocks of a large kernel are shared among the threads (a pure copy: the same result on
+    // any number of them), at least 64k values a piece.
     const SQUARE: usize = 32;
-    let mut out = vec![T::zero(); src.len()];
-    for (block, dst) in src.chunks(rows * cols).zip(out.chunks_mut(rows * cols)) {
-        for r0 in (0..rows).step_by(SQUARE) {
-            for c0 in (0..cols).step_by(SQUARE) {
-                for r in r0..(r0 + SQUARE).min(rows) {
-                    for c in c0..(c0 + SQUARE).min(cols) {
-                        dst[c * rows + r] = block[r * cols + c];
+    let size = (rows * cols).max(1);
+    let fill = |out: &mut [MaybeUninit<T>]| {
+        let pieces = out.par_chunks_mut(size).zip(src.par_chunks(size)).with_min_len((1 << 16) / size);
+        pieces.for_each(|(dst, block)| {
+            for r0 in (0..rows).step_by(SQUARE) {
+                for c0 in (0..cols).step_by(SQUARE) {
+                    for r in r0..(r0 + SQUARE).min(rows) {
+                        for c in c0..(c0 + SQUARE).min(cols) {
+                            dst[c * rows + r].write(block[r * cols + c]);
+                        }
                     }
                 }
             }
-        }
-    }
-    out
+        });
+    };
+    assert_eq!(src.len() % size, 0, "transpose_blocks: {} values are not whole {rows} x {cols} blocks", src.len());
+    // SAFETY: `src` is whole blocks (asserted), and each block's r·cols + c lands once on
+    // c·rows + r of its own block: every value of `out` is written.
+    unsafe { written_vec(src.len(), fill) }
 }
 
 /// The kernel (O, C, k, k) with each output's row in im2row's order (ky, kx, c). A 1x1 kernel is
