@@ -256,16 +256,16 @@ impl ChannelsLast {
 
     /// The input gradient from the input `x`, the forward's output `y` and its gradient `dy`:
     /// each output's gradient goes to the first tap equal to its maximum, which is the tap
-    /// [`Self::window`] picks, found by branch-free selects over the channels (searching the
-    /// window again per channel, with positions, ran a scalar branch per value). An output with a
-    /// NaN takes the window's own search, which picks the last NaN.
+    /// [`Self::window`] picks, found by selects over the channels with the taps in reverse
+    /// (searching the window again per channel, with positions, ran a scalar branch per value).
+    /// An output with a NaN takes the window's own search, which picks the last NaN.
     fn run_backward<T: KernelFloat>(&self, x: &[T], y: &[T], dy: &[T], (h, w, c): (usize, usize, usize)) -> Vec<T> {
         let (oh, ow) = self.0.out_dims(h, w);
         let mut dx = vec![T::zero(); x.len()];
         let images = dx.par_chunks_mut(h * w * c).zip(x.par_chunks(h * w * c));
         images.zip(y.par_chunks(oh * ow * c).zip(dy.par_chunks(oh * ow * c))).for_each_init(
-            || (vec![T::zero(); c], vec![0usize; c], vec![false; c]),
-            |(best, at, taken), ((dxi, xi), (yi, dyi))| {
+            || (vec![T::zero(); c], vec![0usize; c], vec![0u32; c], Vec::new()),
+            |(best, at, first, taps), ((dxi, xi), (yi, dyi))| {
                 for (o, (m, g)) in yi.chunks(c).zip(dyi.chunks(c)).enumerate() {
                     if m.iter().any(|v| v.is_nan()) {
                         self.window(xi, (h, w, c), o / ow, o % ow, best, at);
@@ -274,14 +274,18 @@ impl ChannelsLast {
                         }
                         continue;
                     }
-                    taken.fill(false);
-                    for i in self.taps((h, w), o / ow, o % ow) {
-                        let (xs, ds) = (&xi[i * c..][..c], &mut dxi[i * c..][..c]);
-                        for ((((d, &v), &m), &g), t) in ds.iter_mut().zip(xs).zip(m).zip(g).zip(taken.iter_mut()) {
-                            let hit = !*t && v == m;
-                            *d = if hit { *d + g } else { *d };
-                            *t |= hit;
+                    taps.clear();
+                    taps.extend(self.taps((h, w), o / ow, o % ow));
+                    // Every channel's maximum is one of its taps: `first` ends on the first.
+                    first.fill(0);
+                    for (n, &i) in taps.iter().enumerate().rev() {
+                        let n = n as u32;
+                        for ((f, &v), &m) in first.iter_mut().zip(&xi[i * c..][..c]).zip(m) {
+                            *f = if v == m { n } else { *f };
                         }
+                    }
+                    for (ch, (&f, &g)) in first.iter().zip(g).enumerate() {
+                        dxi[taps[f as usize] * c + ch] += g;
                     }
                 }
             },

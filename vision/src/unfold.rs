@@ -251,8 +251,8 @@ pub(crate) fn row2im<T: WithDType>(rows: &[T], d: &Dims, dx: &mut [T]) {
 /// Each consecutive (rows x cols) block of `src`, transposed.
 pub(crate) fn transpose_blocks<T: WithDType>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
     // In squares of 32 x 32, which stay in cache between their reads and their writes: a
-    // ResNet's 512 x 4608 kernel transposed element by element took milliseconds.
-    // Blocks of a large kernel are shared among the threads (a pure copy: the same result on
+    // ResNet's 512 x 4608 kernel transposed element by element took milliseconds. Blocks of a
+    // large kernel are shared among the threads (a pure copy: the same result on
     // any number of them), at least 64k values a piece.
     const SQUARE: usize = 32;
     let size = (rows * cols).max(1);
