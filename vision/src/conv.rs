@@ -190,23 +190,26 @@ fn images_per_task(positions: usize) -> usize {
 }
 
 /// Images per task of a channels-last convolution of `images` images: one block of Winograd's
-/// tiles, or as [`images_per_task`] but in at least two tasks below [`WIDE_OUTPUT`] channels.
+/// tiles, or as [`images_per_task`] but at most [`NARROW_TASK`] images below [`WIDE_OUTPUT`]
+/// channels. Never a function of the batch: a data-parallel run then sums each process's tasks
+/// as one process sums the global batch's.
 fn channels_last_images_per_task(d: &Dims, images: usize) -> usize {
     if winograd::applies(d, images) {
         winograd::images_per_block(d, images)
     } else if d.o < WIDE_OUTPUT {
-        images_per_task(d.positions()).min(images.div_ceil(2)).max(1)
+        images_per_task(d.positions()).min(NARROW_TASK)
     } else {
         images_per_task(d.positions())
     }
 }
 
-/// Output channels from which a convolution whose batch fits one task keeps it in one. On the
-/// small late maps one task holds the whole batch and gemm splits its product over the threads
-/// by blocks of output channels; below this width that ran at about 60-85% of the rate of two
-/// products of half the rows side by side (ResNet-50 at batch 32: 512 channels, 3x3 on 3x3 maps,
-/// 7.7 + 13.4 ms against 6.6 + 11.9), while from it the split pays for each task packing the whole
-/// kernel again (1024 to 2048 channels, 1x1 at stride 2 on 6x6 maps: forward 5.8 ms against 6.8).
+/// Images per task on the small late maps below [`WIDE_OUTPUT`] channels: one task of a batch of
+/// 32 had gemm split its product over the threads, at 60-85% of the rate of two side by side
+/// (ResNet-50, 512 channels, 3x3 on 3x3 maps: 7.7 + 13.4 ms against 6.6 + 11.9).
+const NARROW_TASK: usize = 16;
+
+/// Output channels from which a task keeps up to 64 images: each task would pack the whole kernel
+/// (1024 to 2048 channels, 1x1 stride 2 on 6x6, batch 32: forward 5.8 ms in one task, 6.8 in two).
 const WIDE_OUTPUT: usize = 2048;
 
 /// How the products of a task use threads: the task's own where there are at least as many tasks

@@ -104,69 +104,83 @@ fn gt<T: KernelFloat>([y0, y1, y2, y3, y4, y5]: [T; IN]) -> [T; 3] {
 /// Written on one value per position and looped over the lanes, so that the loop vectorises into
 /// one register per position (built on arrays of lanes, the maps moved them through memory, a
 /// `memcpy` per call and more time than the products at 64 channels).
-#[inline(always)]
 fn tile_map<T: KernelFloat, const N: usize, const M: usize, const NN: usize, const MM: usize>(
+    len: usize,
+    inputs: &[&[T]; NN],
+    f: impl Fn([T; N]) -> [T; M] + Copy,
+    store: impl FnMut(usize, usize, &[T]),
+) {
+    match VectorWidth::of_this_cpu() {
+        // SAFETY: the CPU has the features the function enables (checked by `of_this_cpu`).
+        #[cfg(target_arch = "x86_64")]
+        VectorWidth::Avx512 => unsafe { wide::avx512::<T, N, M, NN, MM>(len, inputs, f, store) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        VectorWidth::Avx2 => unsafe { wide::avx2::<T, N, M, NN, MM>(len, inputs, f, store) },
+        _ => tile_map_lanes::<T, N, M, NN, MM>(len, inputs, f, store),
+    }
+}
+
+/// [`tile_map`]'s loop, inlined into each of [`wide`]'s functions so that it compiles for their
+/// vector unit (passed to them as a closure it stayed a function of its own, built for baseline
+/// x86-64: SSE on four lanes).
+#[inline(always)]
+fn tile_map_lanes<T: KernelFloat, const N: usize, const M: usize, const NN: usize, const MM: usize>(
     len: usize,
     inputs: &[&[T]; NN],
     f: impl Fn([T; N]) -> [T; M] + Copy,
     mut store: impl FnMut(usize, usize, &[T]),
 ) {
-    vectorised(|| {
-        let mut x = [[T::zero(); LANES]; NN];
-        let mut out = [[T::zero(); LANES]; MM];
-        for first in (0..len).step_by(LANES) {
-            let n = LANES.min(len - first);
-            for (lanes, row) in x.iter_mut().zip(inputs) {
-                put(lanes, &row[first..first + n]);
-            }
-            for l in 0..LANES {
-                // mid[i][b] = (L · column b of X)[i], then output row i = L · mid[i]
-                let mut mid = [[T::zero(); N]; M];
-                for b in 0..N {
-                    for (i, v) in f(std::array::from_fn(|a| x[a * N + b][l])).into_iter().enumerate() {
-                        mid[i][b] = v;
-                    }
-                }
-                for (i, row) in mid.into_iter().enumerate() {
-                    for (j, v) in f(row).into_iter().enumerate() {
-                        out[i * M + j][l] = v;
-                    }
+    let mut x = [[T::zero(); LANES]; NN];
+    let mut out = [[T::zero(); LANES]; MM];
+    for first in (0..len).step_by(LANES) {
+        let n = LANES.min(len - first);
+        for (lanes, row) in x.iter_mut().zip(inputs) {
+            put(lanes, &row[first..first + n]);
+        }
+        for l in 0..LANES {
+            // mid[i][b] = (L · column b of X)[i], then output row i = L · mid[i]
+            let mut mid = [[T::zero(); N]; M];
+            for b in 0..N {
+                for (i, v) in f(std::array::from_fn(|a| x[a * N + b][l])).into_iter().enumerate() {
+                    mid[i][b] = v;
                 }
             }
-            for (k, lanes) in out.iter().enumerate() {
-                store(k, first, &lanes[..n]);
+            for (i, row) in mid.into_iter().enumerate() {
+                for (j, v) in f(row).into_iter().enumerate() {
+                    out[i * M + j][l] = v;
+                }
             }
         }
-    })
-}
-
-/// Runs `work` (a transform's loop over tiles, whose lanes of 16 values are one AVX-512 register)
-/// compiled for the widest vector unit of this CPU: the build targets baseline x86-64, where a lane
-/// takes four registers and the transforms cost more than the products they save.
-#[inline(always)]
-fn vectorised(work: impl FnOnce()) {
-    match VectorWidth::of_this_cpu() {
-        // SAFETY: the CPU has the features the function enables (checked by `of_this_cpu`).
-        #[cfg(target_arch = "x86_64")]
-        VectorWidth::Avx512 => unsafe { wide::avx512(work) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        VectorWidth::Avx2 => unsafe { wide::avx2(work) },
-        _ => work(),
+        for (k, lanes) in out.iter().enumerate() {
+            store(k, first, &lanes[..n]);
+        }
     }
 }
 
-/// Trampolines that compile the work inlined into them for a vector unit.
+/// [`tile_map_lanes`] compiled for a vector unit.
 #[cfg(target_arch = "x86_64")]
 mod wide {
+    use super::{tile_map_lanes, KernelFloat};
+
     #[target_feature(enable = "avx512f")]
-    pub(super) fn avx512(work: impl FnOnce()) {
-        work()
+    pub(super) fn avx512<T: KernelFloat, const N: usize, const M: usize, const NN: usize, const MM: usize>(
+        len: usize,
+        inputs: &[&[T]; NN],
+        f: impl Fn([T; N]) -> [T; M] + Copy,
+        store: impl FnMut(usize, usize, &[T]),
+    ) {
+        tile_map_lanes::<T, N, M, NN, MM>(len, inputs, f, store)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn avx2(work: impl FnOnce()) {
-        work()
+    pub(super) fn avx2<T: KernelFloat, const N: usize, const M: usize, const NN: usize, const MM: usize>(
+        len: usize,
+        inputs: &[&[T]; NN],
+        f: impl Fn([T; N]) -> [T; M] + Copy,
+        store: impl FnMut(usize, usize, &[T]),
+    ) {
+        tile_map_lanes::<T, N, M, NN, MM>(len, inputs, f, store)
     }
 }
 

@@ -95,8 +95,8 @@ fn to_channels_first(x: &Tensor) -> Tensor {
 fn channels_last_conv_matches_channels_first_in_value_and_gradient() {
     // The channels-first op is checked against candle and finite differences above; the
     // channels-last op (its own im2row, gemm and row2im; a 1x1 kernel at stride 1 reads the
-    // images in place; a batch of 3 below 2,048 output channels runs as tasks of 2 and 1 images,
-    // whose kernel gradients add) must agree with it, permuted. The 3x3 kernels at stride 1 and padding 1 with 64 channels or more, over a
+    // images in place, and (8, 4, 1, 1, 0, 40) spreads the batch over two tasks) must agree with
+    // it, permuted. The 3x3 kernels at stride 1 and padding 1 with 64 channels or more, over a
     // batch large enough, run as Winograd's F(4x4, 3x3): on 6x7 (whose last tiles reach past the
     // map), 3x4 (one tile per image, rows and columns past the map), 10x11, 64x65 (three tasks of
     // images) and 5x6 with 64 channels; 3x4 at batch 3 saves too little and runs direct.
